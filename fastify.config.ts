@@ -1,0 +1,96 @@
+// Environment -> typed configuration, and the Fastify server options that follow from it.
+// Pure: reads only the environment object it is given.
+import type { FastifyServerOptions } from 'fastify'
+import { randomUUID } from 'node:crypto'
+
+export type LogLevel = 'fatal' | 'error' | 'warn' | 'info' | 'debug' | 'trace' | 'silent'
+
+export interface AppConfig {
+  port: number
+  host: string
+  publicUrl: string
+  /** External PostgreSQL; when absent the gateway runs the embedded one in dataDir. */
+  databaseUrl: string | null
+  redisUrl: string | null
+  dataDir: string
+  logLevel: LogLevel
+}
+
+export class ConfigError extends Error {
+  override name = 'ConfigError'
+}
+
+const LOG_LEVELS: readonly LogLevel[] = ['fatal', 'error', 'warn', 'info', 'debug', 'trace', 'silent']
+
+function optional(env: NodeJS.ProcessEnv, name: string): string | null {
+  const value = env[name]?.trim()
+  return value ? value : null
+}
+
+function url(name: string, value: string, protocols: string[]): string {
+  let parsed: URL
+  try {
+    parsed = new URL(value)
+  } catch {
+    throw new ConfigError(`${name} is not a URL: expected ${protocols.join(' or ')}://...`)
+  }
+  if (!protocols.includes(parsed.protocol.replace(/:$/, ''))) {
+    throw new ConfigError(`${name} must use ${protocols.join(' or ')}, not ${parsed.protocol.replace(/:$/, '')}`)
+  }
+  return value
+}
+
+export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
+  const portText = optional(env, 'PORT') ?? '3000'
+  const port = Number(portText)
+  if (!Number.isInteger(port) || port < 0 || port > 65535) {
+    throw new ConfigError(`PORT must be a whole number from 0 to 65535, not "${portText}"`)
+  }
+  const host = optional(env, 'HOST') ?? '127.0.0.1'
+  const logLevel = (optional(env, 'LOG_LEVEL') ?? 'info') as LogLevel
+  if (!LOG_LEVELS.includes(logLevel)) {
+    throw new ConfigError(`LOG_LEVEL must be one of ${LOG_LEVELS.join(', ')}, not "${logLevel}"`)
+  }
+  const databaseUrl = optional(env, 'DATABASE_URL')
+  const redisUrl = optional(env, 'REDIS_URL')
+  const publicUrl = optional(env, 'PUBLIC_URL') ?? `http://${host.includes(':') ? `[${host}]` : host}:${port}`
+  return {
+    port,
+    host,
+    publicUrl: url('PUBLIC_URL', publicUrl, ['http', 'https']).replace(/\/+$/, ''),
+    databaseUrl: databaseUrl && url('DATABASE_URL', databaseUrl, ['postgres', 'postgresql']),
+    redisUrl: redisUrl && url('REDIS_URL', redisUrl, ['redis', 'rediss']),
+    dataDir: optional(env, 'TESSERA_DATA_DIR') ?? '.tessera',
+    logLevel,
+  }
+}
+
+/** Fastify options: JSON logs with a request id, and no credential in any log line. */
+export function serverOptions(config: AppConfig): FastifyServerOptions {
+  return {
+    logger: {
+      level: config.logLevel,
+      redact: {
+        paths: [
+          'req.headers.authorization',
+          'req.headers.cookie',
+          'res.headers["set-cookie"]',
+          '*.password',
+          '*.secret',
+          '*.seed',
+          '*.code',
+        ],
+        censor: '[redacted]',
+      },
+    },
+    // A caller's X-Request-Id is kept only when it is a plain token, so it cannot forge log lines.
+    requestIdHeader: false,
+    genReqId: (req) => {
+      const given = req.headers['x-request-id']
+      return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID()
+    },
+    return503OnClosing: true,
+    forceCloseConnections: 'idle',
+    bodyLimit: 1024 * 1024,
+  }
+}

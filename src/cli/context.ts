@@ -1,0 +1,56 @@
+// What a CLI command runs against: DATABASE_URL, or the embedded default (the running gateway's
+// instance when there is one, else one started for the command's duration).
+import { loadConfig } from '../../fastify.config.js'
+import { createDatabase } from '../db/database.js'
+import { startEmbedded, type EmbeddedPostgres } from '../db/embedded-postgres.js'
+import { migrateToLatest, pendingMigrations } from '../db/migrate.js'
+import { PostgresEventStore } from '../event-store/postgres.js'
+import type { Db } from '../read-models/database.js'
+
+export interface CliContext {
+  db: Db
+  store: PostgresEventStore
+  databaseUrl: string
+  close(): Promise<void>
+}
+
+export class CliError extends Error {
+  override name = 'CliError'
+  constructor(message: string, readonly exitCode = 2) {
+    super(message)
+  }
+}
+
+export async function openContext(options: { migrate?: boolean } = {}): Promise<CliContext> {
+  const config = loadConfig()
+  let embedded: EmbeddedPostgres | null = null
+  let databaseUrl = config.databaseUrl
+  if (!databaseUrl) {
+    embedded = await startEmbedded(config.dataDir, { database: 'tessera' })
+    databaseUrl = embedded.url
+  }
+  const db = createDatabase(databaseUrl, { max: 4, applicationName: 'tessera-cli' })
+  try {
+    // The embedded default is the CLI's own to keep current; an external database is migrated on purpose.
+    if (embedded || options.migrate) await migrateToLatest(db)
+    else {
+      const pending = await pendingMigrations(db)
+      if (pending.length > 0) throw new CliError(`the database needs migrations first: run \`tessera migrate\` (${pending.join(', ')})`)
+    }
+  } catch (error) {
+    await db.destroy()
+    if (embedded?.startedHere) await embedded.stop()
+    throw error
+  }
+  const store = new PostgresEventStore(db, { notifyDebounceMs: 0 })
+  return {
+    db,
+    store,
+    databaseUrl,
+    async close() {
+      store.close()
+      await db.destroy()
+      if (embedded?.startedHere) await embedded.stop()
+    },
+  }
+}

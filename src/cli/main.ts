@@ -1,0 +1,93 @@
+// `tessera <command>`: the operator's tool. Exit codes: 0 done, 1 the check found a problem,
+// 2 the command could not run (usage, connection).
+import { parseArgs } from 'node:util'
+import { sql } from 'kysely'
+import { verifyChains } from '../event-store/verify.js'
+import { allProjections, projectionNamed } from '../projections/index.js'
+import { rebuildProjection } from '../projections/rebuild.js'
+import { CliError, openContext } from './context.js'
+
+const USAGE = `usage: tessera <command>
+
+  migrate                          apply pending database migrations
+  projections rebuild [name]       rebuild read models from the event log (all, or one of: ${allProjections.map((p) => p.name).join(', ')})
+  audit verify [--stream ID]       check every stream's hash chain; exit 1 naming the first changed event
+
+Uses DATABASE_URL, or the embedded PostgreSQL in TESSERA_DATA_DIR (default .tessera).`
+
+type Out = { out: (line: string) => void; err: (line: string) => void }
+const stdio: Out = {
+  out: (line) => process.stdout.write(`${line}\n`),
+  err: (line) => process.stderr.write(`${line}\n`),
+}
+
+async function migrate(io: Out): Promise<number> {
+  const ctx = await openContext({ migrate: true })
+  try {
+    const rows = await sql<{ name: string }>`select name from kysely_migration order by name`.execute(ctx.db)
+    io.out(`migrations current: ${rows.rows.map((r) => r.name).join(', ')}`)
+    return 0
+  } finally {
+    await ctx.close()
+  }
+}
+
+async function rebuild(io: Out, name: string | undefined): Promise<number> {
+  const projections = name ? [projectionNamed(name)] : allProjections
+  if (projections[0] === undefined) {
+    throw new CliError(`no projection named "${name}"; known: ${allProjections.map((p) => p.name).join(', ')}`)
+  }
+  const ctx = await openContext()
+  try {
+    for (const projection of projections) {
+      const started = performance.now()
+      const result = await rebuildProjection(ctx.db, ctx.store, projection!)
+      io.out(`rebuilt ${result.projection} (${result.tables.join(', ')}) from ${result.events} events in ${Math.round(performance.now() - started)} ms`)
+    }
+    return 0
+  } finally {
+    await ctx.close()
+  }
+}
+
+async function auditVerify(io: Out, streamId: string | undefined): Promise<number> {
+  const ctx = await openContext()
+  try {
+    const report = await verifyChains(ctx.db, { streamId })
+    if (streamId && report.events === 0 && report.breaks.length === 0) {
+      throw new CliError(`stream ${streamId} has no events`)
+    }
+    for (const b of report.breaks) io.err(`BROKEN ${b.message}`)
+    if (report.breaks.length > 0) {
+      io.err(`${report.breaks.length} of ${report.streams} streams broken (${report.events} events checked)`)
+      return 1
+    }
+    io.out(`ok: ${report.streams} streams, ${report.events} events, every hash chain intact`)
+    return 0
+  } finally {
+    await ctx.close()
+  }
+}
+
+export async function main(argv: string[], io: Out = stdio): Promise<number> {
+  try {
+    const { positionals, values } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: { stream: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+    })
+    const [command, sub, arg, ...extra] = positionals
+    if (values.help || !command) {
+      io.out(USAGE)
+      return values.help ? 0 : 2
+    }
+    if (command === 'migrate' && !sub) return await migrate(io)
+    if (command === 'projections' && sub === 'rebuild' && extra.length === 0) return await rebuild(io, arg)
+    if (command === 'audit' && sub === 'verify' && !arg) return await auditVerify(io, values.stream)
+    throw new CliError(`unknown command: tessera ${positionals.join(' ')}\n${USAGE}`)
+  } catch (error) {
+    const code = error instanceof CliError ? error.exitCode : 2
+    io.err(`tessera: ${(error as Error).message}`)
+    return code
+  }
+}

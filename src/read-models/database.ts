@@ -1,0 +1,60 @@
+// The database's tables, typed once. One interface per table; queries take `db` or `trx` first.
+import type { ColumnType, Generated, Kysely, Transaction } from 'kysely'
+
+export interface EventsTable {
+  position: Generated<string>
+  stream_id: string
+  stream_version: number
+  type: string
+  data: unknown
+  metadata: unknown
+  recorded_at: Generated<Date>
+  tx_id: Generated<string>
+  hash: ColumnType<Buffer, never, never>
+}
+
+export interface SubscriptionCheckpointsTable {
+  name: string
+  tx_id: string
+  position: string | number
+  updated_at: Generated<Date>
+}
+
+export interface AuditIndexTable {
+  position: string | number
+  tx_id: string
+  stream_id: string
+  stream_version: number
+  type: string
+  actor_type: string
+  actor_id: string
+  correlation_id: string
+  recorded_at: Date
+}
+
+export interface StreamsTable {
+  stream_id: string
+  category: string
+  version: number
+  last_type: string
+  created_at: Date
+  updated_at: Date
+}
+
+export interface EventTypeStatsTable {
+  type: string
+  count: string | number
+  first_recorded_at: Date
+  last_recorded_at: Date
+}
+
+export interface Database {
+  events: EventsTable
+  subscription_checkpoints: SubscriptionCheckpointsTable
+  streams: StreamsTable
+  audit_index: AuditIndexTable
+  event_type_stats: EventTypeStatsTable
+}
+
+export type Db = Kysely<Database>
+export type Executor = Kysely<Database> | Transaction<Database>
