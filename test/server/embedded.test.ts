@@ -1,0 +1,100 @@
+// The README's first command: with no DATABASE_URL the gateway runs on the embedded PostgreSQL,
+// serves /readyz, shares that instance with the CLI, and stops it on shutdown.
+import t from 'tap'
+import { spawn, type ChildProcess } from 'node:child_process'
+import { existsSync, promises as fs, readFileSync } from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { tessera } from '../helpers/cli.js'
+import { TEST_DATA_DIR } from '../helpers/embedded-server.js'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+await fs.mkdir(TEST_DATA_DIR, { recursive: true })
+const dataDir = await fs.mkdtemp(path.join(TEST_DATA_DIR, 'smoke-'))
+t.teardown(() => fs.rm(dataDir, { recursive: true, force: true }))
+
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const { port } = s.address() as net.AddressInfo
+      s.close(() => resolve(port))
+    })
+  })
+}
+
+// No DATABASE_URL, as a newcomer runs it (an empty value means unset).
+const env = { ...process.env, TESSERA_DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '' } as Record<string, string>
+delete env.NODE_OPTIONS // tap's loaders are not part of a user's start
+
+async function start(port: number): Promise<{ child: ChildProcess; logs: string[] }> {
+  const logs: string[] = []
+  const child = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env: { ...env, PORT: String(port) } })
+  child.stdout!.on('data', (d) => logs.push(String(d)))
+  child.stderr!.on('data', (d) => logs.push(String(d)))
+  const until = Date.now() + 90_000
+  for (;;) {
+    if (child.exitCode !== null) throw new Error(`the gateway exited: ${logs.join('')}`)
+    const ok = await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false)
+    if (ok) return { child, logs }
+    if (Date.now() > until) throw new Error(`no /readyz 200 within 90 s: ${logs.join('')}`)
+    await new Promise((r) => setTimeout(r, 200))
+  }
+}
+
+function postmasterPid(): number | null {
+  const file = path.join(dataDir, 'pg', 'postmaster.pid')
+  return existsSync(file) ? Number(readFileSync(file, 'utf8').split('\n')[0]) : null
+}
+
+
+function alive(pid: number): boolean {
+  try {
+    const state = readFileSync(`/proc/${pid}/stat`, 'utf8').split(') ')[1]?.[0]
+    return state !== undefined && state !== 'Z'
+  } catch {
+    return false
+  }
+}
+
+async function gone(pid: number): Promise<boolean> {
+  for (let i = 0; i < 50 && alive(pid); i++) await new Promise((r) => setTimeout(r, 100))
+  return !alive(pid)
+}
+
+async function stop(child: ChildProcess): Promise<number | null> {
+  const exited = new Promise<number | null>((resolve) => child.once('exit', (code) => resolve(code)))
+  child.kill('SIGTERM')
+  return exited
+}
+
+t.test('starts on the embedded PostgreSQL, serves /readyz, shares it with the CLI, stops it on SIGTERM', async (t) => {
+  const port = await freePort()
+  const { child, logs } = await start(port)
+  const ready = await fetch(`http://127.0.0.1:${port}/readyz`)
+  t.same(await ready.json(), { status: 'ready' })
+  const pid = postmasterPid()
+  t.ok(pid && alive(pid), 'the embedded PostgreSQL runs')
+
+  const cli = await tessera(['audit', 'verify'], env)
+  t.equal(cli.code, 0, cli.stderr)
+  t.match(cli.stdout, /ok: 0 streams/)
+  t.ok(alive(pid!), "the CLI used the gateway's instance and left it running")
+  const info = JSON.parse(await fs.readFile(path.join(dataDir, 'embedded.json'), 'utf8'))
+  t.equal((await fs.stat(path.join(dataDir, 'embedded.json'))).mode & 0o777, 0o600, 'the embedded password file is private')
+
+  const code = await stop(child)
+  t.equal(code, 0, 'a clean exit', { logs: logs.join('').slice(-3000) })
+  t.ok(await gone(pid!), 'the embedded PostgreSQL stopped with it')
+  const text = logs.join('')
+  t.match(text, /"msg":"stopping the embedded PostgreSQL"/)
+  t.notOk(text.includes(info.password), 'the database password is in no log line')
+})
+
+t.test('a second start keeps the data directory', async (t) => {
+  const port = await freePort()
+  const { child, logs } = await start(port)
+  t.notMatch(logs.join(''), /creating the embedded PostgreSQL cluster/, 'no new cluster')
+  t.notMatch(logs.join(''), /migration applied/, 'migrations were already current')
+  t.equal(await stop(child), 0)
+})
