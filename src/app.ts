@@ -1,9 +1,11 @@
 // The gateway, top to bottom: plugins in the order they depend on each other, then routes,
 // then the error and not-found handlers.
 import type { FastifyError, FastifyInstance } from 'fastify'
+import fp from 'fastify-plugin'
 import type { AppConfig } from '../fastify.config.js'
 import dbPlugin from '../plugins/db.js'
 import eventStorePlugin from '../plugins/event-store.js'
+import projectionsPlugin from '../plugins/projections.js'
 import healthRoutes from './routes/health.js'
 import { EventStoreError } from './event-store/errors.js'
 
@@ -13,12 +15,13 @@ export interface AppOptions {
   databaseUrl: string
 }
 
-export default async function app(fastify: FastifyInstance, options: AppOptions): Promise<void> {
+async function app(fastify: FastifyInstance, options: AppOptions): Promise<void> {
   fastify.decorate('config', options.config)
 
   // Plugins
   await fastify.register(dbPlugin, { databaseUrl: options.databaseUrl })
   await fastify.register(eventStorePlugin)
+  await fastify.register(projectionsPlugin, { databaseUrl: options.databaseUrl })
 
   // Routes
   await fastify.register(healthRoutes)
@@ -43,3 +46,6 @@ declare module 'fastify' {
     config: AppConfig
   }
 }
+
+// Not encapsulated: the server and tests reach db, eventStore and the rest on the root instance.
+export default fp(app, { name: 'tessera' })

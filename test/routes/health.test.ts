@@ -55,3 +55,19 @@ t.test('logs are JSON with a request id; a plain X-Request-Id is kept, a forged 
   t.notOk(lines.some((l) => String(l.reqId).includes('\n')), 'the forged id is not')
   t.notOk(logs.join('').includes('s3cr3t-token'), 'no credential in any log line')
 })
+
+t.test('the gateway keeps the audit index behind the log while it serves', async (t) => {
+  const { url } = await testDatabase(t)
+  const fastify = await build(t, url)
+  await fastify.ready()
+  await fastify.eventStore.append('token-9', 'no-stream', [{ type: 'TokenImported', data: { serial: '9' } }], {
+    correlationId: 'c', causationId: null, actor: { type: 'admin', id: 'alice' },
+    requestId: null, sourceIp: null, userAgent: null, relyingApplication: null,
+  })
+  let rows: { stream_id: string; actor_id: string }[] = []
+  for (let i = 0; i < 100 && rows.length === 0; i++) {
+    rows = await fastify.db.selectFrom('audit_index').select(['stream_id', 'actor_id']).execute()
+    if (rows.length === 0) await new Promise((r) => setTimeout(r, 20))
+  }
+  t.same(rows, [{ stream_id: 'token-9', actor_id: 'alice' }])
+})
