@@ -14,6 +14,10 @@ export interface AppConfig {
   redisUrl: string | null
   dataDir: string
   logLevel: LogLevel
+  /** Seed encryption: see src/crypto/keyring.ts. Null: the keyring file in dataDir. */
+  masterKey: string | null
+  previousMasterKeys: string[]
+  fingerprintKey: string | null
 }
 
 export class ConfigError extends Error {
@@ -62,6 +66,9 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     redisUrl: redisUrl && url('REDIS_URL', redisUrl, ['redis', 'rediss']),
     dataDir: optional(env, 'TESSERA_DATA_DIR') ?? '.tessera',
     logLevel,
+    masterKey: optional(env, 'TESSERA_MASTER_KEY'),
+    previousMasterKeys: (optional(env, 'TESSERA_PREVIOUS_MASTER_KEYS') ?? '').split(',').map((k) => k.trim()).filter(Boolean),
+    fingerprintKey: optional(env, 'TESSERA_FINGERPRINT_KEY'),
   }
 }
 

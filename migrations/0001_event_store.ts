@@ -47,11 +47,11 @@ export async function up(db: Kysely<any>): Promise<void> {
         new.stream_version := coalesce(previous.stream_version, 0) + 1;
       elsif previous.stream_version is null and new.stream_version > 1 then
         raise exception 'stream % does not exist', new.stream_id
-          using errcode = 'TS002', detail = new.stream_version - 1;
+          using errcode = 'TS002', detail = new.stream_version - 1, hint = new.stream_id;
       elsif coalesce(previous.stream_version, 0) <> new.stream_version - 1 then
         raise exception 'stream % is at version %, not %', new.stream_id,
           coalesce(previous.stream_version, 0), new.stream_version - 1
-          using errcode = 'TS001', detail = coalesce(previous.stream_version, 0);
+          using errcode = 'TS001', detail = coalesce(previous.stream_version, 0), hint = new.stream_id;
       end if;
       new.hash := sha256(coalesce(previous.hash, ''::bytea) ||
         tessera_event_bytes(new.stream_id, new.stream_version, new.type, new.data, new.metadata, new.recorded_at));

@@ -5,7 +5,7 @@
 // - Appends wake subscribers in this process at once and in other processes through a debounced NOTIFY
 //   sent after commit; a NOTIFY inside the append would serialise every commit on the notify queue lock.
 import { EventEmitter } from 'node:events'
-import { sql } from 'kysely'
+import { sql, type RawBuilder } from 'kysely'
 import type { Db, Executor } from '../read-models/database.js'
 import type {
   AppendResult, EventMetadata, ExpectedVersion, GlobalPosition, NewEvent, ReadAllResult, ReadStreamOptions,
@@ -48,6 +48,13 @@ interface PgError {
   code?: string
   constraint?: string
   detail?: string
+  hint?: string
+}
+
+export interface StreamWrite {
+  streamId: string
+  expected: ExpectedVersion
+  events: readonly NewEvent[]
 }
 
 export interface PostgresEventStoreOptions {
@@ -80,35 +87,64 @@ export class PostgresEventStore {
     metadata: EventMetadata,
     trx?: Executor,
   ): Promise<AppendResult> {
-    checkStreamId(streamId)
-    checkExpectedVersion(expected)
-    checkMetadata(metadata)
-    const metadataJson = JSON.stringify(metadata)
-    const datas = checkEvents(events, metadataJson)
-    const first = expected === 'any' ? null : expected === 'no-stream' ? 1 : expected + 1
-    const rows = events.map((event, i) =>
-      sql`(${streamId}, ${first === null ? null : first + i}::integer, ${event.type}, ${datas[i]}::jsonb, ${metadataJson}::jsonb)`)
-    const statement = sql<EventRow>`
-      insert into events (stream_id, stream_version, type, data, metadata)
-      values ${sql.join(rows)}
-      returning ${COLUMNS}`
     for (let attempt = 0; ; attempt++) {
       try {
-        const result = await statement.execute(trx ?? this.db)
-        const recorded = result.rows.map(toEvent).sort((a, b) => a.streamVersion - b.streamVersion)
-        if (!trx) this.committed()
-        return { nextVersion: recorded[recorded.length - 1]!.streamVersion, events: recorded }
+        const [result] = await this.appendStreams([{ streamId, expected, events }], metadata, trx)
+        return result!
       } catch (error) {
-        const e = error as PgError
-        const raced = e.code === '23505' && e.constraint === 'events_stream_version_key'
         // 'any' has no version to be wrong about: take the next one. Inside a caller's transaction
         // the failed statement has aborted it, so the caller retries instead.
-        if (raced && expected === 'any' && !trx && attempt < 5) continue
-        if (raced) throw new WrongExpectedVersion(streamId, expected, null)
-        if (e.code === 'TS001') throw new WrongExpectedVersion(streamId, expected, Number(e.detail))
-        if (e.code === 'TS002') throw new StreamNotFound(streamId)
+        if (error instanceof WrongExpectedVersion && expected === 'any' && !trx && attempt < 5) continue
         throw error
       }
+    }
+  }
+
+  /**
+   * Appends to several streams in one statement, all or nothing (an inventory import). Each stream
+   * appears once. With `trx`, the append joins the caller's transaction and the caller calls
+   * `committed()` after it commits.
+   */
+  async appendStreams(writes: readonly StreamWrite[], metadata: EventMetadata, trx?: Executor): Promise<AppendResult[]> {
+    checkMetadata(metadata)
+    const metadataJson = JSON.stringify(metadata)
+    const rows: RawBuilder<unknown>[] = []
+    for (const { streamId, expected, events } of writes) {
+      checkStreamId(streamId)
+      checkExpectedVersion(expected)
+      const datas = checkEvents(events, metadataJson)
+      const first = expected === 'any' ? null : expected === 'no-stream' ? 1 : expected + 1
+      events.forEach((event, i) => rows.push(
+        sql`(${streamId}, ${first === null ? null : first + i}::integer, ${event.type}, ${datas[i]}::jsonb, ${metadataJson}::jsonb)`))
+    }
+    if (rows.length === 0) return []
+    try {
+      const result = await sql<EventRow>`
+        insert into events (stream_id, stream_version, type, data, metadata)
+        values ${sql.join(rows)}
+        returning ${COLUMNS}`.execute(trx ?? this.db)
+      if (!trx) this.committed()
+      const byStream = new Map<string, RecordedEvent[]>()
+      for (const e of result.rows.map(toEvent)) {
+        const list = byStream.get(e.streamId)
+        if (list) list.push(e)
+        else byStream.set(e.streamId, [e])
+      }
+      return writes.map(({ streamId }) => {
+        const recorded = byStream.get(streamId)!.sort((a, b) => a.streamVersion - b.streamVersion)
+        return { nextVersion: recorded[recorded.length - 1]!.streamVersion, events: recorded }
+      })
+    } catch (error) {
+      const e = error as PgError
+      // The trigger names the stream in HINT; a unique-key race names it in DETAIL.
+      const named = e.hint ?? (e.detail ?? '').match(/\(stream_id, stream_version\)=\((.+), \d+\)/)?.[1]
+      const write = writes.find((w) => w.streamId === named) ?? writes[0]!
+      if (e.code === '23505' && e.constraint === 'events_stream_version_key') {
+        throw new WrongExpectedVersion(write.streamId, write.expected, null)
+      }
+      if (e.code === 'TS001') throw new WrongExpectedVersion(write.streamId, write.expected, Number(e.detail))
+      if (e.code === 'TS002') throw new StreamNotFound(write.streamId)
+      throw error
     }
   }
 

@@ -2,9 +2,11 @@
 import { auditIndexProjection } from './audit-index.js'
 import { eventTypeStatsProjection } from './event-type-stats.js'
 import { streamsProjection } from './streams.js'
+import { tokensProjection } from './tokens.js'
+import { usersProjection } from './users.js'
 import type { Projection } from './types.js'
 
-export const inlineProjections: readonly Projection[] = [streamsProjection]
+export const inlineProjections: readonly Projection[] = [streamsProjection, tokensProjection, usersProjection]
 export const catchUpProjections: readonly Projection[] = [auditIndexProjection, eventTypeStatsProjection]
 export const allProjections: readonly Projection[] = [...inlineProjections, ...catchUpProjections]
 

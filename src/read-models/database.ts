@@ -1,5 +1,7 @@
 // The database's tables, typed once. One interface per table; queries take `db` or `trx` first.
 import type { ColumnType, Generated, Kysely, Transaction } from 'kysely'
+import type { TokenSecretsTable, TokensTable } from './tokens.js'
+import type { UserCredentialsTable, UsersTable } from './users.js'
 
 export interface EventsTable {
   position: Generated<string>
@@ -54,6 +56,10 @@ export interface Database {
   streams: StreamsTable
   audit_index: AuditIndexTable
   event_type_stats: EventTypeStatsTable
+  tokens: TokensTable
+  token_secrets: TokenSecretsTable
+  users: UsersTable
+  user_credentials: UserCredentialsTable
 }
 
 export type Db = Kysely<Database>

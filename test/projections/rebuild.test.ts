@@ -30,15 +30,27 @@ async function indexNames(db: Db): Promise<string[]> {
 }
 
 let version = new Map<string, number>()
+const imported = (serial: string) => ({ type: 'TokenImported', data: {
+  serial, kind: 'totp', algorithm: 'SHA1', digits: 6, period: 30, counter: null, manufacturer: 'Token2', model: 'C202',
+  seedFingerprint: `fp-${serial}`, source: 'entra-csv' } })
+const later = (serial: string, n: number) => [
+  { type: 'TokenAssigned', data: { serial, userId: `u${n % 5}`, by: 'admin' } },
+  { type: 'TokenRenamed', data: { serial, name: `key ${n}` } },
+  { type: 'TokenActivationFailed', data: { serial, userId: `u${n % 5}`, reason: 'wrong-code' } },
+  { type: 'TokenUnassigned', data: { serial, userId: `u${n % 5}`, by: 'admin' } },
+  { type: 'UserNoted', data: { n } },
+][n % 5]!
+
+/** Token streams and others, one to three events an append, from four writers at once. */
 async function workload(n: number, seed: number): Promise<void> {
   const actors = ['alice', 'bob', 'carol']
-  const types = ['TokenImported', 'TokenAssigned', 'OtpVerified', 'OtpRejected', 'TokenLocked']
   await Promise.all(Array.from({ length: 4 }, async (_, w) => {
     for (let i = 0; i < n; i++) {
-      const stream = `token-${seed}-${w}-${i % 7}`
+      const serial = `${seed}${w}${i % 7}`
+      const stream = `token-${serial}`
       const v = version.get(stream) ?? 0
       const count = 1 + ((i + w) % 3)
-      const events = Array.from({ length: count }, (_, k) => ({ type: types[(i + k + w) % types.length]!, data: { i, k } }))
+      const events = Array.from({ length: count }, (_, k) => (v + k === 0 ? imported(serial) : later(serial, i + k + w)))
       await appendWithProjections(ctx, stream, v, events, metadata({ actor: { type: 'admin', id: actors[(i + w) % 3]! }, correlationId: `c-${seed}-${w}-${i}` }))
       version.set(stream, v + count)
     }

@@ -1,0 +1,86 @@
+// The seed vault: seeds encrypted at rest with AES-256-GCM, the serial as additional data (a ciphertext
+// moved to another token does not decrypt), each ciphertext tagged with its key id for rotation.
+// Fingerprints are keyed HMACs, so an auditor can match a seed without seeing it.
+import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto'
+
+export interface MasterKey {
+  id: string
+  key: Buffer
+}
+
+export interface SealedSeed {
+  keyId: string
+  nonce: Buffer
+  /** Ciphertext followed by the 16-byte GCM tag. */
+  ciphertext: Buffer
+}
+
+export class VaultError extends Error {
+  override name = 'VaultError'
+}
+
+export function keyIdOf(key: Buffer): string {
+  return `k${createHash('sha256').update(key).digest('hex').slice(0, 12)}`
+}
+
+export function masterKey(key: Buffer): MasterKey {
+  if (key.length !== 32) throw new VaultError('a master key is 32 bytes')
+  return { id: keyIdOf(key), key }
+}
+
+export class SeedVault {
+  private keys: Map<string, Buffer>
+  private currentId: string
+
+  /**
+   * @param keys the current key first, then older ones still needed to decrypt
+   * @param reload called once when a ciphertext names a key we do not hold (rotated by another process)
+   */
+  constructor(
+    keys: MasterKey[],
+    private readonly fingerprintKey: Buffer,
+    private readonly reload?: () => MasterKey[],
+  ) {
+    if (keys.length === 0) throw new VaultError('the vault needs a master key')
+    this.keys = new Map(keys.map((k) => [k.id, k.key]))
+    this.currentId = keys[0]!.id
+  }
+
+  get currentKeyId(): string {
+    return this.currentId
+  }
+
+  seal(serial: string, seed: Buffer): SealedSeed {
+    const nonce = randomBytes(12)
+    const cipher = createCipheriv('aes-256-gcm', this.keys.get(this.currentId)!, nonce)
+    cipher.setAAD(Buffer.from(serial, 'utf8'))
+    const ciphertext = Buffer.concat([cipher.update(seed), cipher.final(), cipher.getAuthTag()])
+    return { keyId: this.currentId, nonce, ciphertext }
+  }
+
+  open(serial: string, sealed: SealedSeed): Buffer {
+    let key = this.keys.get(sealed.keyId)
+    if (!key && this.reload) {
+      const keys = this.reload()
+      this.keys = new Map(keys.map((k) => [k.id, k.key]))
+      this.currentId = keys[0]!.id
+      key = this.keys.get(sealed.keyId)
+    }
+    if (!key) throw new VaultError(`no master key ${sealed.keyId} to decrypt the seed of token ${serial}`)
+    const body = sealed.ciphertext.subarray(0, sealed.ciphertext.length - 16)
+    const tag = sealed.ciphertext.subarray(sealed.ciphertext.length - 16)
+    const decipher = createDecipheriv('aes-256-gcm', key, sealed.nonce)
+    decipher.setAAD(Buffer.from(serial, 'utf8'))
+    decipher.setAuthTag(tag)
+    try {
+      return Buffer.concat([decipher.update(body), decipher.final()])
+    } catch {
+      throw new VaultError(`the seed of token ${serial} does not decrypt (wrong key or altered ciphertext)`)
+    }
+  }
+
+  /** A keyed fingerprint of a seed: equal seeds give equal fingerprints, and it reveals nothing else. */
+  fingerprint(seed: Buffer): string {
+    return createHmac('sha256', this.fingerprintKey).update(seed).digest('hex').slice(0, 32)
+  }
+}

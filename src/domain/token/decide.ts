@@ -1,0 +1,100 @@
+// Token commands -> events. Pure: the OTP check, the time and the ids come in with the command.
+import type { OtpCheck } from '../otp/otp.js'
+import type { AssignedBy, TokenEvent } from './events.js'
+import {
+  InvalidTokenName, SerialAlreadyInInventory, SerialUnavailable, TokenAlreadyActivated, TokenNotClaimed,
+  TooManyAttempts, WrongCode, type TokenError,
+} from './errors.js'
+import type { TokenState } from './state.js'
+
+/** Wrong activation codes a token takes before it refuses further attempts (until an admin resets it). */
+export const MAX_ACTIVATION_FAILURES = 5
+/** Entra's activation window: +-1 minute for 30 s tokens and +-2 minutes for 60 s ones, 2 steps either way. */
+export const ACTIVATION_WINDOW_STEPS = 2
+export const HOTP_ACTIVATION_LOOK_AHEAD = 10
+
+type ImportedData = Extract<TokenEvent, { type: 'TokenImported' }>['data']
+
+export type TokenCommand =
+  | { type: 'ImportToken'; data: ImportedData & { userId: string | null } }
+  | { type: 'ActivateToken'; data: { userId: string; name: string; check: OtpCheck } }
+  | { type: 'RenameToken'; data: { userId: string; name: string } }
+  | { type: 'UnassignToken'; data: { userId: string; by: AssignedBy } }
+
+export interface Decision {
+  events: TokenEvent[]
+  /** Set when the command is refused; events may still record the attempt (a wrong code). */
+  refusal: TokenError | null
+}
+
+const ok = (...events: TokenEvent[]): Decision => ({ events, refusal: null })
+const refuse = (refusal: TokenError, ...events: TokenEvent[]): Decision => ({ events, refusal })
+
+export function normalizeName(name: string): string | null {
+  const trimmed = name.replace(/\s+/g, ' ').trim()
+  // Letters, digits, punctuation and spaces; no control characters.
+  return trimmed.length >= 1 && trimmed.length <= 64 && !/[\p{Cc}\p{Cf}]/u.test(trimmed) ? trimmed : null
+}
+
+/**
+ * May this user add this serial? The enrollment's first step asks, and activation asks again.
+ * - An unknown serial and one that belongs to someone else get the same answer.
+ * - A token already active on this user's account says so.
+ */
+export function checkClaim(state: TokenState, userId: string): TokenError | null {
+  if (state.status === 'absent') return new SerialUnavailable()
+  if (state.userId !== null && state.userId !== userId) return new SerialUnavailable()
+  if (state.status === 'active') return new TokenAlreadyActivated()
+  if (state.activationFailures >= MAX_ACTIVATION_FAILURES) return new TooManyAttempts()
+  return null
+}
+
+export function decide(state: TokenState, command: TokenCommand): Decision {
+  switch (command.type) {
+    case 'ImportToken': {
+      if (state.status !== 'absent') return refuse(new SerialAlreadyInInventory(state.serial))
+      const { userId, ...imported } = command.data
+      const events: TokenEvent[] = [{ type: 'TokenImported', data: imported }]
+      if (userId) events.push({ type: 'TokenAssigned', data: { serial: imported.serial, userId, by: 'import' } })
+      return ok(...events)
+    }
+    case 'ActivateToken': {
+      // - Only the owner, or anyone for an unassigned inventory token (the self-claim).
+      // - A token takes MAX_ACTIVATION_FAILURES wrong codes, then refuses.
+      // - A code is accepted once: a step at or below the last accepted one is a replay.
+      const { userId, check } = command.data
+      const claim = checkClaim(state, userId)
+      if (claim) return refuse(claim)
+      const name = normalizeName(command.data.name)
+      if (!name) return refuse(new InvalidTokenName())
+      const serial = state.serial
+      if (!check.valid) {
+        return refuse(new WrongCode(), { type: 'TokenActivationFailed', data: { serial, userId, reason: 'wrong-code' } })
+      }
+      if (state.lastStep !== null && check.step <= state.lastStep) {
+        return refuse(new WrongCode(), { type: 'TokenActivationFailed', data: { serial, userId, reason: 'replayed' } })
+      }
+      const events: TokenEvent[] = []
+      if (state.status === 'inventory') events.push({ type: 'TokenAssigned', data: { serial, userId, by: 'self' } })
+      if (name !== state.name) events.push({ type: 'TokenRenamed', data: { serial, name } })
+      events.push({ type: 'TokenActivated', data: { serial, userId, step: check.step, drift: check.drift } })
+      return ok(...events)
+    }
+    case 'RenameToken': {
+      if (state.status === 'absent' || state.userId !== command.data.userId) return refuse(new SerialUnavailable())
+      if (state.status !== 'active') return refuse(new TokenNotClaimed())
+      const name = normalizeName(command.data.name)
+      if (!name) return refuse(new InvalidTokenName())
+      if (name === state.name) return ok()
+      return ok({ type: 'TokenRenamed', data: { serial: state.serial, name } })
+    }
+    case 'UnassignToken': {
+      if (state.status === 'absent' || state.userId !== command.data.userId) return refuse(new SerialUnavailable())
+      return ok({ type: 'TokenUnassigned', data: { serial: state.serial, userId: command.data.userId, by: command.data.by } })
+    }
+    default: {
+      const unknown: never = command
+      throw new Error(`unknown token command ${(unknown as { type: string }).type}`)
+    }
+  }
+}

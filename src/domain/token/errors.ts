@@ -1,0 +1,55 @@
+// What can go wrong with a token command, in the domain's words. None carries a seed or a code.
+
+export class TokenError extends Error {
+  override name = 'TokenError'
+}
+
+/** Unknown serial, or one that belongs to someone else: one error for both, so serials cannot be probed. */
+export class SerialUnavailable extends TokenError {
+  override name = 'SerialUnavailable'
+  constructor() {
+    super("We couldn't find that serial number, or it can't be added to your account.")
+  }
+}
+
+export class SerialAlreadyInInventory extends TokenError {
+  override name = 'SerialAlreadyInInventory'
+  constructor(readonly serial: string) {
+    super(`serial ${serial} is already in the inventory`)
+  }
+}
+
+export class TokenAlreadyActivated extends TokenError {
+  override name = 'TokenAlreadyActivated'
+  constructor() {
+    super('This hardware token is already activated on your account.')
+  }
+}
+
+export class TokenNotClaimed extends TokenError {
+  override name = 'TokenNotClaimed'
+  constructor() {
+    super('Enter the serial number on your token first.')
+  }
+}
+
+export class WrongCode extends TokenError {
+  override name = 'WrongCode'
+  constructor() {
+    super("That code didn't work. Check the code on your token and try again.")
+  }
+}
+
+export class TooManyAttempts extends TokenError {
+  override name = 'TooManyAttempts'
+  constructor() {
+    super('Too many wrong codes. Ask your administrator to reset this token, or try another one.')
+  }
+}
+
+export class InvalidTokenName extends TokenError {
+  override name = 'InvalidTokenName'
+  constructor() {
+    super('Give your token a name of 1 to 64 characters.')
+  }
+}

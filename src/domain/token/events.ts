@@ -1,0 +1,37 @@
+// Everything that can happen to a token, in the past tense. Stream: token-<serial>.
+// No seed appears here: TokenImported carries a keyed fingerprint of it.
+import type { OtpAlgorithm } from '../otp/otp.js'
+
+export type AssignedBy = 'import' | 'self' | 'admin'
+
+export type TokenEvent =
+  | {
+      type: 'TokenImported'
+      data: {
+        serial: string
+        kind: 'totp' | 'hotp'
+        algorithm: OtpAlgorithm
+        digits: 6 | 8
+        period: number | null
+        counter: number | null
+        manufacturer: string | null
+        model: string | null
+        seedFingerprint: string
+        source: 'entra-csv' | 'oath-csv'
+      }
+    }
+  | { type: 'TokenAssigned'; data: { serial: string; userId: string; by: AssignedBy } }
+  | { type: 'TokenUnassigned'; data: { serial: string; userId: string; by: AssignedBy } }
+  | { type: 'TokenRenamed'; data: { serial: string; name: string } }
+  | { type: 'TokenActivated'; data: { serial: string; userId: string; step: number; drift: number } }
+  | { type: 'TokenActivationFailed'; data: { serial: string; userId: string; reason: 'wrong-code' | 'replayed' } }
+
+export type TokenEventType = TokenEvent['type']
+
+export const TOKEN_EVENT_TYPES: readonly TokenEventType[] = [
+  'TokenImported', 'TokenAssigned', 'TokenUnassigned', 'TokenRenamed', 'TokenActivated', 'TokenActivationFailed',
+]
+
+export function tokenStream(serial: string): string {
+  return `token-${serial}`
+}

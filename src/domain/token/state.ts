@@ -1,0 +1,62 @@
+// A token's state, folded from its events. The inline read model `tokens` stores exactly this.
+import type { OtpAlgorithm } from '../otp/otp.js'
+import type { TokenEvent } from './events.js'
+
+export type TokenStatus = 'absent' | 'inventory' | 'assigned' | 'active'
+
+export interface TokenState {
+  serial: string
+  status: TokenStatus
+  kind: 'totp' | 'hotp'
+  algorithm: OtpAlgorithm
+  digits: 6 | 8
+  period: number | null
+  /** HOTP: the next counter expected. */
+  counter: number | null
+  manufacturer: string | null
+  model: string | null
+  userId: string | null
+  name: string | null
+  /** The last accepted time step (TOTP) or counter (HOTP): nothing at or below it is accepted again. */
+  lastStep: number | null
+  drift: number
+  /** Wrong activation codes since the token was assigned. */
+  activationFailures: number
+  activatedAt: Date | null
+  importedAt: Date | null
+  version: number
+}
+
+export function initialState(serial: string): TokenState {
+  return {
+    serial, status: 'absent', kind: 'totp', algorithm: 'SHA1', digits: 6, period: 30, counter: null,
+    manufacturer: null, model: null, userId: null, name: null, lastStep: null, drift: 0,
+    activationFailures: 0, activatedAt: null, importedAt: null, version: 0,
+  }
+}
+
+export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenState {
+  const next = { ...state, version: state.version + 1 }
+  switch (event.type) {
+    case 'TokenImported': {
+      const d = event.data
+      return { ...next, status: 'inventory', kind: d.kind, algorithm: d.algorithm, digits: d.digits, period: d.period,
+        counter: d.counter, manufacturer: d.manufacturer, model: d.model, importedAt: at }
+    }
+    case 'TokenAssigned':
+      return { ...next, status: 'assigned', userId: event.data.userId, activationFailures: 0 }
+    case 'TokenUnassigned':
+      return { ...next, status: 'inventory', userId: null, name: null, activationFailures: 0, activatedAt: null }
+    case 'TokenRenamed':
+      return { ...next, name: event.data.name }
+    case 'TokenActivated':
+      return { ...next, status: 'active', lastStep: event.data.step, drift: event.data.drift, activatedAt: at,
+        counter: state.kind === 'hotp' ? event.data.step + 1 : state.counter }
+    case 'TokenActivationFailed':
+      return { ...next, activationFailures: state.activationFailures + 1 }
+    default: {
+      const unknown: never = event
+      throw new Error(`unknown token event ${(unknown as { type: string }).type}`)
+    }
+  }
+}

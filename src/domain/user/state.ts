@@ -1,0 +1,28 @@
+import type { UserEvent } from './events.js'
+
+export interface UserState {
+  userId: string
+  exists: boolean
+  upn: string
+  displayName: string
+  createdAt: Date | null
+  version: number
+}
+
+export function initialUserState(userId: string): UserState {
+  return { userId, exists: false, upn: '', displayName: '', createdAt: null, version: 0 }
+}
+
+export function evolveUser(state: UserState, event: UserEvent, at: Date): UserState {
+  const next = { ...state, version: state.version + 1 }
+  switch (event.type) {
+    case 'UserRegistered':
+      return { ...next, exists: true, upn: event.data.upn, displayName: event.data.displayName, createdAt: at }
+    case 'UserPasswordSet':
+      return next
+    default: {
+      const unknown: never = event
+      throw new Error(`unknown user event ${(unknown as { type: string }).type}`)
+    }
+  }
+}

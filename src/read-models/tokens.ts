@@ -1,0 +1,89 @@
+// The tokens read model: one row per token, exactly the state a decision needs, with its stream version.
+import { sql } from 'kysely'
+import { initialState, type TokenState } from '../domain/token/state.js'
+import type { Executor } from './database.js'
+
+export interface TokensTable {
+  serial: string
+  status: string
+  kind: string
+  algorithm: string
+  digits: number
+  period: number | null
+  counter: string | number | null
+  manufacturer: string | null
+  model: string | null
+  user_id: string | null
+  name: string | null
+  last_step: string | number | null
+  drift: number
+  activation_failures: number
+  activated_at: Date | null
+  imported_at: Date
+  version: number
+}
+
+export interface TokenSecretsTable {
+  serial: string
+  key_id: string
+  nonce: Buffer
+  ciphertext: Buffer
+  created_at: Date
+}
+
+export function stateFromRow(row: TokensTable): TokenState {
+  return {
+    serial: row.serial,
+    status: row.status as TokenState['status'],
+    kind: row.kind as TokenState['kind'],
+    algorithm: row.algorithm as TokenState['algorithm'],
+    digits: row.digits as 6 | 8,
+    period: row.period,
+    counter: row.counter === null ? null : Number(row.counter),
+    manufacturer: row.manufacturer,
+    model: row.model,
+    userId: row.user_id,
+    name: row.name,
+    lastStep: row.last_step === null ? null : Number(row.last_step),
+    drift: row.drift,
+    activationFailures: row.activation_failures,
+    activatedAt: row.activated_at,
+    importedAt: row.imported_at,
+    version: row.version,
+  }
+}
+
+export function rowFromState(s: TokenState): TokensTable {
+  return {
+    serial: s.serial, status: s.status, kind: s.kind, algorithm: s.algorithm, digits: s.digits, period: s.period,
+    counter: s.counter, manufacturer: s.manufacturer, model: s.model, user_id: s.userId, name: s.name,
+    last_step: s.lastStep, drift: s.drift, activation_failures: s.activationFailures, activated_at: s.activatedAt,
+    imported_at: s.importedAt ?? new Date(0), version: s.version,
+  }
+}
+
+export interface TokenWithSeed {
+  state: TokenState
+  sealed: { keyId: string; nonce: Buffer; ciphertext: Buffer } | null
+}
+
+/** A token's state and sealed seed in one round trip; an unknown serial gives the initial state. */
+export async function loadToken(db: Executor, serial: string): Promise<TokenWithSeed> {
+  const result = await sql<TokensTable & { key_id: string | null; nonce: Buffer | null; ciphertext: Buffer | null }>`
+    select t.*, s.key_id, s.nonce, s.ciphertext
+    from tokens t left join token_secrets s using (serial)
+    where t.serial = ${serial}`.execute(db)
+  const row = result.rows[0]
+  if (!row) return { state: initialState(serial), sealed: null }
+  return {
+    state: stateFromRow(row),
+    sealed: row.key_id ? { keyId: row.key_id, nonce: row.nonce!, ciphertext: row.ciphertext! } : null,
+  }
+}
+
+/** The user's tokens, newest activation first. */
+export async function tokensOfUser(db: Executor, userId: string): Promise<TokenState[]> {
+  const rows = await sql<TokensTable>`select * from tokens where user_id = ${userId}
+    order by activated_at desc nulls last, serial`.execute(db)
+  return rows.rows.map(stateFromRow)
+}

@@ -1,0 +1,37 @@
+// The users read model and credentials.
+import type { Executor } from './database.js'
+
+export interface UsersTable {
+  id: string
+  upn: string
+  display_name: string
+  created_at: Date
+  version: number
+}
+
+export interface UserCredentialsTable {
+  user_id: string
+  password_hash: string
+  updated_at: Date
+}
+
+export async function findUserByUpn(db: Executor, upn: string): Promise<(UsersTable & { password_hash: string | null }) | undefined> {
+  return db
+    .selectFrom('users')
+    .leftJoin('user_credentials', 'user_credentials.user_id', 'users.id')
+    .selectAll('users')
+    .select('user_credentials.password_hash')
+    .where((eb) => eb(eb.fn('lower', ['users.upn']), '=', upn.trim().toLowerCase()))
+    .executeTakeFirst()
+}
+
+export async function findUser(db: Executor, id: string): Promise<UsersTable | undefined> {
+  return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()
+}
+
+export async function usersByUpn(db: Executor, upns: readonly string[]): Promise<Map<string, string>> {
+  if (upns.length === 0) return new Map()
+  const rows = await db.selectFrom('users').select(['id', 'upn'])
+    .where((eb) => eb(eb.fn('lower', ['upn']), 'in', upns.map((u) => u.toLowerCase()))).execute()
+  return new Map(rows.map((r) => [r.upn.toLowerCase(), r.id]))
+}
