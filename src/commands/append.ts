@@ -1,7 +1,7 @@
 // The write path shared by every command: append with the expected version and apply the inline
 // projections in the same transaction, so a crash leaves the whole change or none of it.
-import type { Db } from '../read-models/database.js'
-import type { PostgresEventStore } from '../event-store/postgres.js'
+import type { Db, Executor } from '../read-models/database.js'
+import type { PostgresEventStore, StreamWrite } from '../event-store/postgres.js'
 import type { AppendResult, EventMetadata, ExpectedVersion, NewEvent } from '../event-store/types.js'
 import { inlineProjections } from '../projections/index.js'
 import { relevant, type Projection } from '../projections/types.js'
@@ -10,6 +10,8 @@ export interface WriteContext {
   db: Db
   store: PostgresEventStore
   inline?: readonly Projection[]
+  /** `db` is the caller's open transaction: join it, and let the caller signal the commit. */
+  deferCommit?: boolean
 }
 
 export async function appendWithProjections(
@@ -19,15 +21,28 @@ export async function appendWithProjections(
   events: readonly NewEvent[],
   metadata: EventMetadata,
 ): Promise<AppendResult> {
+  const [result] = await appendStreamsWithProjections(ctx, [{ streamId, expected, events }], metadata)
+  return result!
+}
+
+/** Several streams in one statement and one transaction (an import batch). */
+export async function appendStreamsWithProjections(
+  ctx: WriteContext,
+  writes: readonly StreamWrite[],
+  metadata: EventMetadata,
+): Promise<AppendResult[]> {
   const inline = ctx.inline ?? inlineProjections
-  const result = await ctx.db.transaction().execute(async (trx) => {
-    const appended = await ctx.store.append(streamId, expected, events, metadata, trx)
+  const work = async (trx: Executor) => {
+    const appended = await ctx.store.appendStreams(writes, metadata, trx)
+    const all = appended.flatMap((a) => a.events)
     for (const projection of inline) {
-      const mine = relevant(projection, appended.events)
+      const mine = relevant(projection, all)
       if (mine.length > 0) await projection.apply(trx, mine)
     }
     return appended
-  })
+  }
+  if (ctx.deferCommit) return work(ctx.db)
+  const result = await ctx.db.transaction().execute(work)
   ctx.store.committed()
   return result
 }

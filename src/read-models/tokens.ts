@@ -1,5 +1,5 @@
 // The tokens read model: one row per token, exactly the state a decision needs, with its stream version.
-import { sql } from 'kysely'
+import { sql, type Generated } from 'kysely'
 import { initialState, type TokenState } from '../domain/token/state.js'
 import type { Executor } from './database.js'
 
@@ -28,7 +28,7 @@ export interface TokenSecretsTable {
   key_id: string
   nonce: Buffer
   ciphertext: Buffer
-  created_at: Date
+  created_at: Generated<Date>
 }
 
 export function stateFromRow(row: TokensTable): TokenState {

@@ -1,0 +1,99 @@
+// Token commands for the user: may I add this serial, activate it with its first code, rename, remove.
+// Each loads the token's row (state + version + sealed seed) in one round trip, decides with the pure
+// domain, and appends with the expected version; another writer first means reload and decide again.
+import { checkHotp, checkTotp, type OtpCheck } from '../domain/otp/otp.js'
+import {
+  ACTIVATION_WINDOW_STEPS, checkClaim, decide, HOTP_ACTIVATION_LOOK_AHEAD, type TokenCommand,
+} from '../domain/token/decide.js'
+import { SerialUnavailable, TokenError } from '../domain/token/errors.js'
+import { tokenStream } from '../domain/token/events.js'
+import type { TokenState } from '../domain/token/state.js'
+import { WrongExpectedVersion } from '../event-store/errors.js'
+import type { EventMetadata } from '../event-store/types.js'
+import { loadToken, tokensOfUser } from '../read-models/tokens.js'
+import { appendWithProjections } from './append.js'
+import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
+
+/** Entra: at most five hardware and software OTP methods per user. */
+export const MAX_OTP_METHODS = 5
+
+export class TooManyMethods extends TokenError {
+  override name = 'TooManyMethods'
+  constructor() {
+    super(`You already have ${MAX_OTP_METHODS} authenticator methods. Remove one before adding another.`)
+  }
+}
+
+const SERIAL = /^[A-Za-z0-9._-]{1,64}$/
+
+/** The enrollment's first step: may this user add this serial? Throws the reason when not. */
+export async function checkSerial(ctx: Pick<CommandContext, 'db'>, serial: string, userId: string): Promise<TokenState> {
+  if (!SERIAL.test(serial)) throw new SerialUnavailable()
+  const { state } = await loadToken(ctx.db, serial)
+  const refusal = checkClaim(state, userId)
+  if (refusal) throw refusal
+  const methods = (await tokensOfUser(ctx.db, userId)).filter((t) => t.status === 'active')
+  if (methods.length >= MAX_OTP_METHODS) throw new TooManyMethods()
+  return state
+}
+
+async function run(
+  ctx: CommandContext,
+  serial: string,
+  meta: EventMetadata,
+  command: (state: TokenState, seed: () => Buffer) => TokenCommand,
+): Promise<TokenState> {
+  if (!SERIAL.test(serial)) throw new SerialUnavailable()
+  for (let attempt = 0; ; attempt++) {
+    const { state, sealed } = await loadToken(ctx.db, serial)
+    const seed = () => {
+      if (!sealed) throw new SerialUnavailable()
+      return ctx.vault.open(serial, sealed)
+    }
+    const decision = decide(state, command(state, seed))
+    if (decision.events.length > 0) {
+      try {
+        await appendWithProjections(ctx, tokenStream(serial), state.version, decision.events, meta)
+      } catch (error) {
+        if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
+        throw error
+      }
+    }
+    if (decision.refusal) throw decision.refusal
+    return (await loadToken(ctx.db, serial)).state
+  }
+}
+
+/** Checks a code against the token's seed; the seed is wiped from memory at once. */
+export function checkCode(state: TokenState, seed: Buffer, code: string, nowSeconds: number): OtpCheck {
+  try {
+    return state.kind === 'hotp'
+      ? checkHotp(seed, state, code, state.counter ?? 0, HOTP_ACTIVATION_LOOK_AHEAD)
+      : checkTotp(seed, state, code, nowSeconds, ACTIVATION_WINDOW_STEPS, state.drift)
+  } finally {
+    seed.fill(0)
+  }
+}
+
+/** The enrollment's last step: the first code activates the token (and claims it, when unassigned). */
+export async function activateToken(
+  ctx: CommandContext,
+  input: { serial: string; userId: string; name: string; code: string },
+  meta: EventMetadata,
+): Promise<TokenState> {
+  await checkSerial(ctx, input.serial, input.userId)
+  return run(ctx, input.serial, meta, (state, seed) => {
+    // No decryption for a token the user may not activate: decide refuses before looking at the code.
+    const claimable = checkClaim(state, input.userId) === null
+    const check = claimable ? checkCode(state, seed(), input.code.trim(), ctx.now().getTime() / 1000) : { valid: false as const }
+    return { type: 'ActivateToken', data: { userId: input.userId, name: input.name, check } }
+  })
+}
+
+export async function renameToken(ctx: CommandContext, input: { serial: string; userId: string; name: string }, meta: EventMetadata) {
+  return run(ctx, input.serial, meta, () => ({ type: 'RenameToken', data: { userId: input.userId, name: input.name } }))
+}
+
+export async function removeToken(ctx: CommandContext, input: { serial: string; userId: string }, meta: EventMetadata) {
+  return run(ctx, input.serial, meta, () => ({ type: 'UnassignToken', data: { userId: input.userId, by: 'self' } }))
+}

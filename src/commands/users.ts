@@ -1,0 +1,47 @@
+// User commands: register, authenticate.
+import { randomUUID } from 'node:crypto'
+import { sql } from 'kysely'
+import { DUMMY_HASH, hashPassword, verifyPassword } from '../crypto/password.js'
+import { decideUser, InvalidUser, UserAlreadyExists } from '../domain/user/decide.js'
+import { userStream } from '../domain/user/events.js'
+import { initialUserState } from '../domain/user/state.js'
+import type { EventMetadata } from '../event-store/types.js'
+import { findUserByUpn, type UsersTable } from '../read-models/users.js'
+import { appendWithProjections } from './append.js'
+import type { CommandContext } from './context.js'
+
+export const MIN_PASSWORD_LENGTH = 8
+
+export async function registerUser(
+  ctx: Pick<CommandContext, 'db' | 'store'>,
+  input: { upn: string; displayName: string; password: string },
+  meta: EventMetadata,
+): Promise<{ userId: string; upn: string }> {
+  if (input.password.length < MIN_PASSWORD_LENGTH) throw new InvalidUser(`the password must have at least ${MIN_PASSWORD_LENGTH} characters`)
+  const userId = randomUUID()
+  const events = decideUser(initialUserState(userId), { type: 'RegisterUser', data: { userId, ...input } })
+  const upn = (events[0]!.data as { upn: string }).upn
+  if (await findUserByUpn(ctx.db, upn)) throw new UserAlreadyExists(upn)
+  const passwordHash = await hashPassword(input.password)
+  try {
+    await ctx.db.transaction().execute(async (trx) => {
+      await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(userId), 'no-stream', events, meta)
+      await sql`insert into user_credentials (user_id, password_hash) values (${userId}, ${passwordHash})`.execute(trx)
+    })
+  } catch (error) {
+    // Two registrations of one name at once: the unique index on users(lower(upn)) keeps one.
+    if ((error as { constraint?: string }).constraint === 'users_upn_key') throw new UserAlreadyExists(upn)
+    throw error
+  }
+  ctx.store.committed()
+  return { userId, upn }
+}
+
+/** The user, or null for an unknown name or a wrong password (the same time and answer for both). */
+export async function authenticate(ctx: Pick<CommandContext, 'db'>, upn: string, password: string): Promise<UsersTable | null> {
+  const user = await findUserByUpn(ctx.db, upn)
+  const ok = await verifyPassword(password, user?.password_hash ?? DUMMY_HASH)
+  if (!user || !user.password_hash || !ok) return null
+  const { password_hash: _, ...rest } = user
+  return rest
+}
