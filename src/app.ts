@@ -6,13 +6,24 @@ import type { AppConfig } from '../fastify.config.js'
 import dbPlugin from '../plugins/db.js'
 import eventStorePlugin from '../plugins/event-store.js'
 import projectionsPlugin from '../plugins/projections.js'
+import commandsPlugin from '../plugins/commands.js'
+import csrfPlugin from '../plugins/csrf.js'
+import rateLimitPlugin from '../plugins/rate-limit.js'
+import securityHeadersPlugin from '../plugins/security-headers.js'
+import sessionPlugin from '../plugins/session.js'
+import viewsPlugin from '../plugins/views.js'
+import formbody from '@fastify/formbody'
 import healthRoutes from './routes/health.js'
+import loginRoutes from './routes/login.js'
+import securityInfoRoutes from './routes/security-info/index.js'
 import { EventStoreError } from './event-store/errors.js'
 
 export interface AppOptions {
   config: AppConfig
   /** The database to use; server.ts resolves the embedded default before building the app. */
   databaseUrl: string
+  /** The clock for decisions; tests pass a fixed one. */
+  now?: () => Date
 }
 
 async function app(fastify: FastifyInstance, options: AppOptions): Promise<void> {
@@ -22,23 +33,52 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(dbPlugin, { databaseUrl: options.databaseUrl })
   await fastify.register(eventStorePlugin)
   await fastify.register(projectionsPlugin, { databaseUrl: options.databaseUrl })
+  await fastify.register(commandsPlugin, { now: options.now })
+  await fastify.register(securityHeadersPlugin)
+  await fastify.register(formbody, { bodyLimit: 16 * 1024 })
+  await fastify.register(sessionPlugin)
+  await fastify.register(csrfPlugin)
+  await fastify.register(rateLimitPlugin)
+  await fastify.register(viewsPlugin)
 
-  // Routes
-  await fastify.register(healthRoutes)
-
+  // Error and not-found handlers come before the routes: a route keeps the handler it was registered under.
   // 4xx errors say what went wrong; 5xx errors are logged with the request id and say nothing more.
+  // A browser gets the error page, anything else JSON.
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
     const status = error.statusCode ?? (error instanceof EventStoreError ? 400 : 500)
-    if (status >= 500) {
-      request.log.error({ err: error }, 'request failed')
-      return reply.code(status).send({ error: 'Internal Server Error', message: 'Something went wrong on our side.', requestId: request.id })
+    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    else request.log.info({ err: { name: error.name, message: error.message } }, 'request refused')
+    const csrf = status === 403 && /CSRF/.test(error.code ?? '')
+    const heading = csrf ? 'This form has expired'
+      : status === 429 ? 'Too many attempts' : status >= 500 ? 'Something went wrong' : 'That request could not be handled'
+    const message = csrf ? 'Go back, reload the page and try again.'
+      : status >= 500 ? 'Something went wrong on our side. Try again in a moment.' : error.message
+    if (wantsHtml(request.headers.accept)) {
+      return reply.code(status).type('text/html; charset=utf-8').view('error', { title: heading, heading, message,
+        requestId: status >= 500 ? request.id : null, user: null, csrfToken: '' })
     }
-    return reply.code(status).send({ error: error.name, message: error.message })
+    return reply.code(status).send(status >= 500
+      ? { error: 'Internal Server Error', message, requestId: request.id }
+      : { error: error.name === 'Error' ? heading : error.name, message })
   })
 
   fastify.setNotFoundHandler((request, reply) => {
-    reply.code(404).send({ error: 'Not Found', message: `No page at ${request.method} ${request.url.split('?')[0]}` })
+    const message = `No page at ${request.method} ${request.url.split('?')[0]}`
+    if (wantsHtml(request.headers.accept)) {
+      return reply.code(404).type('text/html; charset=utf-8').view('error', { title: 'Page not found', heading: 'Page not found',
+        message: "We couldn't find that page.", user: null, csrfToken: '' })
+    }
+    return reply.code(404).send({ error: 'Not Found', message })
   })
+
+  // Routes
+  await fastify.register(healthRoutes)
+  await fastify.register(loginRoutes)
+  await fastify.register(securityInfoRoutes)
+}
+
+function wantsHtml(accept: string | undefined): boolean {
+  return !!accept && accept.includes('text/html')
 }
 
 declare module 'fastify' {

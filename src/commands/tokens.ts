@@ -3,7 +3,8 @@
 // domain, and appends with the expected version; another writer first means reload and decide again.
 import { checkHotp, checkTotp, type OtpCheck } from '../domain/otp/otp.js'
 import {
-  ACTIVATION_WINDOW_STEPS, checkClaim, decide, HOTP_ACTIVATION_LOOK_AHEAD, type TokenCommand,
+  ACTIVATION_WINDOW_STEPS, checkClaim, decide, DEFAULT_VERIFICATION_POLICY, HOTP_ACTIVATION_LOOK_AHEAD,
+  type TokenCommand, type VerificationPolicy,
 } from '../domain/token/decide.js'
 import { SerialUnavailable, TokenError } from '../domain/token/errors.js'
 import { tokenStream } from '../domain/token/events.js'
@@ -64,15 +65,40 @@ async function run(
   }
 }
 
+/** TOTP steps either side at sign-in (RFC 6238 section 5.2 recommends one). */
+export const VERIFY_WINDOW_STEPS = 1
+export const HOTP_LOOK_AHEAD = 10
+
 /** Checks a code against the token's seed; the seed is wiped from memory at once. */
-export function checkCode(state: TokenState, seed: Buffer, code: string, nowSeconds: number): OtpCheck {
+export function checkCode(state: TokenState, seed: Buffer, code: string, nowSeconds: number, window: number): OtpCheck {
   try {
     return state.kind === 'hotp'
-      ? checkHotp(seed, state, code, state.counter ?? 0, HOTP_ACTIVATION_LOOK_AHEAD)
-      : checkTotp(seed, state, code, nowSeconds, ACTIVATION_WINDOW_STEPS, state.drift)
+      ? checkHotp(seed, state, code, state.counter ?? 0, window === ACTIVATION_WINDOW_STEPS ? HOTP_ACTIVATION_LOOK_AHEAD : HOTP_LOOK_AHEAD)
+      : checkTotp(seed, state, code, nowSeconds, window, state.drift)
   } finally {
     seed.fill(0)
   }
+}
+
+/**
+ * Sign-in and step-up: the user proves possession of one of their active tokens.
+ * A locked or foreign token is refused before its seed is decrypted.
+ */
+export async function verifyCode(
+  ctx: CommandContext,
+  input: { serial: string; userId: string; code: string; relyingApplication?: string | null; level?: string },
+  meta: EventMetadata,
+  policy: VerificationPolicy = DEFAULT_VERIFICATION_POLICY,
+): Promise<TokenState> {
+  return run(ctx, input.serial, meta, (state, seed) => {
+    const now = ctx.now()
+    const usable = state.status === 'active' && state.userId === input.userId && !(state.lockedUntil && state.lockedUntil > now)
+    const check = usable ? checkCode(state, seed(), input.code.trim(), now.getTime() / 1000, VERIFY_WINDOW_STEPS) : { valid: false as const }
+    return {
+      type: 'VerifyCode',
+      data: { userId: input.userId, check, now, policy, relyingApplication: input.relyingApplication ?? null, level: input.level ?? 'mfa' },
+    }
+  })
 }
 
 /** The enrollment's last step: the first code activates the token (and claims it, when unassigned). */
@@ -85,7 +111,9 @@ export async function activateToken(
   return run(ctx, input.serial, meta, (state, seed) => {
     // No decryption for a token the user may not activate: decide refuses before looking at the code.
     const claimable = checkClaim(state, input.userId) === null
-    const check = claimable ? checkCode(state, seed(), input.code.trim(), ctx.now().getTime() / 1000) : { valid: false as const }
+    const check = claimable
+      ? checkCode(state, seed(), input.code.trim(), ctx.now().getTime() / 1000, ACTIVATION_WINDOW_STEPS)
+      : { valid: false as const }
     return { type: 'ActivateToken', data: { userId: input.userId, name: input.name, check } }
   })
 }

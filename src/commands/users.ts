@@ -4,11 +4,12 @@ import { sql } from 'kysely'
 import { DUMMY_HASH, hashPassword, verifyPassword } from '../crypto/password.js'
 import { decideUser, InvalidUser, UserAlreadyExists } from '../domain/user/decide.js'
 import { userStream } from '../domain/user/events.js'
+import { WrongExpectedVersion } from '../event-store/errors.js'
 import { initialUserState } from '../domain/user/state.js'
 import type { EventMetadata } from '../event-store/types.js'
 import { findUserByUpn, type UsersTable } from '../read-models/users.js'
 import { appendWithProjections } from './append.js'
-import type { CommandContext } from './context.js'
+import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
 
 export const MIN_PASSWORD_LENGTH = 8
 
@@ -44,4 +45,17 @@ export async function authenticate(ctx: Pick<CommandContext, 'db'>, upn: string,
   if (!user || !user.password_hash || !ok) return null
   const { password_hash: _, ...rest } = user
   return rest
+}
+
+/** Records a sign-in on the user's stream (method: pwd, otp, ...). */
+export async function recordSignIn(ctx: Pick<CommandContext, 'db' | 'store'>, userId: string, method: string, meta: EventMetadata): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    try {
+      await appendWithProjections(ctx, userStream(userId), 'any', [{ type: 'UserSignedIn', data: { userId, method } }], meta)
+      return
+    } catch (error) {
+      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
+      throw error
+    }
+  }
 }

@@ -1,7 +1,7 @@
 // Inline read model `users`: who can sign in, by user principal name (unique, case-insensitive).
 import type { Kysely } from 'kysely'
 import { sql } from 'kysely'
-import type { UserEvent } from '../domain/user/events.js'
+import { USER_EVENT_TYPES, type UserEvent } from '../domain/user/events.js'
 import { evolveUser, initialUserState, type UserState } from '../domain/user/state.js'
 import { byStream, continuing } from './fold.js'
 import type { Projection } from './types.js'
@@ -12,7 +12,7 @@ export const usersProjection: Projection = {
   name: 'users',
   kind: 'inline',
   tables: ['users'],
-  handles: ['UserRegistered', 'UserPasswordSet'],
+  handles: USER_EVENT_TYPES,
   async apply(db: Kysely<any>, events) {
     const streams = byStream(events)
     const load = continuing(streams).map(idOf)

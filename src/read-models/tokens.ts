@@ -18,6 +18,10 @@ export interface TokensTable {
   last_step: string | number | null
   drift: number
   activation_failures: number
+  failures: number
+  locked_until: Date | null
+  lock_count: number
+  last_used_at: Date | null
   activated_at: Date | null
   imported_at: Date
   version: number
@@ -47,6 +51,10 @@ export function stateFromRow(row: TokensTable): TokenState {
     lastStep: row.last_step === null ? null : Number(row.last_step),
     drift: row.drift,
     activationFailures: row.activation_failures,
+    failures: row.failures,
+    lockedUntil: row.locked_until,
+    lockCount: row.lock_count,
+    lastUsedAt: row.last_used_at,
     activatedAt: row.activated_at,
     importedAt: row.imported_at,
     version: row.version,
@@ -57,7 +65,8 @@ export function rowFromState(s: TokenState): TokensTable {
   return {
     serial: s.serial, status: s.status, kind: s.kind, algorithm: s.algorithm, digits: s.digits, period: s.period,
     counter: s.counter, manufacturer: s.manufacturer, model: s.model, user_id: s.userId, name: s.name,
-    last_step: s.lastStep, drift: s.drift, activation_failures: s.activationFailures, activated_at: s.activatedAt,
+    last_step: s.lastStep, drift: s.drift, activation_failures: s.activationFailures, failures: s.failures,
+    locked_until: s.lockedUntil, lock_count: s.lockCount, last_used_at: s.lastUsedAt, activated_at: s.activatedAt,
     imported_at: s.importedAt ?? new Date(0), version: s.version,
   }
 }

@@ -3,7 +3,7 @@ import type { OtpCheck } from '../otp/otp.js'
 import type { AssignedBy, TokenEvent } from './events.js'
 import {
   InvalidTokenName, SerialAlreadyInInventory, SerialUnavailable, TokenAlreadyActivated, TokenNotClaimed,
-  TooManyAttempts, WrongCode, type TokenError,
+  TokenLocked, TooManyAttempts, WrongCode, type TokenError,
 } from './errors.js'
 import type { TokenState } from './state.js'
 
@@ -15,9 +15,30 @@ export const HOTP_ACTIVATION_LOOK_AHEAD = 10
 
 type ImportedData = Extract<TokenEvent, { type: 'TokenImported' }>['data']
 
+/** The security policy's part in a sign-in decision (issue: policies make these per user). */
+export interface VerificationPolicy {
+  /** Consecutive wrong codes before the token locks. */
+  lockThreshold: number
+  /** The first lock's length; each further lock without a success in between doubles it. */
+  lockSeconds: number
+}
+
+export const DEFAULT_VERIFICATION_POLICY: VerificationPolicy = { lockThreshold: 10, lockSeconds: 15 * 60 }
+
 export type TokenCommand =
   | { type: 'ImportToken'; data: ImportedData & { userId: string | null } }
   | { type: 'ActivateToken'; data: { userId: string; name: string; check: OtpCheck } }
+  | {
+      type: 'VerifyCode'
+      data: {
+        userId: string
+        check: OtpCheck
+        now: Date
+        policy: VerificationPolicy
+        relyingApplication: string | null
+        level: string
+      }
+    }
   | { type: 'RenameToken'; data: { userId: string; name: string } }
   | { type: 'UnassignToken'; data: { userId: string; by: AssignedBy } }
 
@@ -79,6 +100,29 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       if (name !== state.name) events.push({ type: 'TokenRenamed', data: { serial, name } })
       events.push({ type: 'TokenActivated', data: { serial, userId, step: check.step, drift: check.drift } })
       return ok(...events)
+    }
+    case 'VerifyCode': {
+      // - Only the owner's active token verifies; anything else is the same "unavailable".
+      // - A locked token refuses even a right code, until the lock runs out.
+      // - A time step (or counter) at or below the last accepted one is a replay.
+      // - Wrong codes and replays count; at the policy's threshold the token locks, each lock twice as long.
+      const { userId, check, now, policy } = command.data
+      if (state.status !== 'active' || state.userId !== userId) return refuse(new SerialUnavailable())
+      const serial = state.serial
+      if (state.lockedUntil && state.lockedUntil > now) {
+        return refuse(new TokenLocked(state.lockedUntil), { type: 'OtpRejected', data: { serial, userId, reason: 'locked' } })
+      }
+      const replayed = check.valid && state.lastStep !== null && check.step <= state.lastStep
+      if (!check.valid || replayed) {
+        const rejected: TokenEvent = { type: 'OtpRejected', data: { serial, userId, reason: replayed ? 'replayed' : 'wrong' } }
+        const failures = (state.lockedUntil ? 0 : state.failures) + 1
+        if (failures < policy.lockThreshold) return refuse(new WrongCode(), rejected)
+        const until = new Date(now.getTime() + policy.lockSeconds * 1000 * 2 ** state.lockCount)
+        return refuse(new TokenLocked(until), rejected,
+          { type: 'TokenLocked', data: { serial, until: until.toISOString(), failures, lockCount: state.lockCount + 1 } })
+      }
+      return ok({ type: 'OtpVerified', data: { serial, userId, step: check.step, drift: check.drift,
+        relyingApplication: command.data.relyingApplication, level: command.data.level } })
     }
     case 'RenameToken': {
       if (state.status === 'absent' || state.userId !== command.data.userId) return refuse(new SerialUnavailable())

@@ -53,3 +53,10 @@ export class InvalidTokenName extends TokenError {
     super('Give your token a name of 1 to 64 characters.')
   }
 }
+
+export class TokenLocked extends TokenError {
+  override name = 'TokenLocked'
+  constructor(readonly until: Date) {
+    super('This token is locked after too many wrong codes. Try again later, or ask your administrator to unlock it.')
+  }
+}

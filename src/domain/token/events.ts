@@ -25,11 +25,18 @@ export type TokenEvent =
   | { type: 'TokenRenamed'; data: { serial: string; name: string } }
   | { type: 'TokenActivated'; data: { serial: string; userId: string; step: number; drift: number } }
   | { type: 'TokenActivationFailed'; data: { serial: string; userId: string; reason: 'wrong-code' | 'replayed' } }
+  | {
+      type: 'OtpVerified'
+      data: { serial: string; userId: string; step: number; drift: number; relyingApplication: string | null; level: string }
+    }
+  | { type: 'OtpRejected'; data: { serial: string; userId: string; reason: 'wrong' | 'replayed' | 'locked' } }
+  | { type: 'TokenLocked'; data: { serial: string; until: string; failures: number; lockCount: number } }
 
 export type TokenEventType = TokenEvent['type']
 
 export const TOKEN_EVENT_TYPES: readonly TokenEventType[] = [
   'TokenImported', 'TokenAssigned', 'TokenUnassigned', 'TokenRenamed', 'TokenActivated', 'TokenActivationFailed',
+  'OtpVerified', 'OtpRejected', 'TokenLocked',
 ]
 
 export function tokenStream(serial: string): string {

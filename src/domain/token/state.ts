@@ -22,6 +22,12 @@ export interface TokenState {
   drift: number
   /** Wrong activation codes since the token was assigned. */
   activationFailures: number
+  /** Consecutive wrong codes at sign-in; a success resets it. */
+  failures: number
+  lockedUntil: Date | null
+  /** How often it locked since the last success: each lock lasts twice as long as the one before. */
+  lockCount: number
+  lastUsedAt: Date | null
   activatedAt: Date | null
   importedAt: Date | null
   version: number
@@ -31,7 +37,8 @@ export function initialState(serial: string): TokenState {
   return {
     serial, status: 'absent', kind: 'totp', algorithm: 'SHA1', digits: 6, period: 30, counter: null,
     manufacturer: null, model: null, userId: null, name: null, lastStep: null, drift: 0,
-    activationFailures: 0, activatedAt: null, importedAt: null, version: 0,
+    activationFailures: 0, failures: 0, lockedUntil: null, lockCount: 0, lastUsedAt: null, activatedAt: null,
+    importedAt: null, version: 0,
   }
 }
 
@@ -46,12 +53,24 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
     case 'TokenAssigned':
       return { ...next, status: 'assigned', userId: event.data.userId, activationFailures: 0 }
     case 'TokenUnassigned':
-      return { ...next, status: 'inventory', userId: null, name: null, activationFailures: 0, activatedAt: null }
+      return { ...next, status: 'inventory', userId: null, name: null, activationFailures: 0, activatedAt: null,
+        failures: 0, lockedUntil: null, lockCount: 0 }
     case 'TokenRenamed':
       return { ...next, name: event.data.name }
     case 'TokenActivated':
-      return { ...next, status: 'active', lastStep: event.data.step, drift: event.data.drift, activatedAt: at,
+      return { ...next, status: 'active', lastStep: event.data.step, drift: event.data.drift, activatedAt: at, lastUsedAt: at,
         counter: state.kind === 'hotp' ? event.data.step + 1 : state.counter }
+    case 'OtpVerified':
+      return { ...next, lastStep: event.data.step, drift: event.data.drift, failures: 0, lockCount: 0, lockedUntil: null,
+        lastUsedAt: at, counter: state.kind === 'hotp' ? event.data.step + 1 : state.counter }
+    case 'OtpRejected':
+      // A refusal while locked does not count: the lock already answers for it.
+      if (event.data.reason === 'locked') return next
+      // A lock that has run out starts the count afresh.
+      return { ...next, failures: (state.lockedUntil && state.lockedUntil <= at ? 0 : state.failures) + 1,
+        lockedUntil: state.lockedUntil && state.lockedUntil <= at ? null : state.lockedUntil }
+    case 'TokenLocked':
+      return { ...next, lockedUntil: new Date(event.data.until), lockCount: event.data.lockCount, failures: 0 }
     case 'TokenActivationFailed':
       return { ...next, activationFailures: state.activationFailures + 1 }
     default: {

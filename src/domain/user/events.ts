@@ -3,7 +3,11 @@
 export type UserEvent =
   | { type: 'UserRegistered'; data: { userId: string; upn: string; displayName: string } }
   | { type: 'UserPasswordSet'; data: { userId: string } }
+  /** method: RFC 8176 authentication method reference (pwd, otp, hwk, ...). */
+  | { type: 'UserSignedIn'; data: { userId: string; method: string } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`
 }
+
+export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn'] as const

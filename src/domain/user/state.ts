@@ -19,6 +19,7 @@ export function evolveUser(state: UserState, event: UserEvent, at: Date): UserSt
     case 'UserRegistered':
       return { ...next, exists: true, upn: event.data.upn, displayName: event.data.displayName, createdAt: at }
     case 'UserPasswordSet':
+    case 'UserSignedIn':
       return next
     default: {
       const unknown: never = event

@@ -1,0 +1,69 @@
+// Sessions in an encrypted, authenticated cookie (@fastify/secure-session). The key comes from
+// TESSERA_SESSION_KEY (32 bytes, base64; every gateway process must share it) or, by default, a key
+// generated once into the data directory.
+import { randomBytes } from 'node:crypto'
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
+import path from 'node:path'
+import fp from 'fastify-plugin'
+import secureSession from '@fastify/secure-session'
+import type { FastifyInstance } from 'fastify'
+
+export interface SessionData {
+  userId: string
+  upn: string
+  displayName: string
+  /** When the password was last checked (ms since epoch). */
+  authenticatedAt: number
+  /** When a code from one of the user's tokens was last checked (ms since epoch). */
+  verifiedAt: number
+  /** The hardware token flow between its steps. */
+  enroll: { serial: string; name?: string; claimedAt: number }
+  /** Where to go after signing in. */
+  returnTo: string
+}
+
+declare module '@fastify/secure-session' {
+  interface SessionData {
+    userId: string
+    upn: string
+    displayName: string
+    authenticatedAt: number
+    verifiedAt: number
+    enroll: { serial: string; name?: string; claimedAt: number }
+    returnTo: string
+  }
+}
+
+export const SESSION_HOURS = 8
+
+function sessionKey(app: FastifyInstance): Buffer {
+  const configured = process.env.TESSERA_SESSION_KEY?.trim()
+  if (configured) {
+    const key = Buffer.from(configured, 'base64')
+    if (key.length !== 32) throw new Error('TESSERA_SESSION_KEY must be 32 bytes in base64 (openssl rand -base64 32)')
+    return key
+  }
+  const file = path.join(app.config.dataDir, 'session.key')
+  if (!existsSync(file)) {
+    mkdirSync(app.config.dataDir, { recursive: true })
+    writeFileSync(file, randomBytes(32).toString('base64'), { mode: 0o600, flag: 'wx' })
+    app.log.warn(`generated a session key in ${file}; set TESSERA_SESSION_KEY when running several gateway processes`)
+  }
+  return Buffer.from(readFileSync(file, 'utf8').trim(), 'base64')
+}
+
+async function sessionPlugin(app: FastifyInstance): Promise<void> {
+  await app.register(secureSession, {
+    key: sessionKey(app),
+    cookieName: 'tessera_session',
+    expiry: SESSION_HOURS * 3600,
+    cookie: {
+      path: '/',
+      httpOnly: true,
+      sameSite: 'lax',
+      secure: app.config.publicUrl.startsWith('https://'),
+    },
+  })
+}
+
+export default fp(sessionPlugin, { name: 'session' })

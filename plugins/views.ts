@@ -1,0 +1,24 @@
+// Server-rendered pages: ejs templates in views/ with one layout, and the stylesheet under /assets.
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import fp from 'fastify-plugin'
+import view from '@fastify/view'
+import fastifyStatic from '@fastify/static'
+import ejs from 'ejs'
+import type { FastifyInstance } from 'fastify'
+
+const ROOT = fileURLToPath(new URL('..', import.meta.url))
+
+async function viewsPlugin(app: FastifyInstance): Promise<void> {
+  await app.register(view, {
+    engine: { ejs },
+    root: path.join(ROOT, 'views'),
+    layout: 'layout.ejs',
+    viewExt: 'ejs',
+    defaultContext: { title: 'Tessera', user: null, csrfToken: '', errors: {}, values: {} },
+    options: { async: false },
+  })
+  await app.register(fastifyStatic, { root: path.join(ROOT, 'public'), prefix: '/assets/', index: false, maxAge: '1h' })
+}
+
+export default fp(viewsPlugin, { name: 'views' })

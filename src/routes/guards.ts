@@ -1,0 +1,44 @@
+// Who may see a page: signed in (password), and for adding a method, recently verified with a code.
+import type { FastifyReply, FastifyRequest } from 'fastify'
+import { tokensOfUser } from '../read-models/tokens.js'
+import type { Executor } from '../read-models/database.js'
+
+export interface SignedInUser {
+  id: string
+  upn: string
+  displayName: string
+}
+
+/** How long a verified code lets the user add methods without another code. */
+export const VERIFIED_FOR_MS = 10 * 60 * 1000
+
+export function signedIn(request: FastifyRequest): SignedInUser | null {
+  const s = request.session
+  const id = s.get('userId')
+  if (!id) return null
+  return { id, upn: s.get('upn') ?? '', displayName: s.get('displayName') ?? '' }
+}
+
+/** preHandler: a page for signed-in users; others go to the sign-in page and come back. */
+export async function requireUser(request: FastifyRequest, reply: FastifyReply): Promise<void> {
+  if (signedIn(request)) return
+  if (request.method === 'GET') request.session.set('returnTo', request.url)
+  return reply.redirect('/login', 303)
+}
+
+/**
+ * preHandler for adding a method:
+ * - a user with no active method may add the first one after the password alone;
+ * - a user who has one must first enter a code from it (a stolen password alone adds nothing).
+ */
+export function requireVerified(db: Executor) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
+    const user = signedIn(request)
+    if (!user) return requireUser(request, reply)
+    const active = (await tokensOfUser(db, user.id)).filter((t) => t.status === 'active')
+    if (active.length === 0) return
+    const verifiedAt = request.session.get('verifiedAt') ?? 0
+    if (Date.now() - verifiedAt <= VERIFIED_FOR_MS) return
+    return reply.redirect('/security-info/verify', 303)
+  }
+}

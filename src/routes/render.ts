@@ -1,0 +1,26 @@
+// Renders a page with what every page needs: the signed-in user and a CSRF token.
+import type { FastifyReply, FastifyRequest } from 'fastify'
+
+export interface PageData {
+  title: string
+  values?: Record<string, unknown>
+  errors?: Record<string, string>
+  [key: string]: unknown
+}
+
+export function page(request: FastifyRequest, reply: FastifyReply, template: string, data: PageData, status = 200) {
+  const s = request.session
+  const user = s.get('userId') ? { upn: s.get('upn'), displayName: s.get('displayName') } : null
+  return reply.code(status).type('text/html; charset=utf-8').view(template, {
+    values: {},
+    errors: {},
+    ...data,
+    user,
+    csrfToken: reply.generateCsrf(),
+  })
+}
+
+/** Only a path on this site, so a crafted link cannot send the user elsewhere after signing in. */
+export function safeReturnTo(value: unknown): string | null {
+  return typeof value === 'string' && /^\/(?![/\\])[\x21-\x7e]*$/.test(value) ? value : null
+}
