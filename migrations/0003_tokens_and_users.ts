@@ -20,6 +20,10 @@ export async function up(db: Kysely<any>): Promise<void> {
       last_step bigint,
       drift integer not null default 0,
       activation_failures integer not null default 0,
+      failures integer not null default 0,
+      locked_until timestamptz,
+      lock_count integer not null default 0,
+      last_used_at timestamptz,
       activated_at timestamptz,
       imported_at timestamptz not null,
       version integer not null
