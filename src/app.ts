@@ -16,6 +16,7 @@ import formbody from '@fastify/formbody'
 import healthRoutes from './routes/health.js'
 import loginRoutes from './routes/login.js'
 import securityInfoRoutes from './routes/security-info/index.js'
+import adminApiRoutes from './routes/admin/api.js'
 import { EventStoreError } from './event-store/errors.js'
 
 export interface AppOptions {
@@ -75,6 +76,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(healthRoutes)
   await fastify.register(loginRoutes)
   await fastify.register(securityInfoRoutes)
+  await fastify.register(adminApiRoutes)
 }
 
 function wantsHtml(accept: string | undefined): boolean {

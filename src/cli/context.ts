@@ -1,6 +1,11 @@
 // What a CLI command runs against: DATABASE_URL, or the embedded default (the running gateway's
 // instance when there is one, else one started for the command's duration).
-import { loadConfig } from '../../fastify.config.js'
+import { randomUUID } from 'node:crypto'
+import os from 'node:os'
+import { loadConfig, type AppConfig } from '../../fastify.config.js'
+import type { CommandContext } from '../commands/context.js'
+import { openVault } from '../crypto/keyring.js'
+import type { EventMetadata } from '../event-store/types.js'
 import { createDatabase } from '../db/database.js'
 import { startEmbedded, type EmbeddedPostgres } from '../db/embedded-postgres.js'
 import { migrateToLatest, pendingMigrations } from '../db/migrate.js'
@@ -11,6 +16,11 @@ export interface CliContext {
   db: Db
   store: PostgresEventStore
   databaseUrl: string
+  config: AppConfig
+  /** The command context, with the seed vault opened on first use. */
+  commands(): CommandContext
+  /** Event metadata for this run: the operator at the terminal is the actor. */
+  meta(): EventMetadata
   close(): Promise<void>
 }
 
@@ -43,10 +53,21 @@ export async function openContext(options: { migrate?: boolean } = {}): Promise<
     throw error
   }
   const store = new PostgresEventStore(db, { notifyDebounceMs: 0 })
+  let commands: CommandContext | null = null
+  const correlationId = randomUUID()
   return {
     db,
     store,
     databaseUrl,
+    config,
+    commands() {
+      commands ??= { db, store, vault: openVault(config, (m) => process.stderr.write(`tessera: ${m}\n`)), now: () => new Date() }
+      return commands
+    },
+    meta() {
+      return { correlationId, causationId: null, actor: { type: 'admin', id: `cli:${os.userInfo().username}` },
+        requestId: null, sourceIp: null, userAgent: 'tessera-cli', relyingApplication: null }
+    },
     async close() {
       store.close()
       await db.destroy()

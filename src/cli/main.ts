@@ -5,6 +5,7 @@ import { sql } from 'kysely'
 import { verifyChains } from '../event-store/verify.js'
 import { allProjections, projectionNamed } from '../projections/index.js'
 import { rebuildProjection } from '../projections/rebuild.js'
+import { apiKeysCreate, keysRotate, tokensImport, usersAdd, type Io } from './commands.js'
 import { CliError, openContext } from './context.js'
 
 const USAGE = `usage: tessera <command>
@@ -12,13 +13,27 @@ const USAGE = `usage: tessera <command>
   migrate                          apply pending database migrations
   projections rebuild [name]       rebuild read models from the event log (all, or one of: ${allProjections.map((p) => p.name).join(', ')})
   audit verify [--stream ID]       check every stream's hash chain; exit 1 naming the first changed event
+  tokens import FILE [--format entra|oath]
+                                   import a token inventory (Entra CSV, privacyIDEA OATH CSV);
+                                   exit 0 all imported, 1 some rows rejected, 2 nothing usable
+  users add UPN --name NAME --password-stdin
+                                   add a local user; the password is read from standard input
+  keys rotate                      new master key for seeds; re-encrypt every seed under it
+  api-keys create --role admin|auditor [--name NAME]
+                                   create a bearer key for the admin API (printed once)
 
 Uses DATABASE_URL, or the embedded PostgreSQL in TESSERA_DATA_DIR (default .tessera).`
 
-type Out = { out: (line: string) => void; err: (line: string) => void }
+type Out = Io
 const stdio: Out = {
   out: (line) => process.stdout.write(`${line}\n`),
   err: (line) => process.stderr.write(`${line}\n`),
+  progress: process.stderr.isTTY ? (line) => process.stderr.write(`\r\x1b[K${line}`) : null,
+  stdin: async () => {
+    const chunks: Buffer[] = []
+    for await (const chunk of process.stdin) chunks.push(chunk as Buffer)
+    return Buffer.concat(chunks).toString('utf8')
+  },
 }
 
 async function migrate(io: Out): Promise<number> {
@@ -70,11 +85,19 @@ async function auditVerify(io: Out, streamId: string | undefined): Promise<numbe
 }
 
 export async function main(argv: string[], io: Out = stdio): Promise<number> {
+  io = { ...stdio, ...io }
   try {
     const { positionals, values } = parseArgs({
       args: argv,
       allowPositionals: true,
-      options: { stream: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
+      options: {
+        stream: { type: 'string' },
+        format: { type: 'string' },
+        name: { type: 'string' },
+        role: { type: 'string' },
+        'password-stdin': { type: 'boolean' },
+        help: { type: 'boolean', short: 'h' },
+      },
     })
     const [command, sub, arg, ...extra] = positionals
     if (values.help || !command) {
@@ -84,6 +107,10 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     if (command === 'migrate' && !sub) return await migrate(io)
     if (command === 'projections' && sub === 'rebuild' && extra.length === 0) return await rebuild(io, arg)
     if (command === 'audit' && sub === 'verify' && !arg) return await auditVerify(io, values.stream)
+    if (command === 'tokens' && sub === 'import' && extra.length === 0) return await tokensImport(io, arg, values.format)
+    if (command === 'users' && sub === 'add' && extra.length === 0) return await usersAdd(io, arg, values.name, !!values['password-stdin'])
+    if (command === 'keys' && sub === 'rotate' && !arg) return await keysRotate(io)
+    if (command === 'api-keys' && sub === 'create' && !arg) return await apiKeysCreate(io, values.role, values.name)
     throw new CliError(`unknown command: tessera ${positionals.join(' ')}\n${USAGE}`)
   } catch (error) {
     const code = error instanceof CliError ? error.exitCode : 2

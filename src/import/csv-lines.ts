@@ -23,17 +23,19 @@ export interface CsvLineOptions {
   quotes: boolean
 }
 
-/** Whitespace as csv-parse's `trim` option and String.prototype.trim see it. */
-function isTrimmable(code: number): boolean {
-  return code === 0x20 || (code >= 0x09 && code <= 0x0d) || code === 0xa0 || code === 0x1680 ||
-    (code >= 0x2000 && code <= 0x200a) || code === 0x2028 || code === 0x2029 || code === 0x202f ||
-    code === 0x205f || code === 0x3000 || code === 0xfeff
+/**
+ * Whitespace allowed around a quoted field: space and tab. csv-parse's `trim` also takes other Unicode spaces
+ * there, but not consistently when they are several bytes long, so a line with one of those next to a quote
+ * is refused here (being stricter than csv-parse is safe; being looser is not).
+ */
+function isBlank(code: number): boolean {
+  return code === 0x20 || code === 0x09
 }
 
 /**
- * Why csv-parse (comma-delimited, "-quoted and "-escaped, with `trim`) would refuse this single line, or null
- * when it reads it as exactly one record. A quoted field may have whitespace around it; a quote anywhere else
- * in a field, text after a closing quote, or a quote left open are problems.
+ * Why this single line may not be given to csv-parse (comma-delimited, "-quoted and "-escaped, with `trim`),
+ * or null when csv-parse reads it as exactly one record. A quoted field may have spaces or tabs around it; a
+ * quote anywhere else in a field, text after a closing quote, or a quote left open are problems.
  */
 export function quotingProblem(text: string): string | null {
   if (!text.includes('"')) return null
@@ -42,7 +44,7 @@ export function quotingProblem(text: string): string | null {
   for (;;) {
     // at the start of a field
     let j = i
-    while (j < n && isTrimmable(text.charCodeAt(j))) j++
+    while (j < n && isBlank(text.charCodeAt(j))) j++
     if (j < n && text.charCodeAt(j) === 34) {
       j++
       for (;;) {
@@ -55,7 +57,7 @@ export function quotingProblem(text: string): string | null {
         j = q + 1
         break
       }
-      while (j < n && isTrimmable(text.charCodeAt(j))) j++
+      while (j < n && isBlank(text.charCodeAt(j))) j++
       if (j === n) return null
       if (text.charCodeAt(j) !== 44) return 'text follows a closing quote (quotes must enclose a whole field)'
       i = j + 1

@@ -50,6 +50,15 @@ export interface EventTypeStatsTable {
   last_recorded_at: Date
 }
 
+export interface ApiKeysTable {
+  id: string
+  name: string
+  role: string
+  secret_hash: Buffer
+  created_at: Date
+  revoked_at: Date | null
+}
+
 export interface Database {
   events: EventsTable
   subscription_checkpoints: SubscriptionCheckpointsTable
@@ -60,6 +69,7 @@ export interface Database {
   token_secrets: TokenSecretsTable
   users: UsersTable
   user_credentials: UserCredentialsTable
+  api_keys: ApiKeysTable
 }
 
 export type Db = Kysely<Database>

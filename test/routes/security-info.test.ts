@@ -10,7 +10,7 @@ const SEED_B32 = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ'
 const seeds: Record<string, { hex: string; b32: string }> = {}
 function seedFor(serial: string) {
   // A different seed per token: the serial's digits over the RFC seed.
-  const hex = Buffer.from(SEED_HEX, 'hex').map((b, i) => b ^ (serial.charCodeAt(i % serial.length) & 0x0f)).toString('hex')
+  const hex = Buffer.from([...Buffer.from(SEED_HEX, 'hex')].map((b, i) => b ^ (serial.charCodeAt(i % serial.length) & 0x0f))).toString('hex')
   const b32 = base32(Buffer.from(hex, 'hex'))
   seeds[serial] = { hex, b32 }
   return b32

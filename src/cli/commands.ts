@@ -1,0 +1,101 @@
+// The `tessera` subcommands that change things: tokens, users, keys, API keys.
+import { createReadStream, existsSync } from 'node:fs'
+import { createApiKey, type ApiRole } from '../commands/api-keys.js'
+import { importTokens } from '../commands/import-tokens.js'
+import { reencryptSeeds } from '../commands/rotate-keys.js'
+import { registerUser } from '../commands/users.js'
+import { addKeyringKey, openVault } from '../crypto/keyring.js'
+import { parseInventory } from '../import/index.js'
+import { UnusableFile, type InventoryFormat } from '../import/types.js'
+import { CliError, openContext } from './context.js'
+
+export interface Io {
+  out: (line: string) => void
+  err: (line: string) => void
+  /** The progress line (rewritten in place); null when stderr is not a terminal. */
+  progress: ((line: string) => void) | null
+  stdin: () => Promise<string>
+}
+
+/** tessera tokens import FILE [--format entra|oath]: exit 0 all imported, 1 some rows rejected, 2 nothing usable. */
+export async function tokensImport(io: Io, file: string | undefined, format: string | undefined): Promise<number> {
+  if (!file) throw new CliError('tessera tokens import needs a file: tessera tokens import FILE [--format entra|oath]')
+  if (!existsSync(file)) throw new CliError(`no file ${file}`)
+  const chosen = (format ?? 'entra') as InventoryFormat
+  if (chosen !== 'entra' && chosen !== 'oath') throw new CliError(`--format must be entra or oath, not ${format}`)
+  const ctx = await openContext()
+  try {
+    const started = performance.now()
+    const report = await importTokens(ctx.commands(), parseInventory(chosen, createReadStream(file)), ctx.meta(), {
+      format: chosen,
+      onProgress: io.progress ? (read, imported) => io.progress!(`importing: ${read.toLocaleString('en')} rows read, ${imported.toLocaleString('en')} imported`) : undefined,
+    })
+    if (io.progress) io.progress('')
+    for (const r of report.rejected) io.err(`line ${r.line}${r.serial ? `, serial ${r.serial}` : ''}: ${r.reason}`)
+    const seconds = (performance.now() - started) / 1000
+    io.out(`imported ${report.imported} tokens, rejected ${report.rejected.length} rows (${seconds.toFixed(1)} s)`)
+    return report.rejected.length > 0 ? 1 : 0
+  } catch (error) {
+    if (error instanceof UnusableFile) {
+      throw new CliError(`${file} cannot be imported: ${error.message}${format ? '' : ' (for privacyIDEA files use --format oath)'}`)
+    }
+    throw error
+  } finally {
+    await ctx.close()
+  }
+}
+
+/** tessera users add <upn> --name "..." --password-stdin */
+export async function usersAdd(io: Io, upn: string | undefined, name: string | undefined, passwordStdin: boolean): Promise<number> {
+  if (!upn) throw new CliError('tessera users add needs a user principal name: tessera users add alice@example.com --name "Alice" --password-stdin')
+  if (!passwordStdin) throw new CliError('give the password on standard input with --password-stdin (never as an argument)')
+  const password = (await io.stdin()).replace(/\r?\n$/, '')
+  const ctx = await openContext()
+  try {
+    const user = await registerUser(ctx, { upn, displayName: name ?? upn.split('@')[0]!, password }, ctx.meta())
+    io.out(`added ${user.upn} (id ${user.userId})`)
+    return 0
+  } catch (error) {
+    if ((error as Error).name === 'UserAlreadyExists' || (error as Error).name === 'InvalidUser') throw new CliError((error as Error).message, 1)
+    throw error
+  } finally {
+    await ctx.close()
+  }
+}
+
+/**
+ * tessera keys rotate: with the data-directory keyring, adds a new master key and re-encrypts every seed
+ * under it; with TESSERA_MASTER_KEY, re-encrypts the seeds still under TESSERA_PREVIOUS_MASTER_KEYS.
+ */
+export async function keysRotate(io: Io): Promise<number> {
+  const ctx = await openContext()
+  try {
+    const log = (m: string) => io.err(`tessera: ${m}`)
+    if (!ctx.config.masterKey) {
+      openVault(ctx.config, log) // creates the keyring when there is none yet
+      const id = addKeyringKey(ctx.config.dataDir)
+      io.out(`new master key ${id} added to the keyring`)
+    }
+    // Opened after the keyring changed, so the new key is the current one.
+    const vault = openVault(ctx.config, log)
+    const count = await reencryptSeeds(ctx.db, vault)
+    io.out(`re-encrypted ${count} seeds under master key ${vault.currentKeyId}`)
+    return 0
+  } finally {
+    await ctx.close()
+  }
+}
+
+/** tessera api-keys create --role admin|auditor [--name ...]: prints the key once. */
+export async function apiKeysCreate(io: Io, role: string | undefined, name: string | undefined): Promise<number> {
+  if (role !== 'admin' && role !== 'auditor') throw new CliError('--role must be admin or auditor')
+  const ctx = await openContext()
+  try {
+    const created = await createApiKey(ctx, { role: role as ApiRole, name: name ?? `${role} key` }, ctx.meta())
+    io.out(created.key)
+    io.err(`API key ${created.id} (${role}) created. It is shown once: store it now. Use it as "Authorization: Bearer <key>".`)
+    return 0
+  } finally {
+    await ctx.close()
+  }
+}

@@ -1,0 +1,64 @@
+// A real headless Chromium (Debian's, never one Playwright downloads) for tests that drive the
+// pages as a person would: by labels, roles and button names. `.ci/run` installs chromium.
+import { existsSync, promises as fs } from 'node:fs'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { chromium, type Browser, type Page } from 'playwright-core'
+import type { Test } from 'tap'
+
+export const CHROMIUM = '/usr/bin/chromium'
+
+/** Why browser tests cannot run here, or null when they can. */
+export function browserMissing(): string | null {
+  return existsSync(CHROMIUM) ? null : `${CHROMIUM} not found: apt-get install -y chromium (.ci/run does) to run the browser tests`
+}
+
+/** Launches Chromium headless, closed at the test's teardown. */
+export async function launchBrowser(t: Test): Promise<Browser> {
+  const browser = await chromium.launch({
+    executablePath: CHROMIUM,
+    args: ['--headless', '--no-sandbox', '--disable-gpu', '--disable-quic', '--no-first-run',
+      '--disable-background-networking', '--disable-component-update', '--disable-sync'],
+  })
+  t.teardown(() => browser.close())
+  return browser
+}
+
+/** Screenshots go to `.tessera-test/screens/` (gitignored) at the project root. */
+export const SCREENS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '.tessera-test', 'screens')
+
+/** A full-page screenshot named `<name>.png`; returns its path. */
+export async function screenshot(page: Page, name: string): Promise<string> {
+  await fs.mkdir(SCREENS_DIR, { recursive: true })
+  const file = path.join(SCREENS_DIR, `${name}.png`)
+  await page.screenshot({ path: file, fullPage: true })
+  return file
+}
+
+/** What the focused element looks like: which one it is, and its focus ring. */
+export interface Focused {
+  tag: string
+  id: string
+  text: string
+  focusVisible: boolean
+  outlineStyle: string
+  outlineWidth: string
+  outlineColor: string
+}
+
+export async function focused(page: Page): Promise<Focused | null> {
+  return page.evaluate(() => {
+    const el = document.activeElement as HTMLElement | null
+    if (!el || el === document.body) return null
+    const style = getComputedStyle(el)
+    return {
+      tag: el.tagName.toLowerCase(),
+      id: el.id,
+      text: (el.innerText || el.getAttribute('aria-label') || '').trim(),
+      focusVisible: el.matches(':focus-visible'),
+      outlineStyle: style.outlineStyle,
+      outlineWidth: style.outlineWidth,
+      outlineColor: style.outlineColor,
+    }
+  })
+}
