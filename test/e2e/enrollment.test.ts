@@ -88,7 +88,7 @@ async function browserTests() {
     await page.waitForURL('**/security-info/hardware-token/serial')
   }
 
-  t.test('alice adds her hardware token by serial, name and code, with JavaScript disabled', async (t) => {
+  await t.test('alice adds her hardware token by serial, name and code, with JavaScript disabled', async (t) => {
     const page = await newPage(t, browser, { javaScriptEnabled: false })
     await signIn(t, page, 'alice@example.com', '01-sign-in')
     t.ok(await page.getByText('Alice Example (alice@example.com)').isVisible(), 'the account is shown')
@@ -144,7 +144,7 @@ async function browserTests() {
     t.same(await events(SERIAL), ['TokenImported', 'TokenAssigned', 'TokenRenamed', 'TokenActivated'])
   })
 
-  t.test('a wrong serial shows the error next to the field and keeps what was typed', async (t) => {
+  await t.test('a wrong serial shows the error next to the field and keeps what was typed', async (t) => {
     const page = await newPage(t, browser)
     await signIn(t, page, 'bob@example.com')
     await toSerialStep(page)
@@ -175,7 +175,7 @@ async function browserTests() {
     await screenshot(page, '11-serial-empty')
   })
 
-  t.test('Cancel on the name step goes back to Security info and adds nothing', async (t) => {
+  await t.test('Cancel on the name step goes back to Security info and adds nothing', async (t) => {
     const before = await events(SERIAL)
     await addUser(app, 'erin@example.com', PASSWORD, 'Erin Example')
     await importEntra(app, [`,8659623756141,${base32(Buffer.from('00112233445566778899aabbccddeeff00112233', 'hex'))},30,Token2,C202`])
@@ -201,7 +201,7 @@ async function browserTests() {
     t.equal(new URL(page.url()).pathname, '/security-info/hardware-token/serial', 'the name step needs a serial again')
   })
 
-  t.test('keyboard: Tab reaches the serial field and Next, each with a visible focus ring; Enter means Next', async (t) => {
+  await t.test('keyboard: Tab reaches the serial field and Next, each with a visible focus ring; Enter means Next', async (t) => {
     const page = await newPage(t, browser)
     await signIn(t, page, 'carol@example.com')
     await toSerialStep(page)
@@ -236,7 +236,7 @@ async function browserTests() {
 
   })
 
-  t.test('keyboard: Enter in a field submits the step, not Cancel', async (t) => {
+  await t.test('keyboard: Enter in a field submits the step, not Cancel', async (t) => {
     await importEntra(app, [`,8659623756142,${base32(Buffer.from('ffeeddccbbaa99887766554433221100ffeeddcc', 'hex'))},30,Token2,C202`])
     const page = await newPage(t, browser, { javaScriptEnabled: false })
     await signIn(t, page, 'dave@example.com')
