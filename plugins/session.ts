@@ -1,7 +1,7 @@
 // Sessions in an encrypted, authenticated cookie (@fastify/secure-session). The key comes from
 // TESSERA_SESSION_KEY (32 bytes, base64; every gateway process must share it) or, by default, a key
 // generated once into the data directory.
-import { randomBytes } from 'node:crypto'
+import { createHmac, randomBytes } from 'node:crypto'
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import path from 'node:path'
 import fp from 'fastify-plugin'
@@ -31,6 +31,8 @@ declare module '@fastify/secure-session' {
     verifiedAt: number
     enroll: { serial: string; name?: string; claimedAt: number }
     returnTo: string
+    /** The OpenID interaction in which the password was entered (prompt=login, max_age). */
+    interactionPassword: string
   }
 }
 
@@ -52,9 +54,18 @@ function sessionKey(app: FastifyInstance): Buffer {
   return Buffer.from(readFileSync(file, 'utf8').trim(), 'base64')
 }
 
+declare module 'fastify' {
+  interface FastifyInstance {
+    /** Derives a key for another purpose (e.g. the OpenID provider's cookies) from the session key. */
+    deriveKey(purpose: string): string
+  }
+}
+
 async function sessionPlugin(app: FastifyInstance): Promise<void> {
+  const key = sessionKey(app)
+  app.decorate('deriveKey', (purpose: string) => createHmac('sha256', key).update(purpose).digest('base64url'))
   await app.register(secureSession, {
-    key: sessionKey(app),
+    key,
     cookieName: 'tessera_session',
     expiry: SESSION_HOURS * 3600,
     cookie: {

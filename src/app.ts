@@ -17,6 +17,8 @@ import healthRoutes from './routes/health.js'
 import loginRoutes from './routes/login.js'
 import securityInfoRoutes from './routes/security-info/index.js'
 import adminApiRoutes from './routes/admin/api.js'
+import interactionRoutes from './routes/interaction/index.js'
+import oidcPlugin from '../plugins/oidc.js'
 import { EventStoreError } from './event-store/errors.js'
 
 export interface AppOptions {
@@ -41,6 +43,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(csrfPlugin)
   await fastify.register(rateLimitPlugin)
   await fastify.register(viewsPlugin)
+  await fastify.register(oidcPlugin)
 
   // Error and not-found handlers come before the routes: a route keeps the handler it was registered under.
   // 4xx errors say what went wrong; 5xx errors are logged with the request id and say nothing more.
@@ -77,6 +80,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(loginRoutes)
   await fastify.register(securityInfoRoutes)
   await fastify.register(adminApiRoutes)
+  await fastify.register(interactionRoutes)
 }
 
 function wantsHtml(accept: string | undefined): boolean {

@@ -1,6 +1,8 @@
 // The `tessera` subcommands that change things: tokens, users, keys, API keys.
 import { createReadStream, existsSync } from 'node:fs'
 import { createApiKey, type ApiRole } from '../commands/api-keys.js'
+import { registerClient } from '../commands/clients.js'
+import { rotateSigningKey } from '../oidc/signing-keys.js'
 import { importTokens } from '../commands/import-tokens.js'
 import { reencryptSeeds } from '../commands/rotate-keys.js'
 import { registerUser } from '../commands/users.js'
@@ -94,6 +96,40 @@ export async function apiKeysCreate(io: Io, role: string | undefined, name: stri
     const created = await createApiKey(ctx, { role: role as ApiRole, name: name ?? `${role} key` }, ctx.meta())
     io.out(created.key)
     io.err(`API key ${created.id} (${role}) created. It is shown once: store it now. Use it as "Authorization: Bearer <key>".`)
+    return 0
+  } finally {
+    await ctx.close()
+  }
+}
+
+/** tessera clients add <client-id> --redirect-uri URI [--redirect-uri URI ...] [--public] [--name NAME] */
+export async function clientsAdd(io: Io, clientId: string | undefined, redirectUris: string[], isPublic: boolean, name: string | undefined): Promise<number> {
+  if (!clientId) throw new CliError('tessera clients add needs a client id: tessera clients add my-app --redirect-uri https://app.example.com/callback')
+  const ctx = await openContext()
+  try {
+    const created = await registerClient(ctx, { clientId, name: name ?? clientId, redirectUris, public: isPublic }, ctx.meta())
+    if (created.secret) {
+      io.out(created.secret)
+      io.err(`relying application ${clientId} registered. Its client secret is shown once: store it now.`)
+    } else {
+      io.out(`relying application ${clientId} registered as a public client (PKCE, no secret)`)
+    }
+    return 0
+  } catch (error) {
+    if ((error as Error).name === 'InvalidClient' || (error as Error).name === 'ClientAlreadyExists') throw new CliError((error as Error).message, 1)
+    throw error
+  } finally {
+    await ctx.close()
+  }
+}
+
+/** tessera keys rotate-signing: a new ES256 key signs from the next start; the old one stays published. */
+export async function keysRotateSigning(io: Io): Promise<number> {
+  const ctx = await openContext()
+  try {
+    const { kid, retired } = await rotateSigningKey(ctx.db, ctx.commands().vault)
+    io.out(`new signing key ${kid}; retired ${retired.join(', ') || 'none'} (still published for verification)`)
+    io.err('restart the gateway processes one by one to sign with the new key')
     return 0
   } finally {
     await ctx.close()

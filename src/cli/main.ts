@@ -5,7 +5,7 @@ import { sql } from 'kysely'
 import { verifyChains } from '../event-store/verify.js'
 import { allProjections, projectionNamed } from '../projections/index.js'
 import { rebuildProjection } from '../projections/rebuild.js'
-import { apiKeysCreate, keysRotate, tokensImport, usersAdd, type Io } from './commands.js'
+import { apiKeysCreate, clientsAdd, keysRotate, keysRotateSigning, tokensImport, usersAdd, type Io } from './commands.js'
 import { CliError, openContext } from './context.js'
 
 const USAGE = `usage: tessera <command>
@@ -19,6 +19,9 @@ const USAGE = `usage: tessera <command>
   users add UPN --name NAME --password-stdin
                                    add a local user; the password is read from standard input
   keys rotate                      new master key for seeds; re-encrypt every seed under it
+  keys rotate-signing              new ES256 key for ID tokens; the old one stays in the JWKS
+  clients add ID --redirect-uri URI [--public] [--name NAME]
+                                   register a relying application (prints its secret once)
   api-keys create --role admin|auditor [--name NAME]
                                    create a bearer key for the admin API (printed once)
 
@@ -96,6 +99,8 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
         name: { type: 'string' },
         role: { type: 'string' },
         'password-stdin': { type: 'boolean' },
+        'redirect-uri': { type: 'string', multiple: true },
+        public: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     })
@@ -110,6 +115,10 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     if (command === 'tokens' && sub === 'import' && extra.length === 0) return await tokensImport(io, arg, values.format)
     if (command === 'users' && sub === 'add' && extra.length === 0) return await usersAdd(io, arg, values.name, !!values['password-stdin'])
     if (command === 'keys' && sub === 'rotate' && !arg) return await keysRotate(io)
+    if (command === 'keys' && sub === 'rotate-signing' && !arg) return await keysRotateSigning(io)
+    if (command === 'clients' && sub === 'add' && extra.length === 0) {
+      return await clientsAdd(io, arg, values['redirect-uri'] ?? [], !!values.public, values.name)
+    }
     if (command === 'api-keys' && sub === 'create' && !arg) return await apiKeysCreate(io, values.role, values.name)
     throw new CliError(`unknown command: tessera ${positionals.join(' ')}\n${USAGE}`)
   } catch (error) {

@@ -59,6 +59,42 @@ export interface ApiKeysTable {
   revoked_at: Date | null
 }
 
+export interface OidcPayloadsTable {
+  type: string
+  id: string
+  payload: unknown
+  grant_id: string | null
+  user_code: string | null
+  uid: string | null
+  expires_at: Date | null
+  consumed_at: Date | null
+}
+
+export interface ClientsTable {
+  client_id: string
+  name: string
+  redirect_uris: string[]
+  public: boolean
+  created_at: Date
+  version: number
+}
+
+export interface ClientSecretsTable {
+  client_id: string
+  secret_hash: string
+}
+
+export interface SigningKeysTable {
+  kid: string
+  alg: string
+  public_jwk: unknown
+  key_id: string
+  nonce: Buffer
+  ciphertext: Buffer
+  created_at: Generated<Date>
+  retired_at: Date | null
+}
+
 export interface Database {
   events: EventsTable
   subscription_checkpoints: SubscriptionCheckpointsTable
@@ -70,6 +106,10 @@ export interface Database {
   users: UsersTable
   user_credentials: UserCredentialsTable
   api_keys: ApiKeysTable
+  oidc_payloads: OidcPayloadsTable
+  clients: ClientsTable
+  client_secrets: ClientSecretsTable
+  signing_keys: SigningKeysTable
 }
 
 export type Db = Kysely<Database>

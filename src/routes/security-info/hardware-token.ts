@@ -100,7 +100,11 @@ export default async function hardwareTokenRoutes(
   app.get<{ Querystring: { serial?: string } }>(`${BASE}/done`, async (request, reply) => {
     const { state } = await loadToken(app.db, String(request.query.serial ?? ''))
     if (state.status !== 'active' || state.userId !== user(request).id) return reply.redirect('/security-info', 303)
-    return page(request, reply, 'security-info/hardware-token/done', { title: 'Hardware token', serial: state.serial, name: state.name ?? defaultName(state) })
+    // Sent here from a sign-in that asked for a code: Done goes back to it.
+    const returnTo = request.session.get('returnTo')
+    const next = returnTo?.startsWith('/interaction/') ? returnTo : '/security-info'
+    if (next !== '/security-info') request.session.set('returnTo', undefined)
+    return page(request, reply, 'security-info/hardware-token/done', { title: 'Hardware token', serial: state.serial, name: state.name ?? defaultName(state), next })
   })
 
   app.post(`${BASE}/cancel`, async (request, reply) => {

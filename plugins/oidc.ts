@@ -1,0 +1,59 @@
+// The OpenID provider, mounted at /oidc through @fastify/middie (issuer: PUBLIC_URL/oidc).
+// It is created on first use: its signing keys live in the database, and a gateway whose database is
+// not ready yet must still start and say so on /readyz.
+import fp from 'fastify-plugin'
+import middie from '@fastify/middie'
+import type Provider from 'oidc-provider'
+import type { FastifyInstance } from 'fastify'
+import type { IncomingMessage, ServerResponse } from 'node:http'
+import { pruneExpired } from '../src/oidc/adapter.js'
+import { createProvider } from '../src/oidc/provider.js'
+import { loadSigningKeys } from '../src/oidc/signing-keys.js'
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    oidcProvider(): Promise<Provider>
+  }
+}
+
+export const OIDC_PATH = '/oidc'
+
+async function oidcPlugin(app: FastifyInstance): Promise<void> {
+  let ready: Promise<{ provider: Provider; callback: (req: IncomingMessage, res: ServerResponse) => void }> | null = null
+  const load = () => {
+    ready ??= (async () => {
+      const provider = createProvider({
+        issuer: `${app.config.publicUrl}${OIDC_PATH}`,
+        db: app.db,
+        signingKeys: await loadSigningKeys(app.db, app.commands.vault),
+        cookieKeys: [app.deriveKey('oidc cookies')],
+      })
+      provider.proxy = app.config.publicUrl.startsWith('https://')
+      provider.on('server_error', (_ctx: unknown, error: Error) => app.log.error({ err: error }, 'OpenID provider error'))
+      return { provider, callback: provider.callback() }
+    })().catch((error) => {
+      ready = null
+      throw error
+    })
+    return ready
+  }
+  app.decorate('oidcProvider', async () => (await load()).provider)
+
+  await app.register(middie)
+  app.use(OIDC_PATH, (req: IncomingMessage, res: ServerResponse) => {
+    load().then(({ callback }) => callback(req, res), (error) => {
+      app.log.error({ err: error }, 'the OpenID provider is not available')
+      res.statusCode = 503
+      res.setHeader('content-type', 'application/json')
+      res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'The sign-in service is starting or its database is unavailable.' }))
+    })
+  })
+
+  const prune = setInterval(() => {
+    pruneExpired(app.db).catch((error) => app.log.warn({ err: error }, 'pruning expired OpenID data failed'))
+  }, 5 * 60 * 1000)
+  prune.unref()
+  app.addHook('onClose', async () => clearInterval(prune))
+}
+
+export default fp(oidcPlugin, { name: 'oidc', dependencies: ['db', 'commands', 'session'] })

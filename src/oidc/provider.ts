@@ -1,0 +1,128 @@
+// The OpenID provider (oidc-provider), configured for Tessera:
+// - authorization code flow with PKCE (S256) for every client, exact redirect URIs, ES256 ID tokens;
+// - two levels, requested with acr_values; the ID token carries acr, amr (RFC 8176) and auth_time;
+// - a session at `pwd` asked for `mfa` is sent to the interaction again (step-up);
+// - registered relying applications are first-party: no consent screen, the grant covers what they ask;
+// - client secrets are stored as hashes and compared as hashes.
+import type { JsonWebKey } from 'node:crypto'
+import Provider, { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
+import { compareClientSecret } from '../commands/clients.js'
+import type { Db } from '../read-models/database.js'
+import { findUser } from '../read-models/users.js'
+import { kyselyAdapter } from './adapter.js'
+
+/** Levels of assurance a relying application asks for with acr_values. */
+export const LEVELS = {
+  /** Password only. */
+  pwd: 'urn:tessera:loa:pwd',
+  /** Password and proof of possession of a token (a code from it). */
+  mfa: 'urn:tessera:loa:mfa',
+} as const
+
+export type Level = (typeof LEVELS)[keyof typeof LEVELS]
+
+/** The level the request asks for: the strongest of its acr_values that we know; pwd by default. */
+export function requestedLevel(acrValues: unknown): Level {
+  const values = typeof acrValues === 'string' ? acrValues.split(' ') : []
+  return values.includes(LEVELS.mfa) ? LEVELS.mfa : LEVELS.pwd
+}
+
+export interface ProviderOptions {
+  issuer: string
+  db: Db
+  signingKeys: JsonWebKey[]
+  cookieKeys: string[]
+  /** Seconds. */
+  sessionTtl?: number
+}
+
+function escapeHtml(value: unknown): string {
+  return String(value).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
+}
+
+function page(title: string, body: string): string {
+  return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
+<title>${escapeHtml(title)} - Tessera</title><link rel="stylesheet" href="/assets/tessera.css"></head>
+<body><header class="topbar"><span class="brand">Tessera</span></header><main id="main"><div class="card">${body}</div></main></body></html>`
+}
+
+export function createProvider(options: ProviderOptions): Provider {
+  const policy = interactionPolicy.base()
+  // Step-up: a session authenticated at a lower level than the request asks for must authenticate again.
+  policy.get('login')!.checks.add(new interactionPolicy.Check('acr_values', 'a stronger authentication is required', (ctx) => {
+    const wanted = requestedLevel(ctx.oidc.params?.acr_values)
+    if (wanted === LEVELS.mfa && ctx.oidc.session?.accountId && ctx.oidc.acr !== LEVELS.mfa) return interactionPolicy.Check.REQUEST_PROMPT
+    return interactionPolicy.Check.NO_NEED_TO_PROMPT
+  }))
+
+  const configuration: Configuration = {
+    adapter: kyselyAdapter(options.db),
+    clients: [],
+    jwks: { keys: options.signingKeys as never[] },
+    cookies: { keys: options.cookieKeys, long: { signed: true }, short: { signed: true } },
+    pkce: { required: () => true },
+    acrValues: [LEVELS.pwd, LEVELS.mfa],
+    scopes: ['openid', 'email', 'profile', 'offline_access'],
+    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
+    features: {
+      devInteractions: { enabled: false },
+      userinfo: { enabled: true },
+      revocation: { enabled: true },
+      rpInitiatedLogout: {
+        enabled: true,
+        logoutSource: async (ctx, form) => {
+          ctx.body = page('Sign out', `<h1>Sign out</h1><p>Do you want to sign out of Tessera?</p>${form}
+            <div class="actions"><button type="submit" form="op.logoutForm">No, stay signed in</button>
+            <button type="submit" class="primary" form="op.logoutForm" value="yes" name="logout">Yes, sign me out</button></div>`)
+        },
+        postLogoutSuccessSource: async (ctx) => {
+          ctx.body = page('Signed out', '<h1>You have signed out</h1><p>You can close this window.</p>')
+        },
+      },
+    },
+    enabledJWA: { idTokenSigningAlgValues: ['ES256'], userinfoSigningAlgValues: ['ES256'] },
+    ttl: {
+      AuthorizationCode: 60,
+      AccessToken: 3600,
+      IdToken: 3600,
+      RefreshToken: 14 * 24 * 3600,
+      Interaction: 30 * 60,
+      Session: options.sessionTtl ?? 8 * 3600,
+      Grant: 14 * 24 * 3600,
+    },
+    interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy },
+    async findAccount(_ctx, sub) {
+      const user = await findUser(options.db, sub)
+      if (!user) return undefined
+      return {
+        accountId: user.id,
+        async claims() {
+          return { sub: user.id, email: user.upn, email_verified: false, name: user.display_name, preferred_username: user.upn }
+        },
+      }
+    },
+    // Relying applications are registered by an operator: the grant covers what they ask for.
+    async loadExistingGrant(ctx: KoaContextWithOIDC) {
+      const { oidc } = ctx
+      const grantId = oidc.result?.consent?.grantId || oidc.session!.grantIdFor(oidc.client!.clientId)
+      const grant = grantId ? await oidc.provider.Grant.find(grantId) : new oidc.provider.Grant({ clientId: oidc.client!.clientId, accountId: oidc.session!.accountId! })
+      if (!grant) return undefined
+      grant.addOIDCScope(String(oidc.params!.scope ?? 'openid'))
+      await grant.save()
+      return grant
+    },
+    async renderError(ctx, out) {
+      ctx.type = 'html'
+      ctx.body = page('Sign-in problem', `<h1>We couldn't complete the sign-in</h1>
+        <p>${escapeHtml(out.error_description ?? out.error)}</p><p class="hint">Go back to the application and try again.</p>`)
+    },
+    extraParams: [],
+    clockTolerance: 5,
+  }
+  const provider = new Provider(options.issuer, configuration)
+  // Secrets are stored hashed (commands/clients.ts), so compare the hash of what was presented.
+  provider.Client.prototype.compareClientSecret = async function compare(this: { clientSecret?: string }, actual: string) {
+    return compareClientSecret(actual, this.clientSecret)
+  }
+  return provider
+}

@@ -1,0 +1,151 @@
+// The OpenID provider's interactions: sign in, and "Enter code" when the relying application asks for
+// more than a password.
+// - The gateway's own session counts as a sign-in (single sign-on with Security info), except when the
+//   application forces a new one (prompt=login, max_age).
+// - A user signed in at pwd who is asked for mfa sees only "Enter code" (step-up).
+// - A user asked for mfa with no method is offered to add one and is brought back.
+// - Attempts are rate limited per user and per address; every result is an event.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import type { InteractionResults } from 'oidc-provider'
+import { verifyCode } from '../../commands/tokens.js'
+import { authenticate, recordSignIn } from '../../commands/users.js'
+import { TokenError } from '../../domain/token/errors.js'
+import { LEVELS, requestedLevel } from '../../oidc/provider.js'
+import { tokensOfUser } from '../../read-models/tokens.js'
+import { signedIn } from '../guards.js'
+import { page } from '../render.js'
+import { defaultName } from '../security-info/index.js'
+
+type Provider = Awaited<ReturnType<FastifyInstance['oidcProvider']>>
+type Details = Awaited<ReturnType<Provider['interactionDetails']>>
+
+export default async function interactionRoutes(app: FastifyInstance): Promise<void> {
+  const limits = [
+    app.rateLimit({ max: 10, timeWindow: '1 minute', keyGenerator: (r) => `interaction-user:${signedIn(r)?.id ?? r.ip}` }),
+    app.rateLimit({ max: 30, timeWindow: '1 minute', keyGenerator: (r) => `interaction-ip:${r.ip}` }),
+  ]
+
+  async function details(request: FastifyRequest, reply: FastifyReply): Promise<Details | null> {
+    try {
+      const d = await (await app.oidcProvider()).interactionDetails(request.raw, reply.raw)
+      return d.uid === (request.params as { uid: string }).uid ? d : null
+    } catch (error) {
+      if ((error as Error).name === 'SessionNotFound') return null
+      throw error
+    }
+  }
+
+  const expired = (request: FastifyRequest, reply: FastifyReply) => reply.code(400).type('text/html; charset=utf-8').view('error', {
+    title: 'Sign-in expired', heading: 'This sign-in has expired', user: null, csrfToken: '',
+    message: 'Go back to the application and sign in again.',
+  })
+
+  async function clientName(d: Details): Promise<string> {
+    const row = await app.db.selectFrom('clients').select('name').where('client_id', '=', String(d.params.client_id)).executeTakeFirst()
+    return row?.name ?? String(d.params.client_id)
+  }
+
+  async function finish(request: FastifyRequest, reply: FastifyReply, result: InteractionResults) {
+    const url = await (await app.oidcProvider()).interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false })
+    return reply.redirect(url, 303)
+  }
+
+  /** The user the gateway's session vouches for in this interaction, or null when a password is due. */
+  function vouchedUser(request: FastifyRequest, d: Details) {
+    const user = signedIn(request)
+    if (!user) return null
+    const forced = d.prompt.reasons.includes('login_prompt') || d.prompt.reasons.includes('max_age')
+    if (forced && request.session.get('interactionPassword') !== d.uid) return null
+    if (d.session?.accountId && d.session.accountId !== user.id) return null
+    return user
+  }
+
+  async function activeMethods(userId: string) {
+    return (await tokensOfUser(app.db, userId)).filter((t) => t.status === 'active').map((t) => ({ serial: t.serial, name: t.name ?? defaultName(t) }))
+  }
+
+  app.get<{ Params: { uid: string } }>('/interaction/:uid', async (request, reply) => {
+    const d = await details(request, reply)
+    if (!d) return expired(request, reply)
+    const name = await clientName(d)
+    const user = vouchedUser(request, d)
+    if (!user) return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: name })
+    if (d.prompt.name === 'consent') {
+      const grant = new (await app.oidcProvider()).Grant({ accountId: user.id, clientId: String(d.params.client_id) })
+      grant.addOIDCScope(String(d.params.scope ?? 'openid'))
+      return finish(request, reply, { consent: { grantId: await grant.save() } })
+    }
+    if (requestedLevel(d.params.acr_values) === LEVELS.mfa) {
+      const methods = await activeMethods(user.id)
+      if (methods.length === 0) return page(request, reply, 'interaction/no-method', { title: 'Add a sign-in method', uid: d.uid, clientName: name })
+      return page(request, reply, 'interaction/code', { title: 'Enter code', uid: d.uid, clientName: name, methods })
+    }
+    const ts = Math.floor((request.session.get('authenticatedAt') ?? Date.now()) / 1000)
+    return finish(request, reply, { login: { accountId: user.id, acr: LEVELS.pwd, amr: ['pwd'], ts, remember: true } })
+  })
+
+  app.post<{ Params: { uid: string }; Body: { upn?: string; password?: string } }>('/interaction/:uid/login', { preHandler: limits }, async (request, reply) => {
+    const d = await details(request, reply)
+    if (!d) return expired(request, reply)
+    const upn = String(request.body?.upn ?? '').trim()
+    const password = String(request.body?.password ?? '')
+    if (!upn || !password) {
+      return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: await clientName(d), values: { upn },
+        errors: { ...(upn ? {} : { upn: 'Enter your email or username.' }), ...(password ? {} : { password: 'Enter your password.' }) } }, 422)
+    }
+    const user = await authenticate(app.commands, upn, password)
+    if (!user) {
+      return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: await clientName(d), values: { upn },
+        errors: { form: 'Your account or password is incorrect.' } }, 401)
+    }
+    request.session.regenerate()
+    request.session.set('userId', user.id)
+    request.session.set('upn', user.upn)
+    request.session.set('displayName', user.display_name)
+    request.session.set('authenticatedAt', Date.now())
+    request.session.set('interactionPassword', d.uid)
+    await recordSignIn(app.commands, user.id, 'pwd', app.eventMetadata(request, { type: 'user', id: user.id }, String(d.params.client_id)))
+    return reply.redirect(`/interaction/${d.uid}`, 303)
+  })
+
+  app.post<{ Params: { uid: string }; Body: { serial?: string; code?: string } }>('/interaction/:uid/code', { preHandler: limits }, async (request, reply) => {
+    const d = await details(request, reply)
+    if (!d) return expired(request, reply)
+    const user = vouchedUser(request, d)
+    if (!user) return reply.redirect(`/interaction/${d.uid}`, 303)
+    const methods = await activeMethods(user.id)
+    const serial = String(request.body?.serial ?? methods[0]?.serial ?? '')
+    const code = String(request.body?.code ?? '').replace(/\s/g, '')
+    const clientId = String(d.params.client_id)
+    const again = async (message: string) => page(request, reply, 'interaction/code',
+      { title: 'Enter code', uid: d.uid, clientName: await clientName(d), methods, values: { serial }, errors: { code: message } }, 422)
+    if (!/^\d{6,8}$/.test(code)) return again('Enter the 6- or 8-digit code displayed on your token.')
+    if (!methods.some((m) => m.serial === serial)) return again("That code didn't work. Check the code on your token and try again.")
+    try {
+      await verifyCode(app.commands, { serial, userId: user.id, code, relyingApplication: clientId, level: LEVELS.mfa },
+        app.eventMetadata(request, { type: 'user', id: user.id }, clientId))
+    } catch (error) {
+      if (error instanceof TokenError) return again(error.message)
+      throw error
+    }
+    request.session.set('verifiedAt', Date.now())
+    await recordSignIn(app.commands, user.id, 'otp', app.eventMetadata(request, { type: 'user', id: user.id }, clientId))
+    return finish(request, reply, {
+      login: { accountId: user.id, acr: LEVELS.mfa, amr: ['pwd', 'otp', 'hwk', 'mfa'], ts: Math.floor(Date.now() / 1000), remember: true },
+    })
+  })
+
+  app.get<{ Params: { uid: string } }>('/interaction/:uid/add-method', async (request, reply) => {
+    const d = await details(request, reply)
+    if (!d) return expired(request, reply)
+    if (!vouchedUser(request, d)) return reply.redirect(`/interaction/${d.uid}`, 303)
+    request.session.set('returnTo', `/interaction/${d.uid}`)
+    return reply.redirect('/security-info/add', 303)
+  })
+
+  app.post<{ Params: { uid: string } }>('/interaction/:uid/abort', async (request, reply) => {
+    const d = await details(request, reply)
+    if (!d) return expired(request, reply)
+    return finish(request, reply, { error: 'access_denied', error_description: 'The user cancelled the sign-in.' })
+  })
+}
