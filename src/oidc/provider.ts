@@ -63,7 +63,8 @@ export function createProvider(options: ProviderOptions): Provider {
     pkce: { required: () => true },
     acrValues: [LEVELS.pwd, LEVELS.mfa],
     scopes: ['openid', 'email', 'profile', 'offline_access'],
-    claims: { openid: ['sub'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
+    // amr is a claim of the openid scope, so every ID token carries it (acr and auth_time already are).
+    claims: { acr: null, auth_time: null, sid: null, openid: ['sub', 'amr'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
     features: {
       devInteractions: { enabled: false },
       userinfo: { enabled: true },

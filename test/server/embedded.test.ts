@@ -88,6 +88,8 @@ t.test('starts on the embedded PostgreSQL, serves /readyz, shares it with the CL
   t.ok(await gone(pid!), 'the embedded PostgreSQL stopped with it')
   const text = logs.join('')
   t.match(text, /"msg":"stopping the embedded PostgreSQL"/)
+  t.match(text, /generated a master key for seeds in .*keyring.json/, 'the log says a master key was generated')
+  t.equal((await fs.stat(path.join(dataDir, 'keyring.json'))).mode & 0o777, 0o600, 'the keyring is private')
   t.notOk(text.includes(info.password), 'the database password is in no log line')
 })
 
@@ -96,5 +98,6 @@ t.test('a second start keeps the data directory', async (t) => {
   const { child, logs } = await start(port)
   t.notMatch(logs.join(''), /creating the embedded PostgreSQL cluster/, 'no new cluster')
   t.notMatch(logs.join(''), /migration applied/, 'migrations were already current')
+  t.notMatch(logs.join(''), /generated a master key/, 'the same master key is used again')
   t.equal(await stop(child), 0)
 })

@@ -1,0 +1,64 @@
+// A user agent over real HTTP: a cookie jar, manual redirects, forms with their CSRF token.
+export interface Response {
+  status: number
+  location: string | null
+  body: string
+  headers: Headers
+  url: string
+}
+
+export class Agent {
+  private jar = new Map<string, string>()
+  private csrf = ''
+
+  constructor(readonly base: string) {}
+
+  private absolute(url: string): string {
+    return new URL(url, this.base).toString()
+  }
+
+  private store(headers: Headers) {
+    for (const c of headers.getSetCookie()) {
+      const [pair] = c.split(';')
+      const i = pair!.indexOf('=')
+      const name = pair!.slice(0, i)
+      if (/expires=Thu, 01 Jan 1970/i.test(c) || /max-age=0/i.test(c)) this.jar.delete(name)
+      else this.jar.set(name, pair!.slice(i + 1))
+    }
+  }
+
+  async request(method: string, url: string, form?: Record<string, string>): Promise<Response> {
+    const target = this.absolute(url)
+    const headers: Record<string, string> = { accept: 'text/html', cookie: [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ') }
+    let body: string | undefined
+    if (form) {
+      headers['content-type'] = 'application/x-www-form-urlencoded'
+      body = new URLSearchParams({ _csrf: this.csrf, ...form }).toString()
+    }
+    const res = await fetch(target, { method, headers, body, redirect: 'manual' })
+    this.store(res.headers)
+    const text = await res.text()
+    const token = text.match(/name="_csrf" value="([^"]+)"/)
+    if (token) this.csrf = token[1]!
+    const location = res.headers.get('location')
+    return { status: res.status, location: location ? new URL(location, target).toString() : null, body: text, headers: res.headers, url: target }
+  }
+
+  get(url: string) {
+    return this.request('GET', url)
+  }
+
+  post(url: string, form: Record<string, string>) {
+    return this.request('POST', url, form)
+  }
+
+  /** Follows redirects until one leaves this site (the relying application's callback) or a page answers. */
+  async follow(res: Response, stopAt?: string): Promise<Response> {
+    let current = res
+    for (let i = 0; i < 20 && current.location; i++) {
+      if (stopAt && current.location.startsWith(stopAt)) return current
+      current = await this.get(current.location)
+    }
+    return current
+  }
+}
