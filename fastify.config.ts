@@ -18,6 +18,8 @@ export interface AppConfig {
   masterKey: string | null
   previousMasterKeys: string[]
   fingerprintKey: string | null
+  /** Session cookie key (32 bytes, base64); every gateway process must share it. Null: a file in dataDir. */
+  sessionKey: string | null
 }
 
 export class ConfigError extends Error {
@@ -69,6 +71,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     masterKey: optional(env, 'TESSERA_MASTER_KEY'),
     previousMasterKeys: (optional(env, 'TESSERA_PREVIOUS_MASTER_KEYS') ?? '').split(',').map((k) => k.trim()).filter(Boolean),
     fingerprintKey: optional(env, 'TESSERA_FINGERPRINT_KEY'),
+    sessionKey: optional(env, 'TESSERA_SESSION_KEY'),
   }
 }
 

@@ -39,7 +39,7 @@ declare module '@fastify/secure-session' {
 export const SESSION_HOURS = 8
 
 function sessionKey(app: FastifyInstance): Buffer {
-  const configured = process.env.TESSERA_SESSION_KEY?.trim()
+  const configured = app.config.sessionKey
   if (configured) {
     const key = Buffer.from(configured, 'base64')
     if (key.length !== 32) throw new Error('TESSERA_SESSION_KEY must be 32 bytes in base64 (openssl rand -base64 32)')

@@ -1,0 +1,102 @@
+// Two gateway processes sharing PostgreSQL and Redis: a code raced through both is accepted once,
+// and the rate limit counts attempts on both.
+import t from 'tap'
+import { spawn } from 'node:child_process'
+import { randomBytes } from 'node:crypto'
+import { promises as fs } from 'node:fs'
+import net from 'node:net'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
+import { sql } from 'kysely'
+import * as oidc from 'openid-client'
+import { registerClient } from '../../src/commands/clients.js'
+import { activateToken } from '../../src/commands/tokens.js'
+import { LEVELS } from '../../src/oidc/provider.js'
+import { addUser, importEntra, testApp } from '../helpers/app.js'
+import { metadata } from '../helpers/database.js'
+import { TEST_DATA_DIR } from '../helpers/embedded-server.js'
+import { Agent } from '../helpers/http-agent.js'
+import { totpAt } from '../helpers/oathtool.js'
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url))
+async function freePort(): Promise<number> {
+  return new Promise((resolve) => {
+    const s = net.createServer().listen(0, '127.0.0.1', () => {
+      const p = (s.address() as net.AddressInfo).port
+      s.close(() => resolve(p))
+    })
+  })
+}
+
+const [port1, port2] = [await freePort(), await freePort()]
+const PUBLIC = `http://127.0.0.1:${port1}`
+const shared = {
+  PUBLIC_URL: PUBLIC,
+  TESSERA_MASTER_KEY: randomBytes(32).toString('base64'),
+  TESSERA_SESSION_KEY: randomBytes(32).toString('base64'),
+  ...(process.env.REDIS_URL ? { REDIS_URL: process.env.REDIS_URL } : {}),
+}
+const { app, database, clock } = await testApp(t, { ...shared, PORT: String(port1) })
+await app.listen({ port: port1, host: '127.0.0.1' })
+
+// The second process: the real server entry point, on the same database.
+const dataDir = await fs.mkdtemp(path.join(TEST_DATA_DIR, 'second-'))
+t.teardown(() => fs.rm(dataDir, { recursive: true, force: true }))
+const env: Record<string, string> = { ...process.env as Record<string, string>, ...shared, DATABASE_URL: database.url, PORT: String(port2), TESSERA_DATA_DIR: dataDir, LOG_LEVEL: 'warn' }
+delete env.NODE_OPTIONS
+const second = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] })
+t.teardown(() => new Promise<void>((resolve) => { second.once('exit', () => resolve()); second.kill('SIGTERM') }))
+for (let i = 0; ; i++) {
+  if (await fetch(`http://127.0.0.1:${port2}/readyz`).then((r) => r.ok, () => false)) break
+  if (i > 300) throw new Error('the second gateway did not start')
+  await new Promise((r) => setTimeout(r, 100))
+}
+
+const SEED_HEX = '3132333435363738393031323334353637383930'
+const NOW = Math.floor(Date.now() / 1000)
+clock.now = new Date(NOW * 1000)
+const CALLBACK = 'https://rp.example.com/callback'
+const client = await registerClient(app.commands, { clientId: 'payroll', name: 'Payroll', redirectUris: [CALLBACK], public: false }, metadata())
+const alice = await addUser(app, 'alice@example.com')
+await importEntra(app, [`alice@example.com,8659623756140,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,30,Token2,C202`])
+await activateToken(app.commands, { serial: '8659623756140', userId: alice.userId, name: 'Key', code: totpAt(SEED_HEX, NOW - 30) }, metadata())
+const config = await oidc.discovery(new URL(`${PUBLIC}/oidc`), 'payroll', { client_secret: client.secret! }, oidc.ClientSecretBasic(client.secret!), { execute: [oidc.allowInsecureRequests] })
+
+async function atEnterCode(agent: Agent) {
+  const url = oidc.buildAuthorizationUrl(config, { redirect_uri: CALLBACK, scope: 'openid', acr_values: LEVELS.mfa, nonce: oidc.randomNonce(),
+    code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()), code_challenge_method: 'S256' })
+  const login = await agent.follow(await agent.get(url.toString()))
+  return agent.follow(await agent.post(`${new URL(login.url).pathname}/login`, { upn: 'alice@example.com', password: 'correct horse battery' }))
+}
+
+t.test('the same code sent through both processes at once is accepted exactly once', async (t) => {
+  // The second process reads the clock; the code is the current one for both.
+  const now = Math.floor(Date.now() / 1000)
+  clock.now = new Date(now * 1000)
+  const code = totpAt(SEED_HEX, now)
+  const a = new Agent(PUBLIC)
+  const b = new Agent(PUBLIC)
+  const pageA = await atEnterCode(a)
+  const pageB = await atEnterCode(b)
+  t.match(pageA.body, /Enter code/)
+  const [ra, rb] = await Promise.all([
+    a.post(`http://127.0.0.1:${port1}${new URL(pageA.url).pathname}/code`, { code }),
+    b.post(`http://127.0.0.1:${port2}${new URL(pageB.url).pathname}/code`, { code }),
+  ])
+  t.same([ra.status, rb.status].sort(), [303, 422], 'one accepted, one refused')
+  const types = (await sql<{ type: string }>`select type from events where stream_id = 'token-8659623756140' and type like 'Otp%'`.execute(database.db)).rows.map((r) => r.type)
+  t.equal(types.filter((x) => x === 'OtpVerified').length, 1, 'one OtpVerified across both processes')
+})
+
+t.test('rate limits are shared: attempts on both processes count together', { skip: !process.env.REDIS_URL && 'REDIS_URL is not set' }, async (t) => {
+  const agent = new Agent(PUBLIC)
+  const page = await atEnterCode(agent)
+  const path = new URL(page.url).pathname
+  const statuses: number[] = []
+  for (let i = 0; i < 12; i++) {
+    const base = i % 2 ? `http://127.0.0.1:${port2}` : `http://127.0.0.1:${port1}`
+    statuses.push((await agent.post(`${base}${path}/code`, { code: String(100000 + i) })).status)
+  }
+  t.ok(statuses.includes(429), `a 429 came before 12 attempts (${statuses.join(',')})`)
+  t.ok(statuses.indexOf(429) <= 10)
+})
