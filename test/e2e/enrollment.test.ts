@@ -46,10 +46,7 @@ async function browserTests() {
   const report = await importEntra(app, [`,${SERIAL},${SEED_B32},30,Token2,C202`])
   t.same(report.rejected, [], 'the inventory imported')
 
-  process.once('beforeExit', () => console.error('BEFOREEXIT', Date.now()-started)); console.error('pre-launch', Date.now()-started)
-  const origEnd = (t as any).end.bind(t); (t as any).end = (...a: any[]) => { console.error('END', new Error().stack); return origEnd(...a) }
   const browser = await launchBrowser(t)
-  console.error('launched', Date.now()-started)
   t.teardown(() => t.comment(`browser tests took ${((Date.now() - started) / 1000).toFixed(1)} s`))
 
   async function events(serial: string) {

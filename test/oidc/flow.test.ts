@@ -177,7 +177,7 @@ t.test('an authorization code is redeemed once; a replay and a wrong PKCE verifi
   await t.rejects(exchange(payroll, first.callback, first.a), { error: 'invalid_grant' } as unknown as Error, 'a replayed code is refused')
 
   const second = await codeFor()
-  await t.rejects(exchange(payroll, second.callback, { ...second.a, verifier: oidc.randomPKCECodeVerifier() }), { error: 'invalid_grant' },
+  await t.rejects(exchange(payroll, second.callback, { ...second.a, verifier: oidc.randomPKCECodeVerifier() }), { error: 'invalid_grant' } as unknown as Error,
     'a tampered verifier is refused')
 
   const third = await codeFor()
