@@ -187,7 +187,7 @@ t.test('an authorization code is redeemed once; a replay and a wrong PKCE verifi
 
 t.test('two requests racing with the same OTP code: exactly one is accepted', async (t) => {
   const agents = [new Agent(BASE), new Agent(BASE)]
-  const pages = []
+  const pages: { url: string }[] = []
   for (const agent of agents) {
     const a = await authorize(payroll, { acr_values: LEVELS.mfa })
     const login = await agent.follow(await agent.get(a.url.toString()))
