@@ -12,7 +12,7 @@ import type { TokenState } from '../domain/token/state.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
 import type { EventMetadata } from '../event-store/types.js'
 import { loadToken, tokensOfUser } from '../read-models/tokens.js'
-import { appendWithProjections } from './append.js'
+import { appendTokenEvents } from './token-writer.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
 
 /** Entra: at most five hardware and software OTP methods per user. */
@@ -46,22 +46,24 @@ async function run(
 ): Promise<TokenState> {
   if (!SERIAL.test(serial)) throw new SerialUnavailable()
   for (let attempt = 0; ; attempt++) {
+    // One round trip to read (state, version, sealed seed), one to write.
     const { state, sealed } = await loadToken(ctx.db, serial)
     const seed = () => {
       if (!sealed) throw new SerialUnavailable()
       return ctx.vault.open(serial, sealed)
     }
     const decision = decide(state, command(state, seed))
+    let after = state
     if (decision.events.length > 0) {
       try {
-        await appendWithProjections(ctx, tokenStream(serial), state.version, decision.events, meta)
+        after = await appendTokenEvents(ctx, state, decision.events, meta)
       } catch (error) {
         if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
         throw error
       }
     }
     if (decision.refusal) throw decision.refusal
-    return (await loadToken(ctx.db, serial)).state
+    return after
   }
 }
 

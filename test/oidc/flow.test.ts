@@ -199,3 +199,8 @@ t.test('two requests racing with the same OTP code: exactly one is accepted', as
   const events = (await otpEvents()).slice(-2).map((e) => e.type).sort()
   t.same(events, ['OtpRejected', 'OtpVerified'])
 })
+
+t.test('the one-statement write path left the same tokens and streams rows a rebuild from the log gives', async (t) => {
+  const { assertRebuildEqual } = await import('../helpers/rebuild.js')
+  await assertRebuildEqual(t, database.db, database.store, ['tokens', 'streams', 'users', 'clients'])
+})

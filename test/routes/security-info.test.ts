@@ -263,3 +263,8 @@ t.test('code attempts are rate limited per user: the 11th in a minute gets 429 w
   t.ok(Number(limited.headers['retry-after']) > 0, 'Retry-After says when')
   t.match(text(limited.body), /Too many attempts/)
 })
+
+t.test('after every enrollment, rename, removal and lock, the read models equal a rebuild from the log', async (t) => {
+  const { assertRebuildEqual } = await import('../helpers/rebuild.js')
+  await assertRebuildEqual(t, database.db, database.store, ['tokens', 'streams', 'users'])
+})
