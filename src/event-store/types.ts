@@ -45,8 +45,11 @@ export interface RecordedEvent<Type extends string = string, Data = Record<strin
   data: Data
   metadata: EventMetadata
   recordedAt: Date
-  /** sha256 over the previous event's hash of the stream and this event's canonical bytes. */
-  hash: Buffer
+  /**
+   * sha256 over the previous event's hash of the stream and this event's canonical bytes. Present on
+   * appends and stream reads; readAll includes it when asked ({ hash: true }).
+   */
+  hash?: Buffer
 }
 
 /** A number is the version the stream must be at (0 = empty); 'no-stream' the same as 0. */

@@ -8,9 +8,10 @@ import { metadata, testDatabase } from '../helpers/database.js'
 const { url, db, store } = await testDatabase(t)
 for (const serial of ['1001', '1002', '1003']) {
   await appendWithProjections({ db, store }, `token-${serial}`, 'no-stream', [
-    { type: 'TokenImported', data: { serial, model: 'C202' } },
-    { type: 'TokenAssigned', data: { serial, user: 'alice@example.com' } },
-    { type: 'TokenActivated', data: { serial } },
+    { type: 'TokenImported', data: { serial, kind: 'totp', algorithm: 'SHA1', digits: 6, period: 30, counter: null,
+      manufacturer: 'Token2', model: 'C202', seedFingerprint: 'f'.repeat(32), source: 'entra-csv' } },
+    { type: 'TokenAssigned', data: { serial, userId: 'alice', by: 'admin' } },
+    { type: 'TokenActivated', data: { serial, userId: 'alice', step: 1, drift: 0 } },
   ], metadata())
 }
 
@@ -48,12 +49,12 @@ t.test('a changed actor in metadata, a removed event and a removed last event ar
   t.equal(run.code, 1)
   t.match(run.stderr, /stream token-1001 version 3: the stored event does not match its hash/)
   t.match(run.stderr, /stream token-1003 version 3: the event before it is missing/)
-  await appendWithProjections({ db, store }, 'token-1004', 'no-stream', [
-    { type: 'TokenImported', data: {} }, { type: 'TokenAssigned', data: {} }], metadata())
-  await tamper(sql`delete from events where stream_id = 'token-1004' and stream_version = 2`)
-  const tail = await tessera(['audit', 'verify', '--stream', 'token-1004'], { DATABASE_URL: url })
+  await appendWithProjections({ db, store }, 'user-1004', 'no-stream', [
+    { type: 'UserNoted', data: {} }, { type: 'UserNoted', data: {} }], metadata())
+  await tamper(sql`delete from events where stream_id = 'user-1004' and stream_version = 2`)
+  const tail = await tessera(['audit', 'verify', '--stream', 'user-1004'], { DATABASE_URL: url })
   t.equal(tail.code, 1)
-  t.match(tail.stderr, /stream token-1004 version 2: the stream's last events are missing/)
+  t.match(tail.stderr, /stream user-1004 version 2: the stream's last events are missing/)
 })
 
 t.test('bad usage is an error line and exit 2', async (t) => {

@@ -5,7 +5,7 @@ import t, { type Test } from 'tap'
 import { sql } from 'kysely'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { addUser, importEntra, testApp } from '../helpers/app.js'
-import { browserMissing, focused, launchBrowser, screenshot } from '../helpers/browser.js'
+import { browserMissing, clearScreens, focused, launchBrowser, screenshot as screenshotAt } from '../helpers/browser.js'
 import { totpAt } from '../helpers/oathtool.js'
 
 const SERIAL = '8659623756140'
@@ -21,6 +21,9 @@ function base32(bytes: Buffer): string {
   for (const b of bytes) bits += b.toString(2).padStart(8, '0')
   return bits.match(/.{1,5}/g)!.map((c) => alphabet[parseInt(c.padEnd(5, '0'), 2)]).join('')
 }
+
+/** Screenshots of this file's steps go to .tessera-test/screens/enrollment/. */
+const screenshot = (page: Page, name: string) => screenshotAt(page, `enrollment/${name}`)
 
 const missing = browserMissing()
 if (missing) {
@@ -47,6 +50,7 @@ async function browserTests(t: Test) {
   const report = await importEntra(app, [`,${SERIAL},${SEED_B32},30,Token2,C202`])
   t.same(report.rejected, [], 'the inventory imported')
 
+  await clearScreens('enrollment')
   const browser = await launchBrowser(t)
 
   async function events(serial: string) {
@@ -140,6 +144,8 @@ async function browserTests(t: Test) {
     t.ok(await row.getByRole('link', { name: 'Delete My key fob' }).isVisible())
     t.notOk(await page.getByText('You have no sign-in methods yet.').isVisible())
     await screenshot(page, '08-security-info-listed')
+    await page.setViewportSize({ width: 390, height: 800 })
+    await screenshot(page, '09-security-info-listed-narrow')
 
     t.same(await events(SERIAL), ['TokenImported', 'TokenAssigned', 'TokenRenamed', 'TokenActivated'])
   })
@@ -201,39 +207,51 @@ async function browserTests(t: Test) {
     t.equal(new URL(page.url()).pathname, '/security-info/hardware-token/serial', 'the name step needs a serial again')
   })
 
-  await t.test('keyboard: Tab reaches the serial field and Next, each with a visible focus ring; Enter means Next', async (t) => {
+  await t.test('keyboard: Tab reaches the serial field and Next, each with a visible focus ring', async (t) => {
     const page = await newPage(t, browser)
     await signIn(t, page, 'carol@example.com')
-    await toSerialStep(page)
-    // Start from the top of the page, as after following a link.
-    await page.evaluate(() => (document.activeElement as HTMLElement | null)?.blur())
-    const order: string[] = []
-    let serialRing: Awaited<ReturnType<typeof focused>> = null
-    let nextRing: Awaited<ReturnType<typeof focused>> = null
-    for (let i = 0; i < 12 && !nextRing; i++) {
-      await page.keyboard.press('Tab')
-      const f = await focused(page)
-      if (!f) continue
-      order.push(f.id || f.text)
-      t.ok(f.focusVisible, `${f.id || f.text} matches :focus-visible`)
-      t.not(f.outlineStyle, 'none', `${f.id || f.text} has a focus outline`)
-      t.ok(parseFloat(f.outlineWidth) >= 2, `${f.id || f.text} outline is at least 2px (${f.outlineWidth})`)
-      if (f.id === 'serial') {
-        serialRing = f
-        await screenshot(page, '13-keyboard-serial-focused')
+    const AMBER_RING = { focusVisible: true, outlineStyle: 'solid', outlineWidth: '3px', outlineColor: 'rgb(255, 185, 0)' }
+    const seen: string[] = []
+    /** Presses `key` until the focused element is `name` (its id or text), checking each stop has a visible ring. */
+    async function tabTo(name: string, key = 'Tab', shot?: string) {
+      for (let i = 0; i < 10; i++) {
+        await page.keyboard.press(key)
+        const f = await focused(page)
+        if (!f) continue
+        const label = f.id || f.text
+        seen.push(label)
+        t.match(f, AMBER_RING, `${label}: a visible focus ring`)
+        if (label === name) {
+          if (shot) await screenshot(page, shot)
+          return f
+        }
       }
-      if (f.tag === 'button' && f.text === 'Next') {
-        nextRing = f
-        await screenshot(page, '14-keyboard-next-focused')
-      }
+      t.fail(`${key} never reached ${name} (went ${seen.join(' > ')})`)
+      return null
     }
-    t.comment(`tab order: ${order.join(' > ')}`)
-    t.ok(serialRing, 'Tab reaches the Serial number field')
-    t.ok(nextRing, 'Tab reaches the Next button')
-    t.ok(order.indexOf('serial') < order.indexOf('Next'), 'the field comes before Next')
-    t.match(serialRing, { outlineStyle: 'solid', outlineWidth: '3px', outlineColor: 'rgb(255, 185, 0)' }, 'the field has the amber focus ring')
-    t.match(nextRing, { outlineStyle: 'solid', outlineWidth: '3px', outlineColor: 'rgb(255, 185, 0)' }, 'Next has the amber focus ring')
 
+    // Security info > "+ Add sign-in method" > Add, by keyboard alone.
+    await tabTo('+ Add sign-in method', 'Tab', '20-keyboard-add-link')
+    await page.keyboard.press('Enter')
+    await page.waitForURL('**/security-info/add')
+    await tabTo('method', 'Tab', '21-keyboard-method')
+    t.equal(await page.getByLabel('Which method would you like to add?', { exact: true }).inputValue(), 'hardware-token')
+    await tabTo('Add')
+    await page.keyboard.press('Enter')
+    await page.waitForURL('**/security-info/hardware-token/serial')
+
+    // The serial field has the focus on arrival; Tab goes on to Next, and back round to the field.
+    const first = await focused(page)
+    t.equal(first?.id, 'serial', 'the serial field is focused on arrival')
+    seen.length = 0
+    t.ok(await tabTo('Next', 'Tab', '22-keyboard-next'), 'Tab reaches Next')
+    t.same(seen, ['Cancel', 'Back', 'Next'], 'in the order they are shown')
+    seen.length = 0
+    t.ok(await tabTo('serial', 'Shift+Tab'), 'Shift+Tab goes back to the field')
+    await tabTo('Sign out', 'Shift+Tab')
+    seen.length = 0
+    t.ok(await tabTo('serial', 'Tab', '23-keyboard-serial'), 'Tab from the page header reaches the Serial number field')
+    t.same(seen, ['serial'], 'the field is the first stop after the header')
   })
 
   await t.test('keyboard: Enter in a field submits the step, not Cancel', async (t) => {

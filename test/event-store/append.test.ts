@@ -24,8 +24,8 @@ t.test('an append writes all its events with consecutive versions and its metada
   t.same(events[1]!.data, { serial: '100', user: 'bob' })
   t.same(events[0]!.metadata, meta)
   t.ok(events[1]!.position > events[0]!.position, 'positions grow')
-  t.equal(events[0]!.hash.length, 32, 'each event carries a sha256 chain hash')
-  t.not(events[0]!.hash.toString('hex'), events[1]!.hash.toString('hex'))
+  t.equal(events[0]!.hash!.length, 32, 'each event carries a sha256 chain hash')
+  t.not(events[0]!.hash!.toString('hex'), events[1]!.hash!.toString('hex'))
 })
 
 t.test('a stream reads forward from a version, and backward from the end', async (t) => {
@@ -99,8 +99,8 @@ t.test('the hash chains each event to the one before it in its stream', async (t
   const events = await store.readStream('user-7')
   for (let i = 1; i < events.length; i++) {
     const expected = (await sql<{ h: Buffer }>`
-      select sha256(${events[i - 1]!.hash} || tessera_event_bytes(stream_id, stream_version, type, data, metadata, recorded_at)) as h
+      select sha256(${events[i - 1]!.hash!} || tessera_event_bytes(stream_id, stream_version, type, data, metadata, recorded_at)) as h
       from events where position = ${events[i]!.position}`.execute(db)).rows[0]!.h
-    t.equal(events[i]!.hash.toString('hex'), expected.toString('hex'), `version ${i + 1}`)
+    t.equal(events[i]!.hash!.toString('hex'), expected.toString('hex'), `version ${i + 1}`)
   }
 })

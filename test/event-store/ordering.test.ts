@@ -81,14 +81,19 @@ t.test('concurrent writers committing out of order: every event delivered exactl
 
   const delivered: RecordedEvent[] = []
   let at: GlobalPosition = (await store.readAll(START, 10_000)).next // past the first test's events
+  // Reads until every committed event has arrived. Delivery may wait for a transaction anywhere on the
+  // server (another test's) to end; it never skips. A missing event shows as a timeout and a failed count.
   const reader = (async () => {
+    const until = () => Date.now() + 20_000
+    let deadline = until()
     for (;;) {
-      const done = !writing
       const page = await store.readAll(at, 7)
       delivered.push(...page.events)
       at = page.next
+      if (page.events.length > 0) deadline = until()
       if (page.events.length === 0) {
-        if (done) return
+        if (!writing && delivered.length >= committed.length) return
+        if (Date.now() > deadline) return
         await new Promise((r) => setTimeout(r, 1))
       }
     }

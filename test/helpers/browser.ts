@@ -27,10 +27,15 @@ export async function launchBrowser(t: Test): Promise<Browser> {
 /** Screenshots go to `.tessera-test/screens/` (gitignored) at the project root. */
 export const SCREENS_DIR = path.join(path.dirname(fileURLToPath(import.meta.url)), '..', '..', '.tessera-test', 'screens')
 
-/** A full-page screenshot named `<name>.png`; returns its path. */
+/** Empties `.tessera-test/screens/<folder>/`, so that only this run's screenshots are there. */
+export async function clearScreens(folder: string): Promise<void> {
+  await fs.rm(path.join(SCREENS_DIR, folder), { recursive: true, force: true })
+}
+
+/** A full-page screenshot at `.tessera-test/screens/<name>.png` (`name` may hold a folder); returns its path. */
 export async function screenshot(page: Page, name: string): Promise<string> {
-  await fs.mkdir(SCREENS_DIR, { recursive: true })
   const file = path.join(SCREENS_DIR, `${name}.png`)
+  await fs.mkdir(path.dirname(file), { recursive: true })
   await page.screenshot({ path: file, fullPage: true })
   return file
 }
