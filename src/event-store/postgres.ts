@@ -74,11 +74,24 @@ export interface StreamWrite {
   streamId: string
   expected: ExpectedVersion
   events: readonly NewEvent[]
+  /** This write's own metadata; defaults to the call's. */
+  metadata?: EventMetadata
+}
+
+interface Pending {
+  write: StreamWrite & { metadata: EventMetadata }
+  resolve: (result: AppendResult) => void
+  reject: (error: unknown) => void
 }
 
 export interface PostgresEventStoreOptions {
   /** Send NOTIFY to other processes at most this often after appends (ms); 0 disables it. */
   notifyDebounceMs?: number
+  /**
+   * Group commit: appends made in the same tick of the event loop (each outside a transaction of its
+   * caller's) go to the database as one statement, one round trip and one WAL flush. Default on.
+   */
+  groupCommit?: boolean
 }
 
 export class PostgresEventStore {
@@ -86,12 +99,15 @@ export class PostgresEventStore {
   readonly wakeups = new EventEmitter()
   private notifyTimer: NodeJS.Timeout | null = null
   private readonly notifyDebounceMs: number
+  private readonly groupCommit: boolean
+  private pending: Pending[] = []
 
   constructor(
     private readonly db: Db,
     options: PostgresEventStoreOptions = {},
   ) {
     this.notifyDebounceMs = options.notifyDebounceMs ?? 10
+    this.groupCommit = options.groupCommit ?? true
     this.wakeups.setMaxListeners(0)
   }
 
@@ -108,6 +124,7 @@ export class PostgresEventStore {
   ): Promise<AppendResult> {
     for (let attempt = 0; ; attempt++) {
       try {
+        if (!trx && this.groupCommit) return await this.enqueue({ streamId, expected, events, metadata })
         const [result] = await this.appendStreams([{ streamId, expected, events }], metadata, trx)
         return result!
       } catch (error) {
@@ -119,6 +136,52 @@ export class PostgresEventStore {
     }
   }
 
+  private enqueue(write: StreamWrite & { metadata: EventMetadata }): Promise<AppendResult> {
+    // Checked here, so a bad append fails alone instead of failing its batch.
+    checkStreamId(write.streamId)
+    checkExpectedVersion(write.expected)
+    checkMetadata(write.metadata)
+    checkEvents(write.events, JSON.stringify(write.metadata))
+    return new Promise((resolve, reject) => {
+      this.pending.push({ write, resolve, reject })
+      if (this.pending.length === 1) setImmediate(() => void this.flush())
+    })
+  }
+
+  private async flush(): Promise<void> {
+    // A stream appears once a statement; a second append to it waits for the next one.
+    const batch: Pending[] = []
+    const rest: Pending[] = []
+    const streams = new Set<string>()
+    for (const p of this.pending) {
+      if (streams.has(p.write.streamId)) rest.push(p)
+      else {
+        streams.add(p.write.streamId)
+        batch.push(p)
+      }
+    }
+    this.pending = rest
+    if (rest.length > 0) setImmediate(() => void this.flush())
+    try {
+      const results = await this.appendStreams(batch.map((p) => p.write), batch[0]!.write.metadata)
+      batch.forEach((p, i) => p.resolve(results[i]!))
+    } catch (error) {
+      if (batch.length === 1) {
+        batch[0]!.reject(error)
+        return
+      }
+      // One write refused (a wrong expected version, most likely) refuses the statement: each alone.
+      await Promise.all(batch.map(async (p) => {
+        try {
+          const [result] = await this.appendStreams([p.write], p.write.metadata)
+          p.resolve(result!)
+        } catch (e) {
+          p.reject(e)
+        }
+      }))
+    }
+  }
+
   /**
    * Appends to several streams in one statement, all or nothing (an inventory import). Each stream
    * appears once. With `trx`, the append joins the caller's transaction and the caller calls
@@ -126,11 +189,13 @@ export class PostgresEventStore {
    */
   async appendStreams(writes: readonly StreamWrite[], metadata: EventMetadata, trx?: Executor): Promise<AppendResult[]> {
     checkMetadata(metadata)
-    const metadataJson = JSON.stringify(metadata)
+    const callJson = JSON.stringify(metadata)
     const rows: RawBuilder<unknown>[] = []
-    for (const { streamId, expected, events } of writes) {
+    for (const { streamId, expected, events, metadata: own } of writes) {
       checkStreamId(streamId)
       checkExpectedVersion(expected)
+      if (own) checkMetadata(own)
+      const metadataJson = own ? JSON.stringify(own) : callJson
       const datas = checkEvents(events, metadataJson)
       const first = expected === 'any' ? null : expected === 'no-stream' ? 1 : expected + 1
       events.forEach((event, i) => rows.push(
@@ -151,11 +216,11 @@ export class PostgresEventStore {
         if (list) list.push(row)
         else byStream.set(row.stream_id, [row])
       }
-      return writes.map(({ streamId, events }) => {
+      return writes.map(({ streamId, events, metadata: own }) => {
         const returned = byStream.get(streamId)!.sort((a, b) => a.stream_version - b.stream_version)
         const recorded = returned.map((row, i): RecordedEvent => ({
           position: Number(row.position), txId: row.tx_id, streamId, streamVersion: row.stream_version,
-          type: events[i]!.type, data: events[i]!.data as Record<string, unknown>, metadata, recordedAt: new Date(row.recorded_ms), hash: row.hash,
+          type: events[i]!.type, data: events[i]!.data as Record<string, unknown>, metadata: own ?? metadata, recordedAt: new Date(row.recorded_ms), hash: row.hash,
         }))
         return { nextVersion: recorded[recorded.length - 1]!.streamVersion, events: recorded }
       })
