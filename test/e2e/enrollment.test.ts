@@ -1,6 +1,6 @@
 // Add sign-in method > Hardware token in a real headless Chromium against the real gateway on a
 // listening port, driven only by what a person sees: labels, roles, button and link names.
-// Screenshots of each step go to .tessera-test/screens/.
+// Screenshots of each step go to .tessera-test/screens/enrollment/ (gitignored), to be looked at.
 import t, { type Test } from 'tap'
 import { sql } from 'kysely'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
@@ -173,7 +173,7 @@ async function browserTests(t: Test) {
     t.ok(Math.abs(e.x - f.x) < 2, 'and lined up with it')
     await screenshot(page, '10-serial-wrong')
 
-    // Enter a near miss typed afresh: the error stays until the serial is right.
+    // An empty serial is asked for in words of its own.
     await field.fill('')
     await page.getByRole('button', { name: 'Next' }).click()
     await page.waitForLoadState()
