@@ -31,14 +31,14 @@ export async function requireUser(request: FastifyRequest, reply: FastifyReply):
  * - a user with no active method may add the first one after the password alone;
  * - a user who has one must first enter a code from it (a stolen password alone adds nothing).
  */
-export function requireVerified(db: Executor) {
+export function requireVerified(db: Executor, now: () => number = Date.now) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const user = signedIn(request)
     if (!user) return requireUser(request, reply)
     const active = (await tokensOfUser(db, user.id)).filter((t) => t.status === 'active')
     if (active.length === 0) return
     const verifiedAt = request.session.get('verifiedAt') ?? 0
-    if (Date.now() - verifiedAt <= VERIFIED_FOR_MS) return
+    if (now() - verifiedAt <= VERIFIED_FOR_MS) return
     return reply.redirect('/security-info/verify', 303)
   }
 }

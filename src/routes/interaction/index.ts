@@ -128,7 +128,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       if (error instanceof TokenError) return again(error.message)
       throw error
     }
-    request.session.set('verifiedAt', Date.now())
+    request.session.set('verifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, user.id, 'otp', app.eventMetadata(request, { type: 'user', id: user.id }, clientId))
     return finish(request, reply, {
       login: { accountId: user.id, acr: LEVELS.mfa, amr: ['pwd', 'otp', 'hwk', 'mfa'], ts: Math.floor(Date.now() / 1000), remember: true },

@@ -22,93 +22,98 @@ export default async function hardwareTokenRoutes(
   options: { attemptLimits: preHandlerAsyncHookHandler[] },
 ): Promise<void> {
   const user = (request: FastifyRequest) => signedIn(request) as SignedInUser
+  const now = () => app.commands.now().getTime()
   const enrollment = (request: FastifyRequest) => {
     const e = request.session.get('enroll')
-    return e && Date.now() - e.claimedAt < ENROLL_FOR_MS ? e : null
+    return e && now() - e.claimedAt < ENROLL_FOR_MS ? e : null
   }
 
-  app.addHook('preHandler', requireVerified(app.db))
-
-  app.get(`${BASE}/serial`, async (request, reply) =>
-    page(request, reply, 'security-info/hardware-token/serial', { title: 'Hardware token', values: { serial: enrollment(request)?.serial ?? '' } }))
-
-  app.post<{ Body: { serial?: string } }>(`${BASE}/serial`, { preHandler: options.attemptLimits }, async (request, reply) => {
-    const serial = String(request.body?.serial ?? '').replace(/\s/g, '')
-    const again = (message: string) => page(request, reply, 'security-info/hardware-token/serial',
-      { title: 'Hardware token', values: { serial }, errors: { serial: message } }, 422)
-    if (!serial) return again('Enter the serial number on the back of your token.')
-    try {
-      await checkSerial(app.commands, serial, user(request).id)
-    } catch (error) {
-      if (error instanceof TokenError) return again(error.message)
-      throw error
-    }
-    const previous = enrollment(request)
-    request.session.set('enroll', { serial, name: previous?.serial === serial ? previous.name : undefined, claimedAt: Date.now() })
-    return reply.redirect(`${BASE}/name`, 303)
-  })
-
-  app.get(`${BASE}/name`, async (request, reply) => {
-    const e = enrollment(request)
-    if (!e) return reply.redirect(`${BASE}/serial`, 303)
-    const { state } = await loadToken(app.db, e.serial)
-    return page(request, reply, 'security-info/hardware-token/name', { title: 'Hardware token', serial: e.serial,
-      values: { name: e.name ?? defaultName(state) } })
-  })
-
-  app.post<{ Body: { name?: string } }>(`${BASE}/name`, async (request, reply) => {
-    const e = enrollment(request)
-    if (!e) return reply.redirect(`${BASE}/serial`, 303)
-    const name = String(request.body?.name ?? '')
-    const normalized = normalizeName(name)
-    if (!normalized) {
-      return page(request, reply, 'security-info/hardware-token/name', { title: 'Hardware token', serial: e.serial, values: { name },
-        errors: { name: 'Give your token a name of 1 to 64 characters.' } }, 422)
-    }
-    request.session.set('enroll', { ...e, name: normalized })
-    return reply.redirect(`${BASE}/code`, 303)
-  })
-
-  app.get(`${BASE}/code`, async (request, reply) => {
-    const e = enrollment(request)
-    if (!e?.name) return reply.redirect(e ? `${BASE}/name` : `${BASE}/serial`, 303)
-    const { state } = await loadToken(app.db, e.serial)
-    return page(request, reply, 'security-info/hardware-token/code', { title: 'Hardware token', serial: e.serial, name: e.name, digits: state.digits })
-  })
-
-  app.post<{ Body: { code?: string } }>(`${BASE}/code`, { preHandler: options.attemptLimits }, async (request, reply) => {
-    const e = enrollment(request)
-    if (!e?.name) return reply.redirect(e ? `${BASE}/name` : `${BASE}/serial`, 303)
-    const u = user(request)
-    const { state } = await loadToken(app.db, e.serial)
-    const code = String(request.body?.code ?? '').replace(/\s/g, '')
-    const again = (message: string) => page(request, reply, 'security-info/hardware-token/code',
-      { title: 'Hardware token', serial: e.serial, name: e.name, digits: state.digits, errors: { code: message } }, 422)
-    if (!new RegExp(`^\\d{${state.digits}}$`).test(code)) return again(`Enter the ${state.digits}-digit code displayed on your token.`)
-    try {
-      await activateToken(app.commands, { serial: e.serial, userId: u.id, name: e.name, code }, app.eventMetadata(request, { type: 'user', id: u.id }))
-    } catch (error) {
-      if (error instanceof TokenError) return again(error.message)
-      throw error
-    }
-    request.session.set('enroll', undefined)
-    // Entering a right code from the new token is a verification too.
-    request.session.set('verifiedAt', Date.now())
-    return reply.redirect(`${BASE}/done?serial=${encodeURIComponent(e.serial)}`, 303)
-  })
-
-  app.get<{ Querystring: { serial?: string } }>(`${BASE}/done`, async (request, reply) => {
-    const { state } = await loadToken(app.db, String(request.query.serial ?? ''))
-    if (state.status !== 'active' || state.userId !== user(request).id) return reply.redirect('/security-info', 303)
-    // Sent here from a sign-in that asked for a code: Done goes back to it.
-    const returnTo = request.session.get('returnTo')
-    const next = returnTo?.startsWith('/interaction/') ? returnTo : '/security-info'
-    if (next !== '/security-info') request.session.set('returnTo', undefined)
-    return page(request, reply, 'security-info/hardware-token/done', { title: 'Hardware token', serial: state.serial, name: state.name ?? defaultName(state), next })
-  })
-
+  // Cancel forgets the steps and changes nothing: it needs no fresh verification.
   app.post(`${BASE}/cancel`, async (request, reply) => {
     request.session.set('enroll', undefined)
     return reply.redirect('/security-info', 303)
+  })
+
+  // The steps: only for a user who may add a method now (requireVerified).
+  await app.register(async (steps) => {
+    steps.addHook('preHandler', requireVerified(app.db, now))
+
+    steps.get(`${BASE}/serial`, async (request, reply) =>
+      page(request, reply, 'security-info/hardware-token/serial', { title: 'Hardware token', values: { serial: enrollment(request)?.serial ?? '' } }))
+
+    steps.post<{ Body: { serial?: string } }>(`${BASE}/serial`, { preHandler: options.attemptLimits }, async (request, reply) => {
+      const serial = String(request.body?.serial ?? '').replace(/\s/g, '')
+      const again = (message: string) => page(request, reply, 'security-info/hardware-token/serial',
+        { title: 'Hardware token', values: { serial }, errors: { serial: message } }, 422)
+      if (!serial) return again('Enter the serial number on the back of your token.')
+      try {
+        await checkSerial(app.commands, serial, user(request).id)
+      } catch (error) {
+        if (error instanceof TokenError) return again(error.message)
+        throw error
+      }
+      const previous = enrollment(request)
+      request.session.set('enroll', { serial, name: previous?.serial === serial ? previous.name : undefined, claimedAt: now() })
+      return reply.redirect(`${BASE}/name`, 303)
+    })
+
+    steps.get(`${BASE}/name`, async (request, reply) => {
+      const e = enrollment(request)
+      if (!e) return reply.redirect(`${BASE}/serial`, 303)
+      const { state } = await loadToken(app.db, e.serial)
+      return page(request, reply, 'security-info/hardware-token/name', { title: 'Hardware token', serial: e.serial,
+        values: { name: e.name ?? defaultName(state) } })
+    })
+
+    steps.post<{ Body: { name?: string } }>(`${BASE}/name`, async (request, reply) => {
+      const e = enrollment(request)
+      if (!e) return reply.redirect(`${BASE}/serial`, 303)
+      const name = String(request.body?.name ?? '')
+      const normalized = normalizeName(name)
+      if (!normalized) {
+        return page(request, reply, 'security-info/hardware-token/name', { title: 'Hardware token', serial: e.serial, values: { name },
+          errors: { name: 'Give your token a name of 1 to 64 characters.' } }, 422)
+      }
+      request.session.set('enroll', { ...e, name: normalized })
+      return reply.redirect(`${BASE}/code`, 303)
+    })
+
+    steps.get(`${BASE}/code`, async (request, reply) => {
+      const e = enrollment(request)
+      if (!e?.name) return reply.redirect(e ? `${BASE}/name` : `${BASE}/serial`, 303)
+      const { state } = await loadToken(app.db, e.serial)
+      return page(request, reply, 'security-info/hardware-token/code', { title: 'Hardware token', serial: e.serial, name: e.name, digits: state.digits })
+    })
+
+    steps.post<{ Body: { code?: string } }>(`${BASE}/code`, { preHandler: options.attemptLimits }, async (request, reply) => {
+      const e = enrollment(request)
+      if (!e?.name) return reply.redirect(e ? `${BASE}/name` : `${BASE}/serial`, 303)
+      const u = user(request)
+      const { state } = await loadToken(app.db, e.serial)
+      const code = String(request.body?.code ?? '').replace(/\s/g, '')
+      const again = (message: string) => page(request, reply, 'security-info/hardware-token/code',
+        { title: 'Hardware token', serial: e.serial, name: e.name, digits: state.digits, errors: { code: message } }, 422)
+      if (!new RegExp(`^\\d{${state.digits}}$`).test(code)) return again(`Enter the ${state.digits}-digit code displayed on your token.`)
+      try {
+        await activateToken(app.commands, { serial: e.serial, userId: u.id, name: e.name, code }, app.eventMetadata(request, { type: 'user', id: u.id }))
+      } catch (error) {
+        if (error instanceof TokenError) return again(error.message)
+        throw error
+      }
+      request.session.set('enroll', undefined)
+      // Entering a right code from the new token is a verification too.
+      request.session.set('verifiedAt', now())
+      return reply.redirect(`${BASE}/done?serial=${encodeURIComponent(e.serial)}`, 303)
+    })
+
+    app.get<{ Querystring: { serial?: string } }>(`${BASE}/done`, async (request, reply) => {
+      const { state } = await loadToken(app.db, String(request.query.serial ?? ''))
+      if (state.status !== 'active' || state.userId !== user(request).id) return reply.redirect('/security-info', 303)
+      // Sent here from a sign-in that asked for a code: Done goes back to it.
+      const returnTo = request.session.get('returnTo')
+      const next = returnTo?.startsWith('/interaction/') ? returnTo : '/security-info'
+      if (next !== '/security-info') request.session.set('returnTo', undefined)
+      return page(request, reply, 'security-info/hardware-token/done', { title: 'Hardware token', serial: state.serial, name: state.name ?? defaultName(state), next })
+    })
   })
 }

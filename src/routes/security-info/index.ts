@@ -70,7 +70,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
       if (error instanceof TokenError) return again(error.message, 422)
       throw error
     }
-    request.session.set('verifiedAt', Date.now())
+    request.session.set('verifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, u.id, 'otp', app.eventMetadata(request, { type: 'user', id: u.id }))
     return reply.redirect('/security-info/add', 303)
   })
