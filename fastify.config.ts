@@ -20,6 +20,16 @@ export interface AppConfig {
   fingerprintKey: string | null
   /** Session cookie key (32 bytes, base64); every gateway process must share it. Null: a file in dataDir. */
   sessionKey: string | null
+  /** An upstream OpenID provider users may sign in with (identity brokering); null when not configured. */
+  upstream: UpstreamConfig | null
+}
+
+export interface UpstreamConfig {
+  issuer: string
+  clientId: string
+  clientSecret: string
+  /** Shown on the button: "Sign in with <name>". */
+  name: string
 }
 
 export class ConfigError extends Error {
@@ -72,6 +82,23 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     previousMasterKeys: (optional(env, 'TESSERA_PREVIOUS_MASTER_KEYS') ?? '').split(',').map((k) => k.trim()).filter(Boolean),
     fingerprintKey: optional(env, 'TESSERA_FINGERPRINT_KEY'),
     sessionKey: optional(env, 'TESSERA_SESSION_KEY'),
+    upstream: upstreamConfig(env),
+  }
+}
+
+function upstreamConfig(env: NodeJS.ProcessEnv): UpstreamConfig | null {
+  const issuer = optional(env, 'TESSERA_UPSTREAM_ISSUER')
+  const clientId = optional(env, 'TESSERA_UPSTREAM_CLIENT_ID')
+  const clientSecret = optional(env, 'TESSERA_UPSTREAM_CLIENT_SECRET')
+  if (!issuer && !clientId && !clientSecret) return null
+  if (!issuer || !clientId || !clientSecret) {
+    throw new ConfigError('an upstream provider needs TESSERA_UPSTREAM_ISSUER, TESSERA_UPSTREAM_CLIENT_ID and TESSERA_UPSTREAM_CLIENT_SECRET together')
+  }
+  return {
+    issuer: url('TESSERA_UPSTREAM_ISSUER', issuer, ['http', 'https']).replace(/\/+$/, ''),
+    clientId,
+    clientSecret,
+    name: optional(env, 'TESSERA_UPSTREAM_NAME') ?? new URL(issuer).hostname,
   }
 }
 

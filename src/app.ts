@@ -18,6 +18,7 @@ import loginRoutes from './routes/login.js'
 import securityInfoRoutes from './routes/security-info/index.js'
 import adminApiRoutes from './routes/admin/api.js'
 import interactionRoutes from './routes/interaction/index.js'
+import upstreamRoutes from './routes/upstream.js'
 import oidcPlugin from '../plugins/oidc.js'
 import { EventStoreError } from './event-store/errors.js'
 
@@ -78,6 +79,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   // Routes
   await fastify.register(healthRoutes)
   await fastify.register(loginRoutes)
+  await fastify.register(upstreamRoutes)
   await fastify.register(securityInfoRoutes)
   await fastify.register(adminApiRoutes)
   await fastify.register(interactionRoutes)

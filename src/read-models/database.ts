@@ -95,6 +95,13 @@ export interface SigningKeysTable {
   retired_at: Date | null
 }
 
+export interface UpstreamLinksTable {
+  issuer: string
+  subject: string
+  user_id: string
+  linked_at: Date
+}
+
 export interface Database {
   events: EventsTable
   subscription_checkpoints: SubscriptionCheckpointsTable
@@ -110,6 +117,7 @@ export interface Database {
   clients: ClientsTable
   client_secrets: ClientSecretsTable
   signing_keys: SigningKeysTable
+  upstream_links: UpstreamLinksTable
 }
 
 export type Db = Kysely<Database>

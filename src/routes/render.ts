@@ -16,6 +16,7 @@ export function page(request: FastifyRequest, reply: FastifyReply, template: str
     errors: {},
     ...data,
     user,
+    upstream: request.server.config.upstream ? { name: request.server.config.upstream.name } : null,
     csrfToken: reply.generateCsrf(),
   })
 }

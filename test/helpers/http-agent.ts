@@ -7,8 +7,9 @@ export interface Response {
   url: string
 }
 
+/** Cookies are kept per host name (not port), as a browser keeps them. */
 export class Agent {
-  private jar = new Map<string, string>()
+  private jars = new Map<string, Map<string, string>>()
   private csrf = ''
 
   constructor(readonly base: string) {}
@@ -17,26 +18,34 @@ export class Agent {
     return new URL(url, this.base).toString()
   }
 
-  private store(headers: Headers) {
+  private jar(url: string): Map<string, string> {
+    const host = new URL(url).hostname
+    let jar = this.jars.get(host)
+    if (!jar) this.jars.set(host, (jar = new Map()))
+    return jar
+  }
+
+  private store(url: string, headers: Headers) {
+    const jar = this.jar(url)
     for (const c of headers.getSetCookie()) {
       const [pair] = c.split(';')
       const i = pair!.indexOf('=')
       const name = pair!.slice(0, i)
-      if (/expires=Thu, 01 Jan 1970/i.test(c) || /max-age=0/i.test(c)) this.jar.delete(name)
-      else this.jar.set(name, pair!.slice(i + 1))
+      if (/expires=Thu, 01 Jan 1970/i.test(c) || /max-age=0/i.test(c)) jar.delete(name)
+      else jar.set(name, pair!.slice(i + 1))
     }
   }
 
-  async request(method: string, url: string, form?: Record<string, string>): Promise<Response> {
+  async request(method: string, url: string, form?: Record<string, string>, options: { csrf?: boolean } = {}): Promise<Response> {
     const target = this.absolute(url)
-    const headers: Record<string, string> = { accept: 'text/html', cookie: [...this.jar].map(([k, v]) => `${k}=${v}`).join('; ') }
+    const headers: Record<string, string> = { accept: 'text/html', cookie: [...this.jar(target)].map(([k, v]) => `${k}=${v}`).join('; ') }
     let body: string | undefined
     if (form) {
       headers['content-type'] = 'application/x-www-form-urlencoded'
-      body = new URLSearchParams({ _csrf: this.csrf, ...form }).toString()
+      body = new URLSearchParams({ ...(options.csrf === false ? {} : { _csrf: this.csrf }), ...form }).toString()
     }
     const res = await fetch(target, { method, headers, body, redirect: 'manual' })
-    this.store(res.headers)
+    this.store(target, res.headers)
     const text = await res.text()
     const token = text.match(/name="_csrf" value="([^"]+)"/)
     if (token) this.csrf = token[1]!
@@ -48,8 +57,8 @@ export class Agent {
     return this.request('GET', url)
   }
 
-  post(url: string, form: Record<string, string>) {
-    return this.request('POST', url, form)
+  post(url: string, form: Record<string, string>, options: { csrf?: boolean } = {}) {
+    return this.request('POST', url, form, options)
   }
 
   /** Follows redirects until one leaves this site (the relying application's callback) or a page answers. */

@@ -5,9 +5,11 @@ export type UserEvent =
   | { type: 'UserPasswordSet'; data: { userId: string } }
   /** method: RFC 8176 authentication method reference (pwd, otp, hwk, ...). */
   | { type: 'UserSignedIn'; data: { userId: string; method: string } }
+  /** The user's identity at an upstream provider (issuer, subject) now signs them in here. */
+  | { type: 'UserLinkedToUpstream'; data: { userId: string; issuer: string; subject: string } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`
 }
 
-export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn'] as const
+export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream'] as const

@@ -20,6 +20,7 @@ export function evolveUser(state: UserState, event: UserEvent, at: Date): UserSt
       return { ...next, exists: true, upn: event.data.upn, displayName: event.data.displayName, createdAt: at }
     case 'UserPasswordSet':
     case 'UserSignedIn':
+    case 'UserLinkedToUpstream':
       return next
     default: {
       const unknown: never = event
