@@ -24,6 +24,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       locked_until timestamptz,
       lock_count integer not null default 0,
       last_used_at timestamptz,
+      seed_fingerprint text,
       activated_at timestamptz,
       imported_at timestamptz not null,
       version integer not null
@@ -47,6 +48,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       id text primary key,
       upn text not null,
       display_name text not null,
+      roles jsonb not null default '[]',
       created_at timestamptz not null,
       version integer not null
     )

@@ -4,8 +4,12 @@ import { createApiKey, type ApiRole } from '../commands/api-keys.js'
 import { registerClient } from '../commands/clients.js'
 import { rotateSigningKey } from '../oidc/signing-keys.js'
 import { importTokens } from '../commands/import-tokens.js'
+import { revokeToken, unlockToken } from '../commands/tokens.js'
+import { TokenError } from '../domain/token/errors.js'
+import { REVOCATION_REASONS, type RevocationReason } from '../domain/token/events.js'
 import { reencryptSeeds } from '../commands/rotate-keys.js'
-import { registerUser } from '../commands/users.js'
+import { grantRole, registerUser } from '../commands/users.js'
+import type { Role } from '../domain/user/events.js'
 import { addKeyringKey, openVault } from '../crypto/keyring.js'
 import { parseInventory } from '../import/index.js'
 import { UnusableFile, type InventoryFormat } from '../import/types.js'
@@ -131,6 +135,44 @@ export async function keysRotateSigning(io: Io): Promise<number> {
     io.out(`new signing key ${kid}; retired ${retired.join(', ') || 'none'} (still published for verification)`)
     io.err('restart the gateway processes one by one to sign with the new key')
     return 0
+  } finally {
+    await ctx.close()
+  }
+}
+
+/** tessera tokens unlock SERIAL | tessera tokens revoke SERIAL --reason lost|stolen|retired|compromised */
+export async function tokensLifecycle(io: Io, action: 'unlock' | 'revoke', serial: string | undefined, reason: string | undefined): Promise<number> {
+  if (!serial) throw new CliError(`tessera tokens ${action} needs a serial number`)
+  if (action === 'revoke' && !REVOCATION_REASONS.includes(reason as RevocationReason)) {
+    throw new CliError(`--reason must be one of ${REVOCATION_REASONS.join(', ')}`)
+  }
+  const ctx = await openContext()
+  try {
+    const state = action === 'unlock'
+      ? await unlockToken(ctx.commands(), { serial }, ctx.meta())
+      : await revokeToken(ctx.commands(), { serial, reason: reason as RevocationReason }, ctx.meta())
+    io.out(action === 'unlock' ? `token ${serial} unlocked` : `token ${serial} revoked (${reason}); its seed is destroyed`)
+    void state
+    return 0
+  } catch (error) {
+    if (error instanceof TokenError) throw new CliError(error.message, 1)
+    throw error
+  } finally {
+    await ctx.close()
+  }
+}
+
+/** tessera users grant UPN --role admin|auditor */
+export async function usersGrant(io: Io, upn: string | undefined, role: string | undefined): Promise<number> {
+  if (!upn) throw new CliError('tessera users grant needs a user: tessera users grant alice@example.com --role auditor')
+  const ctx = await openContext()
+  try {
+    const changed = await grantRole(ctx, upn, role as Role, ctx.meta())
+    io.out(changed ? `${upn} is now ${role}` : `${upn} already has the ${role} role`)
+    return 0
+  } catch (error) {
+    if ((error as Error).name === 'InvalidUser') throw new CliError((error as Error).message, 1)
+    throw error
   } finally {
     await ctx.close()
   }

@@ -5,7 +5,7 @@ import { sql } from 'kysely'
 import { verifyChains } from '../event-store/verify.js'
 import { allProjections, projectionNamed } from '../projections/index.js'
 import { rebuildProjection } from '../projections/rebuild.js'
-import { apiKeysCreate, clientsAdd, keysRotate, keysRotateSigning, tokensImport, usersAdd, type Io } from './commands.js'
+import { apiKeysCreate, clientsAdd, keysRotate, keysRotateSigning, tokensImport, tokensLifecycle, usersAdd, usersGrant, type Io } from './commands.js'
 import { CliError, openContext } from './context.js'
 
 const USAGE = `usage: tessera <command>
@@ -16,8 +16,13 @@ const USAGE = `usage: tessera <command>
   tokens import FILE [--format entra|oath]
                                    import a token inventory (Entra CSV, privacyIDEA OATH CSV);
                                    exit 0 all imported, 1 some rows rejected, 2 nothing usable
+  tokens unlock SERIAL             unlock a token locked by wrong codes
+  tokens revoke SERIAL --reason lost|stolen|retired|compromised
+                                   revoke a token for good and destroy its seed
   users add UPN --name NAME --password-stdin
                                    add a local user; the password is read from standard input
+  users grant UPN --role admin|auditor
+                                   give a user a role (they sign in with a code to use it)
   keys rotate                      new master key for seeds; re-encrypt every seed under it
   keys rotate-signing              new ES256 key for ID tokens; the old one stays in the JWKS
   clients add ID --redirect-uri URI [--public] [--name NAME]
@@ -98,6 +103,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
         format: { type: 'string' },
         name: { type: 'string' },
         role: { type: 'string' },
+        reason: { type: 'string' },
         'password-stdin': { type: 'boolean' },
         'redirect-uri': { type: 'string', multiple: true },
         public: { type: 'boolean' },
@@ -113,6 +119,8 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     if (command === 'projections' && sub === 'rebuild' && extra.length === 0) return await rebuild(io, arg)
     if (command === 'audit' && sub === 'verify' && !arg) return await auditVerify(io, values.stream)
     if (command === 'tokens' && sub === 'import' && extra.length === 0) return await tokensImport(io, arg, values.format)
+    if (command === 'tokens' && (sub === 'unlock' || sub === 'revoke') && extra.length === 0) return await tokensLifecycle(io, sub, arg, values.reason)
+    if (command === 'users' && sub === 'grant' && extra.length === 0) return await usersGrant(io, arg, values.role)
     if (command === 'users' && sub === 'add' && extra.length === 0) return await usersAdd(io, arg, values.name, !!values['password-stdin'])
     if (command === 'keys' && sub === 'rotate' && !arg) return await keysRotate(io)
     if (command === 'keys' && sub === 'rotate-signing' && !arg) return await keysRotateSigning(io)

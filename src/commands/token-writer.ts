@@ -45,7 +45,9 @@ export async function appendTokenEvents(
         insert into events (stream_id, stream_version, type, data, metadata) values ${sql.join(rows)} returning position
       ), token as (
         update tokens set ${sql.join(set)} where serial = ${prior.serial} and version = ${prior.version} returning serial
-      ), stream as (
+      )${events.some((e) => e.type === 'TokenSecretDestroyed')
+        ? sql`, shredded as (delete from token_secrets where serial = ${prior.serial})`
+        : sql``}, stream as (
         insert into streams (stream_id, category, version, last_type, created_at, updated_at)
         values (${streamId}, 'token', ${state.version}, ${last.type}, now(), now())
         on conflict (stream_id) do update set version = excluded.version, last_type = excluded.last_type, updated_at = excluded.updated_at

@@ -7,7 +7,7 @@ import {
   type TokenCommand, type VerificationPolicy,
 } from '../domain/token/decide.js'
 import { SerialUnavailable, TokenError } from '../domain/token/errors.js'
-import { tokenStream } from '../domain/token/events.js'
+import type { RevocationReason } from '../domain/token/events.js'
 import type { TokenState } from '../domain/token/state.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
 import type { EventMetadata } from '../event-store/types.js'
@@ -126,4 +126,14 @@ export async function renameToken(ctx: CommandContext, input: { serial: string; 
 
 export async function removeToken(ctx: CommandContext, input: { serial: string; userId: string }, meta: EventMetadata) {
   return run(ctx, input.serial, meta, () => ({ type: 'UnassignToken', data: { userId: input.userId, by: 'self' } }))
+}
+
+/** Admin: unlock a token locked by wrong codes, and reset its counts. */
+export async function unlockToken(ctx: CommandContext, input: { serial: string }, meta: EventMetadata) {
+  return run(ctx, input.serial, meta, () => ({ type: 'UnlockToken', data: { now: ctx.now() } }))
+}
+
+/** Admin: revoke a token for good; its seed is destroyed in the same statement (crypto-shredding). */
+export async function revokeToken(ctx: CommandContext, input: { serial: string; reason: RevocationReason }, meta: EventMetadata) {
+  return run(ctx, input.serial, meta, () => ({ type: 'RevokeToken', data: { reason: input.reason } }))
 }

@@ -3,7 +3,7 @@ import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { DUMMY_HASH, hashPassword, verifyPassword } from '../crypto/password.js'
 import { decideUser, InvalidUser, UserAlreadyExists } from '../domain/user/decide.js'
-import { userStream } from '../domain/user/events.js'
+import { ROLES, userStream, type Role } from '../domain/user/events.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
 import { initialUserState } from '../domain/user/state.js'
 import type { EventMetadata } from '../event-store/types.js'
@@ -58,4 +58,14 @@ export async function recordSignIn(ctx: Pick<CommandContext, 'db' | 'store'>, us
       throw error
     }
   }
+}
+
+/** Grants a role (admin, auditor) to a user; granting one they have changes nothing. */
+export async function grantRole(ctx: Pick<CommandContext, 'db' | 'store'>, upn: string, role: Role, meta: EventMetadata): Promise<boolean> {
+  if (!ROLES.includes(role)) throw new InvalidUser(`the role must be one of ${ROLES.join(', ')}`)
+  const user = await findUserByUpn(ctx.db, upn)
+  if (!user) throw new InvalidUser(`no user ${upn}`)
+  if (user.roles.includes(role)) return false
+  await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'UserRoleGranted', data: { userId: user.id, role } }], meta)
+  return true
 }

@@ -22,6 +22,7 @@ export interface TokensTable {
   locked_until: Date | null
   lock_count: number
   last_used_at: Date | null
+  seed_fingerprint: string | null
   activated_at: Date | null
   imported_at: Date
   version: number
@@ -55,6 +56,7 @@ export function stateFromRow(row: TokensTable): TokenState {
     lockedUntil: row.locked_until,
     lockCount: row.lock_count,
     lastUsedAt: row.last_used_at,
+    seedFingerprint: row.seed_fingerprint,
     activatedAt: row.activated_at,
     importedAt: row.imported_at,
     version: row.version,
@@ -66,7 +68,8 @@ export function rowFromState(s: TokenState): TokensTable {
     serial: s.serial, status: s.status, kind: s.kind, algorithm: s.algorithm, digits: s.digits, period: s.period,
     counter: s.counter, manufacturer: s.manufacturer, model: s.model, user_id: s.userId, name: s.name,
     last_step: s.lastStep, drift: s.drift, activation_failures: s.activationFailures, failures: s.failures,
-    locked_until: s.lockedUntil, lock_count: s.lockCount, last_used_at: s.lastUsedAt, activated_at: s.activatedAt,
+    locked_until: s.lockedUntil, lock_count: s.lockCount, last_used_at: s.lastUsedAt, seed_fingerprint: s.seedFingerprint,
+    activated_at: s.activatedAt,
     imported_at: s.importedAt ?? new Date(0), version: s.version,
   }
 }

@@ -5,6 +5,7 @@ export interface UsersTable {
   id: string
   upn: string
   display_name: string
+  roles: string[]
   created_at: Date
   version: number
 }

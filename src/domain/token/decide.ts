@@ -1,9 +1,9 @@
 // Token commands -> events. Pure: the OTP check, the time and the ids come in with the command.
 import type { OtpCheck } from '../otp/otp.js'
-import type { AssignedBy, TokenEvent } from './events.js'
+import type { AssignedBy, RevocationReason, TokenEvent } from './events.js'
 import {
   InvalidTokenName, SerialAlreadyInInventory, SerialUnavailable, TokenAlreadyActivated, TokenNotClaimed,
-  TokenLocked, TooManyAttempts, WrongCode, type TokenError,
+  TokenLocked, TokenNotLocked, TokenRevokedError, TooManyAttempts, UnknownSerial, WrongCode, type TokenError,
 } from './errors.js'
 import type { TokenState } from './state.js'
 
@@ -40,6 +40,8 @@ export type TokenCommand =
       }
     }
   | { type: 'RenameToken'; data: { userId: string; name: string } }
+  | { type: 'UnlockToken'; data: { now: Date } }
+  | { type: 'RevokeToken'; data: { reason: RevocationReason } }
   | { type: 'UnassignToken'; data: { userId: string; by: AssignedBy } }
 
 export interface Decision {
@@ -63,7 +65,7 @@ export function normalizeName(name: string): string | null {
  * - A token already active on this user's account says so.
  */
 export function checkClaim(state: TokenState, userId: string): TokenError | null {
-  if (state.status === 'absent') return new SerialUnavailable()
+  if (state.status === 'absent' || state.status === 'revoked') return new SerialUnavailable()
   if (state.userId !== null && state.userId !== userId) return new SerialUnavailable()
   if (state.status === 'active') return new TokenAlreadyActivated()
   if (state.activationFailures >= MAX_ACTIVATION_FAILURES) return new TooManyAttempts()
@@ -131,6 +133,23 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       if (!name) return refuse(new InvalidTokenName())
       if (name === state.name) return ok()
       return ok({ type: 'TokenRenamed', data: { serial: state.serial, name } })
+    }
+    case 'UnlockToken': {
+      // - Only a token that is locked now (or refuses activation after too many wrong codes) unlocks.
+      if (state.status === 'absent') return refuse(new UnknownSerial(state.serial))
+      if (state.status === 'revoked') return refuse(new TokenRevokedError(state.serial))
+      const locked = (state.lockedUntil !== null && state.lockedUntil > command.data.now) || state.activationFailures >= MAX_ACTIVATION_FAILURES
+      if (!locked) return refuse(new TokenNotLocked(state.serial))
+      return ok({ type: 'TokenUnlocked', data: { serial: state.serial } })
+    }
+    case 'RevokeToken': {
+      // - Permanent; the seed is destroyed in the same change, the history stays.
+      if (state.status === 'absent') return refuse(new UnknownSerial(state.serial))
+      if (state.status === 'revoked') return refuse(new TokenRevokedError(state.serial))
+      return ok(
+        { type: 'TokenRevoked', data: { serial: state.serial, reason: command.data.reason } },
+        { type: 'TokenSecretDestroyed', data: { serial: state.serial, seedFingerprint: state.seedFingerprint } },
+      )
     }
     case 'UnassignToken': {
       if (state.status === 'absent' || state.userId !== command.data.userId) return refuse(new SerialUnavailable())

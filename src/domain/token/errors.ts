@@ -60,3 +60,24 @@ export class TokenLocked extends TokenError {
     super('This token is locked after too many wrong codes. Try again later, or ask your administrator to unlock it.')
   }
 }
+
+export class TokenNotLocked extends TokenError {
+  override name = 'TokenNotLocked'
+  constructor(readonly serial: string) {
+    super(`token ${serial} is not locked`)
+  }
+}
+
+export class TokenRevokedError extends TokenError {
+  override name = 'TokenRevoked'
+  constructor(readonly serial: string) {
+    super(`token ${serial} is revoked; a revoked token cannot be used or changed`)
+  }
+}
+
+export class UnknownSerial extends TokenError {
+  override name = 'UnknownSerial'
+  constructor(readonly serial: string) {
+    super(`no token with serial ${serial} in the inventory`)
+  }
+}

@@ -31,12 +31,19 @@ export type TokenEvent =
     }
   | { type: 'OtpRejected'; data: { serial: string; userId: string; reason: 'wrong' | 'replayed' | 'locked' } }
   | { type: 'TokenLocked'; data: { serial: string; until: string; failures: number; lockCount: number } }
+  | { type: 'TokenUnlocked'; data: { serial: string } }
+  /** Permanent: lost, stolen or retired. Its seed is destroyed with it (TokenSecretDestroyed). */
+  | { type: 'TokenRevoked'; data: { serial: string; reason: RevocationReason } }
+  | { type: 'TokenSecretDestroyed'; data: { serial: string; seedFingerprint: string | null } }
+
+export type RevocationReason = 'lost' | 'stolen' | 'retired' | 'compromised'
+export const REVOCATION_REASONS: readonly RevocationReason[] = ['lost', 'stolen', 'retired', 'compromised']
 
 export type TokenEventType = TokenEvent['type']
 
 export const TOKEN_EVENT_TYPES: readonly TokenEventType[] = [
   'TokenImported', 'TokenAssigned', 'TokenUnassigned', 'TokenRenamed', 'TokenActivated', 'TokenActivationFailed',
-  'OtpVerified', 'OtpRejected', 'TokenLocked',
+  'OtpVerified', 'OtpRejected', 'TokenLocked', 'TokenUnlocked', 'TokenRevoked', 'TokenSecretDestroyed',
 ]
 
 export function tokenStream(serial: string): string {

@@ -2,7 +2,7 @@
 import type { OtpAlgorithm } from '../otp/otp.js'
 import type { TokenEvent } from './events.js'
 
-export type TokenStatus = 'absent' | 'inventory' | 'assigned' | 'active'
+export type TokenStatus = 'absent' | 'inventory' | 'assigned' | 'active' | 'revoked'
 
 export interface TokenState {
   serial: string
@@ -28,6 +28,8 @@ export interface TokenState {
   /** How often it locked since the last success: each lock lasts twice as long as the one before. */
   lockCount: number
   lastUsedAt: Date | null
+  /** Known while the seed exists; cleared when it is destroyed. */
+  seedFingerprint: string | null
   activatedAt: Date | null
   importedAt: Date | null
   version: number
@@ -37,7 +39,7 @@ export function initialState(serial: string): TokenState {
   return {
     serial, status: 'absent', kind: 'totp', algorithm: 'SHA1', digits: 6, period: 30, counter: null,
     manufacturer: null, model: null, userId: null, name: null, lastStep: null, drift: 0,
-    activationFailures: 0, failures: 0, lockedUntil: null, lockCount: 0, lastUsedAt: null, activatedAt: null,
+    activationFailures: 0, failures: 0, lockedUntil: null, lockCount: 0, lastUsedAt: null, seedFingerprint: null, activatedAt: null,
     importedAt: null, version: 0,
   }
 }
@@ -48,7 +50,7 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
     case 'TokenImported': {
       const d = event.data
       return { ...next, status: 'inventory', kind: d.kind, algorithm: d.algorithm, digits: d.digits, period: d.period,
-        counter: d.counter, manufacturer: d.manufacturer, model: d.model, importedAt: at }
+        counter: d.counter, manufacturer: d.manufacturer, model: d.model, importedAt: at, seedFingerprint: d.seedFingerprint }
     }
     case 'TokenAssigned':
       return { ...next, status: 'assigned', userId: event.data.userId, activationFailures: 0 }
@@ -71,6 +73,12 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
         lockedUntil: state.lockedUntil && state.lockedUntil <= at ? null : state.lockedUntil }
     case 'TokenLocked':
       return { ...next, lockedUntil: new Date(event.data.until), lockCount: event.data.lockCount, failures: 0 }
+    case 'TokenUnlocked':
+      return { ...next, lockedUntil: null, failures: 0, lockCount: 0, activationFailures: 0 }
+    case 'TokenRevoked':
+      return { ...next, status: 'revoked', lockedUntil: null }
+    case 'TokenSecretDestroyed':
+      return { ...next, seedFingerprint: null }
     case 'TokenActivationFailed':
       return { ...next, activationFailures: state.activationFailures + 1 }
     default: {

@@ -7,9 +7,13 @@ export type UserEvent =
   | { type: 'UserSignedIn'; data: { userId: string; method: string } }
   /** The user's identity at an upstream provider (issuer, subject) now signs them in here. */
   | { type: 'UserLinkedToUpstream'; data: { userId: string; issuer: string; subject: string } }
+  | { type: 'UserRoleGranted'; data: { userId: string; role: Role } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`
 }
 
-export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream'] as const
+export type Role = 'admin' | 'auditor'
+export const ROLES: readonly Role[] = ['admin', 'auditor']
+
+export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream', 'UserRoleGranted'] as const

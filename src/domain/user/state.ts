@@ -1,16 +1,17 @@
-import type { UserEvent } from './events.js'
+import type { Role, UserEvent } from './events.js'
 
 export interface UserState {
   userId: string
   exists: boolean
   upn: string
   displayName: string
+  roles: Role[]
   createdAt: Date | null
   version: number
 }
 
 export function initialUserState(userId: string): UserState {
-  return { userId, exists: false, upn: '', displayName: '', createdAt: null, version: 0 }
+  return { userId, exists: false, upn: '', displayName: '', roles: [], createdAt: null, version: 0 }
 }
 
 export function evolveUser(state: UserState, event: UserEvent, at: Date): UserState {
@@ -22,6 +23,8 @@ export function evolveUser(state: UserState, event: UserEvent, at: Date): UserSt
     case 'UserSignedIn':
     case 'UserLinkedToUpstream':
       return next
+    case 'UserRoleGranted':
+      return state.roles.includes(event.data.role) ? next : { ...next, roles: [...state.roles, event.data.role].sort() }
     default: {
       const unknown: never = event
       throw new Error(`unknown user event ${(unknown as { type: string }).type}`)
