@@ -19,6 +19,7 @@ import securityInfoRoutes from './routes/security-info/index.js'
 import adminApiRoutes from './routes/admin/api.js'
 import interactionRoutes from './routes/interaction/index.js'
 import upstreamRoutes from './routes/upstream.js'
+import auditRoutes from './routes/audit/index.js'
 import oidcPlugin from '../plugins/oidc.js'
 import { EventStoreError } from './event-store/errors.js'
 
@@ -83,6 +84,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(securityInfoRoutes)
   await fastify.register(adminApiRoutes)
   await fastify.register(interactionRoutes)
+  await fastify.register(auditRoutes)
 }
 
 function wantsHtml(accept: string | undefined): boolean {

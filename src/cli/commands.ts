@@ -1,5 +1,9 @@
 // The `tessera` subcommands that change things: tokens, users, keys, API keys.
-import { createReadStream, existsSync } from 'node:fs'
+import { createReadStream, createWriteStream, existsSync } from 'node:fs'
+import { pipeline } from 'node:stream/promises'
+import { exportEvents, type ExportFormat } from '../audit/export.js'
+import { replayStream } from '../audit/state-as-of.js'
+import { describe } from '../audit/describe.js'
 import { createApiKey, type ApiRole } from '../commands/api-keys.js'
 import { registerClient } from '../commands/clients.js'
 import { rotateSigningKey } from '../oidc/signing-keys.js'
@@ -173,6 +177,47 @@ export async function usersGrant(io: Io, upn: string | undefined, role: string |
   } catch (error) {
     if ((error as Error).name === 'InvalidUser') throw new CliError((error as Error).message, 1)
     throw error
+  } finally {
+    await ctx.close()
+  }
+}
+
+function instant(name: string, value: string | undefined): Date | undefined {
+  if (!value) return undefined
+  const d = new Date(value)
+  if (Number.isNaN(d.getTime())) throw new CliError(`${name} must be a date and time like 2026-11-22T10:00:00Z, not "${value}"`)
+  return d
+}
+
+/** tessera audit replay --stream ID [--until ISO]: each event and the state after it. */
+export async function auditReplay(io: Io, streamId: string | undefined, until: string | undefined): Promise<number> {
+  if (!streamId) throw new CliError('tessera audit replay needs --stream, like --stream token-8659623756140')
+  const limit = instant('--until', until)
+  const ctx = await openContext()
+  try {
+    const steps = await replayStream(ctx.db, streamId, { until: limit })
+    if (steps.length === 0) throw new CliError(`stream ${streamId} has no events${limit ? ` by ${limit.toISOString()}` : ''}`, 1)
+    const names = new Map((await ctx.db.selectFrom('users').select(['id', 'upn']).execute()).map((u) => [u.id, u.upn]))
+    for (const step of steps) {
+      io.out(`v${step.streamVersion} #${step.position} ${step.recordedAt.toISOString()} ${step.type}: ${describe({ type: step.type, streamId, data: step.data, metadata: { actor: step.actor } }, names)}`)
+      if (step.state) io.out(`  state: ${JSON.stringify(step.state)}`)
+    }
+    return 0
+  } finally {
+    await ctx.close()
+  }
+}
+
+/** tessera audit export --format jsonl|csv [--from ISO] [--to ISO] [--stream ID] [--type T,...] [--out FILE] */
+export async function auditExport(io: Io, options: { format?: string; from?: string; to?: string; stream?: string; type?: string; out?: string }): Promise<number> {
+  const format = (options.format ?? 'jsonl') as ExportFormat
+  if (format !== 'jsonl' && format !== 'csv') throw new CliError('--format must be jsonl or csv')
+  const filter = { from: instant('--from', options.from), to: instant('--to', options.to), streamId: options.stream, types: options.type?.split(',') }
+  const ctx = await openContext()
+  try {
+    await pipeline(exportEvents(ctx.db, filter, format), options.out ? createWriteStream(options.out) : process.stdout)
+    if (options.out) io.err(`exported to ${options.out}`)
+    return 0
   } finally {
     await ctx.close()
   }

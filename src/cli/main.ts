@@ -5,7 +5,7 @@ import { sql } from 'kysely'
 import { verifyChains } from '../event-store/verify.js'
 import { allProjections, projectionNamed } from '../projections/index.js'
 import { rebuildProjection } from '../projections/rebuild.js'
-import { apiKeysCreate, clientsAdd, keysRotate, keysRotateSigning, tokensImport, tokensLifecycle, usersAdd, usersGrant, type Io } from './commands.js'
+import { apiKeysCreate, clientsAdd, keysRotate, keysRotateSigning, tokensImport, tokensLifecycle, usersAdd, usersGrant, auditReplay, auditExport, type Io } from './commands.js'
 import { CliError, openContext } from './context.js'
 
 const USAGE = `usage: tessera <command>
@@ -13,6 +13,10 @@ const USAGE = `usage: tessera <command>
   migrate                          apply pending database migrations
   projections rebuild [name]       rebuild read models from the event log (all, or one of: ${allProjections.map((p) => p.name).join(', ')})
   audit verify [--stream ID]       check every stream's hash chain; exit 1 naming the first changed event
+  audit replay --stream ID [--until ISO]
+                                   each event of a stream and the state after it
+  audit export [--format jsonl|csv] [--from ISO] [--to ISO] [--stream ID] [--type T,..] [--out FILE]
+                                   every event with its position and hash, checkable offline
   tokens import FILE [--format entra|oath]
                                    import a token inventory (Entra CSV, privacyIDEA OATH CSV);
                                    exit 0 all imported, 1 some rows rejected, 2 nothing usable
@@ -104,6 +108,11 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
         name: { type: 'string' },
         role: { type: 'string' },
         reason: { type: 'string' },
+        until: { type: 'string' },
+        from: { type: 'string' },
+        to: { type: 'string' },
+        type: { type: 'string' },
+        out: { type: 'string' },
         'password-stdin': { type: 'boolean' },
         'redirect-uri': { type: 'string', multiple: true },
         public: { type: 'boolean' },
@@ -118,6 +127,8 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     if (command === 'migrate' && !sub) return await migrate(io)
     if (command === 'projections' && sub === 'rebuild' && extra.length === 0) return await rebuild(io, arg)
     if (command === 'audit' && sub === 'verify' && !arg) return await auditVerify(io, values.stream)
+    if (command === 'audit' && sub === 'replay' && !arg) return await auditReplay(io, values.stream, values.until)
+    if (command === 'audit' && sub === 'export' && !arg) return await auditExport(io, values)
     if (command === 'tokens' && sub === 'import' && extra.length === 0) return await tokensImport(io, arg, values.format)
     if (command === 'tokens' && (sub === 'unlock' || sub === 'revoke') && extra.length === 0) return await tokensLifecycle(io, sub, arg, values.reason)
     if (command === 'users' && sub === 'grant' && extra.length === 0) return await usersGrant(io, arg, values.role)

@@ -4,6 +4,13 @@ import type { Kysely } from 'kysely'
 import type { RecordedEvent } from '../event-store/types.js'
 import type { Projection } from './types.js'
 
+/** The user an event is about: the one its data names, or the user whose stream it is. */
+export function subjectUser(e: RecordedEvent): string | null {
+  if (typeof e.data.userId === 'string') return e.data.userId
+  if (e.streamId.startsWith('user-')) return e.streamId.slice('user-'.length)
+  return null
+}
+
 export const auditIndexProjection: Projection = {
   name: 'audit_index',
   kind: 'catch-up',
@@ -22,6 +29,8 @@ export const auditIndexProjection: Projection = {
         actor_type: e.metadata.actor.type,
         actor_id: e.metadata.actor.id,
         correlation_id: e.metadata.correlationId,
+        user_id: subjectUser(e),
+        relying_application: e.metadata.relyingApplication ?? (typeof e.data.relyingApplication === 'string' ? e.data.relyingApplication : null),
         recorded_at: e.recordedAt,
       })))
       .onConflict((oc) => oc.column('position').doNothing())

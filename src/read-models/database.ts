@@ -31,6 +31,8 @@ export interface AuditIndexTable {
   actor_type: string
   actor_id: string
   correlation_id: string
+  user_id: string | null
+  relying_application: string | null
   recorded_at: Date
 }
 

@@ -1,13 +1,15 @@
 // Step-up sign-in for a relying application in a real headless Chromium: a small relying application
 // (node:http + openid-client) sends the browser to the gateway with acr_values urn:tessera:loa:mfa, the
 // person signs in and enters a code from the token (oathtool's, never our verifier's), and the
-// application shows who signed in and how. Driven only by what a person sees: labels, headings, buttons.
-// Screenshots of each step go to .tessera-test/screens/step-up/ (gitignored), to be looked at.
+// application shows who signed in and how. Driven only by what a person sees: labels, headings, buttons,
+// with JavaScript off. Screenshots of each step go to .tessera-test/screens/step-up/ (gitignored).
+// Everything runs under the gateway's own Content-Security-Policy: its form-action must allow the
+// redirect back to the application after Sign in, Verify and Cancel (the last test checks just that).
 import t, { type Test } from 'tap'
 import http from 'node:http'
 import net from 'node:net'
 import * as oidc from 'openid-client'
-import type { Browser, BrowserContext, Page } from 'playwright-core'
+import type { BrowserContext, Page } from 'playwright-core'
 import { registerClient } from '../../src/commands/clients.js'
 import { activateToken } from '../../src/commands/tokens.js'
 import { addUser, importEntra, testApp } from '../helpers/app.js'
@@ -66,7 +68,6 @@ async function relyingApplication(t: Test, port: number, issuer: URL, clientId: 
   // The ID token's signature is checked against the gateway's JWKS too, not only its claims.
   oidc.enableNonRepudiationChecks(config)
   const pending = new Map<string, { verifier: string; nonce: string; acr: string }>()
-  const callbacks: URL[] = []
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse) {
     const url = new URL(req.url ?? '/', base)
@@ -89,7 +90,6 @@ async function relyingApplication(t: Test, port: number, issuer: URL, clientId: 
       return
     }
     if (url.pathname === '/callback') {
-      callbacks.push(url)
       const state = url.searchParams.get('state') ?? ''
       const started = pending.get(state)
       if (!started) return html(400, rpPage('Not signed in', '<p>Unknown or reused state.</p>'))
@@ -123,7 +123,7 @@ async function relyingApplication(t: Test, port: number, issuer: URL, clientId: 
     server.closeAllConnections()
     server.close(() => resolve())
   }))
-  return { base, redirectUri, callbacks }
+  return { base }
 }
 
 async function browserTests(t: Test) {
@@ -162,9 +162,9 @@ async function browserTests(t: Test) {
   await clearScreens('step-up')
   const browser = await launchBrowser(t)
 
-  async function newContext(t: Test, b: Browser): Promise<BrowserContext> {
-    // The gateway's pages and the relying application's need no JavaScript.
-    const context = await b.newContext({ viewport: { width: 1024, height: 720 }, javaScriptEnabled: false })
+  /** A browser context with JavaScript off (none of these pages needs it), under the gateway's CSP. */
+  async function newContext(t: Test, options: { bypassCSP: false } = { bypassCSP: false }): Promise<BrowserContext> {
+    const context = await browser.newContext({ viewport: { width: 1024, height: 720 }, javaScriptEnabled: false, bypassCSP: options.bypassCSP })
     t.teardown(() => context.close())
     // Nothing may reach outside the gateway and the relying application.
     await context.route((url) => !url.href.startsWith(`${base}/`) && !url.href.startsWith(`${rp.base}/`), (route) => route.abort())
@@ -175,64 +175,242 @@ async function browserTests(t: Test) {
     return page.getByRole('heading', { name, level: 1, exact: true }).isVisible()
   }
 
+  /** What the relying application says at its callback. */
   async function result(page: Page) {
     return (await page.locator('#result').innerText()).trim()
   }
 
+  /** Opens the application's /start; it sends the browser to the gateway. */
   async function start(page: Page) {
     await page.goto(`${rp.base}/start`)
     await page.waitForLoadState()
   }
 
   async function signIn(t: Test, page: Page, shot?: string) {
+    t.equal(new URL(page.url()).origin, base, 'the application sent the browser to the gateway')
     t.ok(await heading(page, 'Sign in'), 'the gateway asks to sign in')
-    t.ok(await page.getByText(`to continue to ${RP_NAME}`).isVisible(), `naming ${RP_NAME}`)
+    t.ok(await page.getByText(`to continue to ${RP_NAME}`).isVisible(), `to continue to ${RP_NAME}`)
+    if (shot) await screenshot(page, shot)
     await page.getByLabel('Email or username', { exact: true }).fill('alice@example.com')
     await page.getByLabel('Password', { exact: true }).fill(PASSWORD)
-    if (shot) await screenshot(page, shot)
+    if (shot) await screenshot(page, `${shot}-filled`)
     await page.getByRole('button', { name: 'Sign in' }).click()
     await page.waitForLoadState()
   }
 
   async function onCodePage(t: Test, page: Page) {
+    t.match(new URL(page.url()).pathname, /^\/interaction\/[^/]+$/, 'on the gateway')
     t.ok(await heading(page, 'Enter code'), 'the Enter code page')
     t.ok(await page.getByText('Enter the code displayed on your authentication token').isVisible(), 'asking for the code on the token')
+    t.ok(await page.getByText(`${RP_NAME} asks for it to confirm it's you`).isVisible(), `naming ${RP_NAME}`)
     t.ok(await page.getByText(`Key fob (serial ${SERIAL})`).isVisible(), 'naming the token')
+    t.equal(await page.getByLabel('Password', { exact: true }).count(), 0, 'no password field')
   }
 
-  async function backAtRp(page: Page) {
-    await page.waitForURL(`${rp.base}/callback?**`)
-  }
-
-  await t.test('password, then Enter code, then back at the application signed in at mfa', async (t) => {
-    const context = await newContext(t, browser)
-    const page = await context.newPage()
-    await start(page)
-    t.equal(new URL(page.url()).origin, base, 'the application sent the browser to the gateway')
-    await screenshot(page, '01-sign-in')
-    await signIn(t, page, '02-sign-in-filled')
-    await onCodePage(t, page)
-    t.notOk(await page.getByLabel('Password', { exact: true }).count(), 'no password field on the code page')
-    await screenshot(page, '03-enter-code')
-    const code = nextCode() // not the code that activated the token: that one was used
+  async function verify(t: Test, page: Page, code: string, shot?: string) {
     t.match(code, /^\d{6}$/, 'oathtool gave a code')
     await page.getByLabel('Code', { exact: true }).fill(code)
-    await screenshot(page, '04-enter-code-filled')
+    if (shot) await screenshot(page, shot)
     await page.getByRole('button', { name: 'Verify' }).click()
-    await backAtRp(page)
-    const text = await result(page)
-    t.match(text, /^Signed in as alice@example\.com at urn:tessera:loa:mfa with /, text)
-    const amr = text.replace(/^.* with /, '').split(' ')
-    t.ok(amr.includes('otp') && amr.includes('hwk'), `amr has otp and hwk (${amr.join(' ')})`)
-    await screenshot(page, '05-rp-signed-in')
+  }
 
-    await t.test('a second sign-in in the same browser asks only for the code', async (t) => {
-      await start(page)
-      const url = page.url()
-      await screenshot(page, '06-second-run')
-      t.notOk(await heading(page, 'Sign in'), 'no password asked again')
-      t.comment(`second run landed on ${url}`)
+  async function backAtApplication(t: Test, page: Page, level = MFA) {
+    await page.waitForURL(`${rp.base}/callback?**`, { timeout: 10_000 })
+    const text = await result(page)
+    t.equal(text.replace(/ with .*$/, ''), `Signed in as alice@example.com at ${level}`, `the application says: ${text}`)
+    const amr = text.replace(/^.* with /, '').split(' ')
+    if (level === MFA) t.ok(amr.includes('otp') && amr.includes('hwk'), `amr has otp and hwk (${amr.join(' ')})`)
+    else t.same(amr, ['pwd'], 'amr is pwd')
+  }
+
+  /** The documents the browser showed (navigations answered 200), to tell which pages a person saw. */
+  function shownPages(page: Page): string[] {
+    const shown: string[] = []
+    page.on('response', (r) => {
+      if (r.request().isNavigationRequest() && r.request().frame() === page.mainFrame() && r.status() === 200) {
+        const u = new URL(r.url())
+        shown.push(`${u.origin === base ? 'gateway' : 'application'} ${u.pathname.replace(/^\/interaction\/[^/]+/, '/interaction/:uid')}`)
+      }
     })
+    return shown
+  }
+
+  await t.test('password, then Enter code, then back at the application at mfa; again: straight back (single sign-on)', async (t) => {
+    const context = await newContext(t, { bypassCSP: false })
+    const page = await context.newPage()
+    const shown = shownPages(page)
+    await start(page)
+    await signIn(t, page, '01-sign-in')
+    await onCodePage(t, page)
+    await screenshot(page, '02-enter-code')
+    // Not the code that activated the token: that one was used. The next step's code, 30 s later.
+    await verify(t, page, nextCode(), '03-enter-code-filled')
+    await backAtApplication(t, page)
+    await screenshot(page, '04-application-signed-in')
+    t.same(shown, ['gateway /interaction/:uid', 'gateway /interaction/:uid', 'application /callback'], 'Sign in, Enter code, the application')
+
+    // The gateway's session is at mfa already: asked for mfa again, it answers without a page.
+    shown.length = 0
+    await start(page)
+    await backAtApplication(t, page)
+    t.same(shown, ['application /callback'], 'no gateway page the second time: neither Sign in nor Enter code')
+  })
+
+  await t.test('signed in at pwd, then asked for mfa: only Enter code (step-up, no password again)', async (t) => {
+    const context = await newContext(t, { bypassCSP: false })
+    const page = await context.newPage()
+    await page.goto(`${rp.base}/start?acr=${encodeURIComponent('urn:tessera:loa:pwd')}`)
+    await signIn(t, page)
+    await backAtApplication(t, page, 'urn:tessera:loa:pwd')
+    await screenshot(page, '05-application-at-pwd')
+
+    const shown = shownPages(page)
+    await start(page)
+    t.notOk(await heading(page, 'Sign in'), 'no Sign in page')
+    await onCodePage(t, page)
+    await screenshot(page, '06-step-up-enter-code')
+    await verify(t, page, nextCode())
+    await backAtApplication(t, page)
+    t.same(shown, ['gateway /interaction/:uid', 'application /callback'], 'only Enter code, then the application')
+  })
+
+  await t.test('signed in to Security info, then asked for mfa by the application: only Enter code', async (t) => {
+    const context = await newContext(t, { bypassCSP: false })
+    const page = await context.newPage()
+    await page.goto(`${base}/login`)
+    t.ok(await heading(page, 'Sign in'), 'the gateway\'s own Sign in page')
+    await page.getByLabel('Email or username', { exact: true }).fill('alice@example.com')
+    await page.getByLabel('Password', { exact: true }).fill(PASSWORD)
+    await page.getByRole('button', { name: 'Sign in' }).click()
+    await page.waitForURL(`${base}/security-info`)
+    t.ok(await heading(page, 'Security info'), 'on Security info')
+
+    const shown = shownPages(page)
+    await start(page)
+    await onCodePage(t, page)
+    await verify(t, page, nextCode())
+    await backAtApplication(t, page)
+    t.same(shown, ['gateway /interaction/:uid', 'application /callback'], 'only Enter code, then the application')
+  })
+
+  await t.test("a wrong code: \"That code didn't work\" under the emptied field, then the right code goes through", async (t) => {
+    const context = await newContext(t, { bypassCSP: false })
+    const page = await context.newPage()
+    await start(page)
+    await signIn(t, page)
+    await onCodePage(t, page)
+    const right = nextCode()
+    // Six digits that are no code of this step or the ones either side of it.
+    const near = [-1, 0, 1].map((d) => totpAt(SEED_HEX, NOW + (step + d) * 30))
+    let wrong = right
+    while (near.includes(wrong)) wrong = String((Number(wrong) + 1) % 1_000_000).padStart(6, '0')
+    await verify(t, page, wrong)
+    await page.waitForLoadState()
+    t.match(new URL(page.url()).pathname, /^\/interaction\/[^/]+\/code$/, 'still on the gateway')
+    t.ok(await heading(page, 'Enter code'), 'still on Enter code')
+    const field = page.getByLabel('Code', { exact: true })
+    const error = page.getByRole('alert').filter({ hasText: "That code didn't work" })
+    t.ok(await error.isVisible(), "That code didn't work, shown as an alert")
+    t.equal(await field.inputValue(), '', 'the field is empty')
+    t.equal(await field.getAttribute('aria-invalid'), 'true', 'the field is marked invalid')
+    t.equal(await field.getAttribute('aria-describedby'), await error.getAttribute('id'), 'the field is described by the message')
+    t.equal(await error.evaluate((e) => getComputedStyle(e).color), ERROR_RED, 'the message is red')
+    t.equal(await field.evaluate((e) => getComputedStyle(e).borderTopColor), ERROR_RED, 'the field has a red border')
+    const f = (await field.boundingBox())!
+    const e = (await error.boundingBox())!
+    t.ok(e.y >= f.y + f.height && e.y - (f.y + f.height) < 16, `the message is right under the field (${Math.round(e.y - f.y - f.height)} px)`)
+    t.ok(Math.abs(e.x - f.x) < 2, 'and lined up with it')
+    await screenshot(page, '07-wrong-code')
+    await page.setViewportSize({ width: 390, height: 800 })
+    await screenshot(page, '08-wrong-code-narrow')
+    await page.setViewportSize({ width: 1024, height: 720 })
+
+    await verify(t, page, right)
+    await backAtApplication(t, page)
+  })
+
+  await t.test('Cancel on Enter code: back at the application with error=access_denied', async (t) => {
+    const context = await newContext(t, { bypassCSP: false })
+    const page = await context.newPage()
+    await start(page)
+    await signIn(t, page)
+    await onCodePage(t, page)
+    await page.getByRole('button', { name: 'Cancel' }).click()
+    await page.waitForURL(`${rp.base}/callback?**`, { timeout: 10_000 })
+    const callback = new URL(page.url())
+    t.equal(callback.searchParams.get('error'), 'access_denied', 'the callback carries error=access_denied')
+    t.notOk(callback.searchParams.has('code'), 'and no code')
+    t.ok(await heading(page, 'Not signed in'), 'the application says it is not signed in')
+    t.equal(await result(page), 'Sign-in failed: error=access_denied', 'and why')
+    t.ok(await page.getByText('The user cancelled the sign-in.').isVisible(), "with the gateway's description")
+    await screenshot(page, '09-cancelled')
+  })
+
+  await t.test('Cancel on Sign in: back at the application with error=access_denied', async (t) => {
+    const context = await newContext(t, { bypassCSP: false })
+    const page = await context.newPage()
+    await start(page)
+    t.ok(await heading(page, 'Sign in'), 'the gateway asks to sign in')
+    await page.getByLabel('Email or username', { exact: true }).fill('alice@example.com')
+    await page.getByRole('button', { name: 'Cancel' }).click()
+    await page.waitForURL(`${rp.base}/callback?**`, { timeout: 10_000 })
+    t.equal(await result(page), 'Sign-in failed: error=access_denied', 'the application says why')
+  })
+
+  await t.test('keyboard: Enter in Password signs in and Enter in Code verifies, neither cancels', async (t) => {
+    const context = await newContext(t, { bypassCSP: false })
+    const page = await context.newPage()
+    await start(page)
+    t.ok(await heading(page, 'Sign in'), 'the gateway asks to sign in')
+    await page.getByLabel('Email or username', { exact: true }).fill('alice@example.com')
+    await page.getByLabel('Password', { exact: true }).fill(PASSWORD)
+    await page.getByLabel('Password', { exact: true }).press('Enter')
+    await page.waitForLoadState()
+    t.notOk(page.url().startsWith(rp.base), `Enter in Password did not cancel (${new URL(page.url()).search || new URL(page.url()).pathname})`)
+    if (page.url().startsWith(rp.base)) return
+    await onCodePage(t, page)
+    await page.getByLabel('Code', { exact: true }).fill(nextCode())
+    await page.getByLabel('Code', { exact: true }).press('Enter')
+    await page.waitForURL(`${rp.base}/callback?**`, { timeout: 10_000 })
+    t.notOk(new URL(page.url()).searchParams.has('error'), `Enter in Code did not cancel (${new URL(page.url()).searchParams.get('error') ?? 'no error'})`)
+    await backAtApplication(t, page)
+  })
+
+  // Chromium applies the CSP's form-action to every redirect after a form submission, so the interaction
+  // pages must allow the application's redirect_uri (POST /interaction/:uid/code -> /oidc/auth/:uid ->
+  // the application). Without it the person is stuck on the page with their code spent.
+  await t.test("with the gateway's own Content-Security-Policy, Sign in, Verify and Cancel get back to the application", async (t) => {
+    for (const button of ['Sign in', 'Verify', 'Cancel'] as const) {
+      const context = await newContext(t, { bypassCSP: false })
+      const page = await context.newPage()
+      const violations: string[] = []
+      page.on('console', (m) => { if (/Content Security Policy/.test(m.text())) violations.push(m.text().trim()) })
+      // Whichever comes first: the application's callback, or Chromium refusing to go there.
+      const outcome = Promise.race([
+        page.waitForURL(`${rp.base}/callback?**`, { timeout: 15_000 }),
+        page.waitForEvent('console', { predicate: (m) => /Content Security Policy/.test(m.text()), timeout: 15_000 }),
+      ]).catch(() => {})
+      if (button === 'Sign in') {
+        // Asked for pwd, the password is all: Sign in goes straight back to the application.
+        await page.goto(`${rp.base}/start?acr=${encodeURIComponent('urn:tessera:loa:pwd')}`)
+        await signIn(t, page)
+      } else {
+        await start(page)
+        await signIn(t, page)
+        await onCodePage(t, page)
+        if (button === 'Verify') await verify(t, page, nextCode())
+        else await page.getByRole('button', { name: 'Cancel' }).click()
+      }
+      await outcome
+      await page.waitForLoadState()
+      for (const v of violations) t.comment(`${button}: ${v}`)
+      if (!page.url().startsWith(rp.base)) {
+        t.comment(`${button}: the browser stayed at ${new URL(page.url()).pathname} on "${await page.locator('h1').innerText()}"`)
+        await screenshot(page, `11-${button.replace(' ', '-').toLowerCase()}-blocked-by-csp`)
+      }
+      t.equal(new URL(page.url()).origin, rp.base, `${button}: back at the application`)
+      t.same(violations, [], `${button}: no Content-Security-Policy violation`)
+    }
   })
 
   t.comment(`browser tests took ${((Date.now() - started) / 1000).toFixed(1)} s`)

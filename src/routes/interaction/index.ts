@@ -40,6 +40,21 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     message: 'Go back to the application and sign in again.',
   })
 
+  /**
+   * The interaction's forms end in a redirect to the relying application, and browsers apply the CSP's
+   * form-action to that whole chain: allow the (already validated) redirect URI's origin too.
+   */
+  function allowReturn(reply: FastifyReply, d: Details): void {
+    let origin = ''
+    try {
+      origin = new URL(String(d.params.redirect_uri)).origin
+    } catch {
+      return
+    }
+    const csp = String(reply.getHeader('content-security-policy') ?? '')
+    if (csp) reply.header('content-security-policy', csp.replace(/form-action 'self'/, `form-action 'self' ${origin}`))
+  }
+
   async function clientName(d: Details): Promise<string> {
     const row = await app.db.selectFrom('clients').select('name').where('client_id', '=', String(d.params.client_id)).executeTakeFirst()
     return row?.name ?? String(d.params.client_id)
@@ -67,6 +82,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
   app.get<{ Params: { uid: string } }>('/interaction/:uid', async (request, reply) => {
     const d = await details(request, reply)
     if (!d) return expired(request, reply)
+    allowReturn(reply, d)
     const name = await clientName(d)
     const user = vouchedUser(request, d)
     if (!user) return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: name })
@@ -87,6 +103,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
   app.post<{ Params: { uid: string }; Body: { upn?: string; password?: string } }>('/interaction/:uid/login', { preHandler: limits }, async (request, reply) => {
     const d = await details(request, reply)
     if (!d) return expired(request, reply)
+    allowReturn(reply, d)
     const upn = String(request.body?.upn ?? '').trim()
     const password = String(request.body?.password ?? '')
     if (!upn || !password) {
@@ -111,6 +128,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
   app.post<{ Params: { uid: string }; Body: { serial?: string; code?: string } }>('/interaction/:uid/code', { preHandler: limits }, async (request, reply) => {
     const d = await details(request, reply)
     if (!d) return expired(request, reply)
+    allowReturn(reply, d)
     const user = vouchedUser(request, d)
     if (!user) return reply.redirect(`/interaction/${d.uid}`, 303)
     const methods = await activeMethods(user.id)
@@ -138,6 +156,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
   app.get<{ Params: { uid: string } }>('/interaction/:uid/add-method', async (request, reply) => {
     const d = await details(request, reply)
     if (!d) return expired(request, reply)
+    allowReturn(reply, d)
     if (!vouchedUser(request, d)) return reply.redirect(`/interaction/${d.uid}`, 303)
     request.session.set('returnTo', `/interaction/${d.uid}`)
     return reply.redirect('/security-info/add', 303)
@@ -146,6 +165,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
   app.post<{ Params: { uid: string } }>('/interaction/:uid/abort', async (request, reply) => {
     const d = await details(request, reply)
     if (!d) return expired(request, reply)
+    allowReturn(reply, d)
     return finish(request, reply, { error: 'access_denied', error_description: 'The user cancelled the sign-in.' })
   })
 }

@@ -72,6 +72,12 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     }
     request.session.set('verifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, u.id, 'otp', app.eventMetadata(request, { type: 'user', id: u.id }))
+    // Sent here by a page that needs a code (the audit pages): back to it.
+    const returnTo = request.session.get('returnTo')
+    if (returnTo?.startsWith('/audit')) {
+      request.session.set('returnTo', undefined)
+      return reply.redirect(returnTo, 303)
+    }
     return reply.redirect('/security-info/add', 303)
   })
 

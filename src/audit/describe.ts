@@ -1,0 +1,60 @@
+// One plain-language line per event, for auditors: who did what to which token or account.
+// Names come from `names` (user id -> user principal name); nothing secret is ever in an event.
+
+export interface DescribedEvent {
+  type: string
+  streamId: string
+  data: Record<string, unknown>
+  metadata: { actor: { type: string; id: string }; relyingApplication?: string | null }
+}
+
+export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>): string {
+  const d = e.data as Record<string, any>
+  const who = (id: unknown) => (typeof id === 'string' ? names.get(id) ?? id : 'someone')
+  const actor = e.metadata.actor.type === 'user' ? who(e.metadata.actor.id)
+    : e.metadata.actor.type === 'admin' ? `admin ${e.metadata.actor.id}` : `${e.metadata.actor.type} ${e.metadata.actor.id}`
+  const token = `hardware token ${d.serial ?? e.streamId.replace(/^token-/, '')}`
+  const app = d.relyingApplication ?? e.metadata.relyingApplication
+  switch (e.type) {
+    case 'TokenImported':
+      return `${actor} imported ${token} (${[d.manufacturer, d.model].filter(Boolean).join(' ') || 'no model'}, ${String(d.kind).toUpperCase()} ${d.algorithm} ${d.digits} digits${d.period ? `, ${d.period} s` : ''}) from ${d.source}`
+    case 'TokenAssigned':
+      return d.by === 'self' ? `${who(d.userId)} claimed ${token}` : `${actor} assigned ${token} to ${who(d.userId)}`
+    case 'TokenUnassigned':
+      return d.by === 'self' ? `${who(d.userId)} removed ${token} from their sign-in methods` : `${actor} unassigned ${token} from ${who(d.userId)}`
+    case 'TokenRenamed':
+      return `${actor} named ${token} '${d.name}'`
+    case 'TokenActivated':
+      return `${who(d.userId)} activated ${token} (time step ${d.step}, drift ${d.drift})`
+    case 'TokenActivationFailed':
+      return `${who(d.userId)} entered a ${d.reason === 'replayed' ? 'used' : 'wrong'} code while activating ${token}`
+    case 'OtpVerified':
+      return `${who(d.userId)} proved possession of ${token}${app ? ` for ${app}` : ''} (time step ${d.step}, drift ${d.drift})`
+    case 'OtpRejected':
+      return `${who(d.userId)} was refused by ${token}: ${d.reason === 'locked' ? 'the token is locked' : d.reason === 'replayed' ? 'a code already used' : 'a wrong code'}${app ? ` (${app})` : ''}`
+    case 'TokenLocked':
+      return `${token} locked after ${d.failures} wrong codes, until ${d.until}`
+    case 'TokenUnlocked':
+      return `${actor} unlocked ${token}`
+    case 'TokenRevoked':
+      return `${actor} revoked ${token} (${d.reason})`
+    case 'TokenSecretDestroyed':
+      return `the seed of ${token} was destroyed`
+    case 'UserRegistered':
+      return `${actor} added user ${d.upn} (${d.displayName})`
+    case 'UserPasswordSet':
+      return `${actor} set the password of ${who(d.userId)}`
+    case 'UserSignedIn':
+      return `${who(d.userId)} signed in with ${({ pwd: 'a password', otp: 'a code from a token', fed: 'an upstream provider' } as Record<string, string>)[d.method] ?? d.method}${app ? ` to ${app}` : ''}`
+    case 'UserLinkedToUpstream':
+      return `${who(d.userId)} was linked to ${d.subject} at ${d.issuer}`
+    case 'UserRoleGranted':
+      return `${actor} made ${who(d.userId)} ${d.role}`
+    case 'ClientRegistered':
+      return `${actor} registered relying application ${d.clientId} (${d.name})`
+    case 'ApiKeyCreated':
+      return `${actor} created an ${d.role} API key ${d.id} (${d.name})`
+    default:
+      return `${e.type} on ${e.streamId}`
+  }
+}
