@@ -1,0 +1,104 @@
+// export: the whole log as JSON lines through the auditors' export (src/audit/export.ts), into a sink
+// that counts bytes; memory must stay flat. timeline: one token with 100,000 events, its timeline paged
+// 100 events at a time through the audit index (src/audit/timeline.ts); each page must take < 50 ms.
+import { performance } from 'node:perf_hooks'
+import { Writable } from 'node:stream'
+import { pipeline } from 'node:stream/promises'
+import { sql } from 'kysely'
+import { exportEvents } from '../../src/audit/export.js'
+import { timeline } from '../../src/audit/timeline.js'
+import { benchMetadata } from '../lib/fixtures.js'
+import { percentile, round, Samples } from '../lib/stats.js'
+import type { BenchContext, Scenario, ScenarioResult } from '../lib/types.js'
+
+const TIMELINE_EVENTS = Number(process.env.BENCH_TIMELINE_EVENTS ?? 100_000)
+const PAGE = 100
+
+export const exportScenario: Scenario = {
+  name: 'export',
+  description: 'the whole log exported as JSON lines (position, hash, previous hash, hashed bytes), memory flat',
+  target: { opsPerSec: 200_000 },
+  async run(ctx: BenchContext): Promise<ScenarioResult> {
+    const total = Number((await sql<{ n: string }>`select count(*) as n from events`.execute(ctx.db)).rows[0]!.n)
+    const baseRss = process.memoryUsage().rss
+    let peakRss = baseRss
+    let bytes = 0
+    let lines = 0
+    const sink = new Writable({
+      write(chunk: Buffer, _encoding, callback) {
+        bytes += chunk.length
+        for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++
+        peakRss = Math.max(peakRss, process.memoryUsage().rss)
+        callback()
+      },
+    })
+    const started = performance.now()
+    await pipeline(exportEvents(ctx.db, {}, 'jsonl'), sink)
+    const seconds = (performance.now() - started) / 1000
+    const growth = (peakRss - baseRss) / 1024 / 1024
+    return {
+      unit: 'events',
+      operations: lines,
+      seconds,
+      checks: [
+        { name: 'every event', pass: lines === total, detail: `${lines} of ${total}` },
+        { name: 'flat memory', pass: growth < 256, detail: `peak RSS growth ${round(growth)} MB (< 256)` },
+      ],
+      details: { megabytes: round(bytes / 1024 / 1024), peakRssGrowthMb: round(growth) },
+    }
+  },
+}
+
+export const timelineScenario: Scenario = {
+  name: 'timeline',
+  description: `one token with ${TIMELINE_EVENTS} events: its audit timeline paged ${PAGE} at a time; a page must take < 50 ms`,
+  target: { opsPerSec: 20 },
+  async run(ctx: BenchContext): Promise<ScenarioResult> {
+    const streamId = `token-bench-${ctx.runId}`
+    const metadata = JSON.stringify(benchMetadata('bench-timeline'))
+    ctx.log(`timeline: loading ${TIMELINE_EVENTS} events on ${streamId} (untimed)`)
+    for (let from = 0; from < TIMELINE_EVENTS; from += 50_000) {
+      const to = Math.min(TIMELINE_EVENTS, from + 50_000) - 1
+      await sql`
+        insert into events (stream_id, stream_version, type, data, metadata)
+        select ${streamId}, g + 1, 'OtpRejected', jsonb_build_object('serial', ${`bench-${ctx.runId}`}::text, 'userId', 'bench-user', 'reason', 'wrong'), ${metadata}::jsonb
+        from generate_series(${from}::int, ${to}::int) as g`.execute(ctx.db)
+    }
+    // The audit index is a catch-up projection; its rows for this stream are set up directly here.
+    await sql`
+      insert into audit_index (position, tx_id, stream_id, stream_version, type, actor_type, actor_id, correlation_id, user_id, relying_application, recorded_at)
+      select position, tx_id, stream_id, stream_version, type, metadata->'actor'->>'type', metadata->'actor'->>'id', metadata->>'correlationId',
+             data->>'userId', null, recorded_at
+      from events where stream_id = ${streamId}
+      on conflict do nothing`.execute(ctx.db)
+    await sql`analyze audit_index`.execute(ctx.db)
+
+    const latencies = new Samples()
+    let after = 0
+    let pages = 0
+    let events = 0
+    const started = performance.now()
+    for (;;) {
+      const t0 = performance.now()
+      const page = await timeline(ctx.db, { streamId }, { after, limit: PAGE })
+      latencies.push(performance.now() - t0)
+      pages++
+      events += page.entries.length
+      if (!page.next) break
+      after = page.next
+    }
+    const seconds = (performance.now() - started) / 1000
+    const sorted = latencies.sorted()
+    const p99 = percentile(sorted, 99)
+    return {
+      unit: 'pages',
+      operations: pages,
+      seconds,
+      latencyMs: { p50: round(percentile(sorted, 50)), p99: round(p99), max: round(sorted[sorted.length - 1] ?? NaN) },
+      checks: [
+        { name: 'every event', pass: events === TIMELINE_EVENTS, detail: `${events} of ${TIMELINE_EVENTS}` },
+        { name: 'page under 50 ms', pass: p99 < 50, detail: `p99 ${round(p99)} ms` },
+      ],
+    }
+  },
+}
