@@ -1,7 +1,9 @@
 // What an inventory parser yields: each data line either a token to import or a reason it was refused.
 // Parsers know file formats only; the import command checks the inventory and users.
 
-export type OtpAlgorithm = 'SHA1' | 'SHA256' | 'SHA512'
+import type { OtpAlgorithm } from '../domain/otp/otp.js'
+
+export type { OtpAlgorithm }
 
 /** One token as read from a file. The seed is raw bytes, never logged or put in an event. */
 export interface ImportedToken {
