@@ -25,10 +25,15 @@ export async function up(db: Kysely<any>): Promise<void> {
       actor_type text not null,
       actor_id text not null,
       correlation_id text not null,
+      -- the user the event is about (a token's owner, the user of a user stream), and the relying application
+      user_id text,
+      relying_application text,
       recorded_at timestamptz not null
     )
   `.execute(db)
-  await sql`create index audit_index_stream_idx on audit_index (stream_id, stream_version)`.execute(db)
+  await sql`create index audit_index_stream_idx on audit_index (stream_id, position)`.execute(db)
+  await sql`create index audit_index_user_idx on audit_index (user_id, position) where user_id is not null`.execute(db)
+  await sql`create index audit_index_client_idx on audit_index (relying_application, position) where relying_application is not null`.execute(db)
   await sql`create index audit_index_actor_idx on audit_index (actor_id, recorded_at)`.execute(db)
   await sql`create index audit_index_type_idx on audit_index (type, recorded_at)`.execute(db)
   await sql`create index audit_index_time_idx on audit_index (recorded_at)`.execute(db)
