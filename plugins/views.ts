@@ -15,7 +15,7 @@ async function viewsPlugin(app: FastifyInstance): Promise<void> {
     root: path.join(ROOT, 'views'),
     layout: 'layout.ejs',
     viewExt: 'ejs',
-    defaultContext: { title: 'Tessera', user: null, csrfToken: '', errors: {}, values: {} },
+    defaultContext: { title: 'Tessera', user: null, upstream: null, csrfToken: '', errors: {}, values: {} },
     options: { async: false },
   })
   await app.register(fastifyStatic, { root: path.join(ROOT, 'public'), prefix: '/assets/', index: false, maxAge: '1h' })
