@@ -14,6 +14,11 @@ export interface AppConfig {
   redisUrl: string | null
   dataDir: string
   logLevel: LogLevel
+  /**
+   * Behind a reverse proxy: which hops to trust for the client's address (X-Forwarded-For), so rate
+   * limits and events see the user's address, not the proxy's. Off by default.
+   */
+  trustProxy: boolean | string | number
   /** Seed encryption: see src/crypto/keyring.ts. Null: the keyring file in dataDir. */
   masterKey: string | null
   previousMasterKeys: string[]
@@ -78,12 +83,20 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     redisUrl: redisUrl && url('REDIS_URL', redisUrl, ['redis', 'rediss']),
     dataDir: optional(env, 'TESSERA_DATA_DIR') ?? '.tessera',
     logLevel,
+    trustProxy: trustProxy(optional(env, 'TRUST_PROXY')),
     masterKey: optional(env, 'TESSERA_MASTER_KEY'),
     previousMasterKeys: (optional(env, 'TESSERA_PREVIOUS_MASTER_KEYS') ?? '').split(',').map((k) => k.trim()).filter(Boolean),
     fingerprintKey: optional(env, 'TESSERA_FINGERPRINT_KEY'),
     sessionKey: optional(env, 'TESSERA_SESSION_KEY'),
     upstream: upstreamConfig(env),
   }
+}
+
+function trustProxy(value: string | null): boolean | string | number {
+  if (!value || value === 'false') return false
+  if (value === 'true') return true
+  if (/^\d+$/.test(value)) return Number(value)
+  return value // addresses or CIDR ranges, comma-separated
 }
 
 function upstreamConfig(env: NodeJS.ProcessEnv): UpstreamConfig | null {
@@ -127,6 +140,9 @@ export function serverOptions(config: AppConfig): FastifyServerOptions {
       return typeof given === 'string' && /^[A-Za-z0-9._:-]{1,64}$/.test(given) ? given : randomUUID()
     },
     return503OnClosing: true,
+    trustProxy: typeof config.trustProxy === 'number'
+      ? ((hops: number) => (_address: string, hop: number) => hop < hops)(config.trustProxy)
+      : config.trustProxy,
     forceCloseConnections: 'idle',
     bodyLimit: 1024 * 1024,
   }

@@ -52,6 +52,7 @@ export interface SubscriptionOptions {
 
 export class CatchUpSubscription {
   private running = false
+  private stopping = false
   private wake: (() => void) | null = null
   private pending = false
   private loop: Promise<void> | null = null
@@ -64,20 +65,22 @@ export class CatchUpSubscription {
     private readonly options: SubscriptionOptions,
   ) {}
 
-  /** Handles every event there is now; resolves when caught up. */
+  /** Handles every event there is now; resolves when caught up, or after the batch in hand once stopped. */
   async catchUp(): Promise<number> {
     const size = this.options.batchSize ?? 1000
     let total = 0
     for (;;) {
       const n = await processBatch(this.db, this.store, this.options.name, size, this.options.handle)
       total += n
-      if (n < size) return total
+      // A stop during a long backlog takes effect between batches; the checkpoint says where to go on.
+      if (n < size || this.stopping) return total
     }
   }
 
   async start(): Promise<void> {
     if (this.running) return
     this.running = true
+    this.stopping = false
     this.store.wakeups.on('appended', this.onAppended)
     if (this.options.listenUrl) {
       const client = new pg.Client({ connectionString: this.options.listenUrl })
@@ -125,6 +128,7 @@ export class CatchUpSubscription {
 
   async stop(): Promise<void> {
     this.running = false
+    this.stopping = true
     this.store.wakeups.off('appended', this.onAppended)
     this.wake?.()
     await this.loop

@@ -97,3 +97,21 @@ t.test('without LISTEN, polling still delivers', async (t) => {
   await waitFor(async () => got.some((e) => e.streamId === 'polled'), 3000)
   t.pass('delivered by the poll')
 })
+
+t.test('stop during a long backlog returns after the batch in hand; the next start goes on from there', async (t) => {
+  for (let i = 0; i < 60; i++) await store.append(`backlog-${i}`, 'no-stream', [{ type: 'Noted', data: { i } }], metadata())
+  let handled = 0
+  let sub: CatchUpSubscription | null = null
+  sub = new CatchUpSubscription(db, store, { name: 'backlog', batchSize: 5, pollMs: 60_000, handle: async (_trx, events) => {
+    handled += events.length
+    if (handled === 10) void sub!.stop()
+    await new Promise((r) => setTimeout(r, 5))
+  } })
+  await sub.start()
+  await sub.stop()
+  t.ok(handled < 60, `stopped early (${handled} handled)`)
+  const again = new CatchUpSubscription(db, store, { name: 'backlog', batchSize: 50, handle: async (_trx, events) => void (handled += events.length) })
+  await again.catchUp()
+  const total = (await store.readAll({ txId: '0', position: 0 }, 10_000)).events.length
+  t.equal(handled, total, 'every event handled once, across the stop')
+})
