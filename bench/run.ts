@@ -15,10 +15,14 @@ import { benchServer, createBenchDatabase, dropBenchDatabase, serverInfo, type B
 import { loadavg, round } from './lib/stats.js'
 import type { BenchContext, BenchOptions, Scenario } from './lib/types.js'
 import { append } from './scenarios/append.js'
+import { exportScenario, timelineScenario } from './scenarios/audit.js'
+import { flows } from './scenarios/flows.js'
+import { importScenario } from './scenarios/import.js'
 import { replay } from './scenarios/replay.js'
+import { verify } from './scenarios/verify.js'
 
 /** Every scenario, in the order a full run takes them. Add new ones here. */
-const SCENARIOS: readonly Scenario[] = [append, replay]
+const SCENARIOS: readonly Scenario[] = [append, replay, exportScenario, timelineScenario, importScenario, verify, flows]
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const ROOT_DIR = path.dirname(BENCH_DIR)
@@ -34,6 +38,13 @@ function positiveInt(name: string, fallback: number): number {
   const n = Number(raw)
   if (!Number.isInteger(n) || n <= 0) throw new Error(`${name} must be a whole number > 0, not ${JSON.stringify(raw)}`)
   return n
+}
+
+function oneOf<T extends string>(name: string, values: readonly T[], fallback: T): T {
+  const raw = process.env[name]
+  if (raw === undefined || raw === '') return fallback
+  if (!(values as readonly string[]).includes(raw)) throw new Error(`${name} must be one of ${values.join(', ')}, not ${JSON.stringify(raw)}`)
+  return raw as T
 }
 
 function selectScenarios(args: readonly string[]): Scenario[] {
@@ -73,6 +84,13 @@ async function main(): Promise<number> {
     appendSeconds: positiveInt('BENCH_APPEND_SECONDS', 10),
     replayEvents: positiveInt('BENCH_REPLAY_EVENTS', 1_000_000),
     concurrency: positiveInt('BENCH_CONCURRENCY', 64),
+    importRows: positiveInt('BENCH_IMPORT_ROWS', 100_000),
+    verifySeconds: positiveInt('BENCH_VERIFY_SECONDS', 10),
+    verifyHistoryEvents: positiveInt('BENCH_VERIFY_HISTORY_EVENTS', 100_000),
+    verifyHistoryRuns: positiveInt('BENCH_VERIFY_HISTORY_RUNS', 2_000),
+    flowSeconds: positiveInt('BENCH_FLOW_SECONDS', 10),
+    flowConcurrency: positiveInt('BENCH_FLOW_CONCURRENCY', 16),
+    flowAddresses: oneOf('BENCH_FLOW_ADDRESSES', ['per-flow', 'single'] as const, 'per-flow'),
   }
   const startedAt = new Date()
   const loadStart = loadavg()

@@ -59,3 +59,60 @@ export function forceGc(): boolean {
   gcFn()
   return true
 }
+
+/** p50, p99 and max of the samples, in the unit they were pushed in, rounded to 2 digits. */
+export function latencySummary(samples: Samples): { p50: number; p99: number; max: number } {
+  const sorted = samples.sorted()
+  return {
+    p50: round(percentile(sorted, 50), 2),
+    p99: round(percentile(sorted, 99), 2),
+    max: round(percentile(sorted, 100), 2),
+  }
+}
+
+/**
+ * Peak memory while something runs: samples process.memoryUsage() on a timer and whenever `sample()` is
+ * called (call it where memory is likely highest, e.g. after each batch), against a base taken at start.
+ */
+export class PeakMemory {
+  readonly base: NodeJS.MemoryUsage
+  peakRss: number
+  peakHeap: number
+  samples = 0
+  private timer: NodeJS.Timeout | null
+
+  constructor(intervalMs = 50) {
+    this.base = process.memoryUsage()
+    this.peakRss = this.base.rss
+    this.peakHeap = this.base.heapUsed
+    this.timer = setInterval(() => this.sample(), intervalMs)
+    this.timer.unref()
+  }
+
+  sample(): void {
+    const m = process.memoryUsage()
+    this.samples++
+    if (m.rss > this.peakRss) this.peakRss = m.rss
+    if (m.heapUsed > this.peakHeap) this.peakHeap = m.heapUsed
+  }
+
+  /** Stops the timer; growth of the peaks over the base, in MB. */
+  stop(): { peakRssGrowthMb: number; peakHeapGrowthMb: number } {
+    if (this.timer) {
+      clearInterval(this.timer)
+      this.timer = null
+      this.sample()
+    }
+    return {
+      peakRssGrowthMb: (this.peakRss - this.base.rss) / MB,
+      peakHeapGrowthMb: (this.peakHeap - this.base.heapUsed) / MB,
+    }
+  }
+}
+
+/** CPU this process used since `start` (process.cpuUsage()), in seconds, and the kernel's (system) share of it. */
+export function cpuSince(start: NodeJS.CpuUsage): { seconds: number; systemShare: number } {
+  const cpu = process.cpuUsage(start)
+  const total = cpu.user + cpu.system
+  return { seconds: total / 1e6, systemShare: total > 0 ? cpu.system / total : 0 }
+}

@@ -9,8 +9,25 @@ export interface BenchOptions {
   appendSeconds: number
   /** BENCH_REPLAY_EVENTS: how many events the log holds when the replay scenario reads it. */
   replayEvents: number
-  /** BENCH_CONCURRENCY: concurrent writers, and the size of the shared pg pool. */
+  /** BENCH_CONCURRENCY: concurrent writers (append) and verifiers (verify), and the size of the shared pg pool. */
   concurrency: number
+  /** BENCH_IMPORT_ROWS: Entra CSV rows the import scenario streams through the parser and import command. */
+  importRows: number
+  /** BENCH_VERIFY_SECONDS: how long the verify scenario's concurrent phase runs. */
+  verifySeconds: number
+  /** BENCH_VERIFY_HISTORY_EVENTS: past events on the token of the verify scenario's history phase. */
+  verifyHistoryEvents: number
+  /** BENCH_VERIFY_HISTORY_RUNS: sequential verifications on the history token, and as many on a fresh one. */
+  verifyHistoryRuns: number
+  /** BENCH_FLOW_SECONDS: how long the flows scenario runs. */
+  flowSeconds: number
+  /** BENCH_FLOW_CONCURRENCY: concurrent flow loops (browsers) in the flows scenario. */
+  flowConcurrency: number
+  /**
+   * BENCH_FLOW_ADDRESSES: 'per-flow' (each flow's browser connects from its own loopback address, as distinct
+   * clients do) or 'single' (every flow from 127.0.0.1, so the per-address rate limits apply to all of them).
+   */
+  flowAddresses: 'per-flow' | 'single'
 }
 
 export interface BenchContext {
