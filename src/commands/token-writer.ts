@@ -1,25 +1,138 @@
-// The token write path in one statement (one round trip, one implicit transaction):
-//   append the events (the events trigger checks the expected version and chains the hashes),
-//   update the `tokens` row from the state the domain folded, guarded by the same version,
-//   upsert the `streams` row.
-// It writes exactly what the inline projections `tokens` and `streams` write for these events
-// (a rebuild from the log gives the same rows; tested), but from the state the command already loaded.
-// Time-valued fields take the database's now(), the same instant the events record.
+// The token write path: events, the `tokens` row (guarded by the version the events follow) and the
+// `streams` row in ONE statement, one round trip and one implicit transaction.
+// Group commit: writes to different tokens made in the same tick of the event loop go out together as
+// one statement and one WAL flush. If any row of a group is not at its expected version the statement
+// fails as a whole and each write is tried alone, so every caller gets its own answer.
+// It writes exactly what the inline projections `tokens` and `streams` write for these events (a rebuild
+// from the log gives the same rows; tested). Time-valued fields take the database's now(), the instant
+// the events record.
 import { sql, type RawBuilder } from 'kysely'
 import { tokenStream, type TokenEvent } from '../domain/token/events.js'
 import { evolve, type TokenState } from '../domain/token/state.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
+import type { PostgresEventStore } from '../event-store/postgres.js'
 import { checkEvents, checkMetadata } from '../event-store/validate.js'
 import type { EventMetadata } from '../event-store/types.js'
-import { rowFromState } from '../read-models/tokens.js'
+import type { Db } from '../read-models/database.js'
+import { rowFromState, type TokensTable } from '../read-models/tokens.js'
 import type { CommandContext } from './context.js'
 
 /** Stands for "the time the events are recorded" while folding; written as now(). */
 const RECORDED_AT = new Date(8.64e15)
 
-function value(v: unknown): RawBuilder<unknown> {
-  return v instanceof Date && v.getTime() === RECORDED_AT.getTime() ? sql`now()` : sql`${v}`
+/** The tokens columns and their types, for a VALUES list PostgreSQL can type. */
+const COLUMNS: readonly [keyof TokensTable, string][] = [
+  ['status', 'text'], ['kind', 'text'], ['algorithm', 'text'], ['digits', 'smallint'], ['period', 'smallint'],
+  ['counter', 'bigint'], ['manufacturer', 'text'], ['model', 'text'], ['user_id', 'text'], ['name', 'text'],
+  ['last_step', 'bigint'], ['drift', 'integer'], ['activation_failures', 'integer'], ['failures', 'integer'],
+  ['locked_until', 'timestamptz'], ['lock_count', 'integer'], ['last_used_at', 'timestamptz'], ['seed_fingerprint', 'text'],
+  ['activated_at', 'timestamptz'], ['imported_at', 'timestamptz'], ['version', 'integer'],
+]
+
+function value(v: unknown, type: string): RawBuilder<unknown> {
+  if (v instanceof Date && v.getTime() === RECORDED_AT.getTime()) return sql`now()`
+  return sql`${v}::${sql.raw(type)}`
 }
+
+interface Write {
+  prior: TokenState
+  after: TokenState
+  events: readonly TokenEvent[]
+  datas: string[]
+  metadataJson: string
+  resolve: (recordedAt: Date) => void
+  reject: (error: unknown) => void
+}
+
+async function writeGroup(db: Db, writes: readonly Write[]): Promise<Date> {
+  const events: RawBuilder<unknown>[] = []
+  const tokens: RawBuilder<unknown>[] = []
+  const streams: RawBuilder<unknown>[] = []
+  const shredded: string[] = []
+  for (const w of writes) {
+    const streamId = tokenStream(w.prior.serial)
+    w.events.forEach((e, i) => events.push(
+      sql`(${streamId}, ${w.prior.version + 1 + i}::integer, ${e.type}, ${w.datas[i]}::jsonb, ${w.metadataJson}::jsonb)`))
+    const row = rowFromState(w.after)
+    tokens.push(sql`(${w.prior.serial}::text, ${w.prior.version}::integer, ${sql.join(COLUMNS.map(([c, type]) => value(row[c], type)))})`)
+    streams.push(sql`(${streamId}, 'token', ${w.after.version}::integer, ${w.events[w.events.length - 1]!.type}, now(), now())`)
+    if (w.events.some((e) => e.type === 'TokenSecretDestroyed')) shredded.push(w.prior.serial)
+  }
+  const set = COLUMNS.map(([c]) => sql`${sql.ref(c)} = v.${sql.ref(c)}`)
+  try {
+    const result = await sql<{ at: Date }>`
+      with appended as (
+        insert into events (stream_id, stream_version, type, data, metadata) values ${sql.join(events)} returning position
+      ), token as (
+        update tokens t set ${sql.join(set)}
+        from (values ${sql.join(tokens)}) as v(serial, expected, ${sql.join(COLUMNS.map(([c]) => sql.ref(c)))})
+        where t.serial = v.serial and t.version = v.expected
+        returning t.serial
+      )${shredded.length > 0 ? sql`, shredded as (delete from token_secrets where serial = any(${shredded}::text[]))` : sql``}
+      , stream as (
+        insert into streams (stream_id, category, version, last_type, created_at, updated_at) values ${sql.join(streams)}
+        on conflict (stream_id) do update set version = excluded.version, last_type = excluded.last_type, updated_at = excluded.updated_at
+        where streams.version < excluded.version
+      )
+      -- Every tokens row must be at the version its events followed; if one is not, fail the whole statement.
+      select now() as at, 1 / ((select count(*) from token) = ${writes.length})::int as ok`.execute(db)
+    return result.rows[0]!.at
+  } catch (error) {
+    const code = (error as { code?: string }).code
+    if (code === 'TS001' || code === '23505' || code === '22012') {
+      throw new WrongExpectedVersion(tokenStream(writes[0]!.prior.serial), writes[0]!.prior.version, null)
+    }
+    throw error
+  }
+}
+
+/** One writer per database, so concurrent commands share statements. */
+class TokenWriter {
+  private pending: Write[] = []
+
+  constructor(
+    private readonly db: Db,
+    private readonly store: PostgresEventStore,
+  ) {}
+
+  enqueue(write: Write): void {
+    this.pending.push(write)
+    if (this.pending.length === 1) setImmediate(() => void this.flush())
+  }
+
+  private async flush(): Promise<void> {
+    const group: Write[] = []
+    const rest: Write[] = []
+    const serials = new Set<string>()
+    for (const w of this.pending) {
+      if (serials.has(w.prior.serial)) rest.push(w)
+      else {
+        serials.add(w.prior.serial)
+        group.push(w)
+      }
+    }
+    this.pending = rest
+    if (rest.length > 0) setImmediate(() => void this.flush())
+    try {
+      const at = await writeGroup(this.db, group)
+      this.store.committed()
+      for (const w of group) w.resolve(at)
+    } catch (error) {
+      if (group.length === 1) return group[0]!.reject(error)
+      await Promise.all(group.map(async (w) => {
+        try {
+          const at = await writeGroup(this.db, [w])
+          this.store.committed()
+          w.resolve(at)
+        } catch (e) {
+          w.reject(e)
+        }
+      }))
+    }
+  }
+}
+
+const writers = new WeakMap<object, TokenWriter>()
 
 export async function appendTokenEvents(
   ctx: Pick<CommandContext, 'db' | 'store'>,
@@ -30,38 +143,11 @@ export async function appendTokenEvents(
   checkMetadata(meta)
   const metadataJson = JSON.stringify(meta)
   const datas = checkEvents(events, metadataJson)
-  const streamId = tokenStream(prior.serial)
-  let state = prior
-  for (const e of events) state = evolve(state, e, RECORDED_AT)
-  const { serial: _, ...columns } = rowFromState(state)
-  const rows = events.map((e, i) =>
-    sql`(${streamId}, ${prior.version + 1 + i}::integer, ${e.type}, ${datas[i]}::jsonb, ${metadataJson}::jsonb)`)
-  const set = Object.entries(columns).map(([column, v]) => sql`${sql.ref(column)} = ${value(v)}`)
-  const last = events[events.length - 1]!
-  let recordedAt: Date
-  try {
-    const result = await sql<{ at: Date; ok: number }>`
-      with appended as (
-        insert into events (stream_id, stream_version, type, data, metadata) values ${sql.join(rows)} returning position
-      ), token as (
-        update tokens set ${sql.join(set)} where serial = ${prior.serial} and version = ${prior.version} returning serial
-      )${events.some((e) => e.type === 'TokenSecretDestroyed')
-        ? sql`, shredded as (delete from token_secrets where serial = ${prior.serial})`
-        : sql``}, stream as (
-        insert into streams (stream_id, category, version, last_type, created_at, updated_at)
-        values (${streamId}, 'token', ${state.version}, ${last.type}, now(), now())
-        on conflict (stream_id) do update set version = excluded.version, last_type = excluded.last_type, updated_at = excluded.updated_at
-        where streams.version < excluded.version
-      )
-      -- The read model row must be at the version the events followed; if not, fail the whole statement.
-      select now() as at, 1 / (select count(*) from token)::int as ok`.execute(ctx.db)
-    recordedAt = result.rows[0]!.at
-  } catch (error) {
-    const code = (error as { code?: string }).code
-    if (code === 'TS001' || code === '23505' || code === '22012') throw new WrongExpectedVersion(streamId, prior.version, null)
-    throw error
-  }
-  ctx.store.committed()
+  let after = prior
+  for (const e of events) after = evolve(after, e, RECORDED_AT)
+  let writer = writers.get(ctx.db)
+  if (!writer) writers.set(ctx.db, (writer = new TokenWriter(ctx.db, ctx.store)))
+  const recordedAt = await new Promise<Date>((resolve, reject) => writer!.enqueue({ prior, after, events, datas, metadataJson, resolve, reject }))
   const real = (d: Date | null) => (d && d.getTime() === RECORDED_AT.getTime() ? recordedAt : d)
-  return { ...state, activatedAt: real(state.activatedAt), lastUsedAt: real(state.lastUsedAt), importedAt: real(state.importedAt) }
+  return { ...after, activatedAt: real(after.activatedAt), lastUsedAt: real(after.lastUsedAt), importedAt: real(after.importedAt) }
 }
