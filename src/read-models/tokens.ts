@@ -79,18 +79,63 @@ export interface TokenWithSeed {
   sealed: { keyId: string; nonce: Buffer; ciphertext: Buffer } | null
 }
 
-/** A token's state and sealed seed in one round trip; an unknown serial gives the initial state. */
-export async function loadToken(db: Executor, serial: string): Promise<TokenWithSeed> {
-  const result = await sql<TokensTable & { key_id: string | null; nonce: Buffer | null; ciphertext: Buffer | null }>`
-    select t.*, s.key_id, s.nonce, s.ciphertext
-    from tokens t left join token_secrets s using (serial)
-    where t.serial = ${serial}`.execute(db)
-  const row = result.rows[0]
+type SeedRow = TokensTable & { key_id: string | null; nonce: Buffer | null; ciphertext: Buffer | null }
+
+function withSeed(serial: string, row: SeedRow | undefined): TokenWithSeed {
   if (!row) return { state: initialState(serial), sealed: null }
   return {
     state: stateFromRow(row),
     sealed: row.key_id ? { keyId: row.key_id, nonce: row.nonce!, ciphertext: row.ciphertext! } : null,
   }
+}
+
+/**
+ * Loads requested in the same tick of the event loop go to the database as one query: concurrent
+ * verifications share a round trip, the way their writes share a statement (commands/token-writer.ts).
+ */
+class TokenLoader {
+  private pending = new Map<string, { resolve: (row: SeedRow | undefined) => void; reject: (e: unknown) => void }[]>()
+
+  constructor(private readonly db: Executor) {}
+
+  load(serial: string): Promise<SeedRow | undefined> {
+    return new Promise((resolve, reject) => {
+      const waiting = this.pending.get(serial)
+      if (waiting) waiting.push({ resolve, reject })
+      else this.pending.set(serial, [{ resolve, reject }])
+      if (this.pending.size === 1 && !waiting) setImmediate(() => void this.flush())
+    })
+  }
+
+  private async flush(): Promise<void> {
+    const batch = this.pending
+    this.pending = new Map()
+    try {
+      const result = await sql<SeedRow>`
+        select t.*, s.key_id, s.nonce, s.ciphertext
+        from tokens t left join token_secrets s using (serial)
+        where t.serial = any(${[...batch.keys()]}::text[])`.execute(this.db)
+      const rows = new Map(result.rows.map((r) => [r.serial, r]))
+      for (const [serial, waiters] of batch) for (const w of waiters) w.resolve(rows.get(serial))
+    } catch (error) {
+      for (const waiters of batch.values()) for (const w of waiters) w.reject(error)
+    }
+  }
+}
+
+const loaders = new WeakMap<object, TokenLoader>()
+
+/** A token's state and sealed seed in one round trip; an unknown serial gives the initial state. */
+export async function loadToken(db: Executor, serial: string): Promise<TokenWithSeed> {
+  if (db.isTransaction) {
+    const result = await sql<SeedRow>`
+      select t.*, s.key_id, s.nonce, s.ciphertext from tokens t left join token_secrets s using (serial)
+      where t.serial = ${serial}`.execute(db)
+    return withSeed(serial, result.rows[0])
+  }
+  let loader = loaders.get(db)
+  if (!loader) loaders.set(db, (loader = new TokenLoader(db)))
+  return withSeed(serial, await loader.load(serial))
 }
 
 /** The user's tokens, newest activation first. */
