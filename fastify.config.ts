@@ -132,6 +132,12 @@ export function serverOptions(config: AppConfig): FastifyServerOptions {
         ],
         censor: '[redacted]',
       },
+      // The path only: a query string can carry an authorization code or an id_token_hint.
+      serializers: {
+        req: (req: { method: string; url: string; hostname?: string; ip?: string; socket?: { remotePort?: number } }) => ({
+          method: req.method, url: req.url.split('?')[0], hostname: req.hostname, remoteAddress: req.ip, remotePort: req.socket?.remotePort,
+        }),
+      },
     },
     // A caller's X-Request-Id is kept only when it is a plain token, so it cannot forge log lines.
     requestIdHeader: false,

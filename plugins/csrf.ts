@@ -5,9 +5,11 @@ import type { FastifyInstance } from 'fastify'
 
 async function csrfPlugin(app: FastifyInstance): Promise<void> {
   await app.register(csrf, { sessionPlugin: '@fastify/secure-session', getToken: (request) => (request.body as Record<string, string> | undefined)?._csrf })
+  // Every state-changing request, whatever its content type (a text/plain form posts too), unless
+  // the route authenticates some other way (a bearer key) and says so with skipCsrf.
   app.addHook('preHandler', (request, reply, done) => {
-    const form = request.headers['content-type']?.startsWith('application/x-www-form-urlencoded')
-    if (request.method === 'POST' && form && !request.routeOptions.config?.skipCsrf) {
+    const changes = !['GET', 'HEAD', 'OPTIONS'].includes(request.method)
+    if (changes && !request.routeOptions.config?.skipCsrf) {
       app.csrfProtection(request, reply, done)
       return
     }
@@ -17,7 +19,7 @@ async function csrfPlugin(app: FastifyInstance): Promise<void> {
 
 declare module 'fastify' {
   interface FastifyContextConfig {
-    /** A form post checked some other way (none yet). */
+    /** A request authenticated some other way (a bearer key), so no CSRF token is asked for. */
     skipCsrf?: boolean
   }
 }

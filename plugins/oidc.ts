@@ -41,8 +41,9 @@ async function oidcPlugin(app: FastifyInstance): Promise<void> {
 
   await app.register(middie)
   app.use(OIDC_PATH, (req: IncomingMessage, res: ServerResponse) => {
-    load().then(({ callback }) => callback(req, res), (error) => {
+    load().then(({ callback }) => callback(req, res)).catch((error) => {
       app.log.error({ err: error }, 'the OpenID provider is not available')
+      if (res.headersSent) return void res.end()
       res.statusCode = 503
       res.setHeader('content-type', 'application/json')
       res.end(JSON.stringify({ error: 'temporarily_unavailable', error_description: 'The sign-in service is starting or its database is unavailable.' }))

@@ -21,7 +21,7 @@ import interactionRoutes from './routes/interaction/index.js'
 import upstreamRoutes from './routes/upstream.js'
 import auditRoutes from './routes/audit/index.js'
 import oidcPlugin from '../plugins/oidc.js'
-import { EventStoreError } from './event-store/errors.js'
+import { EventStoreError, WrongExpectedVersion } from './event-store/errors.js'
 
 export interface AppOptions {
   config: AppConfig
@@ -51,6 +51,10 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   // 4xx errors say what went wrong; 5xx errors are logged with the request id and say nothing more.
   // A browser gets the error page, anything else JSON.
   fastify.setErrorHandler((error: FastifyError, request, reply) => {
+    if (error instanceof WrongExpectedVersion) {
+      // Another request changed the same thing at the same moment, more often than the command retries.
+      error = Object.assign(new Error('Someone else changed this at the same moment. Try again.'), { statusCode: 409, name: 'Conflict' }) as FastifyError
+    }
     const status = error.statusCode ?? (error instanceof EventStoreError ? 400 : 500)
     if (status >= 500) request.log.error({ err: error }, 'request failed')
     else request.log.info({ err: { name: error.name, message: error.message } }, 'request refused')

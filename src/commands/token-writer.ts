@@ -113,22 +113,25 @@ class TokenWriter {
     }
     this.pending = rest
     if (rest.length > 0) setImmediate(() => void this.flush())
+    let at: Date
     try {
-      const at = await writeGroup(this.db, group)
-      this.store.committed()
-      for (const w of group) w.resolve(at)
+      at = await writeGroup(this.db, group)
     } catch (error) {
       if (group.length === 1) return group[0]!.reject(error)
       await Promise.all(group.map(async (w) => {
+        let one: Date
         try {
-          const at = await writeGroup(this.db, [w])
-          this.store.committed()
-          w.resolve(at)
+          one = await writeGroup(this.db, [w])
         } catch (e) {
-          w.reject(e)
+          return w.reject(e)
         }
+        this.store.committed()
+        w.resolve(one)
       }))
+      return
     }
+    this.store.committed()
+    for (const w of group) w.resolve(at)
   }
 }
 

@@ -162,9 +162,9 @@ export class PostgresEventStore {
     }
     this.pending = rest
     if (rest.length > 0) setImmediate(() => void this.flush())
+    let results: AppendResult[]
     try {
-      const results = await this.appendStreams(batch.map((p) => p.write), batch[0]!.write.metadata)
-      batch.forEach((p, i) => p.resolve(results[i]!))
+      results = await this.appendStreams(batch.map((p) => p.write), batch[0]!.write.metadata)
     } catch (error) {
       if (batch.length === 1) {
         batch[0]!.reject(error)
@@ -172,14 +172,17 @@ export class PostgresEventStore {
       }
       // One write refused (a wrong expected version, most likely) refuses the statement: each alone.
       await Promise.all(batch.map(async (p) => {
+        let result: AppendResult[]
         try {
-          const [result] = await this.appendStreams([p.write], p.write.metadata)
-          p.resolve(result!)
+          result = await this.appendStreams([p.write], p.write.metadata)
         } catch (e) {
-          p.reject(e)
+          return p.reject(e)
         }
+        p.resolve(result[0]!)
       }))
+      return
     }
+    batch.forEach((p, i) => p.resolve(results[i]!))
   }
 
   /**

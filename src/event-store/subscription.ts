@@ -90,6 +90,10 @@ export class CatchUpSubscription {
       client.on('notification', this.onAppended)
       try {
         await client.connect()
+        if (!this.running) {
+          await client.end()
+          return
+        }
         await client.query(`listen ${NOTIFY_CHANNEL}`)
         this.listener = client
       } catch (error) {

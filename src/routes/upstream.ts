@@ -6,7 +6,7 @@
 import oauth2, { type OAuth2Namespace } from '@fastify/oauth2'
 import type { FastifyInstance } from 'fastify'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
-import { NoLocalAccount, upstreamUser } from '../commands/upstream.js'
+import { NoLocalAccount, UnverifiedEmail, upstreamUser } from '../commands/upstream.js'
 import { recordSignIn } from '../commands/users.js'
 import { safeReturnTo } from './render.js'
 
@@ -41,7 +41,7 @@ export default async function upstreamRoutes(app: FastifyInstance): Promise<void
   })
 
   app.get('/login/upstream/callback', async (request, reply) => {
-    let claims: { sub?: string; email?: unknown }
+    let claims: { sub?: string; email?: unknown; email_verified?: unknown }
     try {
       const { token } = await app.upstreamOAuth2!.getAccessTokenFromAuthorizationCodeFlow(request, reply)
       const idToken = (token as { id_token?: string }).id_token
@@ -50,7 +50,7 @@ export default async function upstreamRoutes(app: FastifyInstance): Promise<void
       // Many providers put the e-mail in userinfo only (OpenID Connect Core 5.4); its sub must match.
       if (typeof claims.email !== 'string' && metadata.userinfo_endpoint) {
         const info = await (await fetch(metadata.userinfo_endpoint, { headers: { authorization: `Bearer ${token.access_token}` } })).json() as { sub?: string; email?: unknown }
-        if (info.sub === claims.sub) claims = { ...claims, email: info.email }
+        if (info.sub === claims.sub) claims = { ...claims, email: info.email, email_verified: (info as { email_verified?: unknown }).email_verified }
       }
     } catch (error) {
       request.log.warn({ err: { name: (error as Error).name, message: (error as Error).message } }, 'upstream sign-in failed')
@@ -58,10 +58,11 @@ export default async function upstreamRoutes(app: FastifyInstance): Promise<void
     }
     let user
     try {
-      user = await upstreamUser(app.commands, { issuer: metadata.issuer, subject: String(claims.sub), email: typeof claims.email === 'string' ? claims.email : null },
+      user = await upstreamUser(app.commands, { issuer: metadata.issuer, subject: String(claims.sub),
+        email: typeof claims.email === 'string' ? claims.email : null, emailVerified: claims.email_verified === true },
         app.eventMetadata(request, { type: 'system', id: 'upstream' }))
     } catch (error) {
-      if (error instanceof NoLocalAccount) return reply.code(403).type('text/html; charset=utf-8').view('error', failed(error.message))
+      if (error instanceof NoLocalAccount || error instanceof UnverifiedEmail) return reply.code(403).type('text/html; charset=utf-8').view('error', failed(error.message))
       throw error
     }
     const returnTo = safeReturnTo(request.session.get('returnTo')) ?? '/security-info'

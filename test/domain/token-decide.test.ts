@@ -67,7 +67,7 @@ t.test('verification: a right code is accepted once; its step or an earlier one 
   for (const step of [101, 100, 50]) {
     const replay = decide(after, verify({ valid: true, step, drift: 0 }))
     t.type(replay.refusal, WrongCode)
-    t.same(replay.events, [{ type: 'OtpRejected', data: { serial, userId: 'alice', reason: 'replayed' } }])
+    t.same(replay.events, [{ type: 'OtpRejected', data: { serial, userId: 'alice', reason: 'replayed', failures: 1 } }])
   }
 })
 
@@ -92,7 +92,7 @@ t.test('verification: the 10th wrong code locks the token for 15 minutes, and th
 
   const during = decide(state, verify({ valid: true, step: 101, drift: 0 }, new Date('2026-11-22T10:14:59Z')))
   t.type(during.refusal, TokenLocked, 'a right code is refused while locked')
-  t.same(during.events, [{ type: 'OtpRejected', data: { serial, userId: 'alice', reason: 'locked' } }])
+  t.same(during.events, [{ type: 'OtpRejected', data: { serial, userId: 'alice', reason: 'locked', failures: 0 } }])
   state = evolve(state, during.events[0]!, T0)
   t.equal(state.failures, 0, 'a refusal while locked does not count')
 

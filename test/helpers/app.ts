@@ -77,7 +77,7 @@ export class Browser {
     }
   }
 
-  private cookieHeader() {
+  cookieHeader(): string {
     return [...this.cookies].map(([k, v]) => `${k}=${v}`).join('; ')
   }
 

@@ -34,8 +34,10 @@ const upstreamSecret = randomBytes(24).toString('base64url')
 const upstream = new Provider(UPSTREAM, {
   clients: [{ client_id: 'tessera', client_secret: upstreamSecret, redirect_uris: [`${BASE}/login/upstream/callback`],
     grant_types: ['authorization_code'], response_types: ['code'] }],
-  claims: { openid: ['sub'], email: ['email'] },
-  findAccount: async (_ctx, id) => ({ accountId: id, claims: async () => ({ sub: id, email: id }) }),
+  claims: { openid: ['sub'], email: ['email', 'email_verified'] },
+  // A name starting with "unverified-" stands for an address the upstream has not checked.
+  findAccount: async (_ctx, id) => ({ accountId: id, claims: async () => ({
+    sub: id, email: id.replace(/^unverified-/, ''), email_verified: !id.startsWith('unverified-') }) }),
   cookies: { keys: ['upstream test key'] },
   features: { devInteractions: { enabled: true } },
 })
@@ -101,6 +103,15 @@ t.test('an upstream identity with no local account is refused', async (t) => {
   t.match(page.body, /There is no Tessera account for stranger@example.com/)
   const links = await sql<{ n: string }>`select count(*) as n from upstream_links`.execute(database.db)
   t.equal(Number(links.rows[0]!.n), 1, 'no link was made')
+})
+
+t.test("an upstream e-mail the provider has not verified links nobody, even a known user's", async (t) => {
+  const agent = new Agent(BASE)
+  const page = await upstreamLogin(agent, `${BASE}/login/upstream`, 'unverified-alice@example.com')
+  t.equal(page.status, 403)
+  t.match(page.body, /has not verified your e-mail address/)
+  const links = await sql<{ subject: string }>`select subject from upstream_links`.execute(database.db)
+  t.same(links.rows.map((r) => r.subject), ['alice@example.com'], 'no new link')
 })
 
 t.test('the upstream settings must come together', async (t) => {

@@ -268,3 +268,17 @@ t.test('after every enrollment, rename, removal and lock, the read models equal 
   const { assertRebuildEqual } = await import('../helpers/rebuild.js')
   await assertRebuildEqual(t, database.db, database.store, ['tokens', 'streams', 'users'])
 })
+
+t.test('a post of another content type without a CSRF token is refused too (a text/plain form)', async (t) => {
+  const b = new Browser(app)
+  await b.signIn('dave@example.com')
+  await b.get('/security-info')
+  const cookie = b.cookieHeader()
+  const before = (await events('8659623756160')).length
+  const plain = await app.inject({ method: 'POST', url: '/security-info/methods/8659623756160/remove', payload: 'x=1',
+    headers: { 'content-type': 'text/plain', cookie } })
+  t.equal(plain.statusCode, 403)
+  const bare = await app.inject({ method: 'POST', url: '/logout', headers: { cookie } })
+  t.equal(bare.statusCode, 403, 'a post with no body at all needs the token as well')
+  t.equal((await events('8659623756160')).length, before, 'nothing changed')
+})

@@ -112,12 +112,12 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       if (state.status !== 'active' || state.userId !== userId) return refuse(new SerialUnavailable())
       const serial = state.serial
       if (state.lockedUntil && state.lockedUntil > now) {
-        return refuse(new TokenLocked(state.lockedUntil), { type: 'OtpRejected', data: { serial, userId, reason: 'locked' } })
+        return refuse(new TokenLocked(state.lockedUntil), { type: 'OtpRejected', data: { serial, userId, reason: 'locked', failures: state.failures } })
       }
       const replayed = check.valid && state.lastStep !== null && check.step <= state.lastStep
       if (!check.valid || replayed) {
-        const rejected: TokenEvent = { type: 'OtpRejected', data: { serial, userId, reason: replayed ? 'replayed' : 'wrong' } }
         const failures = (state.lockedUntil ? 0 : state.failures) + 1
+        const rejected: TokenEvent = { type: 'OtpRejected', data: { serial, userId, reason: replayed ? 'replayed' : 'wrong', failures } }
         if (failures < policy.lockThreshold) return refuse(new WrongCode(), rejected)
         const until = new Date(now.getTime() + policy.lockSeconds * 1000 * 2 ** state.lockCount)
         return refuse(new TokenLocked(until), rejected,

@@ -29,7 +29,8 @@ export type TokenEvent =
       type: 'OtpVerified'
       data: { serial: string; userId: string; step: number; drift: number; relyingApplication: string | null; level: string }
     }
-  | { type: 'OtpRejected'; data: { serial: string; userId: string; reason: 'wrong' | 'replayed' | 'locked' } }
+  /** failures: consecutive wrong codes after this one (a lock that ran out starts the count afresh). */
+  | { type: 'OtpRejected'; data: { serial: string; userId: string; reason: 'wrong' | 'replayed' | 'locked'; failures: number } }
   | { type: 'TokenLocked'; data: { serial: string; until: string; failures: number; lockCount: number } }
   | { type: 'TokenUnlocked'; data: { serial: string } }
   /** Permanent: lost, stolen or retired. Its seed is destroyed with it (TokenSecretDestroyed). */

@@ -66,11 +66,10 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
       return { ...next, lastStep: event.data.step, drift: event.data.drift, failures: 0, lockCount: 0, lockedUntil: null,
         lastUsedAt: at, counter: state.kind === 'hotp' ? event.data.step + 1 : state.counter }
     case 'OtpRejected':
-      // A refusal while locked does not count: the lock already answers for it.
+      // A refusal while locked does not count: the lock already answers for it. Otherwise decide has
+      // counted (a lock that ran out starts afresh): the event says so, so replay needs no clock.
       if (event.data.reason === 'locked') return next
-      // A lock that has run out starts the count afresh.
-      return { ...next, failures: (state.lockedUntil && state.lockedUntil <= at ? 0 : state.failures) + 1,
-        lockedUntil: state.lockedUntil && state.lockedUntil <= at ? null : state.lockedUntil }
+      return { ...next, failures: event.data.failures, lockedUntil: null }
     case 'TokenLocked':
       return { ...next, lockedUntil: new Date(event.data.until), lockCount: event.data.lockCount, failures: 0 }
     case 'TokenUnlocked':
