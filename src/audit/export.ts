@@ -25,7 +25,15 @@ interface Row {
   metadata: string
   hash: string
   previous_hash: string
-  bytes: string
+}
+
+/**
+ * The bytes the hash covers, as tessera_event_bytes (migrations/0001) writes them: built here from the
+ * texts already read, so the database prints data and metadata once. Stream ids and types are printable
+ * ASCII, for which JSON.stringify escapes exactly as PostgreSQL's to_json does.
+ */
+export function eventBytes(row: Pick<Row, 'stream_id' | 'stream_version' | 'type' | 'data' | 'metadata' | 'recorded_at'>): string {
+  return `[${JSON.stringify(row.stream_id)}, ${row.stream_version}, ${JSON.stringify(row.type)}, ${row.data}, ${row.metadata}, "${row.recorded_at}"]`
 }
 
 const CSV_HEADER = 'position,tx_id,stream_id,stream_version,type,recorded_at,data,metadata,hash,previous_hash,bytes\n'
@@ -37,13 +45,13 @@ function csvField(value: string | number): string {
 
 function format(row: Row, as: ExportFormat): string {
   if (as === 'csv') {
-    return [row.position, row.tx_id, row.stream_id, row.stream_version, row.type, row.recorded_at, row.data, row.metadata, row.hash, row.previous_hash, row.bytes]
+    return [row.position, row.tx_id, row.stream_id, row.stream_version, row.type, row.recorded_at, row.data, row.metadata, row.hash, row.previous_hash, eventBytes(row)]
       .map(csvField).join(',') + '\n'
   }
   // data and metadata are spliced in as the database's own JSON text: no parse, no re-serialisation.
   return `{"position":${row.position},"txId":"${row.tx_id}","streamId":${JSON.stringify(row.stream_id)},"streamVersion":${row.stream_version},`
     + `"type":${JSON.stringify(row.type)},"recordedAt":"${row.recorded_at}","data":${row.data},"metadata":${row.metadata},`
-    + `"hash":"${row.hash}","previousHash":"${row.previous_hash}","bytes":${JSON.stringify(row.bytes)}}\n`
+    + `"hash":"${row.hash}","previousHash":"${row.previous_hash}","bytes":${JSON.stringify(eventBytes(row))}}\n`
 }
 
 async function page(db: Executor, filter: ExportFilter, after: number, limit: number): Promise<Row[]> {
@@ -56,8 +64,7 @@ async function page(db: Executor, filter: ExportFilter, after: number, limit: nu
     select e.position::text, e.tx_id::text, e.stream_id, e.stream_version, e.type,
       to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as recorded_at,
       e.data::text as data, e.metadata::text as metadata, encode(e.hash, 'hex') as hash,
-      encode(coalesce(p.hash, ''::bytea), 'hex') as previous_hash,
-      convert_from(tessera_event_bytes(e.stream_id, e.stream_version, e.type, e.data, e.metadata, e.recorded_at), 'UTF8') as bytes
+      encode(coalesce(p.hash, ''::bytea), 'hex') as previous_hash
     from events e
     left join events p on p.stream_id = e.stream_id and p.stream_version = e.stream_version - 1
     where ${sql.join(where, sql` and `)}
