@@ -41,22 +41,25 @@ export async function up(db: Kysely<any>): Promise<void> {
   await sql`
     create function tessera_events_before_insert() returns trigger language plpgsql as $$
     declare
-      previous record;
+      previous_version integer;
+      previous_hash bytea;
     begin
-      select e.stream_version, e.hash into previous
-        from events e where e.stream_id = new.stream_id
-        order by e.stream_version desc limit 1;
+      -- A new stream's first event has no predecessor to find: the unique key refuses a second version 1.
+      if new.stream_version is distinct from 1 then
+        select e.stream_version, e.hash into previous_version, previous_hash
+          from events e where e.stream_id = new.stream_id
+          order by e.stream_version desc limit 1;
+      end if;
       if new.stream_version is null then
-        new.stream_version := coalesce(previous.stream_version, 0) + 1;
-      elsif previous.stream_version is null and new.stream_version > 1 then
+        new.stream_version := coalesce(previous_version, 0) + 1;
+      elsif new.stream_version > 1 and previous_version is null then
         raise exception 'stream % does not exist', new.stream_id
           using errcode = 'TS002', detail = new.stream_version - 1, hint = new.stream_id;
-      elsif coalesce(previous.stream_version, 0) <> new.stream_version - 1 then
-        raise exception 'stream % is at version %, not %', new.stream_id,
-          coalesce(previous.stream_version, 0), new.stream_version - 1
-          using errcode = 'TS001', detail = coalesce(previous.stream_version, 0), hint = new.stream_id;
+      elsif new.stream_version > 1 and previous_version <> new.stream_version - 1 then
+        raise exception 'stream % is at version %, not %', new.stream_id, previous_version, new.stream_version - 1
+          using errcode = 'TS001', detail = previous_version, hint = new.stream_id;
       end if;
-      new.hash := sha256(coalesce(previous.hash, ''::bytea) ||
+      new.hash := sha256(coalesce(previous_hash, ''::bytea) ||
         tessera_event_bytes(new.stream_id, new.stream_version, new.type, new.data, new.metadata, new.recorded_at));
       return new;
     end

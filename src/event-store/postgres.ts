@@ -233,7 +233,9 @@ export class PostgresEventStore {
       const named = e.hint ?? (e.detail ?? '').match(/\(stream_id, stream_version\)=\((.+), \d+\)/)?.[1]
       const write = writes.find((w) => w.streamId === named) ?? writes[0]!
       if (e.code === '23505' && e.constraint === 'events_stream_version_key') {
-        throw new WrongExpectedVersion(write.streamId, write.expected, null)
+        // Outside a transaction of the caller's, say where the stream is (the error path only).
+        const actual = trx ? null : await this.streamVersion(write.streamId).catch(() => null)
+        throw new WrongExpectedVersion(write.streamId, write.expected, actual)
       }
       if (e.code === 'TS001') throw new WrongExpectedVersion(write.streamId, write.expected, Number(e.detail))
       if (e.code === 'TS002') throw new StreamNotFound(write.streamId)

@@ -160,3 +160,8 @@ t.test('keys rotate re-encrypts every seed under a new key, and the seeds still 
   const state = await activateToken(ctx, { serial: '8659623756140', userId, name: 'after rotation', code: totpAt(SEED20_HEX, now) }, metadata())
   t.equal(state.status, 'active', 'a seed encrypted under the new key verifies')
 })
+
+t.test('the import writes exactly the rows the inline projections would: a rebuild gives the same', async (t) => {
+  const { assertRebuildEqual } = await import('../helpers/rebuild.js')
+  await assertRebuildEqual(t, db, store, ['tokens', 'streams'])
+})
