@@ -1,8 +1,7 @@
 // The token write path: events, the `tokens` row (guarded by the version the events follow) and the
 // `streams` row in ONE statement, one round trip and one implicit transaction.
-// Group commit: writes to different tokens made in the same tick of the event loop go out together as
-// one statement and one WAL flush. If any row of a group is not at its expected version the statement
-// fails as a whole and each write is tried alone, so every caller gets its own answer.
+// Group commit (event-store/group-commit.ts): writes to different tokens made in the same tick go out
+// as one statement; a group with a row not at its expected version fails whole and each is tried alone.
 // It writes exactly what the inline projections `tokens` and `streams` write for these events (a rebuild
 // from the log gives the same rows; tested). Time-valued fields take the database's now(), the instant
 // the events record.
@@ -10,7 +9,7 @@ import { sql, type RawBuilder } from 'kysely'
 import { tokenStream, type TokenEvent } from '../domain/token/events.js'
 import { evolve, type TokenState } from '../domain/token/state.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
-import type { PostgresEventStore } from '../event-store/postgres.js'
+import { GroupCommit } from '../event-store/group-commit.js'
 import { checkEvents, checkMetadata } from '../event-store/validate.js'
 import type { EventMetadata } from '../event-store/types.js'
 import type { Db } from '../read-models/database.js'
@@ -40,8 +39,6 @@ interface Write {
   events: readonly TokenEvent[]
   datas: string[]
   metadataJson: string
-  resolve: (recordedAt: Date) => void
-  reject: (error: unknown) => void
 }
 
 async function writeGroup(db: Db, writes: readonly Write[]): Promise<Date> {
@@ -86,54 +83,8 @@ async function writeGroup(db: Db, writes: readonly Write[]): Promise<Date> {
   }
 }
 
-/** One writer per database, so concurrent commands share statements. */
-class TokenWriter {
-  private pending: Write[] = []
-
-  constructor(
-    private readonly db: Db,
-    private readonly store: PostgresEventStore,
-  ) {}
-
-  enqueue(write: Write): void {
-    this.pending.push(write)
-    if (this.pending.length === 1) setImmediate(() => void this.flush())
-  }
-
-  private async flush(): Promise<void> {
-    const group: Write[] = []
-    const rest: Write[] = []
-    const serials = new Set<string>()
-    for (const w of this.pending) {
-      if (serials.has(w.prior.serial)) rest.push(w)
-      else {
-        serials.add(w.prior.serial)
-        group.push(w)
-      }
-    }
-    this.pending = rest
-    if (rest.length > 0) setImmediate(() => void this.flush())
-    let at: Date
-    try {
-      at = await writeGroup(this.db, group)
-    } catch (error) {
-      if (group.length === 1) return group[0]!.reject(error)
-      await Promise.all(group.map(async (w) => {
-        let one: Date
-        try {
-          one = await writeGroup(this.db, [w])
-        } catch (e) {
-          return w.reject(e)
-        }
-        this.store.committed()
-        w.resolve(one)
-      }))
-      return
-    }
-    this.store.committed()
-    for (const w of group) w.resolve(at)
-  }
-}
+/** One group-commit queue per database, so concurrent commands share statements. */
+type TokenWriter = GroupCommit<Write, Date>
 
 const writers = new WeakMap<object, TokenWriter>()
 
@@ -149,8 +100,16 @@ export async function appendTokenEvents(
   let after = prior
   for (const e of events) after = evolve(after, e, RECORDED_AT)
   let writer = writers.get(ctx.db)
-  if (!writer) writers.set(ctx.db, (writer = new TokenWriter(ctx.db, ctx.store)))
-  const recordedAt = await new Promise<Date>((resolve, reject) => writer!.enqueue({ prior, after, events, datas, metadataJson, resolve, reject }))
+  if (!writer) {
+    const db = ctx.db
+    const store = ctx.store
+    writer = new GroupCommit<Write, Date>((w) => w.prior.serial, async (group) => {
+      const at = await writeGroup(db, group)
+      return group.map(() => at)
+    }, () => store.committed())
+    writers.set(ctx.db, writer)
+  }
+  const recordedAt = await writer.submit({ prior, after, events, datas, metadataJson })
   const real = (d: Date | null) => (d && d.getTime() === RECORDED_AT.getTime() ? recordedAt : d)
   return { ...after, activatedAt: real(after.activatedAt), lastUsedAt: real(after.lastUsedAt), importedAt: real(after.importedAt) }
 }

@@ -11,7 +11,7 @@ import type { RevocationReason } from '../domain/token/events.js'
 import type { TokenState } from '../domain/token/state.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
 import type { EventMetadata } from '../event-store/types.js'
-import { loadToken, tokensOfUser } from '../read-models/tokens.js'
+import { loadToken, activeTokensOfUser } from '../read-models/tokens.js'
 import { appendTokenEvents } from './token-writer.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
 
@@ -33,7 +33,7 @@ export async function checkSerial(ctx: Pick<CommandContext, 'db'>, serial: strin
   const { state } = await loadToken(ctx.db, serial)
   const refusal = checkClaim(state, userId)
   if (refusal) throw refusal
-  const methods = (await tokensOfUser(ctx.db, userId)).filter((t) => t.status === 'active')
+  const methods = await activeTokensOfUser(ctx.db, userId)
   if (methods.length >= MAX_OTP_METHODS) throw new TooManyMethods()
   return state
 }

@@ -13,6 +13,7 @@ import type {
 } from './types.js'
 import { EventsImmutable, StreamNotFound, WrongExpectedVersion } from './errors.js'
 import { checkEvents, checkExpectedVersion, checkMetadata, checkStreamId } from './validate.js'
+import { GroupCommit } from './group-commit.js'
 
 export const NOTIFY_CHANNEL = 'tessera_events'
 
@@ -78,11 +79,6 @@ export interface StreamWrite {
   metadata?: EventMetadata
 }
 
-interface Pending {
-  write: StreamWrite & { metadata: EventMetadata }
-  resolve: (result: AppendResult) => void
-  reject: (error: unknown) => void
-}
 
 export interface PostgresEventStoreOptions {
   /** Send NOTIFY to other processes at most this often after appends (ms); 0 disables it. */
@@ -100,7 +96,9 @@ export class PostgresEventStore {
   private notifyTimer: NodeJS.Timeout | null = null
   private readonly notifyDebounceMs: number
   private readonly groupCommit: boolean
-  private pending: Pending[] = []
+  // Appends outside a caller's transaction; appendStreams signals the commit itself.
+  private readonly group = new GroupCommit<StreamWrite & { metadata: EventMetadata }, AppendResult>(
+    (w) => w.streamId, (writes) => this.appendStreams(writes, writes[0]!.metadata))
 
   constructor(
     private readonly db: Db,
@@ -137,52 +135,12 @@ export class PostgresEventStore {
   }
 
   private enqueue(write: StreamWrite & { metadata: EventMetadata }): Promise<AppendResult> {
-    // Checked here, so a bad append fails alone instead of failing its batch.
+    // Checked here, so a bad append fails alone instead of failing its group.
     checkStreamId(write.streamId)
     checkExpectedVersion(write.expected)
     checkMetadata(write.metadata)
     checkEvents(write.events, JSON.stringify(write.metadata))
-    return new Promise((resolve, reject) => {
-      this.pending.push({ write, resolve, reject })
-      if (this.pending.length === 1) setImmediate(() => void this.flush())
-    })
-  }
-
-  private async flush(): Promise<void> {
-    // A stream appears once a statement; a second append to it waits for the next one.
-    const batch: Pending[] = []
-    const rest: Pending[] = []
-    const streams = new Set<string>()
-    for (const p of this.pending) {
-      if (streams.has(p.write.streamId)) rest.push(p)
-      else {
-        streams.add(p.write.streamId)
-        batch.push(p)
-      }
-    }
-    this.pending = rest
-    if (rest.length > 0) setImmediate(() => void this.flush())
-    let results: AppendResult[]
-    try {
-      results = await this.appendStreams(batch.map((p) => p.write), batch[0]!.write.metadata)
-    } catch (error) {
-      if (batch.length === 1) {
-        batch[0]!.reject(error)
-        return
-      }
-      // One write refused (a wrong expected version, most likely) refuses the statement: each alone.
-      await Promise.all(batch.map(async (p) => {
-        let result: AppendResult[]
-        try {
-          result = await this.appendStreams([p.write], p.write.metadata)
-        } catch (e) {
-          return p.reject(e)
-        }
-        p.resolve(result[0]!)
-      }))
-      return
-    }
-    batch.forEach((p, i) => p.resolve(results[i]!))
+    return this.group.submit(write)
   }
 
   /**

@@ -144,3 +144,8 @@ export async function tokensOfUser(db: Executor, userId: string): Promise<TokenS
     order by activated_at desc nulls last, serial`.execute(db)
   return rows.rows.map(stateFromRow)
 }
+
+/** The user's sign-in methods: their active tokens. */
+export async function activeTokensOfUser(db: Executor, userId: string): Promise<TokenState[]> {
+  return (await tokensOfUser(db, userId)).filter((t) => t.status === 'active')
+}

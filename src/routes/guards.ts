@@ -1,6 +1,7 @@
 // Who may see a page: signed in (password), and for adding a method, recently verified with a code.
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import { tokensOfUser } from '../read-models/tokens.js'
+import type { UsersTable } from '../read-models/users.js'
+import { activeTokensOfUser } from '../read-models/tokens.js'
 import type { Executor } from '../read-models/database.js'
 
 export interface SignedInUser {
@@ -35,10 +36,24 @@ export function requireVerified(db: Executor, now: () => number = Date.now) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const user = signedIn(request)
     if (!user) return requireUser(request, reply)
-    const active = (await tokensOfUser(db, user.id)).filter((t) => t.status === 'active')
+    const active = await activeTokensOfUser(db, user.id)
     if (active.length === 0) return
     const verifiedAt = request.session.get('verifiedAt') ?? 0
     if (now() - verifiedAt <= VERIFIED_FOR_MS) return
     return reply.redirect('/security-info/verify', 303)
   }
+}
+
+/**
+ * Starts a new session for a user who has just authenticated (password or upstream provider): a fresh
+ * session id (no fixation), and, inside an OpenID interaction, the mark that this interaction's
+ * forced sign-in (prompt=login, max_age) has happened.
+ */
+export function startSession(request: FastifyRequest, user: Pick<UsersTable, 'id' | 'upn' | 'display_name'>, at: number, interactionUid?: string): void {
+  request.session.regenerate()
+  request.session.set('userId', user.id)
+  request.session.set('upn', user.upn)
+  request.session.set('displayName', user.display_name)
+  request.session.set('authenticatedAt', at)
+  if (interactionUid) request.session.set('interactionPassword', interactionUid)
 }

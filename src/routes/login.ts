@@ -4,6 +4,7 @@
 // - A new sign-in starts a new session (no fixation).
 import type { FastifyInstance } from 'fastify'
 import { authenticate, recordSignIn } from '../commands/users.js'
+import { startSession } from './guards.js'
 import { page, safeReturnTo } from './render.js'
 
 export default async function loginRoutes(app: FastifyInstance): Promise<void> {
@@ -27,11 +28,7 @@ export default async function loginRoutes(app: FastifyInstance): Promise<void> {
         errors: { form: 'Your account or password is incorrect.' } }, 401)
     }
     const returnTo = safeReturnTo(request.session.get('returnTo')) ?? '/security-info'
-    request.session.regenerate()
-    request.session.set('userId', user.id)
-    request.session.set('upn', user.upn)
-    request.session.set('displayName', user.display_name)
-    request.session.set('authenticatedAt', Date.now())
+    startSession(request, user, app.commands.now().getTime())
     await recordSignIn(app.commands, user.id, 'pwd', app.eventMetadata(request, { type: 'user', id: user.id }))
     return reply.redirect(returnTo, 303)
   })

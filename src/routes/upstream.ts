@@ -8,6 +8,7 @@ import type { FastifyInstance } from 'fastify'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
 import { NoLocalAccount, UnverifiedEmail, upstreamUser } from '../commands/upstream.js'
 import { recordSignIn } from '../commands/users.js'
+import { startSession } from './guards.js'
 import { safeReturnTo } from './render.js'
 
 declare module 'fastify' {
@@ -66,13 +67,7 @@ export default async function upstreamRoutes(app: FastifyInstance): Promise<void
       throw error
     }
     const returnTo = safeReturnTo(request.session.get('returnTo')) ?? '/security-info'
-    request.session.regenerate()
-    request.session.set('userId', user.id)
-    request.session.set('upn', user.upn)
-    request.session.set('displayName', user.display_name)
-    request.session.set('authenticatedAt', app.commands.now().getTime())
-    const interaction = /^\/interaction\/([^/]+)$/.exec(returnTo)
-    if (interaction) request.session.set('interactionPassword', interaction[1]!)
+    startSession(request, user, app.commands.now().getTime(), /^\/interaction\/([^/]+)$/.exec(returnTo)?.[1])
     await recordSignIn(app.commands, user.id, 'fed', app.eventMetadata(request, { type: 'user', id: user.id }))
     return reply.redirect(returnTo, 303)
   })

@@ -11,8 +11,9 @@ import { verifyCode } from '../../commands/tokens.js'
 import { authenticate, recordSignIn } from '../../commands/users.js'
 import { TokenError } from '../../domain/token/errors.js'
 import { LEVELS, requestedLevel } from '../../oidc/provider.js'
-import { tokensOfUser } from '../../read-models/tokens.js'
-import { signedIn } from '../guards.js'
+import { activeTokensOfUser } from '../../read-models/tokens.js'
+import { clientName as clientNameOf } from '../../read-models/clients.js'
+import { signedIn, startSession } from '../guards.js'
 import { page } from '../render.js'
 import { defaultName } from '../security-info/index.js'
 
@@ -55,10 +56,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     if (csp) reply.header('content-security-policy', csp.replace(/form-action 'self'/, `form-action 'self' ${origin}`))
   }
 
-  async function clientName(d: Details): Promise<string> {
-    const row = await app.db.selectFrom('clients').select('name').where('client_id', '=', String(d.params.client_id)).executeTakeFirst()
-    return row?.name ?? String(d.params.client_id)
-  }
+  const clientName = (d: Details) => clientNameOf(app.db, String(d.params.client_id))
 
   async function finish(request: FastifyRequest, reply: FastifyReply, result: InteractionResults) {
     const url = await (await app.oidcProvider()).interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false })
@@ -76,7 +74,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
   }
 
   async function activeMethods(userId: string) {
-    return (await tokensOfUser(app.db, userId)).filter((t) => t.status === 'active').map((t) => ({ serial: t.serial, name: t.name ?? defaultName(t) }))
+    return (await activeTokensOfUser(app.db, userId)).map((t) => ({ serial: t.serial, name: t.name ?? defaultName(t) }))
   }
 
   app.get<{ Params: { uid: string } }>('/interaction/:uid', async (request, reply) => {
@@ -96,7 +94,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       if (methods.length === 0) return page(request, reply, 'interaction/no-method', { title: 'Add a sign-in method', uid: d.uid, clientName: name })
       return page(request, reply, 'interaction/code', { title: 'Enter code', uid: d.uid, clientName: name, methods })
     }
-    const ts = Math.floor((request.session.get('authenticatedAt') ?? Date.now()) / 1000)
+    const ts = Math.floor((request.session.get('authenticatedAt') ?? app.commands.now().getTime()) / 1000)
     return finish(request, reply, { login: { accountId: user.id, acr: LEVELS.pwd, amr: ['pwd'], ts, remember: true } })
   })
 
@@ -115,12 +113,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: await clientName(d), values: { upn },
         errors: { form: 'Your account or password is incorrect.' } }, 401)
     }
-    request.session.regenerate()
-    request.session.set('userId', user.id)
-    request.session.set('upn', user.upn)
-    request.session.set('displayName', user.display_name)
-    request.session.set('authenticatedAt', Date.now())
-    request.session.set('interactionPassword', d.uid)
+    startSession(request, user, app.commands.now().getTime(), d.uid)
     await recordSignIn(app.commands, user.id, 'pwd', app.eventMetadata(request, { type: 'user', id: user.id }, String(d.params.client_id)))
     return reply.redirect(`/interaction/${d.uid}`, 303)
   })
@@ -149,7 +142,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     request.session.set('verifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, user.id, 'otp', app.eventMetadata(request, { type: 'user', id: user.id }, clientId))
     return finish(request, reply, {
-      login: { accountId: user.id, acr: LEVELS.mfa, amr: ['pwd', 'otp', 'hwk', 'mfa'], ts: Math.floor(Date.now() / 1000), remember: true },
+      login: { accountId: user.id, acr: LEVELS.mfa, amr: ['pwd', 'otp', 'hwk', 'mfa'], ts: Math.floor(app.commands.now().getTime() / 1000), remember: true },
     })
   })
 

@@ -6,7 +6,7 @@ import { recordSignIn } from '../../commands/users.js'
 import { normalizeName } from '../../domain/token/decide.js'
 import { TokenError } from '../../domain/token/errors.js'
 import type { TokenState } from '../../domain/token/state.js'
-import { tokensOfUser } from '../../read-models/tokens.js'
+import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { requireUser, signedIn, type SignedInUser } from '../guards.js'
 import { page } from '../render.js'
 import hardwareTokenRoutes from './hardware-token.js'
@@ -23,7 +23,7 @@ export function defaultName(token: Pick<TokenState, 'manufacturer' | 'model'>): 
 
 export default async function securityInfoRoutes(app: FastifyInstance): Promise<void> {
   const user = (request: FastifyRequest) => signedIn(request) as SignedInUser
-  const activeMethods = async (userId: string) => (await tokensOfUser(app.db, userId)).filter((t) => t.status === 'active')
+  const activeMethods = (userId: string) => activeTokensOfUser(app.db, userId)
   const attemptLimits = [
     app.rateLimit({ max: 10, timeWindow: '1 minute', keyGenerator: (r) => `code-user:${signedIn(r)?.id ?? r.ip}` }),
     app.rateLimit({ max: 30, timeWindow: '1 minute', keyGenerator: (r) => `code-ip:${r.ip}` }),
