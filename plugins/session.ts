@@ -8,28 +8,19 @@ import fp from 'fastify-plugin'
 import secureSession from '@fastify/secure-session'
 import type { FastifyInstance } from 'fastify'
 
-export interface SessionData {
-  userId: string
-  upn: string
-  displayName: string
-  /** When the password was last checked (ms since epoch). */
-  authenticatedAt: number
-  /** When a code from one of the user's tokens was last checked (ms since epoch). */
-  verifiedAt: number
-  /** The hardware token flow between its steps. */
-  enroll: { serial: string; name?: string; claimedAt: number }
-  /** Where to go after signing in. */
-  returnTo: string
-}
-
+// What a session holds; times are milliseconds since the epoch, on the command clock.
 declare module '@fastify/secure-session' {
   interface SessionData {
     userId: string
     upn: string
     displayName: string
+    /** When the password (or the upstream provider) last vouched for the user. */
     authenticatedAt: number
+    /** When a code from one of the user's tokens was last checked. */
     verifiedAt: number
+    /** The hardware token flow between its steps. */
     enroll: { serial: string; name?: string; claimedAt: number }
+    /** Where to go after signing in or entering a code. */
     returnTo: string
     /** The OpenID interaction in which the password was entered (prompt=login, max_age). */
     interactionPassword: string
