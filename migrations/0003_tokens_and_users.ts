@@ -22,6 +22,7 @@ export async function up(db: Kysely<any>): Promise<void> {
       activation_failures integer not null default 0,
       failures integer not null default 0,
       locked_until timestamptz,
+      disabled boolean not null default false,
       lock_count integer not null default 0,
       last_used_at timestamptz,
       seed_fingerprint text,

@@ -31,11 +31,17 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
     case 'OtpVerified':
       return `${who(d.userId)} proved possession of ${token}${app ? ` for ${app}` : ''} (time step ${d.step}, drift ${d.drift})`
     case 'OtpRejected':
-      return `${who(d.userId)} was refused by ${token}: ${d.reason === 'locked' ? 'the token is locked' : d.reason === 'replayed' ? 'a code already used' : 'a wrong code'}${app ? ` (${app})` : ''}`
+      return `${who(d.userId)} was refused by ${token}: ${({ locked: 'the token is locked', disabled: 'the token is disabled', replayed: 'a code already used' } as Record<string, string>)[d.reason] ?? 'a wrong code'}${app ? ` (${app})` : ''}`
     case 'TokenLocked':
       return `${token} locked after ${d.failures} wrong codes, until ${d.until}`
     case 'TokenUnlocked':
       return `${actor} unlocked ${token}`
+    case 'TokenDisabled':
+      return `${actor} disabled ${token}`
+    case 'TokenEnabled':
+      return `${actor} enabled ${token}`
+    case 'TokenResynced':
+      return `${actor} resynchronised ${token} (time step ${d.step}, drift ${d.drift})`
     case 'TokenRevoked':
       return `${actor} revoked ${token} (${d.reason})`
     case 'TokenSecretDestroyed':

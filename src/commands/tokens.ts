@@ -6,7 +6,7 @@ import {
   ACTIVATION_WINDOW_STEPS, checkClaim, decide, DEFAULT_VERIFICATION_POLICY, HOTP_ACTIVATION_LOOK_AHEAD,
   type TokenCommand, type VerificationPolicy,
 } from '../domain/token/decide.js'
-import { SerialUnavailable, TokenError } from '../domain/token/errors.js'
+import { SerialUnavailable, TokenError, WrongTokenState } from '../domain/token/errors.js'
 import type { RevocationReason } from '../domain/token/events.js'
 import type { TokenState } from '../domain/token/state.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
@@ -136,4 +136,55 @@ export async function unlockToken(ctx: CommandContext, input: { serial: string }
 /** Admin: revoke a token for good; its seed is destroyed in the same statement (crypto-shredding). */
 export async function revokeToken(ctx: CommandContext, input: { serial: string; reason: RevocationReason }, meta: EventMetadata) {
   return run(ctx, input.serial, meta, () => ({ type: 'RevokeToken', data: { reason: input.reason } }))
+}
+
+/** Admin: assign an inventory token to a user. */
+export async function assignToken(ctx: CommandContext, input: { serial: string; userId: string }, meta: EventMetadata) {
+  return run(ctx, input.serial, meta, () => ({ type: 'AssignToken', data: { userId: input.userId } }))
+}
+
+/** Admin: take a token from its user, back to the inventory. */
+export async function unassignToken(ctx: CommandContext, input: { serial: string }, meta: EventMetadata) {
+  return run(ctx, input.serial, meta, (state) => {
+    if (!state.userId) throw new WrongTokenState(`token ${input.serial} is not assigned`)
+    return { type: 'UnassignToken', data: { userId: state.userId, by: 'admin' } }
+  })
+}
+
+export async function disableToken(ctx: CommandContext, input: { serial: string }, meta: EventMetadata) {
+  return run(ctx, input.serial, meta, () => ({ type: 'DisableToken', data: {} }))
+}
+
+export async function enableToken(ctx: CommandContext, input: { serial: string }, meta: EventMetadata) {
+  return run(ctx, input.serial, meta, () => ({ type: 'EnableToken', data: {} }))
+}
+
+/** How far a resync searches: a token whose clock drifted up to about 8 hours (30 s steps). */
+export const RESYNC_WINDOW_STEPS = 1000
+
+/** Admin: resynchronise a drifted token with two consecutive codes read off it. */
+export async function resyncToken(ctx: CommandContext, input: { serial: string; first: string; second: string }, meta: EventMetadata) {
+  return run(ctx, input.serial, meta, (state, seed) => {
+    const nowSeconds = ctx.now().getTime() / 1000
+    const currentStep = state.kind === 'hotp' ? state.counter ?? 0 : Math.floor(nowSeconds / (state.period ?? 30))
+    if (state.status !== 'active') {
+      return { type: 'ResyncToken', data: { first: { valid: false }, second: { valid: false }, currentStep } }
+    }
+    const key = seed()
+    try {
+      const first = state.kind === 'hotp'
+        ? checkHotp(key, state, input.first.trim(), state.counter ?? 0, RESYNC_WINDOW_STEPS)
+        : checkTotp(key, state, input.first.trim(), nowSeconds, RESYNC_WINDOW_STEPS)
+      let second: OtpCheck = { valid: false }
+      if (first.valid) {
+        const next = state.kind === 'hotp'
+          ? checkHotp(key, state, input.second.trim(), first.step + 1, 0)
+          : checkTotp(key, state, input.second.trim(), (first.step + 1) * (state.period ?? 30), 0)
+        if (next.valid) second = { valid: true, step: first.step + 1, drift: next.drift }
+      }
+      return { type: 'ResyncToken', data: { first, second, currentStep } }
+    } finally {
+      key.fill(0)
+    }
+  })
 }

@@ -20,6 +20,7 @@ export interface TokensTable {
   activation_failures: number
   failures: number
   locked_until: Date | null
+  disabled: boolean
   lock_count: number
   last_used_at: Date | null
   seed_fingerprint: string | null
@@ -54,6 +55,7 @@ export function stateFromRow(row: TokensTable): TokenState {
     activationFailures: row.activation_failures,
     failures: row.failures,
     lockedUntil: row.locked_until,
+    disabled: row.disabled,
     lockCount: row.lock_count,
     lastUsedAt: row.last_used_at,
     seedFingerprint: row.seed_fingerprint,
@@ -68,7 +70,7 @@ export function rowFromState(s: TokenState): TokensTable {
     serial: s.serial, status: s.status, kind: s.kind, algorithm: s.algorithm, digits: s.digits, period: s.period,
     counter: s.counter, manufacturer: s.manufacturer, model: s.model, user_id: s.userId, name: s.name,
     last_step: s.lastStep, drift: s.drift, activation_failures: s.activationFailures, failures: s.failures,
-    locked_until: s.lockedUntil, lock_count: s.lockCount, last_used_at: s.lastUsedAt, seed_fingerprint: s.seedFingerprint,
+    locked_until: s.lockedUntil, disabled: s.disabled, lock_count: s.lockCount, last_used_at: s.lastUsedAt, seed_fingerprint: s.seedFingerprint,
     activated_at: s.activatedAt,
     imported_at: s.importedAt ?? new Date(0), version: s.version,
   }

@@ -23,7 +23,8 @@ export type OtpCheck =
 const crypto = new NodeCryptoPlugin()
 // Hardware tokens ship 10- and 20-byte seeds (RFC 4226 asks for at least 128 bits, many fobs have 80);
 // Entra accepts Base32 secrets of up to 128 characters (80 bytes).
-const guardrails = createGuardrails({ MIN_SECRET_BYTES: 10, MAX_SECRET_BYTES: 128, MAX_WINDOW: 2000 })
+// MAX_WINDOW counts steps across the whole window: an admin resync searches 1000 either way.
+const guardrails = createGuardrails({ MIN_SECRET_BYTES: 10, MAX_SECRET_BYTES: 128, MAX_WINDOW: 2002 })
 const CODE = /^\d{6}$|^\d{8}$/
 
 export function timeStep(nowSeconds: number, period: number): number {

@@ -3,7 +3,8 @@ import type { OtpCheck } from '../otp/otp.js'
 import type { AssignedBy, RevocationReason, TokenEvent } from './events.js'
 import {
   InvalidTokenName, SerialAlreadyInInventory, SerialUnavailable, TokenAlreadyActivated, TokenNotClaimed,
-  TokenLocked, TokenNotLocked, TokenRevokedError, TooManyAttempts, UnknownSerial, WrongCode, type TokenError,
+  ResyncFailed, TokenDisabledError, TokenLocked, TokenNotLocked, TokenRevokedError, TooManyAttempts, UnknownSerial, WrongCode,
+  WrongTokenState, type TokenError,
 } from './errors.js'
 import type { TokenState } from './state.js'
 
@@ -41,6 +42,11 @@ export type TokenCommand =
     }
   | { type: 'RenameToken'; data: { userId: string; name: string } }
   | { type: 'UnlockToken'; data: { now: Date } }
+  | { type: 'AssignToken'; data: { userId: string } }
+  | { type: 'DisableToken'; data: Record<string, never> }
+  | { type: 'EnableToken'; data: Record<string, never> }
+  /** first and second: the checks of the two codes; second.step must follow first.step. */
+  | { type: 'ResyncToken'; data: { first: OtpCheck; second: OtpCheck; currentStep: number } }
   | { type: 'RevokeToken'; data: { reason: RevocationReason } }
   | { type: 'UnassignToken'; data: { userId: string; by: AssignedBy } }
 
@@ -111,6 +117,9 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       const { userId, check, now, policy } = command.data
       if (state.status !== 'active' || state.userId !== userId) return refuse(new SerialUnavailable())
       const serial = state.serial
+      if (state.disabled) {
+        return refuse(new TokenDisabledError(), { type: 'OtpRejected', data: { serial, userId, reason: 'disabled', failures: state.failures } })
+      }
       if (state.lockedUntil && state.lockedUntil > now) {
         return refuse(new TokenLocked(state.lockedUntil), { type: 'OtpRejected', data: { serial, userId, reason: 'locked', failures: state.failures } })
       }
@@ -141,6 +150,32 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       const locked = (state.lockedUntil !== null && state.lockedUntil > command.data.now) || state.activationFailures >= MAX_ACTIVATION_FAILURES
       if (!locked) return refuse(new TokenNotLocked(state.serial))
       return ok({ type: 'TokenUnlocked', data: { serial: state.serial } })
+    }
+    case 'AssignToken': {
+      // - Only an inventory token is assigned; a token of someone else's is unassigned first.
+      if (state.status === 'absent') return refuse(new UnknownSerial(state.serial))
+      if (state.status === 'revoked') return refuse(new TokenRevokedError(state.serial))
+      if (state.status !== 'inventory') return refuse(new WrongTokenState(`token ${state.serial} is already assigned; unassign it first`))
+      return ok({ type: 'TokenAssigned', data: { serial: state.serial, userId: command.data.userId, by: 'admin' } })
+    }
+    case 'DisableToken':
+    case 'EnableToken': {
+      if (state.status === 'absent') return refuse(new UnknownSerial(state.serial))
+      if (state.status === 'revoked') return refuse(new TokenRevokedError(state.serial))
+      const disable = command.type === 'DisableToken'
+      if (state.disabled === disable) return refuse(new WrongTokenState(`token ${state.serial} is already ${disable ? 'disabled' : 'enabled'}`))
+      return ok({ type: disable ? 'TokenDisabled' : 'TokenEnabled', data: { serial: state.serial } })
+    }
+    case 'ResyncToken': {
+      // - Two codes, the second right after the first: proof of possession even far out of the window.
+      // - The later step must be newer than the last accepted one (no replay through a resync).
+      if (state.status === 'absent') return refuse(new UnknownSerial(state.serial))
+      if (state.status === 'revoked') return refuse(new TokenRevokedError(state.serial))
+      if (state.status !== 'active') return refuse(new WrongTokenState(`token ${state.serial} is not activated`))
+      const { first, second, currentStep } = command.data
+      if (!first.valid || !second.valid || second.step !== first.step + 1) return refuse(new ResyncFailed())
+      if (state.lastStep !== null && first.step <= state.lastStep) return refuse(new ResyncFailed())
+      return ok({ type: 'TokenResynced', data: { serial: state.serial, step: second.step, drift: second.step - currentStep } })
     }
     case 'RevokeToken': {
       // - Permanent; the seed is destroyed in the same change, the history stays.

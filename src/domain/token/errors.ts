@@ -81,3 +81,22 @@ export class UnknownSerial extends TokenError {
     super(`no token with serial ${serial} in the inventory`)
   }
 }
+
+/** An admin operation that does not fit the token's state (assign an assigned token, enable an enabled one...). */
+export class WrongTokenState extends TokenError {
+  override name = 'WrongTokenState'
+}
+
+export class TokenDisabledError extends TokenError {
+  override name = 'TokenDisabled'
+  constructor() {
+    super('This token is disabled. Ask your administrator to enable it.')
+  }
+}
+
+export class ResyncFailed extends TokenError {
+  override name = 'ResyncFailed'
+  constructor() {
+    super('The two codes are not consecutive codes of this token (searched 1000 steps either way).')
+  }
+}

@@ -30,9 +30,13 @@ export type TokenEvent =
       data: { serial: string; userId: string; step: number; drift: number; relyingApplication: string | null; level: string }
     }
   /** failures: consecutive wrong codes after this one (a lock that ran out starts the count afresh). */
-  | { type: 'OtpRejected'; data: { serial: string; userId: string; reason: 'wrong' | 'replayed' | 'locked'; failures: number } }
+  | { type: 'OtpRejected'; data: { serial: string; userId: string; reason: 'wrong' | 'replayed' | 'locked' | 'disabled'; failures: number } }
   | { type: 'TokenLocked'; data: { serial: string; until: string; failures: number; lockCount: number } }
   | { type: 'TokenUnlocked'; data: { serial: string } }
+  | { type: 'TokenDisabled'; data: { serial: string } }
+  | { type: 'TokenEnabled'; data: { serial: string } }
+  /** An admin resynchronised a drifted token with two consecutive codes: step is the later one's. */
+  | { type: 'TokenResynced'; data: { serial: string; step: number; drift: number } }
   /** Permanent: lost, stolen or retired. Its seed is destroyed with it (TokenSecretDestroyed). */
   | { type: 'TokenRevoked'; data: { serial: string; reason: RevocationReason } }
   | { type: 'TokenSecretDestroyed'; data: { serial: string; seedFingerprint: string | null } }
@@ -45,6 +49,7 @@ export type TokenEventType = TokenEvent['type']
 export const TOKEN_EVENT_TYPES: readonly TokenEventType[] = [
   'TokenImported', 'TokenAssigned', 'TokenUnassigned', 'TokenRenamed', 'TokenActivated', 'TokenActivationFailed',
   'OtpVerified', 'OtpRejected', 'TokenLocked', 'TokenUnlocked', 'TokenRevoked', 'TokenSecretDestroyed',
+  'TokenDisabled', 'TokenEnabled', 'TokenResynced',
 ]
 
 export function tokenStream(serial: string): string {

@@ -25,6 +25,8 @@ export interface TokenState {
   /** Consecutive wrong codes at sign-in; a success resets it. */
   failures: number
   lockedUntil: Date | null
+  /** An admin switched it off; it refuses every code until enabled again. */
+  disabled: boolean
   /** How often it locked since the last success: each lock lasts twice as long as the one before. */
   lockCount: number
   lastUsedAt: Date | null
@@ -39,7 +41,7 @@ export function initialState(serial: string): TokenState {
   return {
     serial, status: 'absent', kind: 'totp', algorithm: 'SHA1', digits: 6, period: 30, counter: null,
     manufacturer: null, model: null, userId: null, name: null, lastStep: null, drift: 0,
-    activationFailures: 0, failures: 0, lockedUntil: null, lockCount: 0, lastUsedAt: null, seedFingerprint: null, activatedAt: null,
+    activationFailures: 0, failures: 0, lockedUntil: null, disabled: false, lockCount: 0, lastUsedAt: null, seedFingerprint: null, activatedAt: null,
     importedAt: null, version: 0,
   }
 }
@@ -68,12 +70,19 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
     case 'OtpRejected':
       // A refusal while locked does not count: the lock already answers for it. Otherwise decide has
       // counted (a lock that ran out starts afresh): the event says so, so replay needs no clock.
-      if (event.data.reason === 'locked') return next
+      if (event.data.reason === 'locked' || event.data.reason === 'disabled') return next
       return { ...next, failures: event.data.failures, lockedUntil: null }
     case 'TokenLocked':
       return { ...next, lockedUntil: new Date(event.data.until), lockCount: event.data.lockCount, failures: 0 }
     case 'TokenUnlocked':
       return { ...next, lockedUntil: null, failures: 0, lockCount: 0, activationFailures: 0 }
+    case 'TokenDisabled':
+      return { ...next, disabled: true }
+    case 'TokenEnabled':
+      return { ...next, disabled: false }
+    case 'TokenResynced':
+      return { ...next, lastStep: event.data.step, drift: event.data.drift, failures: 0, lockedUntil: null, lockCount: 0,
+        counter: state.kind === 'hotp' ? event.data.step + 1 : state.counter }
     case 'TokenRevoked':
       return { ...next, status: 'revoked', lockedUntil: null }
     case 'TokenSecretDestroyed':

@@ -1,9 +1,18 @@
 // The admin JSON API (machines): bearer API keys with a role.
 // - POST /admin/api/tokens/import: a CSV body, streamed; each row imported or reported with its line.
+// - GET /admin/api/tokens (search), GET /admin/api/tokens/:serial (detail with its events).
+// - POST /admin/api/tokens/:serial/{assign,unassign,disable,enable,unlock,revoke,resync}: each an event
+//   with the key as actor; a refused operation is a 4xx with the reason, and writes nothing.
 import { Transform } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { checkApiKey, type ApiRole } from '../../commands/api-keys.js'
 import { importTokens } from '../../commands/import-tokens.js'
+import { assignToken, disableToken, enableToken, resyncToken, revokeToken, unassignToken, unlockToken } from '../../commands/tokens.js'
+import { replayStream } from '../../audit/state-as-of.js'
+import { TokenError } from '../../domain/token/errors.js'
+import { REVOCATION_REASONS, type RevocationReason } from '../../domain/token/events.js'
+import { stateFromRow, type TokensTable } from '../../read-models/tokens.js'
+import { findUserByUpn } from '../../read-models/users.js'
 import { parseInventory } from '../../import/index.js'
 import { UnusableFile, type InventoryFormat } from '../../import/types.js'
 
@@ -39,6 +48,11 @@ function limited(max: number) {
   })
 }
 
+/** A refused token operation: the status that says why. */
+function refusal(error: TokenError): number {
+  return ({ UnknownSerial: 404, SerialUnavailable: 404, ResyncFailed: 422 } as Record<string, number>)[error.name] ?? 409
+}
+
 export default async function adminApiRoutes(app: FastifyInstance): Promise<void> {
   // The CSV body is handed over as a stream, so a large inventory never sits in memory.
   app.addContentTypeParser(['text/csv', 'text/plain'], (_request, payload, done) => done(null, payload))
@@ -64,4 +78,65 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
       throw error
     }
   })
+
+  const admin = { preHandler: requireRole(app, 'admin'), config: { skipCsrf: true } }
+  const actor = (request: FastifyRequest) => app.eventMetadata(request, { type: 'admin', id: `api-key:${request.apiKey!.id}` })
+
+  app.get<{ Querystring: { serial?: string; user?: string; status?: string; manufacturer?: string; model?: string; after?: string; limit?: string } }>(
+    '/admin/api/tokens', admin, async (request) => {
+      const q = request.query
+      const limit = Math.min(Math.max(Number(q.limit ?? 100) || 100, 1), 500)
+      let query = app.db.selectFrom('tokens').selectAll().orderBy('serial').limit(limit)
+      if (q.serial) query = query.where('serial', 'like', `${q.serial.replace(/[%_\\]/g, '\\$&')}%`)
+      if (q.status) query = query.where('status', '=', q.status)
+      if (q.manufacturer) query = query.where('manufacturer', '=', q.manufacturer)
+      if (q.model) query = query.where('model', '=', q.model)
+      if (q.after) query = query.where('serial', '>', q.after)
+      if (q.user) {
+        const user = await findUserByUpn(app.db, q.user)
+        query = query.where('user_id', '=', user?.id ?? '(none)')
+      }
+      const rows = await query.execute() as TokensTable[]
+      return { tokens: rows.map(stateFromRow), next: rows.length === limit ? rows[rows.length - 1]!.serial : null }
+    })
+
+  app.get<{ Params: { serial: string } }>('/admin/api/tokens/:serial', admin, async (request, reply) => {
+    const row = await app.db.selectFrom('tokens').selectAll().where('serial', '=', request.params.serial).executeTakeFirst() as TokensTable | undefined
+    if (!row) return reply.code(404).send({ error: 'Not Found', message: `no token with serial ${request.params.serial}` })
+    const events = await replayStream(app.db, `token-${request.params.serial}`)
+    return { token: stateFromRow(row), events: events.map(({ state: _, ...e }) => e) }
+  })
+
+  const operations: Record<string, (serial: string, body: Record<string, string>, request: FastifyRequest) => Promise<unknown>> = {
+    assign: async (serial, body, request) => {
+      const user = await findUserByUpn(app.db, String(body.user ?? ''))
+      if (!user) throw Object.assign(new Error(`no user ${body.user}`), { statusCode: 404 })
+      return assignToken(app.commands, { serial, userId: user.id }, actor(request))
+    },
+    unassign: (serial, _body, request) => unassignToken(app.commands, { serial }, actor(request)),
+    disable: (serial, _body, request) => disableToken(app.commands, { serial }, actor(request)),
+    enable: (serial, _body, request) => enableToken(app.commands, { serial }, actor(request)),
+    unlock: (serial, _body, request) => unlockToken(app.commands, { serial }, actor(request)),
+    revoke: (serial, body, request) => revokeToken(app.commands, { serial, reason: body.reason as RevocationReason }, actor(request)),
+    resync: (serial, body, request) => resyncToken(app.commands, { serial, first: String(body.first), second: String(body.second) }, actor(request)),
+  }
+  const bodies: Record<string, object> = {
+    assign: { type: 'object', required: ['user'], properties: { user: { type: 'string', minLength: 3 } } },
+    revoke: { type: 'object', required: ['reason'], properties: { reason: { type: 'string', enum: REVOCATION_REASONS } } },
+    resync: { type: 'object', required: ['first', 'second'], properties: { first: { type: 'string', pattern: '^\\d{6,8}$' }, second: { type: 'string', pattern: '^\\d{6,8}$' } } },
+  }
+  for (const [name, operation] of Object.entries(operations)) {
+    app.post<{ Params: { serial: string }; Body: Record<string, string> }>(`/admin/api/tokens/:serial/${name}`, {
+      ...admin,
+      schema: bodies[name] ? { body: bodies[name] } : undefined,
+    }, async (request, reply) => {
+      try {
+        const state = await operation(request.params.serial, request.body ?? {}, request)
+        return { token: state }
+      } catch (error) {
+        if (error instanceof TokenError) return reply.code(refusal(error)).send({ error: error.name, message: error.message })
+        throw error
+      }
+    })
+  }
 }
