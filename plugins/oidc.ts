@@ -9,6 +9,7 @@ import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pruneExpired } from '../src/oidc/adapter.js'
 import { createProvider } from '../src/oidc/provider.js'
 import { loadSigningKeys } from '../src/oidc/signing-keys.js'
+import { SESSION_COOKIE } from './session.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -30,6 +31,11 @@ async function oidcPlugin(app: FastifyInstance): Promise<void> {
       })
       provider.proxy = app.config.publicUrl.startsWith('https://')
       provider.on('server_error', (_ctx: unknown, error: Error) => app.log.error({ err: error }, 'OpenID provider error'))
+      // Signing out of the provider (RP-initiated logout) signs out of the gateway too: its own session
+      // would otherwise sign the user straight back in.
+      provider.on('end_session.success', (ctx: { cookies: { set(name: string, value: null, options: object): void } }) => {
+        ctx.cookies.set(SESSION_COOKIE, null, { path: '/', signed: false })
+      })
       return { provider, callback: provider.callback() }
     })().catch((error) => {
       ready = null

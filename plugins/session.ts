@@ -28,6 +28,7 @@ declare module '@fastify/secure-session' {
 }
 
 export const SESSION_HOURS = 8
+export const SESSION_COOKIE = 'tessera_session'
 
 function sessionKey(app: FastifyInstance): Buffer {
   const configured = app.config.sessionKey
@@ -57,7 +58,7 @@ async function sessionPlugin(app: FastifyInstance): Promise<void> {
   app.decorate('deriveKey', (purpose: string) => createHmac('sha256', key).update(purpose).digest('base64url'))
   await app.register(secureSession, {
     key,
-    cookieName: 'tessera_session',
+    cookieName: SESSION_COOKIE,
     expiry: SESSION_HOURS * 3600,
     cookie: {
       path: '/',

@@ -204,3 +204,21 @@ t.test('the one-statement write path left the same tokens and streams rows a reb
   const { assertRebuildEqual } = await import('../helpers/rebuild.js')
   await assertRebuildEqual(t, database.db, database.store, ['tokens', 'streams', 'users', 'clients'])
 })
+
+t.test('RP-initiated logout ends the provider session and the gateway session, then returns to the application', async (t) => {
+  const agent = new Agent(BASE)
+  const a = await authorize(payroll, {})
+  const login = await agent.follow(await agent.get(a.url.toString()))
+  const cb = await agent.follow(await agent.post(`${new URL(login.url).pathname}/login`, { upn: 'alice@example.com', password: 'correct horse battery' }), CALLBACK)
+  const tokens = await exchange(payroll, cb.location!, a)
+  const end = oidc.buildEndSessionUrl(payroll, { id_token_hint: tokens.id_token!, post_logout_redirect_uri: CALLBACK, state: 'bye' })
+  const confirm = await agent.get(end.toString())
+  t.match(confirm.body, /Do you want to sign out of Tessera/)
+  const action = new URL(/<form[^>]*action="([^"]+)"/.exec(confirm.body)![1]!, BASE).toString()
+  const xsrf = /name="xsrf" value="([^"]+)"/.exec(confirm.body)![1]!
+  const done = await agent.post(action, { xsrf, logout: 'yes' }, { csrf: false })
+  t.match(done.location, /^https:\/\/rp\.example\.com\/callback\?state=bye/)
+  const again = await authorize(payroll, {})
+  const page = await agent.follow(await agent.get(again.url.toString()))
+  t.match(page.body, /<h1>Sign in<\/h1>/, 'signing in again asks for the password')
+})

@@ -17,12 +17,18 @@ import { signedIn, startSession } from '../guards.js'
 import { page } from '../render.js'
 import { defaultName } from '../security-info/index.js'
 
+function upnOf(request: FastifyRequest): string | null {
+  const upn = (request.body as { upn?: unknown } | undefined)?.upn
+  return typeof upn === 'string' && upn.trim() ? upn.trim().toLowerCase() : null
+}
+
 type Provider = Awaited<ReturnType<FastifyInstance['oidcProvider']>>
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>
 
 export default async function interactionRoutes(app: FastifyInstance): Promise<void> {
   const limits = [
-    app.rateLimit({ max: 10, timeWindow: '1 minute', keyGenerator: (r) => `interaction-user:${signedIn(r)?.id ?? r.ip}` }),
+    // Per user: the signed-in user, or the account a sign-in tries (guessing one account from many addresses).
+    app.rateLimit({ max: 10, timeWindow: '1 minute', keyGenerator: (r) => `interaction-user:${signedIn(r)?.id ?? upnOf(r) ?? r.ip}` }),
     app.rateLimit({ max: 30, timeWindow: '1 minute', keyGenerator: (r) => `interaction-ip:${r.ip}` }),
   ]
 
