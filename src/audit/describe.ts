@@ -60,6 +60,8 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       return `${actor} registered relying application ${d.clientId} (${d.name})`
     case 'ApiKeyCreated':
       return `${actor} created an ${d.role} API key ${d.id} (${d.name})`
+    case 'ApiKeyRevoked':
+      return `${actor} revoked API key ${d.id}`
     default:
       return `${e.type} on ${e.streamId}`
   }

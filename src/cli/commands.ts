@@ -4,7 +4,7 @@ import { pipeline } from 'node:stream/promises'
 import { exportEvents, type ExportFormat } from '../audit/export.js'
 import { replayStream } from '../audit/state-as-of.js'
 import { describe } from '../audit/describe.js'
-import { createApiKey, type ApiRole } from '../commands/api-keys.js'
+import { createApiKey, revokeApiKey, type ApiRole } from '../commands/api-keys.js'
 import { registerClient } from '../commands/clients.js'
 import { rotateSigningKey } from '../oidc/signing-keys.js'
 import { importTokens } from '../commands/import-tokens.js'
@@ -218,6 +218,22 @@ export async function auditExport(io: Io, options: { format?: string; from?: str
     await pipeline(exportEvents(ctx.db, filter, format), options.out ? createWriteStream(options.out) : process.stdout)
     if (options.out) io.err(`exported to ${options.out}`)
     return 0
+  } finally {
+    await ctx.close()
+  }
+}
+
+/** tessera api-keys revoke ID */
+export async function apiKeysRevoke(io: Io, id: string | undefined): Promise<number> {
+  if (!id) throw new CliError('tessera api-keys revoke needs the key id (the part after tsk_)')
+  const ctx = await openContext()
+  try {
+    await revokeApiKey(ctx, id, ctx.meta())
+    io.out(`API key ${id} revoked`)
+    return 0
+  } catch (error) {
+    if ((error as Error).name === 'InvalidApiKey') throw new CliError((error as Error).message, 1)
+    throw error
   } finally {
     await ctx.close()
   }

@@ -5,7 +5,7 @@ import { sql } from 'kysely'
 import { verifyChains } from '../event-store/verify.js'
 import { allProjections, projectionNamed } from '../projections/index.js'
 import { rebuildProjection } from '../projections/rebuild.js'
-import { apiKeysCreate, clientsAdd, keysRotate, keysRotateSigning, tokensImport, tokensLifecycle, usersAdd, usersGrant, auditReplay, auditExport, type Io } from './commands.js'
+import { apiKeysCreate, apiKeysRevoke, clientsAdd, keysRotate, keysRotateSigning, tokensImport, tokensLifecycle, usersAdd, usersGrant, auditReplay, auditExport, type Io } from './commands.js'
 import { CliError, openContext } from './context.js'
 
 const USAGE = `usage: tessera <command>
@@ -33,6 +33,7 @@ const USAGE = `usage: tessera <command>
                                    register a relying application (prints its secret once)
   api-keys create --role admin|auditor [--name NAME]
                                    create a bearer key for the admin API (printed once)
+  api-keys revoke ID               revoke a key at once
 
 Uses DATABASE_URL, or the embedded PostgreSQL in TESSERA_DATA_DIR (default .tessera).`
 
@@ -139,6 +140,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
       return await clientsAdd(io, arg, values['redirect-uri'] ?? [], !!values.public, values.name)
     }
     if (command === 'api-keys' && sub === 'create' && !arg) return await apiKeysCreate(io, values.role, values.name)
+    if (command === 'api-keys' && sub === 'revoke' && extra.length === 0) return await apiKeysRevoke(io, arg)
     throw new CliError(`unknown command: tessera ${positionals.join(' ')}\n${USAGE}`)
   } catch (error) {
     const code = error instanceof CliError ? error.exitCode : 2

@@ -42,3 +42,15 @@ export async function checkApiKey(ctx: Pick<CommandContext, 'db'>, presented: st
   if (!row || !ok || row.revoked_at) return null
   return { id: row.id, role: row.role as ApiRole }
 }
+
+/** Revokes a key at once: every process refuses it from its next request. */
+export async function revokeApiKey(ctx: Pick<CommandContext, 'db' | 'store'>, id: string, meta: EventMetadata): Promise<void> {
+  const key = await ctx.db.selectFrom('api_keys').select(['id', 'revoked_at']).where('id', '=', id).executeTakeFirst()
+  if (!key) throw new InvalidApiKey(`no API key ${id}`)
+  if (key.revoked_at) throw new InvalidApiKey(`API key ${id} is already revoked`)
+  await ctx.db.transaction().execute(async (trx) => {
+    await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, `api-key-${id}`, 1, [{ type: 'ApiKeyRevoked', data: { id } }], meta)
+    await trx.updateTable('api_keys').set({ revoked_at: new Date() }).where('id', '=', id).execute()
+  })
+  ctx.store.committed()
+}

@@ -68,3 +68,16 @@ t.test('tessera api-keys create prints a working key once', async (t) => {
   const bad = await tessera(['api-keys', 'create', '--role', 'root'], { DATABASE_URL: database.url })
   t.equal(bad.code, 2)
 })
+
+t.test('tessera api-keys revoke: the key is refused from the next request', async (t) => {
+  const key = await createApiKey(app.commands, { role: 'admin', name: 'leaving' }, metadata())
+  t.equal((await post([HEADER, `,6666661,${SEED},30,,`].join('\n'), { authorization: `Bearer ${key.key}` })).statusCode, 200)
+  const run = await tessera(['api-keys', 'revoke', key.id], { DATABASE_URL: database.url })
+  t.equal(run.code, 0, run.stderr)
+  t.equal((await post([HEADER, `,6666662,${SEED},30,,`].join('\n'), { authorization: `Bearer ${key.key}` })).statusCode, 401)
+  const again = await tessera(['api-keys', 'revoke', key.id], { DATABASE_URL: database.url })
+  t.equal(again.code, 1)
+  t.match(again.stderr, /already revoked/)
+  const events = await sql<{ type: string }>`select type from events where stream_id = ${`api-key-${key.id}`} order by stream_version`.execute(database.db)
+  t.same(events.rows.map((r) => r.type), ['ApiKeyCreated', 'ApiKeyRevoked'])
+})
