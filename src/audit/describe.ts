@@ -56,6 +56,10 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       return `${who(d.userId)} was linked to ${d.subject} at ${d.issuer}`
     case 'UserRoleGranted':
       return `${actor} made ${who(d.userId)} ${d.role}`
+    case 'TemporaryCodeIssued':
+      return `${actor} issued a ${d.oneTime ? 'one-time' : 'reusable'} temporary code to ${who(d.userId)}, valid until ${d.expiresAt}`
+    case 'TemporaryCodeUsed':
+      return `${who(d.userId)} signed in with a temporary code${app ? ` to ${app}` : ''}`
     case 'ClientRegistered':
       return `${actor} registered relying application ${d.clientId} (${d.name})`
     case 'ApiKeyCreated':

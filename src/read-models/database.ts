@@ -104,6 +104,14 @@ export interface UpstreamLinksTable {
   linked_at: Date
 }
 
+export interface TemporaryCodesTable {
+  user_id: string
+  code_hash: Buffer
+  one_time: boolean
+  expires_at: Date
+  used_at: Date | null
+}
+
 export interface Database {
   events: EventsTable
   subscription_checkpoints: SubscriptionCheckpointsTable
@@ -120,6 +128,7 @@ export interface Database {
   client_secrets: ClientSecretsTable
   signing_keys: SigningKeysTable
   upstream_links: UpstreamLinksTable
+  temporary_codes: TemporaryCodesTable
 }
 
 export type Db = Kysely<Database>

@@ -8,6 +8,9 @@ export type UserEvent =
   /** The user's identity at an upstream provider (issuer, subject) now signs them in here. */
   | { type: 'UserLinkedToUpstream'; data: { userId: string; issuer: string; subject: string } }
   | { type: 'UserRoleGranted'; data: { userId: string; role: Role } }
+  /** An admin gave a user who lost their token a code to sign in with; the code itself is never recorded. */
+  | { type: 'TemporaryCodeIssued'; data: { userId: string; expiresAt: string; oneTime: boolean } }
+  | { type: 'TemporaryCodeUsed'; data: { userId: string; relyingApplication: string | null } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`
@@ -16,4 +19,5 @@ export function userStream(userId: string): string {
 export type Role = 'admin' | 'auditor'
 export const ROLES: readonly Role[] = ['admin', 'auditor']
 
-export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream', 'UserRoleGranted'] as const
+export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream', 'UserRoleGranted',
+  'TemporaryCodeIssued', 'TemporaryCodeUsed'] as const

@@ -22,6 +22,8 @@ export function evolveUser(state: UserState, event: UserEvent, at: Date): UserSt
     case 'UserPasswordSet':
     case 'UserSignedIn':
     case 'UserLinkedToUpstream':
+    case 'TemporaryCodeIssued':
+    case 'TemporaryCodeUsed':
       return next
     case 'UserRoleGranted':
       return state.roles.includes(event.data.role) ? next : { ...next, roles: [...state.roles, event.data.role].sort() }

@@ -7,6 +7,7 @@ import { Transform } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { checkApiKey, type ApiRole } from '../../commands/api-keys.js'
 import { importTokens } from '../../commands/import-tokens.js'
+import { issueTemporaryCode, MAX_VALID_DAYS } from '../../commands/temporary-codes.js'
 import { assignToken, disableToken, enableToken, resyncToken, revokeToken, unassignToken, unlockToken } from '../../commands/tokens.js'
 import { replayStream } from '../../audit/state-as-of.js'
 import { TokenError } from '../../domain/token/errors.js'
@@ -125,6 +126,17 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
     revoke: { type: 'object', required: ['reason'], properties: { reason: { type: 'string', enum: REVOCATION_REASONS } } },
     resync: { type: 'object', required: ['first', 'second'], properties: { first: { type: 'string', pattern: '^\\d{6,8}$' }, second: { type: 'string', pattern: '^\\d{6,8}$' } } },
   }
+  app.post<{ Params: { upn: string }; Body: { validDays?: number; oneTime?: boolean } }>('/admin/api/users/:upn/temporary-code', {
+    ...admin,
+    schema: { body: { type: 'object', properties: { validDays: { type: 'integer', minimum: 1, maximum: MAX_VALID_DAYS }, oneTime: { type: 'boolean' } } } },
+  }, async (request, reply) => {
+    const user = await findUserByUpn(app.db, request.params.upn)
+    if (!user) return reply.code(404).send({ error: 'Not Found', message: `no user ${request.params.upn}` })
+    const issued = await issueTemporaryCode(app.commands, { userId: user.id, validDays: request.body?.validDays ?? 1, oneTime: request.body?.oneTime ?? true }, actor(request))
+    // Shown this once; only its hash is kept.
+    return { code: issued.code, expiresAt: issued.expiresAt.toISOString(), oneTime: request.body?.oneTime ?? true }
+  })
+
   for (const [name, operation] of Object.entries(operations)) {
     app.post<{ Params: { serial: string }; Body: Record<string, string> }>(`/admin/api/tokens/:serial/${name}`, {
       ...admin,

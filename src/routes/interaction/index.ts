@@ -7,6 +7,7 @@
 // - Attempts are rate limited per user and per address; every result is an event.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { InteractionResults } from 'oidc-provider'
+import { TEMPORARY_CODE, useTemporaryCode } from '../../commands/temporary-codes.js'
 import { verifyCode } from '../../commands/tokens.js'
 import { authenticate, recordSignIn } from '../../commands/users.js'
 import { TokenError } from '../../domain/token/errors.js'
@@ -134,13 +135,24 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     const serial = String(request.body?.serial ?? methods[0]?.serial ?? '')
     const code = String(request.body?.code ?? '').replace(/\s/g, '')
     const clientId = String(d.params.client_id)
-    const again = async (message: string) => page(request, reply, 'interaction/code',
+    const meta = app.eventMetadata(request, { type: 'user', id: user.id }, clientId)
+    const again = async (message: string) => page(request, reply, methods.length > 0 ? 'interaction/code' : 'interaction/no-method',
       { title: 'Enter code', uid: d.uid, clientName: await clientName(d), methods, values: { serial }, errors: { code: message } }, 422)
+    // A temporary code from an administrator stands in for a token (issued to users who lost theirs).
+    if (TEMPORARY_CODE.test(code)) {
+      if (!(await useTemporaryCode(app.commands, { userId: user.id, code, relyingApplication: clientId }, meta))) {
+        return again("That code didn't work. Check the code and try again.")
+      }
+      request.session.set('verifiedAt', app.commands.now().getTime())
+      await recordSignIn(app.commands, user.id, 'otp', meta)
+      return finish(request, reply, {
+        login: { accountId: user.id, acr: LEVELS.mfa, amr: ['pwd', 'otp', 'mfa'], ts: Math.floor(app.commands.now().getTime() / 1000), remember: true },
+      })
+    }
     if (!/^\d{6,8}$/.test(code)) return again('Enter the 6- or 8-digit code displayed on your token.')
     if (!methods.some((m) => m.serial === serial)) return again("That code didn't work. Check the code on your token and try again.")
     try {
-      await verifyCode(app.commands, { serial, userId: user.id, code, relyingApplication: clientId, level: LEVELS.mfa },
-        app.eventMetadata(request, { type: 'user', id: user.id }, clientId))
+      await verifyCode(app.commands, { serial, userId: user.id, code, relyingApplication: clientId, level: LEVELS.mfa }, meta)
     } catch (error) {
       if (error instanceof TokenError) return again(error.message)
       throw error
