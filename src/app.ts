@@ -21,6 +21,7 @@ import interactionRoutes from './routes/interaction/index.js'
 import upstreamRoutes from './routes/upstream.js'
 import auditRoutes from './routes/audit/index.js'
 import oidcPlugin from '../plugins/oidc.js'
+import openapiPlugin from '../plugins/openapi.js'
 import { EventStoreError, WrongExpectedVersion } from './event-store/errors.js'
 
 export interface AppOptions {
@@ -46,6 +47,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(rateLimitPlugin)
   await fastify.register(viewsPlugin)
   await fastify.register(oidcPlugin)
+  await fastify.register(openapiPlugin)
 
   // Error and not-found handlers come before the routes: a route keeps the handler it was registered under.
   // 4xx errors say what went wrong; 5xx errors are logged with the request id and say nothing more.

@@ -106,3 +106,16 @@ t.test('the read models still equal a rebuild from the log', async (t) => {
   const { assertRebuildEqual } = await import('../helpers/rebuild.js')
   await assertRebuildEqual(t, database.db, database.store, ['tokens', 'streams'])
 })
+
+t.test('the admin and audit APIs are described with OpenAPI', async (t) => {
+  const res = await app.inject('/admin/api/openapi.json')
+  t.equal(res.statusCode, 200)
+  const doc = res.json()
+  t.equal(doc.openapi, '3.1.0')
+  const paths = Object.keys(doc.paths)
+  for (const p of ['/admin/api/tokens/import', '/admin/api/tokens/{serial}/resync', '/admin/api/users/{upn}/temporary-code', '/audit/api/events', '/audit/api/export']) {
+    t.ok(paths.includes(p), p)
+  }
+  t.notOk(paths.some((p) => p.startsWith('/security-info') || p.startsWith('/interaction')), 'pages are not in it')
+  t.same(doc.paths['/admin/api/tokens/{serial}/revoke'].post.requestBody.content['application/json'].schema.properties.reason.enum, ['lost', 'stolen', 'retired', 'compromised'])
+})
