@@ -241,7 +241,12 @@ async function browserTests(t: Test) {
     await page.waitForURL('**/security-info/hardware-token/serial')
 
     // The serial field has the focus on arrival; Tab goes on to Next, and back round to the field.
-    const first = await focused(page)
+    // Browsers apply autofocus at a rendering step after the load event: give it up to a second.
+    let first = await focused(page)
+    for (let i = 0; i < 20 && first?.id !== 'serial'; i++) {
+      await page.waitForTimeout(50)
+      first = await focused(page)
+    }
     t.equal(first?.id, 'serial', 'the serial field is focused on arrival')
     seen.length = 0
     t.ok(await tabTo('Next', 'Tab', '22-keyboard-next'), 'Tab reaches Next')
