@@ -5,7 +5,7 @@
 // It writes exactly what the inline projections `tokens` and `streams` write for these events (a rebuild
 // from the log gives the same rows; tested). Time-valued fields take the database's now(), the instant
 // the events record.
-import { sql, type RawBuilder } from 'kysely'
+import { sql } from 'kysely'
 import { tokenStream, type TokenEvent } from '../domain/token/events.js'
 import { evolve, type TokenState } from '../domain/token/state.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
@@ -28,11 +28,6 @@ const COLUMNS: readonly [keyof TokensTable, string][] = [
   ['activated_at', 'timestamptz'], ['imported_at', 'timestamptz'], ['version', 'integer'],
 ]
 
-function value(v: unknown, type: string): RawBuilder<unknown> {
-  if (v instanceof Date && v.getTime() === RECORDED_AT.getTime()) return sql`now()`
-  return sql`${v}::${sql.raw(type)}`
-}
-
 interface Write {
   prior: TokenState
   after: TokenState
@@ -41,33 +36,66 @@ interface Write {
   metadataJson: string
 }
 
+// The group goes to the database as column arrays (unnest): a handful of parameters whatever its size,
+// where a VALUES list would need one typed parameter per value.
 async function writeGroup(db: Db, writes: readonly Write[]): Promise<Date> {
-  const events: RawBuilder<unknown>[] = []
-  const tokens: RawBuilder<unknown>[] = []
-  const streams: RawBuilder<unknown>[] = []
+  const events = { stream: [] as string[], version: [] as number[], type: [] as string[], data: [] as string[], metadata: [] as string[] }
+  const serials: string[] = []
+  const expected: number[] = []
+  const columns = new Map<string, unknown[]>(COLUMNS.map(([c]) => [c, []]))
+  const atNow = new Map<string, boolean[]>(COLUMNS.filter(([, t]) => t === 'timestamptz').map(([c]) => [c, []]))
+  const streams = { stream: [] as string[], version: [] as number[], type: [] as string[] }
   const shredded: string[] = []
   for (const w of writes) {
     const streamId = tokenStream(w.prior.serial)
-    w.events.forEach((e, i) => events.push(
-      sql`(${streamId}, ${w.prior.version + 1 + i}::integer, ${e.type}, ${w.datas[i]}::jsonb, ${w.metadataJson}::jsonb)`))
+    w.events.forEach((e, i) => {
+      events.stream.push(streamId)
+      events.version.push(w.prior.version + 1 + i)
+      events.type.push(e.type)
+      events.data.push(w.datas[i]!)
+      events.metadata.push(w.metadataJson)
+    })
     const row = rowFromState(w.after)
-    tokens.push(sql`(${w.prior.serial}::text, ${w.prior.version}::integer, ${sql.join(COLUMNS.map(([c, type]) => value(row[c], type)))})`)
-    streams.push(sql`(${streamId}, 'token', ${w.after.version}::integer, ${w.events[w.events.length - 1]!.type}, now(), now())`)
+    serials.push(w.prior.serial)
+    expected.push(w.prior.version)
+    for (const [c] of COLUMNS) {
+      const v = row[c]
+      const now = v instanceof Date && v.getTime() === RECORDED_AT.getTime()
+      columns.get(c)!.push(now ? null : v)
+      atNow.get(c)?.push(now)
+    }
+    streams.stream.push(streamId)
+    streams.version.push(w.after.version)
+    streams.type.push(w.events[w.events.length - 1]!.type)
     if (w.events.some((e) => e.type === 'TokenSecretDestroyed')) shredded.push(w.prior.serial)
   }
-  const set = COLUMNS.map(([c]) => sql`${sql.ref(c)} = v.${sql.ref(c)}`)
+  const arrays = COLUMNS.flatMap(([c, type]) => [
+    sql`${columns.get(c)}::${sql.raw(type)}[]`,
+    ...(atNow.has(c) ? [sql`${atNow.get(c)}::boolean[]`] : []),
+  ])
+  const names = COLUMNS.flatMap(([c]) => [sql.ref(c), ...(atNow.has(c) ? [sql.ref(`${c}_now`)] : [])])
+  const set = COLUMNS.map(([c]) => atNow.has(c)
+    ? sql`${sql.ref(c)} = case when v.${sql.ref(`${c}_now`)} then now() else v.${sql.ref(c)} end`
+    : sql`${sql.ref(c)} = v.${sql.ref(c)}`)
   try {
     const result = await sql<{ at: Date }>`
       with appended as (
-        insert into events (stream_id, stream_version, type, data, metadata) values ${sql.join(events)} returning position
+        insert into events (stream_id, stream_version, type, data, metadata)
+        select u.stream, u.version, u.type, u.data, u.metadata
+        from unnest(${events.stream}::text[], ${events.version}::integer[], ${events.type}::text[], ${events.data}::jsonb[], ${events.metadata}::jsonb[])
+          with ordinality as u(stream, version, type, data, metadata, n)
+        order by u.n
+        returning position
       ), token as (
         update tokens t set ${sql.join(set)}
-        from (values ${sql.join(tokens)}) as v(serial, expected, ${sql.join(COLUMNS.map(([c]) => sql.ref(c)))})
+        from unnest(${serials}::text[], ${expected}::integer[], ${sql.join(arrays)}) as v(serial, expected, ${sql.join(names)})
         where t.serial = v.serial and t.version = v.expected
         returning t.serial
       )${shredded.length > 0 ? sql`, shredded as (delete from token_secrets where serial = any(${shredded}::text[]))` : sql``}
       , stream as (
-        insert into streams (stream_id, category, version, last_type, created_at, updated_at) values ${sql.join(streams)}
+        insert into streams (stream_id, category, version, last_type, created_at, updated_at)
+        select s.stream, 'token', s.version, s.type, now(), now()
+        from unnest(${streams.stream}::text[], ${streams.version}::integer[], ${streams.type}::text[]) as s(stream, version, type)
         on conflict (stream_id) do update set version = excluded.version, last_type = excluded.last_type, updated_at = excluded.updated_at
         where streams.version < excluded.version
       )
