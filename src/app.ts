@@ -23,6 +23,7 @@ import auditRoutes from './routes/audit/index.js'
 import oidcPlugin from '../plugins/oidc.js'
 import openapiPlugin from '../plugins/openapi.js'
 import { EventStoreError, WrongExpectedVersion } from './event-store/errors.js'
+import { errorPage } from './routes/render.js'
 
 export interface AppOptions {
   config: AppConfig
@@ -65,10 +66,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
       : status === 429 ? 'Too many attempts' : status >= 500 ? 'Something went wrong' : 'That request could not be handled'
     const message = csrf ? 'Go back, reload the page and try again.'
       : status >= 500 ? 'Something went wrong on our side. Try again in a moment.' : error.message
-    if (wantsHtml(request.headers.accept)) {
-      return reply.code(status).type('text/html; charset=utf-8').view('error', { title: heading, heading, message,
-        requestId: status >= 500 ? request.id : null, user: null, csrfToken: '' })
-    }
+    if (wantsHtml(request.headers.accept)) return errorPage(reply, status, heading, message, status >= 500 ? request.id : null)
     return reply.code(status).send(status >= 500
       ? { error: 'Internal Server Error', message, requestId: request.id }
       : { error: error.name === 'Error' ? heading : error.name, message })
@@ -76,10 +74,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
 
   fastify.setNotFoundHandler((request, reply) => {
     const message = `No page at ${request.method} ${request.url.split('?')[0]}`
-    if (wantsHtml(request.headers.accept)) {
-      return reply.code(404).type('text/html; charset=utf-8').view('error', { title: 'Page not found', heading: 'Page not found',
-        message: "We couldn't find that page.", user: null, csrfToken: '' })
-    }
+    if (wantsHtml(request.headers.accept)) return errorPage(reply, 404, 'Page not found', "We couldn't find that page.")
     return reply.code(404).send({ error: 'Not Found', message })
   })
 

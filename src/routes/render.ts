@@ -25,3 +25,8 @@ export function page(request: FastifyRequest, reply: FastifyReply, template: str
 export function safeReturnTo(value: unknown): string | null {
   return typeof value === 'string' && /^\/(?![/\\])[\x21-\x7e]*$/.test(value) ? value : null
 }
+
+/** The error page, for a person: a heading, what to do, and for a server fault the request's reference. */
+export function errorPage(reply: FastifyReply, status: number, heading: string, message: string, requestId: string | null = null) {
+  return reply.code(status).type('text/html; charset=utf-8').view('error', { title: heading, heading, message, requestId, user: null, csrfToken: '' })
+}

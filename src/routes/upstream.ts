@@ -4,12 +4,12 @@
 // - its subject is linked to a local user (commands/upstream.ts); the gateway session then works as
 //   after a password: a sign-in that asks for mfa still needs a code.
 import oauth2, { type OAuth2Namespace } from '@fastify/oauth2'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply } from 'fastify'
 import { createRemoteJWKSet, jwtVerify } from 'jose'
 import { NoLocalAccount, UnverifiedEmail, upstreamUser } from '../commands/upstream.js'
 import { recordSignIn } from '../commands/users.js'
 import { startSession } from './guards.js'
-import { safeReturnTo } from './render.js'
+import { errorPage, safeReturnTo } from './render.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -32,7 +32,7 @@ export default async function upstreamRoutes(app: FastifyInstance): Promise<void
   const metadata = await (await fetch(`${upstream.issuer}/.well-known/openid-configuration`)).json() as { issuer: string; jwks_uri: string; userinfo_endpoint?: string }
   const jwks = createRemoteJWKSet(new URL(metadata.jwks_uri))
 
-  const failed = (message: string) => ({ title: 'Sign-in problem', heading: "We couldn't sign you in", message, user: null, csrfToken: '' })
+  const failed = (reply: FastifyReply, status: number, message: string) => errorPage(reply, status, "We couldn't sign you in", message)
 
   app.get<{ Querystring: { returnTo?: string } }>('/login/upstream', async (request, reply) => {
     const returnTo = safeReturnTo(request.query.returnTo)
@@ -55,7 +55,7 @@ export default async function upstreamRoutes(app: FastifyInstance): Promise<void
       }
     } catch (error) {
       request.log.warn({ err: { name: (error as Error).name, message: (error as Error).message } }, 'upstream sign-in failed')
-      return reply.code(400).type('text/html; charset=utf-8').view('error', failed(`${upstream.name} did not complete the sign-in. Try again.`))
+      return failed(reply, 400, `${upstream.name} did not complete the sign-in. Try again.`)
     }
     let user
     try {
@@ -63,7 +63,7 @@ export default async function upstreamRoutes(app: FastifyInstance): Promise<void
         email: typeof claims.email === 'string' ? claims.email : null, emailVerified: claims.email_verified === true },
         app.eventMetadata(request, { type: 'system', id: 'upstream' }))
     } catch (error) {
-      if (error instanceof NoLocalAccount || error instanceof UnverifiedEmail) return reply.code(403).type('text/html; charset=utf-8').view('error', failed(error.message))
+      if (error instanceof NoLocalAccount || error instanceof UnverifiedEmail) return failed(reply, 403, error.message)
       throw error
     }
     const returnTo = safeReturnTo(request.session.get('returnTo')) ?? '/security-info'

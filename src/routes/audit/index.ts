@@ -10,7 +10,7 @@ import { checkApiKey } from '../../commands/api-keys.js'
 import { verifyChains } from '../../event-store/verify.js'
 import { findUser, findUserByUpn } from '../../read-models/users.js'
 import { signedIn, VERIFIED_FOR_MS } from '../guards.js'
-import { page } from '../render.js'
+import { errorPage, page } from '../render.js'
 
 interface Query {
   serial?: string
@@ -54,7 +54,7 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
     }
     const user = await findUser(app.db, session.id)
     if (!user?.roles.includes('auditor')) {
-      return reply.code(403).type('text/html; charset=utf-8').view('error', { title: 'Not allowed', heading: 'Auditors only', message: 'Your account does not have the auditor role.', user: null, csrfToken: '' })
+      return errorPage(reply, 403, 'Auditors only', 'Your account does not have the auditor role.')
     }
     const verifiedAt = request.session.get('verifiedAt') ?? 0
     if (app.commands.now().getTime() - verifiedAt > VERIFIED_FOR_MS * 6) {

@@ -15,7 +15,7 @@ import { LEVELS, requestedLevel } from '../../oidc/provider.js'
 import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { clientName as clientNameOf } from '../../read-models/clients.js'
 import { signedIn, startSession } from '../guards.js'
-import { page } from '../render.js'
+import { errorPage, page } from '../render.js'
 import { defaultName } from '../security-info/index.js'
 
 function upnOf(request: FastifyRequest): string | null {
@@ -43,10 +43,8 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     }
   }
 
-  const expired = (request: FastifyRequest, reply: FastifyReply) => reply.code(400).type('text/html; charset=utf-8').view('error', {
-    title: 'Sign-in expired', heading: 'This sign-in has expired', user: null, csrfToken: '',
-    message: 'Go back to the application and sign in again.',
-  })
+  const expired = (_request: FastifyRequest, reply: FastifyReply) =>
+    errorPage(reply, 400, 'This sign-in has expired', 'Go back to the application and sign in again.')
 
   /**
    * The interaction's forms end in a redirect to the relying application, and browsers apply the CSP's
