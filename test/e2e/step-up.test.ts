@@ -7,15 +7,15 @@
 // redirect back to the application after Sign in, Verify and Cancel (the last test checks just that).
 import t, { type Test } from 'tap'
 import http from 'node:http'
-import net from 'node:net'
 import * as oidc from 'openid-client'
 import type { BrowserContext, Page } from 'playwright-core'
 import { registerClient } from '../../src/commands/clients.js'
 import { activateToken } from '../../src/commands/tokens.js'
 import { addUser, importEntra, testApp } from '../helpers/app.js'
-import { browserMissing, clearScreens, launchBrowser, screenshot as screenshotAt } from '../helpers/browser.js'
+import { assertFieldError, browserMissing, clearScreens, launchBrowser, screenshot as screenshotAt } from '../helpers/browser.js'
 import { metadata } from '../helpers/database.js'
 import { totpAt } from '../helpers/oathtool.js'
+import { freePort } from '../helpers/net.js'
 
 const MFA = 'urn:tessera:loa:mfa'
 const SERIAL = '8659623756140'
@@ -24,7 +24,6 @@ const SEED_HEX = '3132333435363738393031323334353637383930'
 const SEED_B32 = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ'
 const PASSWORD = 'correct horse battery'
 const RP_NAME = 'Payroll'
-const ERROR_RED = 'rgb(164, 38, 44)' // --error in public/tessera.css
 
 /** Screenshots of this file's steps go to .tessera-test/screens/step-up/. */
 const screenshot = (page: Page, name: string) => screenshotAt(page, `step-up/${name}`)
@@ -37,14 +36,6 @@ if (missing) {
   t.test('step-up sign-in for a relying application in headless Chromium', browserTests)
 }
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(p))
-    })
-  })
-}
 
 function escapeHtml(value: unknown): string {
   return String(value).replace(/[&<>"']/g, (c) => ({ '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' })[c]!)
@@ -312,14 +303,7 @@ async function browserTests(t: Test) {
     const error = page.getByRole('alert').filter({ hasText: "That code didn't work" })
     t.ok(await error.isVisible(), "That code didn't work, shown as an alert")
     t.equal(await field.inputValue(), '', 'the field is empty')
-    t.equal(await field.getAttribute('aria-invalid'), 'true', 'the field is marked invalid')
-    t.ok((await field.getAttribute('aria-describedby'))?.split(' ').includes((await error.getAttribute('id'))!), 'the field is described by the message')
-    t.equal(await error.evaluate((e) => getComputedStyle(e).color), ERROR_RED, 'the message is red')
-    t.equal(await field.evaluate((e) => getComputedStyle(e).borderTopColor), ERROR_RED, 'the field has a red border')
-    const f = (await field.boundingBox())!
-    const e = (await error.boundingBox())!
-    t.ok(e.y >= f.y + f.height && e.y - (f.y + f.height) < 16, `the message is right under the field (${Math.round(e.y - f.y - f.height)} px)`)
-    t.ok(Math.abs(e.x - f.x) < 2, 'and lined up with it')
+    await assertFieldError(t, field, error)
     await screenshot(page, '07-wrong-code')
     await page.setViewportSize({ width: 390, height: 800 })
     await screenshot(page, '08-wrong-code-narrow')

@@ -3,7 +3,7 @@
 import { existsSync, promises as fs } from 'node:fs'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { chromium, type Browser, type Page } from 'playwright-core'
+import { chromium, type Browser, type Locator, type Page } from 'playwright-core'
 import type { Test } from 'tap'
 
 export const CHROMIUM = '/usr/bin/chromium'
@@ -66,4 +66,22 @@ export async function focused(page: Page): Promise<Focused | null> {
       outlineColor: style.outlineColor,
     }
   })
+}
+
+/** --error in public/tessera.css */
+export const ERROR_RED = 'rgb(164, 38, 44)'
+
+/**
+ * A field's error as a person meets it: an alert, the field marked invalid and described by it, red,
+ * right under the field and lined up with it.
+ */
+export async function assertFieldError(t: Test, field: Locator, error: Locator): Promise<void> {
+  t.equal(await field.getAttribute('aria-invalid'), 'true', 'the field is marked invalid')
+  t.ok((await field.getAttribute('aria-describedby'))?.split(' ').includes((await error.getAttribute('id'))!), 'the field is described by the message')
+  t.equal(await error.evaluate((e) => getComputedStyle(e).color), ERROR_RED, 'the message is red')
+  t.equal(await field.evaluate((e) => getComputedStyle(e).borderTopColor), ERROR_RED, 'the field has a red border')
+  const f = (await field.boundingBox())!
+  const e = (await error.boundingBox())!
+  t.ok(e.y >= f.y + f.height && e.y - (f.y + f.height) < 16, `the message is right under the field (${Math.round(e.y - f.y - f.height)} px)`)
+  t.ok(Math.abs(e.x - f.x) < 2, 'and lined up with it')
 }

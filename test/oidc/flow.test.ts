@@ -1,6 +1,5 @@
 // Step-up login for relying applications, with openid-client as the relying application.
 import t from 'tap'
-import net from 'node:net'
 import { sql } from 'kysely'
 import * as oidc from 'openid-client'
 import { registerClient } from '../../src/commands/clients.js'
@@ -10,13 +9,9 @@ import { addUser, importEntra, testApp } from '../helpers/app.js'
 import { metadata } from '../helpers/database.js'
 import { Agent } from '../helpers/http-agent.js'
 import { totpAt } from '../helpers/oathtool.js'
+import { freePort } from '../helpers/net.js'
 
-const port = await new Promise<number>((resolve) => {
-  const s = net.createServer().listen(0, '127.0.0.1', () => {
-    const p = (s.address() as net.AddressInfo).port
-    s.close(() => resolve(p))
-  })
-})
+const port = await freePort()
 const BASE = `http://127.0.0.1:${port}`
 const { app, database, clock } = await testApp(t, { PORT: String(port), PUBLIC_URL: BASE })
 await app.listen({ port, host: '127.0.0.1' })

@@ -1,7 +1,6 @@
 // A user who lost their token signs in with a temporary code an admin issued: once (or for some days),
 // at mfa, recorded as events; the code itself is shown once and stored as a hash.
 import t from 'tap'
-import net from 'node:net'
 import { sql } from 'kysely'
 import * as oidc from 'openid-client'
 import { createApiKey } from '../../src/commands/api-keys.js'
@@ -10,13 +9,9 @@ import { LEVELS } from '../../src/oidc/provider.js'
 import { addUser, testApp } from '../helpers/app.js'
 import { metadata } from '../helpers/database.js'
 import { Agent } from '../helpers/http-agent.js'
+import { freePort } from '../helpers/net.js'
 
-const port = await new Promise<number>((resolve) => {
-  const s = net.createServer().listen(0, '127.0.0.1', () => {
-    const p = (s.address() as net.AddressInfo).port
-    s.close(() => resolve(p))
-  })
-})
+const port = await freePort()
 const BASE = `http://127.0.0.1:${port}`
 const { app, database, clock, logs } = await testApp(t, { PORT: String(port), PUBLIC_URL: BASE })
 await app.listen({ port, host: '127.0.0.1' })

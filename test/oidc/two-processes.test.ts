@@ -4,7 +4,6 @@ import t from 'tap'
 import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { sql } from 'kysely'
@@ -17,16 +16,9 @@ import { metadata } from '../helpers/database.js'
 import { TEST_DATA_DIR } from '../helpers/embedded-server.js'
 import { Agent } from '../helpers/http-agent.js'
 import { totpAt } from '../helpers/oathtool.js'
+import { freePort } from '../helpers/net.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(p))
-    })
-  })
-}
 
 const [port1, port2] = [await freePort(), await freePort()]
 const PUBLIC = `http://127.0.0.1:${port1}`

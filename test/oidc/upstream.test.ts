@@ -3,7 +3,6 @@
 // local Enter code step still required for mfa.
 import t from 'tap'
 import http from 'node:http'
-import net from 'node:net'
 import { randomBytes } from 'node:crypto'
 import { sql } from 'kysely'
 import Provider from 'oidc-provider'
@@ -15,15 +14,8 @@ import { addUser, importEntra, testApp } from '../helpers/app.js'
 import { metadata } from '../helpers/database.js'
 import { Agent } from '../helpers/http-agent.js'
 import { totpAt } from '../helpers/oathtool.js'
+import { freePort } from '../helpers/net.js'
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as net.AddressInfo).port
-      s.close(() => resolve(p))
-    })
-  })
-}
 
 const [upstreamPort, port] = [await freePort(), await freePort()]
 const UPSTREAM = `http://localhost:${upstreamPort}`

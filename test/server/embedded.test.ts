@@ -3,25 +3,17 @@
 import t from 'tap'
 import { spawn, type ChildProcess } from 'node:child_process'
 import { existsSync, promises as fs, readFileSync } from 'node:fs'
-import net from 'node:net'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { tessera } from '../helpers/cli.js'
 import { TEST_DATA_DIR } from '../helpers/embedded-server.js'
+import { freePort } from '../helpers/net.js'
 
 const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 await fs.mkdir(TEST_DATA_DIR, { recursive: true })
 const dataDir = await fs.mkdtemp(path.join(TEST_DATA_DIR, 'smoke-'))
 t.teardown(() => fs.rm(dataDir, { recursive: true, force: true }))
 
-async function freePort(): Promise<number> {
-  return new Promise((resolve) => {
-    const s = net.createServer().listen(0, '127.0.0.1', () => {
-      const { port } = s.address() as net.AddressInfo
-      s.close(() => resolve(port))
-    })
-  })
-}
 
 // No DATABASE_URL, as a newcomer runs it (an empty value means unset).
 const env = { ...process.env, TESSERA_DATA_DIR: dataDir, LOG_LEVEL: 'info', DATABASE_URL: '' } as Record<string, string>
