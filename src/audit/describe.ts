@@ -31,7 +31,7 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
     case 'OtpVerified':
       return `${who(d.userId)} proved possession of ${token}${app ? ` for ${app}` : ''} (time step ${d.step}, drift ${d.drift})`
     case 'OtpRejected':
-      return `${who(d.userId)} was refused by ${token}: ${({ locked: 'the token is locked', disabled: 'the token is disabled', replayed: 'a code already used' } as Record<string, string>)[d.reason] ?? 'a wrong code'}${app ? ` (${app})` : ''}`
+      return `${who(d.userId)} was refused by ${token}: ${({ locked: 'the token is locked', disabled: 'the token is disabled', replayed: 'a code already used', 'not-allowed': 'their security policy does not allow it' } as Record<string, string>)[d.reason] ?? 'a wrong code'}${app ? ` (${app})` : ''}`
     case 'TokenLocked':
       return `${token} locked after ${d.failures} wrong codes, until ${d.until}`
     case 'TokenUnlocked':
@@ -60,6 +60,24 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       return `${actor} issued a ${d.oneTime ? 'one-time' : 'reusable'} temporary code to ${who(d.userId)}, valid until ${d.expiresAt}`
     case 'TemporaryCodeUsed':
       return `${who(d.userId)} signed in with a temporary code${app ? ` to ${app}` : ''}`
+    case 'UserAddedToGroup':
+      return `${actor} added ${who(d.userId)} to group ${d.group}`
+    case 'UserRemovedFromGroup':
+      return `${actor} removed ${who(d.userId)} from group ${d.group}`
+    case 'PolicyCreated':
+    case 'PolicyChanged': {
+      const s = d.settings ?? {}
+      return `${actor} ${e.type === 'PolicyCreated' ? 'created' : 'changed'} security policy ${d.policyId} '${d.name}' (methods ${(s.methods ?? []).join(', ')}; `
+        + `${(s.digits ?? []).join(' or ')} digits; window ${s.totpWindow}; lock after ${s.lockThreshold} failures for ${s.lockSeconds} s; `
+        + `${s.maxMethods} methods at most; temporary codes up to ${s.temporaryCodeMaxDays} days)`
+    }
+    case 'PolicyAssigned':
+    case 'PolicyUnassigned': {
+      const target = d.target?.kind === 'user' ? who(d.target.id) : `group ${d.target?.id}`
+      return e.type === 'PolicyAssigned' ? `${actor} assigned security policy ${d.policyId} to ${target}` : `${actor} removed security policy ${d.policyId} from ${target}`
+    }
+    case 'PolicyDeleted':
+      return `${actor} deleted security policy ${d.policyId}`
     case 'ClientRegistered':
       return `${actor} registered relying application ${d.clientId} (${d.name})`
     case 'ApiKeyCreated':

@@ -3,6 +3,7 @@
 import { sql } from 'kysely'
 import type { EventMetadata } from '../event-store/types.js'
 import type { Executor } from '../read-models/database.js'
+import { subjectUser } from '../projections/audit-index.js'
 import { describe } from './describe.js'
 
 export interface TimelineFilter {
@@ -50,7 +51,8 @@ export async function timeline(db: Executor, filter: TimelineFilter, page: { aft
   const userIds = new Set<string>()
   for (const r of rows.rows) {
     if (r.metadata.actor.type === 'user') userIds.add(r.metadata.actor.id)
-    if (typeof r.data.userId === 'string') userIds.add(r.data.userId)
+    const subject = subjectUser({ streamId: r.stream_id, data: r.data })
+    if (subject) userIds.add(subject)
   }
   const names = new Map<string, string>()
   if (userIds.size > 0) {

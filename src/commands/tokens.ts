@@ -3,38 +3,41 @@
 // domain, and appends with the expected version; another writer first means reload and decide again.
 import { checkHotp, checkTotp, type OtpCheck } from '../domain/otp/otp.js'
 import {
-  ACTIVATION_WINDOW_STEPS, checkClaim, decide, DEFAULT_VERIFICATION_POLICY, HOTP_ACTIVATION_LOOK_AHEAD,
-  type TokenCommand, type VerificationPolicy,
+  ACTIVATION_WINDOW_STEPS, checkClaim, decide, HOTP_ACTIVATION_LOOK_AHEAD, policyAllows, type TokenCommand,
 } from '../domain/token/decide.js'
-import { SerialUnavailable, TokenError, WrongTokenState } from '../domain/token/errors.js'
+import { NotAllowedByPolicy, SerialUnavailable, TokenError, WrongTokenState } from '../domain/token/errors.js'
 import type { RevocationReason } from '../domain/token/events.js'
 import type { TokenState } from '../domain/token/state.js'
+import type { PolicySettings } from '../domain/policy/events.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
 import type { EventMetadata } from '../event-store/types.js'
+import { effectivePolicy } from '../read-models/policies.js'
 import { loadToken, activeTokensOfUser } from '../read-models/tokens.js'
 import { appendTokenEvents } from './token-writer.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
 
-/** Entra: at most five hardware and software OTP methods per user. */
-export const MAX_OTP_METHODS = 5
-
+/** Too many hardware and software OTP methods for the user's policy (Entra's default: five). */
 export class TooManyMethods extends TokenError {
   override name = 'TooManyMethods'
-  constructor() {
-    super(`You already have ${MAX_OTP_METHODS} authenticator methods. Remove one before adding another.`)
+  constructor(max: number) {
+    super(`You already have ${max} authenticator ${max === 1 ? 'method' : 'methods'}. Remove one before adding another.`)
   }
 }
 
 const SERIAL = /^[A-Za-z0-9._-]{1,64}$/
 
-/** The enrollment's first step: may this user add this serial? Throws the reason when not. */
+/**
+ * The enrollment's first step: may this user add this serial? Throws the reason when not.
+ * - The serial must be claimable (one answer for unknown and foreign serials).
+ * - The user's effective policy must allow the token (its kind, its digits) and one more method.
+ */
 export async function checkSerial(ctx: Pick<CommandContext, 'db'>, serial: string, userId: string): Promise<TokenState> {
   if (!SERIAL.test(serial)) throw new SerialUnavailable()
-  const { state } = await loadToken(ctx.db, serial)
+  const [{ state }, policy, methods] = await Promise.all([loadToken(ctx.db, serial), effectivePolicy(ctx.db, userId), activeTokensOfUser(ctx.db, userId)])
   const refusal = checkClaim(state, userId)
   if (refusal) throw refusal
-  const methods = await activeTokensOfUser(ctx.db, userId)
-  if (methods.length >= MAX_OTP_METHODS) throw new TooManyMethods()
+  if (!policyAllows(policy.settings, state)) throw new NotAllowedByPolicy()
+  if (methods.length >= policy.settings.maxMethods) throw new TooManyMethods(policy.settings.maxMethods)
   return state
 }
 
@@ -42,17 +45,17 @@ async function run(
   ctx: CommandContext,
   serial: string,
   meta: EventMetadata,
-  command: (state: TokenState, seed: () => Buffer) => TokenCommand,
+  command: (state: TokenState, seed: () => Buffer, policy: PolicySettings) => TokenCommand,
 ): Promise<TokenState> {
   if (!SERIAL.test(serial)) throw new SerialUnavailable()
   for (let attempt = 0; ; attempt++) {
     // One round trip to read (state, version, sealed seed), one to write.
-    const { state, sealed } = await loadToken(ctx.db, serial)
+    const { state, sealed, policy } = await loadToken(ctx.db, serial)
     const seed = () => {
       if (!sealed) throw new SerialUnavailable()
       return ctx.vault.open(serial, sealed)
     }
-    const decision = decide(state, command(state, seed))
+    const decision = decide(state, command(state, seed, policy))
     let after = state
     if (decision.events.length > 0) {
       try {
@@ -67,35 +70,37 @@ async function run(
   }
 }
 
-/** TOTP steps either side at sign-in (RFC 6238 section 5.2 recommends one). */
-export const VERIFY_WINDOW_STEPS = 1
 export const HOTP_LOOK_AHEAD = 10
 
-/** Checks a code against the token's seed; the seed is wiped from memory at once. */
-export function checkCode(state: TokenState, seed: Buffer, code: string, nowSeconds: number, window: number): OtpCheck {
+/**
+ * Checks a code against the token's seed; the seed is wiped from memory at once.
+ * window: TOTP steps either side of now; lookAhead: HOTP counters ahead of the stored one.
+ */
+export function checkCode(state: TokenState, seed: Buffer, code: string, nowSeconds: number, window: { steps: number; lookAhead: number }): OtpCheck {
   try {
     return state.kind === 'hotp'
-      ? checkHotp(seed, state, code, state.counter ?? 0, window === ACTIVATION_WINDOW_STEPS ? HOTP_ACTIVATION_LOOK_AHEAD : HOTP_LOOK_AHEAD)
-      : checkTotp(seed, state, code, nowSeconds, window, state.drift)
+      ? checkHotp(seed, state, code, state.counter ?? 0, window.lookAhead)
+      : checkTotp(seed, state, code, nowSeconds, window.steps, state.drift)
   } finally {
     seed.fill(0)
   }
 }
 
 /**
- * Sign-in and step-up: the user proves possession of one of their active tokens.
- * A locked or foreign token is refused before its seed is decrypted.
+ * Sign-in and step-up: the user proves possession of one of their active tokens, under the owner's
+ * effective policy (window, lock threshold and period, allowed methods and digits), read with the token.
+ * A locked, foreign or disallowed token is refused before its seed is decrypted.
  */
 export async function verifyCode(
   ctx: CommandContext,
   input: { serial: string; userId: string; code: string; relyingApplication?: string | null; level?: string },
   meta: EventMetadata,
-  policy: VerificationPolicy = DEFAULT_VERIFICATION_POLICY,
 ): Promise<TokenState> {
-  return run(ctx, input.serial, meta, (state, seed) => {
+  return run(ctx, input.serial, meta, (state, seed, policy) => {
     const now = ctx.now()
     const usable = state.status === 'active' && state.userId === input.userId && !(state.lockedUntil && state.lockedUntil > now)
-    const check = usable ? checkCode(state, seed(), input.code.trim(), now.getTime() / 1000, VERIFY_WINDOW_STEPS) : { valid: false as const }
+      && policyAllows(policy, state)
+    const check = usable ? checkCode(state, seed(), input.code.trim(), now.getTime() / 1000, { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD }) : { valid: false as const }
     return {
       type: 'VerifyCode',
       data: { userId: input.userId, check, now, policy, relyingApplication: input.relyingApplication ?? null, level: input.level ?? 'mfa' },
@@ -114,7 +119,7 @@ export async function activateToken(
     // No decryption for a token the user may not activate: decide refuses before looking at the code.
     const claimable = checkClaim(state, input.userId) === null
     const check = claimable
-      ? checkCode(state, seed(), input.code.trim(), ctx.now().getTime() / 1000, ACTIVATION_WINDOW_STEPS)
+      ? checkCode(state, seed(), input.code.trim(), ctx.now().getTime() / 1000, { steps: ACTIVATION_WINDOW_STEPS, lookAhead: HOTP_ACTIVATION_LOOK_AHEAD })
       : { valid: false as const }
     return { type: 'ActivateToken', data: { userId: input.userId, name: input.name, check } }
   })

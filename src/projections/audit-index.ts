@@ -5,8 +5,10 @@ import type { RecordedEvent } from '../event-store/types.js'
 import type { Projection } from './types.js'
 
 /** The user an event is about: the one its data names, or the user whose stream it is. */
-export function subjectUser(e: RecordedEvent): string | null {
+export function subjectUser(e: Pick<RecordedEvent, 'streamId' | 'data'>): string | null {
   if (typeof e.data.userId === 'string') return e.data.userId
+  const target = e.data.target as { kind?: string; id?: string } | undefined
+  if (target?.kind === 'user' && typeof target.id === 'string') return target.id
   if (e.streamId.startsWith('user-')) return e.streamId.slice('user-'.length)
   return null
 }

@@ -1,6 +1,7 @@
 // The database's tables, typed once. One interface per table; queries take `db` or `trx` first.
 import type { ColumnType, Generated, Kysely, Transaction } from 'kysely'
 import type { TokenSecretsTable, TokensTable } from './tokens.js'
+import type { PoliciesTable } from './policies.js'
 import type { UserCredentialsTable, UsersTable } from './users.js'
 
 export interface EventsTable {
@@ -129,6 +130,7 @@ export interface Database {
   signing_keys: SigningKeysTable
   upstream_links: UpstreamLinksTable
   temporary_codes: TemporaryCodesTable
+  policies: PoliciesTable
 }
 
 export type Db = Kysely<Database>

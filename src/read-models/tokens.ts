@@ -1,7 +1,9 @@
 // The tokens read model: one row per token, exactly the state a decision needs, with its stream version.
 import { sql, type Generated } from 'kysely'
 import { initialState, type TokenState } from '../domain/token/state.js'
+import type { PolicySettings } from '../domain/policy/events.js'
 import type { Executor } from './database.js'
+import { settingsOf } from './policies.js'
 
 export interface TokensTable {
   serial: string
@@ -79,17 +81,27 @@ export function rowFromState(s: TokenState): TokensTable {
 export interface TokenWithSeed {
   state: TokenState
   sealed: { keyId: string; nonce: Buffer; ciphertext: Buffer } | null
+  /** The settings of the owner's effective policy (the default's for an unassigned token). */
+  policy: PolicySettings
 }
 
-type SeedRow = TokensTable & { key_id: string | null; nonce: Buffer | null; ciphertext: Buffer | null }
+type SeedRow = TokensTable & { key_id: string | null; nonce: Buffer | null; ciphertext: Buffer | null; policy: PolicySettings | null }
 
 function withSeed(serial: string, row: SeedRow | undefined): TokenWithSeed {
-  if (!row) return { state: initialState(serial), sealed: null }
+  if (!row) return { state: initialState(serial), sealed: null, policy: settingsOf(null) }
   return {
     state: stateFromRow(row),
     sealed: row.key_id ? { keyId: row.key_id, nonce: row.nonce!, ciphertext: row.ciphertext! } : null,
+    policy: settingsOf(row.policy),
   }
 }
+
+/** A token's row, its sealed seed and its owner's policy settings: what a decision needs, in one query. */
+const tokenQuery = (serials: readonly string[]) => sql<SeedRow>`
+  select t.*, s.key_id, s.nonce, s.ciphertext, p.settings as policy
+  from tokens t left join token_secrets s using (serial)
+  left join policies p on p.id = tessera_effective_policy_id(t.user_id)
+  where t.serial = any(${serials}::text[])`
 
 /**
  * Loads requested in the same tick of the event loop go to the database as one query: concurrent
@@ -113,10 +125,7 @@ class TokenLoader {
     const batch = this.pending
     this.pending = new Map()
     try {
-      const result = await sql<SeedRow>`
-        select t.*, s.key_id, s.nonce, s.ciphertext
-        from tokens t left join token_secrets s using (serial)
-        where t.serial = any(${[...batch.keys()]}::text[])`.execute(this.db)
+      const result = await tokenQuery([...batch.keys()]).execute(this.db)
       const rows = new Map(result.rows.map((r) => [r.serial, r]))
       for (const [serial, waiters] of batch) for (const w of waiters) w.resolve(rows.get(serial))
     } catch (error) {
@@ -127,12 +136,10 @@ class TokenLoader {
 
 const loaders = new WeakMap<object, TokenLoader>()
 
-/** A token's state and sealed seed in one round trip; an unknown serial gives the initial state. */
+/** A token's state, sealed seed and policy in one round trip; an unknown serial gives the initial state. */
 export async function loadToken(db: Executor, serial: string): Promise<TokenWithSeed> {
   if (db.isTransaction) {
-    const result = await sql<SeedRow>`
-      select t.*, s.key_id, s.nonce, s.ciphertext from tokens t left join token_secrets s using (serial)
-      where t.serial = ${serial}`.execute(db)
+    const result = await tokenQuery([serial]).execute(db)
     return withSeed(serial, result.rows[0])
   }
   let loader = loaders.get(db)

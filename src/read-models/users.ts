@@ -6,6 +6,7 @@ export interface UsersTable {
   upn: string
   display_name: string
   roles: string[]
+  groups: string[]
   created_at: Date
   version: number
 }

@@ -1,6 +1,8 @@
 // Who may see a page: signed in (password), and for adding a method, recently verified with a code.
 import type { FastifyReply, FastifyRequest } from 'fastify'
-import type { UsersTable } from '../read-models/users.js'
+import { findUser, type UsersTable } from '../read-models/users.js'
+import type { Role } from '../domain/user/events.js'
+import { errorPage } from './render.js'
 import { activeTokensOfUser } from '../read-models/tokens.js'
 import type { Executor } from '../read-models/database.js'
 
@@ -41,6 +43,34 @@ export function requireVerified(db: Executor, now: () => number = Date.now) {
     const verifiedAt = request.session.get('verifiedAt') ?? 0
     if (now() - verifiedAt <= VERIFIED_FOR_MS) return
     return reply.redirect('/security-info/verify', 303)
+  }
+}
+
+/** How long a code entered by an admin or auditor keeps their pages open. */
+export const STAFF_VERIFIED_FOR_MS = 60 * 60 * 1000
+
+/**
+ * preHandler for admin and auditor pages:
+ * - signed in through the gateway's own login, else to the sign-in page and back;
+ * - holding the role, else 403;
+ * - a code from one of their tokens entered within the hour (mfa), else the Enter code step and back.
+ */
+export function requireStaff(db: Executor, role: Role, now: () => number = Date.now) {
+  return async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
+    const session = signedIn(request)
+    if (!session) {
+      if (request.method === 'GET') request.session.set('returnTo', request.url)
+      return reply.redirect('/login', 303)
+    }
+    const user = await findUser(db, session.id)
+    if (!user?.roles.includes(role)) {
+      return errorPage(reply, 403, role === 'admin' ? 'Admins only' : 'Auditors only', `Your account does not have the ${role} role.`)
+    }
+    const verifiedAt = request.session.get('verifiedAt') ?? 0
+    if (now() - verifiedAt > STAFF_VERIFIED_FOR_MS) {
+      if (request.method === 'GET') request.session.set('returnTo', request.url)
+      return reply.redirect('/security-info/verify', 303)
+    }
   }
 }
 

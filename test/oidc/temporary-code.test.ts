@@ -80,6 +80,12 @@ t.test('issued and used are events; the code is in no event and no log line', as
   for (const code of issued) {
     t.notOk(everything.includes(code) || everything.includes(code.replace(/-/g, '')), 'no issued code in events or logs')
   }
-  const bad = await app.inject({ method: 'POST', url: '/admin/api/users/bob@example.com/temporary-code', payload: { validDays: 90 }, headers: { authorization: `Bearer ${admin.key}` } })
-  t.equal(bad.statusCode, 400)
+  const before = events.length
+  const tooLong = await app.inject({ method: 'POST', url: '/admin/api/users/bob@example.com/temporary-code', payload: { validDays: 91 }, headers: { authorization: `Bearer ${admin.key}` } })
+  t.equal(tooLong.statusCode, 400, 'beyond any policy: a bad request')
+  const beyondPolicy = await app.inject({ method: 'POST', url: '/admin/api/users/bob@example.com/temporary-code', payload: { validDays: 31 }, headers: { authorization: `Bearer ${admin.key}` } })
+  t.equal(beyondPolicy.statusCode, 422, "beyond the user's policy (default: 30 days)")
+  t.match(beyondPolicy.json().message, /1 to 30 days under the user's security policy \(Default\)/)
+  const after = await sql`select 1 from events where stream_id = ${`user-${bob.userId}`}`.execute(database.db)
+  t.equal(after.rows.length, before, 'a refused code writes nothing')
 })

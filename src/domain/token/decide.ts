@@ -1,8 +1,9 @@
 // Token commands -> events. Pure: the OTP check, the time and the ids come in with the command.
 import type { OtpCheck } from '../otp/otp.js'
+import { DEFAULT_SETTINGS, type PolicySettings, type SignInMethod } from '../policy/events.js'
 import type { AssignedBy, RevocationReason, TokenEvent } from './events.js'
 import {
-  InvalidTokenName, SerialAlreadyInInventory, SerialUnavailable, TokenAlreadyActivated, TokenNotClaimed,
+  InvalidTokenName, NotAllowedByPolicy, SerialAlreadyInInventory, SerialUnavailable, TokenAlreadyActivated, TokenNotClaimed,
   ResyncFailed, TokenDisabledError, TokenLocked, TokenNotLocked, TokenRevokedError, TooManyAttempts, UnknownSerial, WrongCode,
   WrongTokenState, type TokenError,
 } from './errors.js'
@@ -16,15 +17,20 @@ export const HOTP_ACTIVATION_LOOK_AHEAD = 10
 
 type ImportedData = Extract<TokenEvent, { type: 'TokenImported' }>['data']
 
-/** The security policy's part in a sign-in decision (issue: policies make these per user). */
-export interface VerificationPolicy {
-  /** Consecutive wrong codes before the token locks. */
-  lockThreshold: number
-  /** The first lock's length; each further lock without a success in between doubles it. */
-  lockSeconds: number
+/** The security policy's part in a sign-in decision: the owner's effective policy. */
+export type VerificationPolicy = Pick<PolicySettings, 'methods' | 'digits' | 'lockThreshold' | 'lockSeconds'>
+
+export const DEFAULT_VERIFICATION_POLICY: VerificationPolicy = DEFAULT_SETTINGS
+
+/** The sign-in method a token is: every token of the inventory is a hardware token (for now). */
+export function methodOf(_state: TokenState): SignInMethod {
+  return 'hardware'
 }
 
-export const DEFAULT_VERIFICATION_POLICY: VerificationPolicy = { lockThreshold: 10, lockSeconds: 15 * 60 }
+/** Does the policy let this token be used (its kind of method, its number of digits)? */
+export function policyAllows(policy: Pick<PolicySettings, 'methods' | 'digits'>, state: TokenState): boolean {
+  return policy.methods.includes(methodOf(state)) && policy.digits.includes(state.digits)
+}
 
 export type TokenCommand =
   | { type: 'ImportToken'; data: ImportedData & { userId: string | null } }
@@ -112,6 +118,7 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
     case 'VerifyCode': {
       // - Only the owner's active token verifies; anything else is the same "unavailable".
       // - A locked token refuses even a right code, until the lock runs out.
+      // - A token the owner's policy does not allow (its kind, its digits) refuses, without counting a failure.
       // - A time step (or counter) at or below the last accepted one is a replay.
       // - Wrong codes and replays count; at the policy's threshold the token locks, each lock twice as long.
       const { userId, check, now, policy } = command.data
@@ -122,6 +129,9 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       }
       if (state.lockedUntil && state.lockedUntil > now) {
         return refuse(new TokenLocked(state.lockedUntil), { type: 'OtpRejected', data: { serial, userId, reason: 'locked', failures: state.failures } })
+      }
+      if (!policyAllows(policy, state)) {
+        return refuse(new NotAllowedByPolicy(), { type: 'OtpRejected', data: { serial, userId, reason: 'not-allowed', failures: state.failures } })
       }
       const replayed = check.valid && state.lastStep !== null && check.step <= state.lastStep
       if (!check.valid || replayed) {

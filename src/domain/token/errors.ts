@@ -33,6 +33,14 @@ export class TokenNotClaimed extends TokenError {
   }
 }
 
+/** The user's security policy does not allow this token (its kind of method or its number of digits). */
+export class NotAllowedByPolicy extends TokenError {
+  override name = 'NotAllowedByPolicy'
+  constructor() {
+    super("Your organization's security policy doesn't allow this token. Use another sign-in method or contact your administrator.")
+  }
+}
+
 export class WrongCode extends TokenError {
   override name = 'WrongCode'
   constructor() {

@@ -30,7 +30,7 @@ export type TokenEvent =
       data: { serial: string; userId: string; step: number; drift: number; relyingApplication: string | null; level: string }
     }
   /** failures: consecutive wrong codes after this one (a lock that ran out starts the count afresh). */
-  | { type: 'OtpRejected'; data: { serial: string; userId: string; reason: 'wrong' | 'replayed' | 'locked' | 'disabled'; failures: number } }
+  | { type: 'OtpRejected'; data: { serial: string; userId: string; reason: 'wrong' | 'replayed' | 'locked' | 'disabled' | 'not-allowed'; failures: number } }
   | { type: 'TokenLocked'; data: { serial: string; until: string; failures: number; lockCount: number } }
   | { type: 'TokenUnlocked'; data: { serial: string } }
   | { type: 'TokenDisabled'; data: { serial: string } }

@@ -4,10 +4,12 @@ import type { UserState } from './state.js'
 
 export class UserError extends Error {
   override name = 'UserError'
+  statusCode = 422
 }
 
 export class UserAlreadyExists extends UserError {
   override name = 'UserAlreadyExists'
+  override statusCode = 409
   constructor(readonly upn: string) {
     super(`a user ${upn} already exists`)
   }
@@ -22,6 +24,12 @@ const UPN = /^[^\s@]{1,64}@[^\s@]{1,255}$/
 export function normalizeUpn(upn: string): string | null {
   const value = upn.trim().toLowerCase()
   return UPN.test(value) ? value : null
+}
+
+/** A group name: 1 to 64 letters, digits, '.', '_' or '-', stored in lower case. */
+export function normalizeGroup(group: string): string | null {
+  const value = group.trim().toLowerCase()
+  return /^[a-z0-9][a-z0-9._-]{0,63}$/.test(value) ? value : null
 }
 
 export type UserCommand = { type: 'RegisterUser'; data: { userId: string; upn: string; displayName: string } }

@@ -11,6 +11,9 @@ export type UserEvent =
   /** An admin gave a user who lost their token a code to sign in with; the code itself is never recorded. */
   | { type: 'TemporaryCodeIssued'; data: { userId: string; expiresAt: string; oneTime: boolean } }
   | { type: 'TemporaryCodeUsed'; data: { userId: string; relyingApplication: string | null } }
+  /** Groups gather users for security policies. */
+  | { type: 'UserAddedToGroup'; data: { userId: string; group: string } }
+  | { type: 'UserRemovedFromGroup'; data: { userId: string; group: string } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`
@@ -20,4 +23,4 @@ export type Role = 'admin' | 'auditor'
 export const ROLES: readonly Role[] = ['admin', 'auditor']
 
 export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream', 'UserRoleGranted',
-  'TemporaryCodeIssued', 'TemporaryCodeUsed'] as const
+  'TemporaryCodeIssued', 'TemporaryCodeUsed', 'UserAddedToGroup', 'UserRemovedFromGroup'] as const

@@ -6,12 +6,13 @@ export interface UserState {
   upn: string
   displayName: string
   roles: Role[]
+  groups: string[]
   createdAt: Date | null
   version: number
 }
 
 export function initialUserState(userId: string): UserState {
-  return { userId, exists: false, upn: '', displayName: '', roles: [], createdAt: null, version: 0 }
+  return { userId, exists: false, upn: '', displayName: '', roles: [], groups: [], createdAt: null, version: 0 }
 }
 
 export function evolveUser(state: UserState, event: UserEvent, at: Date): UserState {
@@ -27,6 +28,10 @@ export function evolveUser(state: UserState, event: UserEvent, at: Date): UserSt
       return next
     case 'UserRoleGranted':
       return state.roles.includes(event.data.role) ? next : { ...next, roles: [...state.roles, event.data.role].sort() }
+    case 'UserAddedToGroup':
+      return state.groups.includes(event.data.group) ? next : { ...next, groups: [...state.groups, event.data.group].sort() }
+    case 'UserRemovedFromGroup':
+      return { ...next, groups: state.groups.filter((g) => g !== event.data.group) }
     default: {
       const unknown: never = event
       throw new Error(`unknown user event ${(unknown as { type: string }).type}`)

@@ -3,19 +3,28 @@
 // - GET /admin/api/tokens (search), GET /admin/api/tokens/:serial (detail with its events).
 // - POST /admin/api/tokens/:serial/{assign,unassign,disable,enable,unlock,revoke,resync}: each an event
 //   with the key as actor; a refused operation is a 4xx with the reason, and writes nothing.
+// - POST /admin/api/users/:upn/temporary-code: a code shown once, valid as the user's policy allows.
+// - Security policies: GET /admin/api/policies, PUT and DELETE /admin/api/policies/:id,
+//   POST /admin/api/policies/:id/{assign,unassign} ({ user } or { group }), GET /admin/api/users/:upn/policy,
+//   POST and DELETE /admin/api/users/:upn/groups/:group.
 import { Transform } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { checkApiKey, type ApiRole } from '../../commands/api-keys.js'
 import { importTokens } from '../../commands/import-tokens.js'
-import { issueTemporaryCode, MAX_VALID_DAYS } from '../../commands/temporary-codes.js'
-import { assignToken, disableToken, enableToken, resyncToken, revokeToken, unassignToken, unlockToken } from '../../commands/tokens.js'
+import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
+import { issueTemporaryCode } from '../../commands/temporary-codes.js'
+import { changeGroup } from '../../commands/users.js'
+import { SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings, type PolicyTarget } from '../../domain/policy/events.js'
+import { normalizeGroup } from '../../domain/user/decide.js'
 import { replayStream } from '../../audit/state-as-of.js'
 import { TokenError } from '../../domain/token/errors.js'
-import { REVOCATION_REASONS, type RevocationReason } from '../../domain/token/events.js'
+import { REVOCATION_REASONS } from '../../domain/token/events.js'
+import { effectivePolicy, listPolicies } from '../../read-models/policies.js'
 import { stateFromRow, type TokensTable } from '../../read-models/tokens.js'
 import { findUserByUpn } from '../../read-models/users.js'
 import { parseInventory } from '../../import/index.js'
 import { UnusableFile, type InventoryFormat } from '../../import/types.js'
+import { BadInput, NotFound, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
 
 /** An inventory file larger than this is refused (about a million Entra rows). */
 export const MAX_IMPORT_BYTES = 256 * 1024 * 1024
@@ -47,11 +56,6 @@ function limited(max: number) {
       else callback(null, chunk)
     },
   })
-}
-
-/** A refused token operation: the status that says why. */
-function refusal(error: TokenError): number {
-  return ({ UnknownSerial: 404, SerialUnavailable: 404, ResyncFailed: 422 } as Record<string, number>)[error.name] ?? 409
 }
 
 export default async function adminApiRoutes(app: FastifyInstance): Promise<void> {
@@ -108,27 +112,9 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
     return { token: stateFromRow(row), events: events.map(({ state: _, ...e }) => e) }
   })
 
-  const operations: Record<string, (serial: string, body: Record<string, string>, request: FastifyRequest) => Promise<unknown>> = {
-    assign: async (serial, body, request) => {
-      const user = await findUserByUpn(app.db, String(body.user ?? ''))
-      if (!user) throw Object.assign(new Error(`no user ${body.user}`), { statusCode: 404 })
-      return assignToken(app.commands, { serial, userId: user.id }, actor(request))
-    },
-    unassign: (serial, _body, request) => unassignToken(app.commands, { serial }, actor(request)),
-    disable: (serial, _body, request) => disableToken(app.commands, { serial }, actor(request)),
-    enable: (serial, _body, request) => enableToken(app.commands, { serial }, actor(request)),
-    unlock: (serial, _body, request) => unlockToken(app.commands, { serial }, actor(request)),
-    revoke: (serial, body, request) => revokeToken(app.commands, { serial, reason: body.reason as RevocationReason }, actor(request)),
-    resync: (serial, body, request) => resyncToken(app.commands, { serial, first: String(body.first), second: String(body.second) }, actor(request)),
-  }
-  const bodies: Record<string, object> = {
-    assign: { type: 'object', required: ['user'], properties: { user: { type: 'string', minLength: 3 } } },
-    revoke: { type: 'object', required: ['reason'], properties: { reason: { type: 'string', enum: REVOCATION_REASONS } } },
-    resync: { type: 'object', required: ['first', 'second'], properties: { first: { type: 'string', pattern: '^\\d{6,8}$' }, second: { type: 'string', pattern: '^\\d{6,8}$' } } },
-  }
   app.post<{ Params: { upn: string }; Body: { validDays?: number; oneTime?: boolean } }>('/admin/api/users/:upn/temporary-code', {
     ...admin,
-    schema: { body: { type: 'object', properties: { validDays: { type: 'integer', minimum: 1, maximum: MAX_VALID_DAYS }, oneTime: { type: 'boolean' } } } },
+    schema: { body: { type: 'object', properties: { validDays: { type: 'integer', minimum: 1, maximum: SETTING_BOUNDS.temporaryCodeMaxDays[1] }, oneTime: { type: 'boolean' } } } },
   }, async (request, reply) => {
     const user = await findUserByUpn(app.db, request.params.upn)
     if (!user) return reply.code(404).send({ error: 'Not Found', message: `no user ${request.params.upn}` })
@@ -137,18 +123,83 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
     return { code: issued.code, expiresAt: issued.expiresAt.toISOString(), oneTime: request.body?.oneTime ?? true }
   })
 
-  for (const [name, operation] of Object.entries(operations)) {
+  const bodies: Record<string, object> = {
+    assign: { type: 'object', required: ['user'], properties: { user: { type: 'string', minLength: 3 } } },
+    revoke: { type: 'object', required: ['reason'], properties: { reason: { type: 'string', enum: REVOCATION_REASONS } } },
+    resync: { type: 'object', required: ['first', 'second'], properties: { first: { type: 'string', pattern: '^\\d{6,8}$' }, second: { type: 'string', pattern: '^\\d{6,8}$' } } },
+  }
+  for (const [name, operation] of Object.entries(TOKEN_OPERATIONS)) {
     app.post<{ Params: { serial: string }; Body: Record<string, string> }>(`/admin/api/tokens/:serial/${name}`, {
       ...admin,
       schema: bodies[name] ? { body: bodies[name] } : undefined,
     }, async (request, reply) => {
       try {
-        const state = await operation(request.params.serial, request.body ?? {}, request)
-        return { token: state }
+        return { token: await operation.run(app, request.params.serial, request.body ?? {}, actor(request)) }
       } catch (error) {
-        if (error instanceof TokenError) return reply.code(refusal(error)).send({ error: error.name, message: error.message })
+        if (error instanceof TokenError) return reply.code(refusalStatus(error.name)).send({ error: error.name, message: error.message })
         throw error
       }
+    })
+  }
+
+  // Security policies and the groups they can be assigned to.
+  const settingsSchema = {
+    type: 'object',
+    required: ['methods', 'digits', 'totpWindow', 'lockThreshold', 'lockSeconds', 'activationAttemptsPerMinute', 'maxMethods', 'temporaryCodeMaxDays'],
+    additionalProperties: false,
+    properties: {
+      methods: { type: 'array', items: { type: 'string', enum: SIGN_IN_METHODS } },
+      digits: { type: 'array', items: { type: 'integer', enum: [6, 8] } },
+      ...Object.fromEntries(Object.entries(SETTING_BOUNDS).map(([name, [minimum, maximum]]) => [name, { type: 'integer', minimum, maximum }])),
+    },
+  }
+  const targetSchema = {
+    type: 'object', additionalProperties: false, minProperties: 1, maxProperties: 1,
+    properties: { user: { type: 'string', minLength: 3 }, group: { type: 'string', minLength: 1 } },
+  }
+  const targetOf = async (body: { user?: string; group?: string }): Promise<PolicyTarget> => {
+    if (body.group !== undefined) {
+      const group = normalizeGroup(body.group)
+      if (!group) throw new BadInput("a group name is 1 to 64 letters, digits, '.', '_' or '-'")
+      return { kind: 'group', id: group }
+    }
+    const user = await findUserByUpn(app.db, String(body.user ?? ''))
+    if (!user) throw new NotFound(`no user ${body.user}`)
+    return { kind: 'user', id: user.id }
+  }
+
+  app.get('/admin/api/policies', admin, async () => ({ policies: await listPolicies(app.db) }))
+
+  app.put<{ Params: { id: string }; Body: { name: string; priority?: number; settings: PolicySettings } }>('/admin/api/policies/:id', {
+    ...admin,
+    schema: { body: { type: 'object', required: ['name', 'settings'], additionalProperties: false,
+      properties: { name: { type: 'string' }, priority: { type: 'integer' }, settings: settingsSchema } } },
+  }, async (request) => ({
+    policy: await setPolicy(app.commands, request.params.id, { name: request.body.name, priority: request.body.priority ?? 100, settings: request.body.settings }, actor(request)),
+  }))
+
+  app.delete<{ Params: { id: string } }>('/admin/api/policies/:id', admin, async (request) => {
+    await deletePolicy(app.commands, request.params.id, actor(request))
+    return { deleted: request.params.id }
+  })
+
+  for (const [name, command] of [['assign', assignPolicy], ['unassign', unassignPolicy]] as const) {
+    app.post<{ Params: { id: string }; Body: { user?: string; group?: string } }>(`/admin/api/policies/:id/${name}`, {
+      ...admin, schema: { body: targetSchema },
+    }, async (request) => ({ policy: await command(app.commands, request.params.id, await targetOf(request.body), actor(request)) }))
+  }
+
+  app.get<{ Params: { upn: string } }>('/admin/api/users/:upn/policy', admin, async (request) => {
+    const user = await findUserByUpn(app.db, request.params.upn)
+    if (!user) throw new NotFound(`no user ${request.params.upn}`)
+    return { user: user.upn, groups: user.groups, policy: await effectivePolicy(app.db, user.id) }
+  })
+
+  for (const [method, member] of [['post', true], ['delete', false]] as const) {
+    app[method]<{ Params: { upn: string; group: string } }>('/admin/api/users/:upn/groups/:group', admin, async (request) => {
+      const changed = await changeGroup(app.commands, { upn: request.params.upn, group: request.params.group, member }, actor(request))
+      const user = await findUserByUpn(app.db, request.params.upn)
+      return { user: user!.upn, groups: user!.groups, changed }
     })
   }
 }

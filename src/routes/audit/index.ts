@@ -8,9 +8,9 @@ import { tokenStateAsOf } from '../../audit/state-as-of.js'
 import { timeline, type TimelineFilter } from '../../audit/timeline.js'
 import { checkApiKey } from '../../commands/api-keys.js'
 import { verifyChains } from '../../event-store/verify.js'
-import { findUser, findUserByUpn } from '../../read-models/users.js'
-import { signedIn, VERIFIED_FOR_MS } from '../guards.js'
-import { errorPage, page } from '../render.js'
+import { findUserByUpn } from '../../read-models/users.js'
+import { requireStaff, signedIn } from '../guards.js'
+import { page } from '../render.js'
 
 interface Query {
   serial?: string
@@ -39,6 +39,7 @@ function date(name: string, value: string | undefined): Date | undefined {
 
 export default async function auditRoutes(app: FastifyInstance): Promise<void> {
   /** Who may audit: an auditor API key, or an auditor user verified with a code. */
+  const staff = requireStaff(app.db, 'auditor', () => app.commands.now().getTime())
   async function requireAuditor(request: FastifyRequest, reply: FastifyReply) {
     const header = request.headers.authorization
     if (header?.startsWith('Bearer ')) {
@@ -46,21 +47,10 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
       if (key?.role === 'auditor') return
       return reply.code(key ? 403 : 401).send({ error: key ? 'Forbidden' : 'Unauthorized', message: 'This needs an API key with the auditor role.' })
     }
-    const session = signedIn(request)
-    if (!session) {
-      if (request.url.startsWith('/audit/api')) return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'Sign in or send an auditor API key.' })
-      request.session.set('returnTo', request.url)
-      return reply.redirect('/login', 303)
+    if (!signedIn(request) && request.url.startsWith('/audit/api')) {
+      return reply.code(401).header('www-authenticate', 'Bearer').send({ error: 'Unauthorized', message: 'Sign in or send an auditor API key.' })
     }
-    const user = await findUser(app.db, session.id)
-    if (!user?.roles.includes('auditor')) {
-      return errorPage(reply, 403, 'Auditors only', 'Your account does not have the auditor role.')
-    }
-    const verifiedAt = request.session.get('verifiedAt') ?? 0
-    if (app.commands.now().getTime() - verifiedAt > VERIFIED_FOR_MS * 6) {
-      request.session.set('returnTo', request.url)
-      return reply.redirect('/security-info/verify', 303)
-    }
+    return staff(request, reply)
   }
 
   async function filterOf(q: Query): Promise<TimelineFilter> {

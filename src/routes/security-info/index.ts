@@ -6,12 +6,21 @@ import { recordSignIn } from '../../commands/users.js'
 import { normalizeName } from '../../domain/token/decide.js'
 import { TokenError } from '../../domain/token/errors.js'
 import type { TokenState } from '../../domain/token/state.js'
+import { DEFAULT_SETTINGS } from '../../domain/policy/events.js'
+import { effectivePolicy } from '../../read-models/policies.js'
 import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { requireUser, signedIn, type SignedInUser } from '../guards.js'
 import { page } from '../render.js'
 import hardwareTokenRoutes from './hardware-token.js'
 
-export const METHOD_CHOICES = [{ value: 'hardware-token', label: 'Hardware token' }] as const
+/** The methods a user can add here, and the policy method each is. */
+export const METHOD_CHOICES = [{ value: 'hardware-token', label: 'Hardware token', method: 'hardware' }] as const
+
+/** The choices the user's effective policy allows. */
+export async function allowedChoices(app: FastifyInstance, userId: string) {
+  const { settings } = await effectivePolicy(app.db, userId)
+  return METHOD_CHOICES.filter((c) => settings.methods.includes(c.method))
+}
 
 export function methodLabel(token: TokenState): string {
   return token.kind === 'totp' || token.kind === 'hotp' ? 'Hardware token' : 'Authenticator'
@@ -24,8 +33,16 @@ export function defaultName(token: Pick<TokenState, 'manufacturer' | 'model'>): 
 export default async function securityInfoRoutes(app: FastifyInstance): Promise<void> {
   const user = (request: FastifyRequest) => signedIn(request) as SignedInUser
   const activeMethods = (userId: string) => activeTokensOfUser(app.db, userId)
+  // Per user: the activation rate of the user's effective policy.
   const attemptLimits = [
-    app.rateLimit({ max: 10, timeWindow: '1 minute', keyGenerator: (r) => `code-user:${signedIn(r)?.id ?? r.ip}` }),
+    app.rateLimit({
+      max: async (r) => {
+        const u = signedIn(r)
+        return u ? (await effectivePolicy(app.db, u.id)).settings.activationAttemptsPerMinute : DEFAULT_SETTINGS.activationAttemptsPerMinute
+      },
+      timeWindow: '1 minute',
+      keyGenerator: (r) => `code-user:${signedIn(r)?.id ?? r.ip}`,
+    }),
     app.rateLimit({ max: 30, timeWindow: '1 minute', keyGenerator: (r) => `code-ip:${r.ip}` }),
   ]
 
@@ -39,12 +56,15 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     return page(request, reply, 'security-info/index', { title: 'Security info', methods, notice: notices[request.query.notice ?? ''] })
   })
 
+  // The choice list is what the user's policy allows; none allowed says so instead of an empty list.
   app.get('/security-info/add', async (request, reply) =>
-    page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: METHOD_CHOICES }))
+    page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: await allowedChoices(app, user(request).id) }))
 
   app.post<{ Body: { method?: string } }>('/security-info/add', async (request, reply) => {
-    if (request.body?.method === 'hardware-token') return reply.redirect('/security-info/hardware-token/serial', 303)
-    return page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: METHOD_CHOICES,
+    const choices = await allowedChoices(app, user(request).id)
+    const chosen = choices.find((c) => c.value === request.body?.method)
+    if (chosen) return reply.redirect(`/security-info/${chosen.value}/serial`, 303)
+    return page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: choices,
       errors: { method: 'Choose a method from the list.' } }, 422)
   })
 

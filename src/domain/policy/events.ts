@@ -1,0 +1,64 @@
+// What happens to a security policy. Stream: policy-<id>. The policy `default` applies to every user
+// who has no policy of their own or of a group; until it is first changed, DEFAULT_SETTINGS stand for it.
+
+/** Sign-in methods a policy can allow; the list grows as the gateway learns new kinds. */
+export type SignInMethod = 'hardware' | 'temporary_code'
+export const SIGN_IN_METHODS: readonly SignInMethod[] = ['hardware', 'temporary_code']
+
+export interface PolicySettings {
+  /** Methods users may add and sign in with. */
+  methods: SignInMethod[]
+  /** OTP lengths accepted, at activation and at sign-in. */
+  digits: (6 | 8)[]
+  /** TOTP steps accepted either side of now at sign-in (RFC 6238 section 5.2 recommends one). */
+  totpWindow: number
+  /** Consecutive wrong codes before a token locks. */
+  lockThreshold: number
+  /** The first lock's length in seconds; each further lock without a success in between doubles it. */
+  lockSeconds: number
+  /** Activation attempts (serial and code steps) a user may make per minute. */
+  activationAttemptsPerMinute: number
+  /** Hardware and software OTP methods a user may have (Entra: 5). */
+  maxMethods: number
+  /** The longest validity an admin may give a temporary code. */
+  temporaryCodeMaxDays: number
+}
+
+export const DEFAULT_SETTINGS: PolicySettings = {
+  methods: ['hardware', 'temporary_code'],
+  digits: [6, 8],
+  totpWindow: 1,
+  lockThreshold: 10,
+  lockSeconds: 15 * 60,
+  activationAttemptsPerMinute: 10,
+  maxMethods: 5,
+  temporaryCodeMaxDays: 30,
+}
+
+/** Bounds of each number setting: outside them a policy is refused. */
+export const SETTING_BOUNDS = {
+  totpWindow: [0, 10],
+  lockThreshold: [1, 100],
+  lockSeconds: [60, 7 * 86_400],
+  activationAttemptsPerMinute: [1, 100],
+  maxMethods: [1, 20],
+  temporaryCodeMaxDays: [1, 90],
+} as const satisfies Partial<Record<keyof PolicySettings, readonly [number, number]>>
+
+export type PolicyTarget = { kind: 'user'; id: string } | { kind: 'group'; id: string }
+
+export type PolicyEvent =
+  | { type: 'PolicyCreated'; data: { policyId: string; name: string; priority: number; settings: PolicySettings } }
+  | { type: 'PolicyChanged'; data: { policyId: string; name: string; priority: number; settings: PolicySettings } }
+  | { type: 'PolicyAssigned'; data: { policyId: string; target: PolicyTarget } }
+  | { type: 'PolicyUnassigned'; data: { policyId: string; target: PolicyTarget } }
+  /** Its users and groups fall back to the next policy that applies to them. */
+  | { type: 'PolicyDeleted'; data: { policyId: string } }
+
+export const POLICY_EVENT_TYPES = ['PolicyCreated', 'PolicyChanged', 'PolicyAssigned', 'PolicyUnassigned', 'PolicyDeleted'] as const
+
+export const DEFAULT_POLICY_ID = 'default'
+
+export function policyStream(policyId: string): string {
+  return `policy-${policyId}`
+}

@@ -1,0 +1,70 @@
+// Token lifecycle operations for admins, shared by the JSON API and the admin pages, so both enforce
+// the same rules and write the same events. Each takes the form's or body's fields as strings.
+// - assign: an existing user by user principal name; unassign, disable, enable, unlock: nothing more;
+// - revoke: a reason from REVOCATION_REASONS; resync: two consecutive codes of 6 or 8 digits.
+import type { FastifyInstance } from 'fastify'
+import {
+  assignToken, disableToken, enableToken, resyncToken, revokeToken, unassignToken, unlockToken,
+} from '../../commands/tokens.js'
+import { REVOCATION_REASONS, type RevocationReason } from '../../domain/token/events.js'
+import type { TokenState } from '../../domain/token/state.js'
+import type { EventMetadata } from '../../event-store/types.js'
+import { findUserByUpn } from '../../read-models/users.js'
+
+export class BadInput extends Error {
+  override name = 'BadInput'
+  statusCode = 400
+}
+
+export class NotFound extends Error {
+  override name = 'NotFound'
+  statusCode = 404
+}
+
+export interface TokenOperation {
+  /** The button's label on the token's page. */
+  label: string
+  run(app: FastifyInstance, serial: string, input: Record<string, unknown>, meta: EventMetadata): Promise<TokenState>
+}
+
+const CODE = /^\d{6}$|^\d{8}$/
+const field = (input: Record<string, unknown>, name: string) => String(input[name] ?? '').trim()
+
+export const TOKEN_OPERATIONS: Record<string, TokenOperation> = {
+  assign: {
+    label: 'Assign',
+    async run(app, serial, input, meta) {
+      const upn = field(input, 'user')
+      if (!upn) throw new BadInput('Enter the user principal name of the user to assign the token to.')
+      const user = await findUserByUpn(app.db, upn)
+      if (!user) throw new NotFound(`no user ${upn}`)
+      return assignToken(app.commands, { serial, userId: user.id }, meta)
+    },
+  },
+  unassign: { label: 'Unassign', run: (app, serial, _input, meta) => unassignToken(app.commands, { serial }, meta) },
+  disable: { label: 'Disable', run: (app, serial, _input, meta) => disableToken(app.commands, { serial }, meta) },
+  enable: { label: 'Enable', run: (app, serial, _input, meta) => enableToken(app.commands, { serial }, meta) },
+  unlock: { label: 'Unlock', run: (app, serial, _input, meta) => unlockToken(app.commands, { serial }, meta) },
+  revoke: {
+    label: 'Revoke',
+    async run(app, serial, input, meta) {
+      const reason = field(input, 'reason') as RevocationReason
+      if (!REVOCATION_REASONS.includes(reason)) throw new BadInput(`Choose why the token is revoked: ${REVOCATION_REASONS.join(', ')}.`)
+      return revokeToken(app.commands, { serial, reason }, meta)
+    },
+  },
+  resync: {
+    label: 'Resync',
+    async run(app, serial, input, meta) {
+      const first = field(input, 'first').replace(/\s/g, '')
+      const second = field(input, 'second').replace(/\s/g, '')
+      if (!CODE.test(first) || !CODE.test(second)) throw new BadInput('Enter two consecutive codes from the token, 6 or 8 digits each.')
+      return resyncToken(app.commands, { serial, first, second }, meta)
+    },
+  },
+}
+
+/** A refused token operation: the status that says why. */
+export function refusalStatus(errorName: string): number {
+  return ({ UnknownSerial: 404, SerialUnavailable: 404, ResyncFailed: 422 } as Record<string, number>)[errorName] ?? 409
+}
