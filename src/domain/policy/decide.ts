@@ -78,8 +78,8 @@ export function decidePolicy(state: PolicyState, command: PolicyCommand): Policy
     case 'AssignPolicy': {
       // - The default policy applies to everyone without another: it is not assigned.
       // - A user or group holds a policy once.
-      if (!state.exists) throw new UnknownPolicy(policyId)
       if (isDefault) throw new PolicyConflict('the default policy applies to everyone without another policy; it cannot be assigned')
+      if (!state.exists) throw new UnknownPolicy(policyId)
       const { target } = command.data
       if (state.targets.some((t) => sameTarget(t, target))) throw new PolicyConflict(`this policy is already assigned to that ${target.kind}`)
       return [{ type: 'PolicyAssigned', data: { policyId, target } }]
@@ -91,8 +91,8 @@ export function decidePolicy(state: PolicyState, command: PolicyCommand): Policy
       return [{ type: 'PolicyUnassigned', data: { policyId, target } }]
     }
     case 'DeletePolicy': {
-      if (!state.exists) throw new UnknownPolicy(policyId)
       if (isDefault) throw new PolicyConflict('the default policy cannot be deleted; change its settings instead')
+      if (!state.exists) throw new UnknownPolicy(policyId)
       return [{ type: 'PolicyDeleted', data: { policyId } }]
     }
     default: {
