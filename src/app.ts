@@ -17,6 +17,7 @@ import healthRoutes from './routes/health.js'
 import loginRoutes from './routes/login.js'
 import securityInfoRoutes from './routes/security-info/index.js'
 import adminApiRoutes from './routes/admin/api.js'
+import adminPageRoutes from './routes/admin/pages.js'
 import interactionRoutes from './routes/interaction/index.js'
 import upstreamRoutes from './routes/upstream.js'
 import auditRoutes from './routes/audit/index.js'
@@ -84,6 +85,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(upstreamRoutes)
   await fastify.register(securityInfoRoutes)
   await fastify.register(adminApiRoutes)
+  await fastify.register(adminPageRoutes)
   await fastify.register(interactionRoutes)
   await fastify.register(auditRoutes)
 }

@@ -158,3 +158,32 @@ export async function tokensOfUser(db: Executor, userId: string): Promise<TokenS
 export async function activeTokensOfUser(db: Executor, userId: string): Promise<TokenState[]> {
   return (await tokensOfUser(db, userId)).filter((t) => t.status === 'active')
 }
+
+export interface TokenSearch {
+  /** A serial's beginning. */
+  serial?: string
+  userId?: string
+  status?: string
+  manufacturer?: string
+  model?: string
+  /** The last serial of the previous page. */
+  after?: string
+  limit: number
+}
+
+/** Admin search, by serial order, a page at a time; each token with its owner's user principal name. */
+export async function searchTokens(db: Executor, q: TokenSearch): Promise<{ tokens: (TokenState & { owner: string | null })[]; next: string | null }> {
+  let query = db.selectFrom('tokens').leftJoin('users', 'users.id', 'tokens.user_id').selectAll('tokens').select('users.upn as owner')
+    .orderBy('tokens.serial').limit(q.limit)
+  if (q.serial) query = query.where('tokens.serial', 'like', `${q.serial.replace(/[%_\\]/g, '\\$&')}%`)
+  if (q.status) query = query.where('tokens.status', '=', q.status)
+  if (q.manufacturer) query = query.where('tokens.manufacturer', '=', q.manufacturer)
+  if (q.model) query = query.where('tokens.model', '=', q.model)
+  if (q.after) query = query.where('tokens.serial', '>', q.after)
+  if (q.userId !== undefined) query = query.where('tokens.user_id', '=', q.userId)
+  const rows = await query.execute() as (TokensTable & { owner: string | null })[]
+  return {
+    tokens: rows.map((r) => ({ ...stateFromRow(r), owner: r.owner })),
+    next: rows.length === q.limit ? rows[rows.length - 1]!.serial : null,
+  }
+}

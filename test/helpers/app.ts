@@ -114,5 +114,5 @@ export class Browser {
 
 /** Visible text of an HTML page, for asserting on what a person reads. */
 export function text(html: string): string {
-  return html.replace(/<[^>]+>/g, ' ').replace(/&#39;/g, "'").replace(/&quot;/g, '"').replace(/&amp;/g, '&').replace(/\s+/g, ' ').trim()
+  return html.replace(/<[^>]+>/g, ' ').replace(/&#39;/g, "'").replace(/&quot;|&#34;/g, '"').replace(/&amp;/g, '&').replace(/\s+/g, ' ').trim()
 }

@@ -20,10 +20,11 @@ import { replayStream } from '../../audit/state-as-of.js'
 import { TokenError } from '../../domain/token/errors.js'
 import { REVOCATION_REASONS } from '../../domain/token/events.js'
 import { effectivePolicy, listPolicies } from '../../read-models/policies.js'
-import { stateFromRow, type TokensTable } from '../../read-models/tokens.js'
+import { searchTokens, stateFromRow, type TokensTable } from '../../read-models/tokens.js'
 import { findUserByUpn } from '../../read-models/users.js'
 import { parseInventory } from '../../import/index.js'
 import { UnusableFile, type InventoryFormat } from '../../import/types.js'
+import { page } from '../render.js'
 import { BadInput, NotFound, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
 
 /** An inventory file larger than this is refused (about a million Entra rows). */
@@ -90,19 +91,10 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
   app.get<{ Querystring: { serial?: string; user?: string; status?: string; manufacturer?: string; model?: string; after?: string; limit?: string } }>(
     '/admin/api/tokens', admin, async (request) => {
       const q = request.query
-      const limit = Math.min(Math.max(Number(q.limit ?? 100) || 100, 1), 500)
-      let query = app.db.selectFrom('tokens').selectAll().orderBy('serial').limit(limit)
-      if (q.serial) query = query.where('serial', 'like', `${q.serial.replace(/[%_\\]/g, '\\$&')}%`)
-      if (q.status) query = query.where('status', '=', q.status)
-      if (q.manufacturer) query = query.where('manufacturer', '=', q.manufacturer)
-      if (q.model) query = query.where('model', '=', q.model)
-      if (q.after) query = query.where('serial', '>', q.after)
-      if (q.user) {
-        const user = await findUserByUpn(app.db, q.user)
-        query = query.where('user_id', '=', user?.id ?? '(none)')
-      }
-      const rows = await query.execute() as TokensTable[]
-      return { tokens: rows.map(stateFromRow), next: rows.length === limit ? rows[rows.length - 1]!.serial : null }
+      const user = q.user ? await findUserByUpn(app.db, q.user) : undefined
+      return searchTokens(app.db, {
+        ...q, userId: q.user ? user?.id ?? '(none)' : undefined, limit: Math.min(Math.max(Number(q.limit ?? 100) || 100, 1), 500),
+      })
     })
 
   app.get<{ Params: { serial: string } }>('/admin/api/tokens/:serial', admin, async (request, reply) => {
@@ -202,4 +194,17 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
       return { user: user!.upn, groups: user!.groups, changed }
     })
   }
+
+  // The API reference as a page, server-rendered from the OpenAPI document (no script: the strict CSP holds).
+  app.get('/admin/api/docs', { schema: { hide: true } as never }, async (request, reply) => {
+    const doc = app.swagger() as { info: { title: string; description: string }; paths: Record<string, Record<string, {
+      summary?: string; parameters?: { name: string; in: string; required?: boolean }[]
+      requestBody?: { content: Record<string, { schema: unknown }> }; responses?: Record<string, unknown>
+    }>> }
+    const operations = Object.entries(doc.paths).flatMap(([path, methods]) => Object.entries(methods).map(([method, op]) => ({
+      method: method.toUpperCase(), path, summary: op.summary ?? '', parameters: op.parameters ?? [],
+      body: op.requestBody ? JSON.stringify(Object.values(op.requestBody.content)[0]?.schema, null, 2) : null,
+    })))
+    return page(request, reply, 'admin/api-docs', { title: 'API reference', info: doc.info, operations })
+  })
 }

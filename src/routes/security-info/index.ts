@@ -92,9 +92,9 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     }
     request.session.set('verifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, u.id, 'otp', app.eventMetadata(request, { type: 'user', id: u.id }))
-    // Sent here by a page that needs a code (the audit pages): back to it.
+    // Sent here by a page that needs a code (the audit and admin pages): back to it.
     const returnTo = request.session.get('returnTo')
-    if (returnTo?.startsWith('/audit')) {
+    if (returnTo?.startsWith('/audit') || returnTo?.startsWith('/admin')) {
       request.session.set('returnTo', undefined)
       return reply.redirect(returnTo, 303)
     }

@@ -1,0 +1,254 @@
+// Admin pages: token search and detail with the lifecycle operations, users (groups, effective policy,
+// temporary code), security policies. For users with the admin role who entered a code within the hour.
+// - GET renders; POST runs the same operation as the JSON API (operations.ts, commands/*) with the admin
+//   as actor, then redirects (303) to the page with a notice, or re-renders it with the reason (4xx).
+// - A refused operation writes nothing; a temporary code is shown once, on the response to its POST.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
+import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
+import { issueTemporaryCode } from '../../commands/temporary-codes.js'
+import { changeGroup } from '../../commands/users.js'
+import { describe } from '../../audit/describe.js'
+import { replayStream } from '../../audit/state-as-of.js'
+import { PolicyError } from '../../domain/policy/decide.js'
+import { DEFAULT_SETTINGS, SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings, type PolicyTarget, type SignInMethod } from '../../domain/policy/events.js'
+import { TokenError } from '../../domain/token/errors.js'
+import { REVOCATION_REASONS } from '../../domain/token/events.js'
+import { normalizeGroup, UserError } from '../../domain/user/decide.js'
+import { effectivePolicy, listPolicies, loadPolicy } from '../../read-models/policies.js'
+import { searchTokens, tokensOfUser } from '../../read-models/tokens.js'
+import { findUserByUpn } from '../../read-models/users.js'
+import { requireStaff, signedIn } from '../guards.js'
+import { page } from '../render.js'
+import { BadInput, NotFound, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
+
+type Form = Record<string, string | string[] | undefined>
+
+const STATUSES = ['inventory', 'assigned', 'active', 'revoked']
+const METHOD_LABELS: Record<SignInMethod, string> = { hardware: 'Hardware token', temporary_code: 'Temporary code' }
+const SETTING_LABELS: Record<keyof typeof SETTING_BOUNDS, string> = {
+  totpWindow: 'Time steps accepted either side of now',
+  lockThreshold: 'Wrong codes before the token locks',
+  lockSeconds: 'First lock period (seconds; doubles on each further lock)',
+  activationAttemptsPerMinute: 'Activation attempts per user per minute',
+  maxMethods: 'Authenticator methods per user at most',
+  temporaryCodeMaxDays: 'Longest temporary code validity (days)',
+}
+
+/** The status and message of an error a person can act on; null for anything else (a fault). */
+function refusal(error: unknown): { status: number; message: string } | null {
+  if (error instanceof TokenError) return { status: refusalStatus(error.name), message: error.message }
+  const status = (error as { statusCode?: number }).statusCode
+  if ((error instanceof PolicyError || error instanceof UserError || error instanceof BadInput || error instanceof NotFound
+    || (error as Error).name === 'InvalidTemporaryCode') && status && status < 500) return { status, message: (error as Error).message }
+  return null
+}
+
+const list = (value: string | string[] | undefined) => (Array.isArray(value) ? value : value ? [value] : [])
+
+/** A policy form's fields as settings; a number field left blank or not a number is refused by name. */
+function settingsFromForm(form: Form): PolicySettings {
+  const numbers = Object.fromEntries(Object.keys(SETTING_BOUNDS).map((name) => {
+    const raw = String(form[name] ?? '').trim()
+    if (!/^\d+$/.test(raw)) throw new BadInput(`${SETTING_LABELS[name as keyof typeof SETTING_BOUNDS]}: enter a whole number.`)
+    return [name, Number(raw)]
+  }))
+  return {
+    ...DEFAULT_SETTINGS,
+    ...numbers,
+    methods: list(form.methods) as SignInMethod[],
+    digits: list(form.digits).map(Number) as (6 | 8)[],
+  }
+}
+
+export default async function adminPageRoutes(app: FastifyInstance): Promise<void> {
+  const now = () => app.commands.now().getTime()
+  const actor = (request: FastifyRequest) => app.eventMetadata(request, { type: 'admin', id: signedIn(request)!.upn })
+
+  await app.register(async (admin) => {
+    admin.addHook('preHandler', requireStaff(app.db, 'admin', now))
+
+    admin.get('/admin', async (_request, reply) => reply.redirect('/admin/tokens', 303))
+
+    // Tokens: search, detail, operations.
+    admin.get<{ Querystring: Record<string, string | undefined> }>('/admin/tokens', async (request, reply) => {
+      const q = request.query
+      const user = q.user ? await findUserByUpn(app.db, q.user) : undefined
+      const result = await searchTokens(app.db, {
+        serial: q.serial?.trim(), status: STATUSES.includes(q.status ?? '') ? q.status : undefined,
+        manufacturer: q.manufacturer?.trim() || undefined, model: q.model?.trim() || undefined, after: q.after,
+        userId: q.user ? user?.id ?? '(none)' : undefined, limit: 50,
+      })
+      const nextQuery = result.next ? new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v)) as Record<string, string>, after: result.next }).toString() : null
+      return page(request, reply, 'admin/tokens', { title: 'Tokens', values: q, statuses: STATUSES, tokens: result.tokens, nextQuery, now: app.commands.now() })
+    })
+
+    async function tokenPage(request: FastifyRequest, reply: FastifyReply, serial: string, extra: { status?: number; error?: string; values?: Form; notice?: string } = {}) {
+      const steps = await replayStream(app.db, `token-${serial}`)
+      const state = steps[steps.length - 1]?.state as import('../../domain/token/state.js').TokenState | undefined
+      if (!state) return page(request, reply, 'admin/not-found', { title: 'Token not found', message: `No token with serial ${serial}.` }, 404)
+      const userIds = new Set<string>([state.userId, ...steps.map((s) => (typeof s.data.userId === 'string' ? s.data.userId : null))].filter((x): x is string => !!x))
+      const names = new Map<string, string>()
+      if (userIds.size > 0) for (const u of await app.db.selectFrom('users').select(['id', 'upn']).where('id', 'in', [...userIds]).execute()) names.set(u.id, u.upn)
+      const history = steps.map((s) => ({ ...s, line: describe({ type: s.type, streamId: `token-${serial}`, data: s.data, metadata: { actor: s.actor } }, names) })).reverse()
+      return page(request, reply, 'admin/token', {
+        title: `Token ${serial}`, token: state, owner: state.userId ? names.get(state.userId) ?? state.userId : null, history,
+        reasons: REVOCATION_REASONS, now: app.commands.now(), error: extra.error, notice: extra.notice, values: extra.values ?? {},
+      }, extra.status ?? 200)
+    }
+
+    const notices: Record<string, string> = {
+      assign: 'The token was assigned.', unassign: 'The token was unassigned and is back in the inventory.', disable: 'The token was disabled.',
+      enable: 'The token was enabled.', unlock: 'The token was unlocked and its failure count reset.', revoke: 'The token was revoked and its seed destroyed.',
+      resync: 'The token was resynchronised.',
+    }
+
+    admin.get<{ Params: { serial: string }; Querystring: { done?: string } }>('/admin/tokens/:serial', async (request, reply) =>
+      tokenPage(request, reply, request.params.serial, { notice: notices[request.query.done ?? ''] }))
+
+    admin.post<{ Params: { serial: string; operation: string }; Body: Form }>('/admin/tokens/:serial/:operation', async (request, reply) => {
+      const { serial, operation } = request.params
+      const op = Object.hasOwn(TOKEN_OPERATIONS, operation) ? TOKEN_OPERATIONS[operation] : undefined
+      if (!op) return tokenPage(request, reply, serial, { status: 404, error: `There is no operation "${operation}".` })
+      try {
+        await op.run(app, serial, request.body ?? {}, actor(request))
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        // The codes of a failed resync are not kept; the user and reason are.
+        const { first: _f, second: _s, _csrf, ...values } = request.body ?? {}
+        return tokenPage(request, reply, serial, { status: r.status, error: r.message, values })
+      }
+      return reply.redirect(`/admin/tokens/${encodeURIComponent(serial)}?done=${operation}`, 303)
+    })
+
+    // Users: groups, effective policy, tokens, temporary code.
+    admin.get<{ Querystring: { upn?: string } }>('/admin/users', async (request, reply) => {
+      const upn = request.query.upn?.trim()
+      if (upn) {
+        const user = await findUserByUpn(app.db, upn)
+        if (user) return reply.redirect(`/admin/users/${encodeURIComponent(user.upn)}`, 303)
+        return page(request, reply, 'admin/users', { title: 'Users', values: { upn }, errors: { upn: `No user ${upn}.` } }, 404)
+      }
+      return page(request, reply, 'admin/users', { title: 'Users' })
+    })
+
+    async function userPage(request: FastifyRequest, reply: FastifyReply, upn: string, extra: { status?: number; error?: string; notice?: string; issued?: { code: string; expiresAt: Date; oneTime: boolean }; values?: Form } = {}) {
+      const user = await findUserByUpn(app.db, upn)
+      if (!user) return page(request, reply, 'admin/not-found', { title: 'User not found', message: `No user ${upn}.` }, 404)
+      const [tokens, policy] = await Promise.all([tokensOfUser(app.db, user.id), effectivePolicy(app.db, user.id)])
+      if (extra.issued) reply.header('cache-control', 'no-store')
+      return page(request, reply, 'admin/user', {
+        title: user.upn, subject: user, tokens, policy, methodLabels: METHOD_LABELS, error: extra.error, notice: extra.notice,
+        issued: extra.issued, values: extra.values ?? {},
+      }, extra.status ?? 200)
+    }
+
+    admin.get<{ Params: { upn: string }; Querystring: { done?: string } }>('/admin/users/:upn', async (request, reply) =>
+      userPage(request, reply, request.params.upn, { notice: ({ joined: 'The user was added to the group.', left: 'The user was removed from the group.' } as Record<string, string>)[request.query.done ?? ''] }))
+
+    admin.post<{ Params: { upn: string }; Body: Form }>('/admin/users/:upn/groups', async (request, reply) => {
+      const remove = typeof request.body?.remove === 'string'
+      const group = String((remove ? request.body?.remove : request.body?.group) ?? '')
+      try {
+        await changeGroup(app.commands, { upn: request.params.upn, group, member: !remove }, actor(request))
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        return userPage(request, reply, request.params.upn, { status: r.status, error: r.message, values: { group } })
+      }
+      return reply.redirect(`/admin/users/${encodeURIComponent(request.params.upn)}?done=${remove ? 'left' : 'joined'}`, 303)
+    })
+
+    admin.post<{ Params: { upn: string }; Body: Form }>('/admin/users/:upn/temporary-code', async (request, reply) => {
+      const user = await findUserByUpn(app.db, request.params.upn)
+      if (!user) return userPage(request, reply, request.params.upn)
+      const validDays = Number(request.body?.validDays)
+      const oneTime = request.body?.oneTime === 'yes'
+      try {
+        const issued = await issueTemporaryCode(app.commands, { userId: user.id, validDays, oneTime }, actor(request))
+        return userPage(request, reply, user.upn, { issued: { ...issued, oneTime } })
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        return userPage(request, reply, user.upn, { status: r.status, error: r.message, values: { validDays: String(request.body?.validDays ?? '') } })
+      }
+    })
+
+    // Security policies.
+    const policyForm = { methods: SIGN_IN_METHODS, methodLabels: METHOD_LABELS, bounds: SETTING_BOUNDS, labels: SETTING_LABELS }
+
+    admin.get<{ Querystring: { done?: string } }>('/admin/policies', async (request, reply) => {
+      const policies = await listPolicies(app.db)
+      const ids = [...new Set(policies.flatMap((p) => p.targets.filter((x) => x.kind === 'user').map((x) => x.id)))]
+      const names = new Map((ids.length ? await app.db.selectFrom('users').select(['id', 'upn']).where('id', 'in', ids).execute() : []).map((u) => [u.id, u.upn]))
+      return page(request, reply, 'admin/policies', {
+        title: 'Security policies', policies, names, ...policyForm, defaults: DEFAULT_SETTINGS,
+        notice: request.query.done === 'deleted' ? 'The policy was deleted.' : undefined,
+      })
+    })
+
+    async function policyPage(request: FastifyRequest, reply: FastifyReply, id: string, extra: { status?: number; error?: string; notice?: string; values?: Form } = {}) {
+      const policy = await loadPolicy(app.db, id)
+      if (!policy.exists && id !== 'default') return page(request, reply, 'admin/not-found', { title: 'Policy not found', message: `No policy ${id}.` }, 404)
+      const ids = policy.targets.filter((x) => x.kind === 'user').map((x) => x.id)
+      const names = new Map((ids.length ? await app.db.selectFrom('users').select(['id', 'upn']).where('id', 'in', ids).execute() : []).map((u) => [u.id, u.upn]))
+      return page(request, reply, 'admin/policy', { title: `Policy ${policy.name}`, policy, names, ...policyForm, error: extra.error, notice: extra.notice, values: extra.values ?? {} }, extra.status ?? 200)
+    }
+
+    admin.get<{ Params: { id: string }; Querystring: { done?: string } }>('/admin/policies/:id', async (request, reply) =>
+      policyPage(request, reply, request.params.id, { notice: ({ saved: 'The policy was saved.', assigned: 'The policy was assigned.', unassigned: 'The assignment was removed.' } as Record<string, string>)[request.query.done ?? ''] }))
+
+    // Create (the id comes with the form) or change a policy.
+    admin.post<{ Params: { id?: string }; Body: Form }>('/admin/policies', async (request, reply) => savePolicy(request, reply, String(request.body?.id ?? '').trim(), true))
+    admin.post<{ Params: { id: string }; Body: Form }>('/admin/policies/:id', async (request, reply) => savePolicy(request, reply, request.params.id, false))
+
+    async function savePolicy(request: FastifyRequest<{ Body: Form }>, reply: FastifyReply, id: string, creating: boolean) {
+      const form = request.body ?? {}
+      try {
+        if (creating && (await loadPolicy(app.db, id)).exists) throw new PolicyError(`a policy ${id} already exists`)
+        const priority = String(form.priority ?? '100').trim()
+        if (!/^\d+$/.test(priority)) throw new BadInput('Priority: enter a whole number.')
+        await setPolicy(app.commands, id, { name: String(form.name ?? ''), priority: Number(priority), settings: settingsFromForm(form) }, actor(request))
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        if (creating) {
+          const policies = await listPolicies(app.db)
+          return page(request, reply, 'admin/policies', { title: 'Security policies', policies, names: new Map(), ...policyForm, defaults: DEFAULT_SETTINGS, error: r.message, values: form }, r.status)
+        }
+        return policyPage(request, reply, id, { status: r.status, error: r.message, values: form })
+      }
+      return reply.redirect(`/admin/policies/${encodeURIComponent(id)}?done=saved`, 303)
+    }
+
+    admin.post<{ Params: { id: string; change: string }; Body: Form }>('/admin/policies/:id/:change', async (request, reply) => {
+      const { id, change } = request.params
+      const form = request.body ?? {}
+      try {
+        if (change === 'delete') {
+          await deletePolicy(app.commands, id, actor(request))
+          return reply.redirect('/admin/policies?done=deleted', 303)
+        }
+        if (change !== 'assign' && change !== 'unassign') throw new NotFound(`There is no change "${change}".`)
+        let target: PolicyTarget
+        if (String(form.kind) === 'group') {
+          const group = normalizeGroup(String(form.target ?? ''))
+          if (!group) throw new BadInput("A group name is 1 to 64 letters, digits, '.', '_' or '-'.")
+          target = { kind: 'group', id: group }
+        } else {
+          const raw = String(form.target ?? '').trim()
+          // Removing names the user by id (the assignment's own); assigning by user principal name.
+          const user = change === 'unassign' && !raw.includes('@') ? { id: raw } : await findUserByUpn(app.db, raw)
+          if (!user) throw new NotFound(raw ? `No user ${raw}.` : 'Enter the user principal name of a user.')
+          target = { kind: 'user', id: user.id }
+        }
+        await (change === 'assign' ? assignPolicy : unassignPolicy)(app.commands, id, target, actor(request))
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        return policyPage(request, reply, id, { status: r.status, error: r.message, values: { kind: String(form.kind ?? ''), target: String(form.target ?? '') } })
+      }
+      return reply.redirect(`/admin/policies/${encodeURIComponent(id)}?done=${change}ed`, 303)
+    })
+  })
+}
