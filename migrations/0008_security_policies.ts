@@ -1,5 +1,5 @@
-// Security policies (inline read model of policy-<id> streams) and users' groups.
-// Frozen in time: this file imports nothing from src/.
+// Security policies (inline read model of policy-<id> streams), who they are assigned to, and users'
+// groups. Frozen in time: this file imports nothing from src/.
 import { type Kysely, sql } from 'kysely'
 
 export async function up(db: Kysely<any>): Promise<void> {
@@ -15,28 +15,22 @@ export async function up(db: Kysely<any>): Promise<void> {
       version integer not null
     )
   `.execute(db)
-  await sql`create index policies_targets_idx on policies using gin (targets jsonb_path_ops)`.execute(db)
-  await sql`alter table users add column groups jsonb not null default '[]'`.execute(db)
-  // The policy that applies to a user: their own, else their groups', else the default (lowest priority
-  // number first, then id). Null when none applies (no default policy written yet: built-in defaults).
+  // The same assignments, one row each, so the effective policy is found with index lookups.
   await sql`
-    create function tessera_effective_policy_id(p_user_id text) returns text language sql stable as $$
-      select p.id from policies p
-      cross join lateral (select case
-        when p_user_id is not null and p.targets @> jsonb_build_array(jsonb_build_object('kind', 'user', 'id', p_user_id)) then 0
-        when p_user_id is not null and p.targets @> any (
-          select jsonb_build_array(jsonb_build_object('kind', 'group', 'id', g))
-          from users u cross join jsonb_array_elements_text(u.groups) g where u.id = p_user_id) then 1
-        when p.id = 'default' then 2 end as rank) r
-      where p.exists and r.rank is not null
-      order by r.rank, p.priority, p.id
-      limit 1
-    $$
+    create table policy_assignments (
+      target_kind text not null,
+      target_id text not null,
+      policy_id text not null,
+      priority integer not null,
+      primary key (target_kind, target_id, policy_id)
+    )
   `.execute(db)
+  await sql`create index policy_assignments_policy_idx on policy_assignments (policy_id)`.execute(db)
+  await sql`alter table users add column groups jsonb not null default '[]'`.execute(db)
 }
 
 export async function down(db: Kysely<any>): Promise<void> {
-  await sql`drop function tessera_effective_policy_id(text)`.execute(db)
   await sql`alter table users drop column groups`.execute(db)
+  await sql`drop table policy_assignments`.execute(db)
   await sql`drop table policies`.execute(db)
 }

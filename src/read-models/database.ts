@@ -1,7 +1,7 @@
 // The database's tables, typed once. One interface per table; queries take `db` or `trx` first.
 import type { ColumnType, Generated, Kysely, Transaction } from 'kysely'
 import type { TokenSecretsTable, TokensTable } from './tokens.js'
-import type { PoliciesTable } from './policies.js'
+import type { PoliciesTable, PolicyAssignmentsTable } from './policies.js'
 import type { UserCredentialsTable, UsersTable } from './users.js'
 
 export interface EventsTable {
@@ -131,6 +131,7 @@ export interface Database {
   upstream_links: UpstreamLinksTable
   temporary_codes: TemporaryCodesTable
   policies: PoliciesTable
+  policy_assignments: PolicyAssignmentsTable
 }
 
 export type Db = Kysely<Database>

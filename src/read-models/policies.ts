@@ -1,6 +1,6 @@
-// The policies read model, and which policy applies to a user (migration 0008's
-// tessera_effective_policy_id: the user's own, else their groups', else the default).
-import { sql } from 'kysely'
+// The policies read model, and which policy applies to a user: their own, else their groups', else
+// the default; among several of one kind the lowest priority number, then the lowest id.
+import { sql, type RawBuilder } from 'kysely'
 import { DEFAULT_POLICY_ID, DEFAULT_SETTINGS, type PolicySettings, type PolicyTarget } from '../domain/policy/events.js'
 import { initialPolicyState, type PolicyState } from '../domain/policy/state.js'
 import type { Executor } from './database.js'
@@ -13,6 +13,27 @@ export interface PoliciesTable {
   targets: PolicyTarget[]
   exists: boolean
   version: number
+}
+
+export interface PolicyAssignmentsTable {
+  target_kind: 'user' | 'group'
+  target_id: string
+  policy_id: string
+  priority: number
+}
+
+/**
+ * The id of the policy that applies to the user whose id `userId` gives (a column or a value), as an
+ * SQL expression: index lookups in policy_assignments, so it can ride along a token's load.
+ */
+export function effectivePolicyId(userId: RawBuilder<unknown>): RawBuilder<string> {
+  return sql<string>`coalesce(
+    (select a.policy_id from policy_assignments a where a.target_kind = 'user' and a.target_id = ${userId}
+      order by a.priority, a.policy_id limit 1),
+    (select a.policy_id from users u cross join jsonb_array_elements_text(u.groups) g(name)
+      join policy_assignments a on a.target_kind = 'group' and a.target_id = g.name
+      where u.id = ${userId} order by a.priority, a.policy_id limit 1),
+    ${DEFAULT_POLICY_ID})`
 }
 
 export interface EffectivePolicy {
@@ -49,7 +70,7 @@ export async function listPolicies(db: Executor): Promise<PolicyState[]> {
 /** The policy that applies to this user (null: an unassigned token, which only the default governs). */
 export async function effectivePolicy(db: Executor, userId: string | null): Promise<EffectivePolicy> {
   const result = await sql<PoliciesTable>`
-    select p.* from policies p where p.id = tessera_effective_policy_id(${userId})`.execute(db)
+    select p.* from policies p where p.id = ${effectivePolicyId(sql`${userId}::text`)} and p.exists`.execute(db)
   const row = result.rows[0]
   if (!row) return { id: DEFAULT_POLICY_ID, name: 'Default', source: 'default', settings: DEFAULT_SETTINGS }
   const source = row.targets.some((t) => t.kind === 'user' && t.id === userId) ? 'user' : row.id === DEFAULT_POLICY_ID ? 'default' : 'group'

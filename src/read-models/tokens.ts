@@ -3,7 +3,7 @@ import { sql, type Generated } from 'kysely'
 import { initialState, type TokenState } from '../domain/token/state.js'
 import type { PolicySettings } from '../domain/policy/events.js'
 import type { Executor } from './database.js'
-import { settingsOf } from './policies.js'
+import { effectivePolicyId, settingsOf } from './policies.js'
 
 export interface TokensTable {
   serial: string
@@ -98,9 +98,9 @@ function withSeed(serial: string, row: SeedRow | undefined): TokenWithSeed {
 
 /** A token's row, its sealed seed and its owner's policy settings: what a decision needs, in one query. */
 const tokenQuery = (serials: readonly string[]) => sql<SeedRow>`
-  select t.*, s.key_id, s.nonce, s.ciphertext, p.settings as policy
+  select t.*, s.key_id, s.nonce, s.ciphertext,
+    (select p.settings from policies p where p.id = ${effectivePolicyId(sql.ref('t.user_id'))} and p.exists) as policy
   from tokens t left join token_secrets s using (serial)
-  left join policies p on p.id = tessera_effective_policy_id(t.user_id)
   where t.serial = any(${serials}::text[])`
 
 /**
