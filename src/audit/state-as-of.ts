@@ -6,7 +6,10 @@ import { evolve, initialState, type TokenState } from '../domain/token/state.js'
 import type { UserEvent } from '../domain/user/events.js'
 import { evolveUser, initialUserState, type UserState } from '../domain/user/state.js'
 import type { EventMetadata } from '../event-store/types.js'
+import { subjectUser } from '../projections/audit-index.js'
 import type { Executor } from '../read-models/database.js'
+import { upnsOf } from '../read-models/users.js'
+import { describe } from './describe.js'
 
 export interface ReplayStep {
   position: number
@@ -39,6 +42,14 @@ export async function replayStream(db: Executor, streamId: string, limit: Replay
     return { position: Number(r.position), streamVersion: r.stream_version, type: r.type, recordedAt: r.recorded_at, actor: r.metadata.actor,
       data: r.data, state: token ?? user }
   })
+}
+
+/** The replay with each event's plain-language line (users named by their user principal names). */
+export async function describedReplay(db: Executor, streamId: string, limit: ReplayUntil = {}): Promise<(ReplayStep & { line: string })[]> {
+  const steps = await replayStream(db, streamId, limit)
+  const ids = steps.flatMap((s) => [s.actor.type === 'user' ? s.actor.id : null, subjectUser({ streamId, data: s.data })])
+  const names = await upnsOf(db, ids.filter((id): id is string => id !== null))
+  return steps.map((s) => ({ ...s, line: describe({ type: s.type, streamId, data: s.data, metadata: { actor: s.actor } }, names) }))
 }
 
 /** The token's state as of the instant or position; null when it did not exist yet. */

@@ -4,6 +4,7 @@ import { sql } from 'kysely'
 import type { EventMetadata } from '../event-store/types.js'
 import type { Executor } from '../read-models/database.js'
 import { subjectUser } from '../projections/audit-index.js'
+import { upnsOf } from '../read-models/users.js'
 import { describe } from './describe.js'
 
 export interface TimelineFilter {
@@ -54,10 +55,7 @@ export async function timeline(db: Executor, filter: TimelineFilter, page: { aft
     const subject = subjectUser({ streamId: r.stream_id, data: r.data })
     if (subject) userIds.add(subject)
   }
-  const names = new Map<string, string>()
-  if (userIds.size > 0) {
-    for (const u of await db.selectFrom('users').select(['id', 'upn']).where('id', 'in', [...userIds]).execute()) names.set(u.id, u.upn)
-  }
+  const names = await upnsOf(db, userIds)
   const entries = rows.rows.map((r) => ({
     position: Number(r.position), streamId: r.stream_id, streamVersion: r.stream_version, type: r.type, recordedAt: r.recorded_at,
     actor: r.metadata.actor, sourceIp: r.metadata.sourceIp, userAgent: r.metadata.userAgent, correlationId: r.metadata.correlationId,

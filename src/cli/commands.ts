@@ -2,8 +2,7 @@
 import { createReadStream, createWriteStream, existsSync } from 'node:fs'
 import { pipeline } from 'node:stream/promises'
 import { exportEvents, type ExportFormat } from '../audit/export.js'
-import { replayStream } from '../audit/state-as-of.js'
-import { describe } from '../audit/describe.js'
+import { describedReplay } from '../audit/state-as-of.js'
 import { createApiKey, revokeApiKey, type ApiRole } from '../commands/api-keys.js'
 import { registerClient } from '../commands/clients.js'
 import { rotateSigningKey } from '../oidc/signing-keys.js'
@@ -195,11 +194,10 @@ export async function auditReplay(io: Io, streamId: string | undefined, until: s
   const limit = instant('--until', until)
   const ctx = await openContext()
   try {
-    const steps = await replayStream(ctx.db, streamId, { until: limit })
+    const steps = await describedReplay(ctx.db, streamId, { until: limit })
     if (steps.length === 0) throw new CliError(`stream ${streamId} has no events${limit ? ` by ${limit.toISOString()}` : ''}`, 1)
-    const names = new Map((await ctx.db.selectFrom('users').select(['id', 'upn']).execute()).map((u) => [u.id, u.upn]))
     for (const step of steps) {
-      io.out(`v${step.streamVersion} #${step.position} ${step.recordedAt.toISOString()} ${step.type}: ${describe({ type: step.type, streamId, data: step.data, metadata: { actor: step.actor } }, names)}`)
+      io.out(`v${step.streamVersion} #${step.position} ${step.recordedAt.toISOString()} ${step.type}: ${step.line}`)
       if (step.state) io.out(`  state: ${JSON.stringify(step.state)}`)
     }
     return 0

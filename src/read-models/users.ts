@@ -37,3 +37,11 @@ export async function usersByUpn(db: Executor, upns: readonly string[]): Promise
     .where((eb) => eb(eb.fn('lower', ['upn']), 'in', upns.map((u) => u.toLowerCase()))).execute()
   return new Map(rows.map((r) => [r.upn.toLowerCase(), r.id]))
 }
+
+/** User principal names by user id, for the ids given (unknown ids are left out). */
+export async function upnsOf(db: Executor, ids: Iterable<string>): Promise<Map<string, string>> {
+  const list = [...new Set(ids)]
+  if (list.length === 0) return new Map()
+  const rows = await db.selectFrom('users').select(['id', 'upn']).where('id', 'in', list).execute()
+  return new Map(rows.map((u) => [u.id, u.upn]))
+}

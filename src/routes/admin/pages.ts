@@ -7,16 +7,16 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
 import { changeGroup } from '../../commands/users.js'
-import { describe } from '../../audit/describe.js'
-import { replayStream } from '../../audit/state-as-of.js'
+import { describedReplay } from '../../audit/state-as-of.js'
 import { PolicyError } from '../../domain/policy/decide.js'
 import { DEFAULT_SETTINGS, SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings, type PolicyTarget, type SignInMethod } from '../../domain/policy/events.js'
 import { TokenError } from '../../domain/token/errors.js'
+import type { TokenState } from '../../domain/token/state.js'
 import { REVOCATION_REASONS } from '../../domain/token/events.js'
 import { normalizeGroup, UserError } from '../../domain/user/decide.js'
 import { effectivePolicy, listPolicies, loadPolicy } from '../../read-models/policies.js'
 import { searchTokens, tokensOfUser } from '../../read-models/tokens.js'
-import { findUserByUpn } from '../../read-models/users.js'
+import { findUserByUpn, upnsOf } from '../../read-models/users.js'
 import { requireStaff, signedIn } from '../guards.js'
 import { page } from '../render.js'
 import { BadInput, NotFound, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
@@ -83,15 +83,12 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     })
 
     async function tokenPage(request: FastifyRequest, reply: FastifyReply, serial: string, extra: { status?: number; error?: string; values?: Form; notice?: string } = {}) {
-      const steps = await replayStream(app.db, `token-${serial}`)
-      const state = steps[steps.length - 1]?.state as import('../../domain/token/state.js').TokenState | undefined
+      const steps = await describedReplay(app.db, `token-${serial}`)
+      const state = steps[steps.length - 1]?.state as TokenState | undefined
       if (!state) return page(request, reply, 'admin/not-found', { title: 'Token not found', message: `No token with serial ${serial}.` }, 404)
-      const userIds = new Set<string>([state.userId, ...steps.map((s) => (typeof s.data.userId === 'string' ? s.data.userId : null))].filter((x): x is string => !!x))
-      const names = new Map<string, string>()
-      if (userIds.size > 0) for (const u of await app.db.selectFrom('users').select(['id', 'upn']).where('id', 'in', [...userIds]).execute()) names.set(u.id, u.upn)
-      const history = steps.map((s) => ({ ...s, line: describe({ type: s.type, streamId: `token-${serial}`, data: s.data, metadata: { actor: s.actor } }, names) })).reverse()
+      const owner = state.userId ? (await upnsOf(app.db, [state.userId])).get(state.userId) ?? state.userId : null
       return page(request, reply, 'admin/token', {
-        title: `Token ${serial}`, token: state, owner: state.userId ? names.get(state.userId) ?? state.userId : null, history,
+        title: `Token ${serial}`, token: state, owner, history: steps.reverse(),
         reasons: REVOCATION_REASONS, now: app.commands.now(), error: extra.error, notice: extra.notice, values: extra.values ?? {},
       }, extra.status ?? 200)
     }
@@ -179,8 +176,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
 
     admin.get<{ Querystring: { done?: string } }>('/admin/policies', async (request, reply) => {
       const policies = await listPolicies(app.db)
-      const ids = [...new Set(policies.flatMap((p) => p.targets.filter((x) => x.kind === 'user').map((x) => x.id)))]
-      const names = new Map((ids.length ? await app.db.selectFrom('users').select(['id', 'upn']).where('id', 'in', ids).execute() : []).map((u) => [u.id, u.upn]))
+      const names = await upnsOf(app.db, policies.flatMap((p) => p.targets.filter((x) => x.kind === 'user').map((x) => x.id)))
       return page(request, reply, 'admin/policies', {
         title: 'Security policies', policies, names, ...policyForm, defaults: DEFAULT_SETTINGS,
         notice: request.query.done === 'deleted' ? 'The policy was deleted.' : undefined,
@@ -190,8 +186,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     async function policyPage(request: FastifyRequest, reply: FastifyReply, id: string, extra: { status?: number; error?: string; notice?: string; values?: Form } = {}) {
       const policy = await loadPolicy(app.db, id)
       if (!policy.exists && id !== 'default') return page(request, reply, 'admin/not-found', { title: 'Policy not found', message: `No policy ${id}.` }, 404)
-      const ids = policy.targets.filter((x) => x.kind === 'user').map((x) => x.id)
-      const names = new Map((ids.length ? await app.db.selectFrom('users').select(['id', 'upn']).where('id', 'in', ids).execute() : []).map((u) => [u.id, u.upn]))
+      const names = await upnsOf(app.db, policy.targets.filter((x) => x.kind === 'user').map((x) => x.id))
       return page(request, reply, 'admin/policy', { title: `Policy ${policy.name}`, policy, names, ...policyForm, error: extra.error, notice: extra.notice, values: extra.values ?? {} }, extra.status ?? 200)
     }
 
