@@ -129,6 +129,19 @@ t.test('the number of methods and the method list follow the policy', async (t) 
   t.equal(refused.status, 422, 'nor can the choice be posted')
 })
 
+t.test("activation attempts per minute follow the user's policy", async (t) => {
+  await addUser(app, 'dave@example.com')
+  t.equal((await api('PUT', '/policies/slow', { name: 'Slow', priority: 1, settings: { ...DEFAULT_SETTINGS, activationAttemptsPerMinute: 2 } })).statusCode, 200)
+  t.equal((await api('POST', '/policies/slow/assign', { user: 'dave@example.com' })).statusCode, 200)
+  const b = new Browser(app)
+  b.ip = '127.0.0.77'
+  await b.signIn('dave@example.com')
+  await b.get('/security-info/hardware-token/serial')
+  const statuses: number[] = []
+  for (let i = 0; i < 3; i++) statuses.push((await b.post('/security-info/hardware-token/serial', { serial: `NOPE-${i}` })).status)
+  t.same(statuses, [422, 422, 429], 'the third attempt in a minute is refused (the default allows 10)')
+})
+
 t.test('temporary codes: the validity is capped by the policy, and a policy without them refuses them', async (t) => {
   const tooLong = await api('POST', '/users/bob@example.com/temporary-code', { validDays: 3 })
   t.equal(tooLong.statusCode, 422)
