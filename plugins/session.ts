@@ -16,8 +16,14 @@ declare module '@fastify/secure-session' {
     displayName: string
     /** When the password (or the upstream provider) last vouched for the user. */
     authenticatedAt: number
-    /** When a code from one of the user's tokens was last checked. */
+    /** When a code from one of the user's tokens (or their first token's activation, or a temporary code) was last checked. */
     verifiedAt: number
+    /**
+     * When a code from a token that was already active was last checked: what admin and auditor pages
+     * ask for. Activating a first token or a temporary code does not count: a password and a token
+     * from the inventory, or a code an admin handed out, must not open them.
+     */
+    tokenVerifiedAt: number
     /** The hardware token flow between its steps. */
     enroll: { serial: string; name?: string; claimedAt: number }
     /** Where to go after signing in or entering a code. */

@@ -25,6 +25,8 @@ export interface ReplayStep {
 export interface ReplayUntil {
   until?: Date
   position?: number
+  /** Only the stream's latest events (their states are then not folded from the start: null). */
+  latest?: number
 }
 
 export async function replayStream(db: Executor, streamId: string, limit: ReplayUntil = {}): Promise<ReplayStep[]> {
@@ -33,7 +35,11 @@ export async function replayStream(db: Executor, streamId: string, limit: Replay
     where stream_id = ${streamId}
       ${limit.until ? sql`and recorded_at < ${new Date(limit.until.getTime() + 1)}` /* the whole millisecond: times are kept in microseconds */ : sql``}
       ${limit.position !== undefined ? sql`and position <= ${limit.position}` : sql``}
-    order by stream_version`.execute(db)
+    order by stream_version ${limit.latest ? sql`desc limit ${limit.latest}` : sql``}`.execute(db)
+  if (limit.latest) {
+    return rows.rows.reverse().map((r) => ({ position: Number(r.position), streamVersion: r.stream_version, type: r.type, recordedAt: r.recorded_at,
+      actor: r.metadata.actor, data: r.data, state: null }))
+  }
   let token: TokenState | null = streamId.startsWith('token-') ? initialState(streamId.slice('token-'.length)) : null
   let user: UserState | null = streamId.startsWith('user-') ? initialUserState(streamId.slice('user-'.length)) : null
   return rows.rows.map((r) => {

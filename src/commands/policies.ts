@@ -25,7 +25,7 @@ async function run(ctx: Pick<CommandContext, 'db' | 'store'>, policyId: string, 
   }
 }
 
-export function setPolicy(ctx: Pick<CommandContext, 'db' | 'store'>, policyId: string, input: { name: string; priority: number; settings: PolicySettings }, meta: EventMetadata) {
+export function setPolicy(ctx: Pick<CommandContext, 'db' | 'store'>, policyId: string, input: { name: string; priority: number; settings: PolicySettings; onlyNew?: boolean }, meta: EventMetadata) {
   return run(ctx, policyId, { type: 'SetPolicy', data: input }, meta)
 }
 

@@ -2,7 +2,7 @@
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { DUMMY_HASH, hashPassword, verifyPassword } from '../crypto/password.js'
-import { decideUser, InvalidUser, normalizeGroup, UserAlreadyExists } from '../domain/user/decide.js'
+import { decideUser, InvalidUser, UserAlreadyExists } from '../domain/user/decide.js'
 import { ROLES, userStream, type Role } from '../domain/user/events.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
 import { initialUserState } from '../domain/user/state.js'
@@ -70,25 +70,20 @@ export async function grantRole(ctx: Pick<CommandContext, 'db' | 'store'>, upn: 
   return true
 }
 
-/**
- * Adds a user to a group, or removes them from it (security policies can be assigned to groups).
- * - A group name is 1 to 64 letters, digits, '.', '_' or '-'.
- * - Adding a member, or removing a non-member, changes nothing and says so (false).
- */
+/** Adds a user to a group, or removes them from it; false when that changes nothing. */
 export async function changeGroup(
   ctx: Pick<CommandContext, 'db' | 'store'>,
   input: { upn: string; group: string; member: boolean },
   meta: EventMetadata,
 ): Promise<boolean> {
-  const group = normalizeGroup(input.group)
-  if (!group) throw new InvalidUser("a group name is 1 to 64 letters, digits, '.', '_' or '-'")
   for (let attempt = 0; ; attempt++) {
     const user = await findUserByUpn(ctx.db, input.upn)
     if (!user) throw Object.assign(new InvalidUser(`no user ${input.upn}`), { statusCode: 404 })
-    if (user.groups.includes(group) === input.member) return false
-    const event = input.member ? { type: 'UserAddedToGroup', data: { userId: user.id, group } } : { type: 'UserRemovedFromGroup', data: { userId: user.id, group } }
+    const state = { ...initialUserState(user.id), exists: true, upn: user.upn, groups: user.groups, version: user.version }
+    const events = decideUser(state, { type: input.member ? 'JoinGroup' : 'LeaveGroup', data: { group: input.group } })
+    if (events.length === 0) return false
     try {
-      await appendWithProjections(ctx, userStream(user.id), user.version, [event], meta)
+      await appendWithProjections(ctx, userStream(user.id), user.version, events, meta)
       return true
     } catch (error) {
       if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue

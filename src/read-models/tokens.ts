@@ -162,7 +162,8 @@ export async function activeTokensOfUser(db: Executor, userId: string): Promise<
 export interface TokenSearch {
   /** A serial's beginning. */
   serial?: string
-  userId?: string
+  /** The owner's user principal name. */
+  upn?: string
   status?: string
   manufacturer?: string
   model?: string
@@ -180,7 +181,7 @@ export async function searchTokens(db: Executor, q: TokenSearch): Promise<{ toke
   if (q.manufacturer) query = query.where('tokens.manufacturer', '=', q.manufacturer)
   if (q.model) query = query.where('tokens.model', '=', q.model)
   if (q.after) query = query.where('tokens.serial', '>', q.after)
-  if (q.userId !== undefined) query = query.where('tokens.user_id', '=', q.userId)
+  if (q.upn !== undefined) query = query.where((eb) => eb(eb.fn('lower', ['users.upn']), '=', q.upn!.toLowerCase()))
   const rows = await query.execute() as (TokensTable & { owner: string | null })[]
   return {
     tokens: rows.map((r) => ({ ...stateFromRow(r), owner: r.owner })),

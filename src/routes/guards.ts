@@ -53,7 +53,8 @@ export const STAFF_VERIFIED_FOR_MS = 60 * 60 * 1000
  * preHandler for admin and auditor pages:
  * - signed in through the gateway's own login, else to the sign-in page and back;
  * - holding the role, else 403;
- * - a code from one of their tokens entered within the hour (mfa), else the Enter code step and back.
+ * - a code from one of their active tokens entered within the hour (mfa), else the Enter code step and back;
+ *   activating a first token or a temporary code does not count (plugins/session.ts tokenVerifiedAt).
  */
 export function requireStaff(db: Executor, role: Role, now: () => number = Date.now) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<unknown> => {
@@ -66,7 +67,7 @@ export function requireStaff(db: Executor, role: Role, now: () => number = Date.
     if (!user?.roles.includes(role)) {
       return errorPage(reply, 403, role === 'admin' ? 'Admins only' : 'Auditors only', `Your account does not have the ${role} role.`)
     }
-    const verifiedAt = request.session.get('verifiedAt') ?? 0
+    const verifiedAt = request.session.get('tokenVerifiedAt') ?? 0
     if (now() - verifiedAt > STAFF_VERIFIED_FOR_MS) {
       if (request.method === 'GET') request.session.set('returnTo', request.url)
       return reply.redirect('/security-info/verify', 303)

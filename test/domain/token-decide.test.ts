@@ -1,6 +1,7 @@
 // The token's decisions, given events, when a command, then events or a refusal.
 import t from 'tap'
-import { decide, DEFAULT_VERIFICATION_POLICY, MAX_ACTIVATION_FAILURES, type TokenCommand } from '../../src/domain/token/decide.js'
+import { decide, MAX_ACTIVATION_FAILURES, type TokenCommand } from '../../src/domain/token/decide.js'
+import { DEFAULT_SETTINGS } from '../../src/domain/policy/events.js'
 import { SerialAlreadyInInventory, SerialUnavailable, TokenAlreadyActivated, TokenLocked, TooManyAttempts, WrongCode } from '../../src/domain/token/errors.js'
 import type { TokenEvent } from '../../src/domain/token/events.js'
 import { evolve, initialState, type TokenState } from '../../src/domain/token/state.js'
@@ -17,7 +18,7 @@ function given(...events: TokenEvent[]): TokenState {
 }
 
 function verify(check: { valid: true; step: number; drift: number } | { valid: false }, now = T0, userId = 'alice'): TokenCommand {
-  return { type: 'VerifyCode', data: { userId, check, now, policy: DEFAULT_VERIFICATION_POLICY, relyingApplication: 'payroll', level: 'mfa' } }
+  return { type: 'VerifyCode', data: { userId, check, now, policy: DEFAULT_SETTINGS, relyingApplication: 'payroll', level: 'mfa' } }
 }
 
 t.test('import: a new serial is imported (and assigned when a user is named); a known one is refused', async (t) => {

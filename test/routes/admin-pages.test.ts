@@ -70,7 +70,36 @@ t.test('the admin pages need the admin role and a code: the sign-in page, then E
   const refused = await user.get('/admin/tokens')
   t.equal(refused.status, 403)
   t.match(text(refused.body), /Admins only/)
-  t.equal((await user.post('/admin/tokens/INV-1/assign', { user: 'alice@example.com' })).status, 403, 'nor can she post')
+  const post = await user.post('/admin/tokens/INV-1/assign', { user: 'alice@example.com' })
+  t.equal(post.status, 403, 'nor can she post')
+  t.match(text(post.body), /Admins only/)
+})
+
+t.test("activating a first token is not the code admin pages ask for; a form without its CSRF token is refused", async (t) => {
+  await addUser(app, 'eve@example.com')
+  await grantRole(app.commands, 'eve@example.com', 'admin', metadata())
+  await importEntra(app, [`,EVE-1,${SEED_B32},30,Token2,C202`])
+  const b = new Browser(app)
+  await b.signIn('eve@example.com')
+  step += 30
+  clock.now = new Date(step * 1000)
+  await b.get('/security-info/hardware-token/serial')
+  await b.post('/security-info/hardware-token/serial', { serial: 'EVE-1' })
+  await b.post('/security-info/hardware-token/name', { name: 'Eve key' })
+  const added = await b.post('/security-info/hardware-token/code', { code: totpAt(SEED_HEX, step) })
+  t.equal(added.status, 303, 'a password and a token from the inventory add a first method')
+  t.equal((await b.get('/admin/tokens')).location, '/security-info/verify', 'but do not open the admin pages')
+  step += 30
+  clock.now = new Date(step * 1000)
+  await b.get('/security-info/verify')
+  const verified = await b.post('/security-info/verify', { serial: 'EVE-1', code: totpAt(SEED_HEX, step) })
+  t.equal(verified.location, '/admin/tokens', 'a code from the now active token does')
+
+  const before = await eventCount()
+  const forged = await b.post('/admin/tokens/INV-1/disable', {}, { csrf: null })
+  t.equal(forged.status, 403)
+  t.match(text(forged.body), /This form has expired/)
+  t.equal(await eventCount(), before, 'nothing written')
 })
 
 t.test('search by serial, user, manufacturer and model', async (t) => {
@@ -190,7 +219,7 @@ t.test('policies through the pages: create, assign to a group, change, refuse ba
   t.match(event, { type: 'PolicyCreated', data: { settings: { methods: ['hardware'], digits: [6], totpWindow: 0, lockThreshold: 3 } }, metadata: { actor: { id: 'ada@example.com' } } })
 
   const again = await b.post('/admin/policies', form)
-  t.equal(again.status, 422)
+  t.equal(again.status, 409, 'the creation form does not overwrite a policy')
   t.match(text(again.body), /a policy strict already exists/)
 
   await b.post('/admin/users/alice%40example.com/groups', { group: 'finance' })

@@ -165,7 +165,7 @@ t.test('refused: bad settings, the default assigned or deleted, unknown policies
     ['the default assigned', 'POST', '/policies/default/assign', { user: 'bob@example.com' }, 409, /cannot be assigned/],
     ['the default deleted', 'DELETE', '/policies/default', undefined, 409, /cannot be deleted/],
     ['an unknown policy', 'POST', '/policies/nope/assign', { group: 'finance' }, 404, /no policy nope/],
-    ['an unknown user', 'POST', '/policies/strict/assign', { user: 'nobody@example.com' }, 404, /no user nobody@example.com/],
+    ['an unknown user', 'POST', '/policies/strict/assign', { user: 'nobody@example.com' }, 404, /No user nobody@example.com/],
     ['assigned twice', 'POST', '/policies/strict/assign', { group: 'finance' }, 409, /already assigned to that group/],
     ['unassigned when not assigned', 'POST', '/policies/strict/unassign', { group: 'sales' }, 409, /not assigned to that group/],
     ['a bad group name', 'POST', '/users/bob@example.com/groups/a%20b', undefined, 422, /group name is/],

@@ -27,7 +27,8 @@ export class PolicyConflict extends PolicyError {
 }
 
 export type PolicyCommand =
-  | { type: 'SetPolicy'; data: { name: string; priority: number; settings: PolicySettings } }
+  /** onlyNew: create it, refusing an id that exists (a creation form); otherwise create or change. */
+  | { type: 'SetPolicy'; data: { name: string; priority: number; settings: PolicySettings; onlyNew?: boolean } }
   | { type: 'AssignPolicy'; data: { target: PolicyTarget } }
   | { type: 'UnassignPolicy'; data: { target: PolicyTarget } }
   | { type: 'DeletePolicy'; data: Record<string, never> }
@@ -72,6 +73,7 @@ export function decidePolicy(state: PolicyState, command: PolicyCommand): Policy
       if (!Number.isInteger(priority) || priority < 0 || priority > 1000) throw new InvalidPolicy('priority must be a whole number from 0 to 1000')
       const data = { policyId, name, priority, settings: checkSettings(command.data.settings) }
       if (!state.exists) return [{ type: 'PolicyCreated', data }]
+      if (command.data.onlyNew) throw new PolicyConflict(`a policy ${policyId} already exists`)
       const same = state.name === name && state.priority === priority && JSON.stringify(state.settings) === JSON.stringify(data.settings)
       return same ? [] : [{ type: 'PolicyChanged', data }]
     }

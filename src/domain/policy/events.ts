@@ -16,7 +16,7 @@ export interface PolicySettings {
   lockThreshold: number
   /** The first lock's length in seconds; each further lock without a success in between doubles it. */
   lockSeconds: number
-  /** Activation attempts (serial and code steps) a user may make per minute. */
+  /** Attempts a user may make per minute at adding a method: the serial and code steps, and the code asked first. */
   activationAttemptsPerMinute: number
   /** Hardware and software OTP methods a user may have (Entra: 5). */
   maxMethods: number

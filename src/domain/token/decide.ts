@@ -1,6 +1,6 @@
 // Token commands -> events. Pure: the OTP check, the time and the ids come in with the command.
 import type { OtpCheck } from '../otp/otp.js'
-import { DEFAULT_SETTINGS, type PolicySettings, type SignInMethod } from '../policy/events.js'
+import type { PolicySettings, SignInMethod } from '../policy/events.js'
 import type { AssignedBy, RevocationReason, TokenEvent } from './events.js'
 import {
   InvalidTokenName, NotAllowedByPolicy, SerialAlreadyInInventory, SerialUnavailable, TokenAlreadyActivated, TokenNotClaimed,
@@ -19,8 +19,6 @@ type ImportedData = Extract<TokenEvent, { type: 'TokenImported' }>['data']
 
 /** The security policy's part in a sign-in decision: the owner's effective policy. */
 export type VerificationPolicy = Pick<PolicySettings, 'methods' | 'digits' | 'lockThreshold' | 'lockSeconds'>
-
-export const DEFAULT_VERIFICATION_POLICY: VerificationPolicy = DEFAULT_SETTINGS
 
 /** The sign-in method a token is: every token of the inventory is a hardware token (for now). */
 export function methodOf(_state: TokenState): SignInMethod {

@@ -26,13 +26,17 @@ export function normalizeUpn(upn: string): string | null {
   return UPN.test(value) ? value : null
 }
 
-/** A group name: 1 to 64 letters, digits, '.', '_' or '-', stored in lower case. */
-export function normalizeGroup(group: string): string | null {
+/** A group name: 1 to 64 letters, digits, '.', '_' or '-', stored in lower case; else InvalidUser. */
+export function parseGroup(group: string): string {
   const value = group.trim().toLowerCase()
-  return /^[a-z0-9][a-z0-9._-]{0,63}$/.test(value) ? value : null
+  if (!/^[a-z0-9][a-z0-9._-]{0,63}$/.test(value)) throw new InvalidUser("a group name is 1 to 64 letters, digits, '.', '_' or '-'")
+  return value
 }
 
-export type UserCommand = { type: 'RegisterUser'; data: { userId: string; upn: string; displayName: string } }
+export type UserCommand =
+  | { type: 'RegisterUser'; data: { userId: string; upn: string; displayName: string } }
+  /** Groups gather users for security policies. Joining a group twice, or leaving one not joined, changes nothing. */
+  | { type: 'JoinGroup' | 'LeaveGroup'; data: { group: string } }
 
 export function decideUser(state: UserState, command: UserCommand): UserEvent[] {
   switch (command.type) {
@@ -51,9 +55,16 @@ export function decideUser(state: UserState, command: UserCommand): UserEvent[] 
         { type: 'UserPasswordSet', data: { userId: command.data.userId } },
       ]
     }
+    case 'JoinGroup':
+    case 'LeaveGroup': {
+      const group = parseGroup(command.data.group)
+      const join = command.type === 'JoinGroup'
+      if (state.groups.includes(group) === join) return []
+      return [join ? { type: 'UserAddedToGroup', data: { userId: state.userId, group } } : { type: 'UserRemovedFromGroup', data: { userId: state.userId, group } }]
+    }
     default: {
-      const unknown: never = command.type
-      throw new Error(`unknown user command ${String(unknown)}`)
+      const unknown: never = command
+      throw new Error(`unknown user command ${(unknown as { type: string }).type}`)
     }
   }
 }

@@ -14,8 +14,7 @@ import { importTokens } from '../../commands/import-tokens.js'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
 import { changeGroup } from '../../commands/users.js'
-import { SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings, type PolicyTarget } from '../../domain/policy/events.js'
-import { normalizeGroup } from '../../domain/user/decide.js'
+import { SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings } from '../../domain/policy/events.js'
 import { replayStream } from '../../audit/state-as-of.js'
 import { TokenError } from '../../domain/token/errors.js'
 import { REVOCATION_REASONS } from '../../domain/token/events.js'
@@ -25,7 +24,7 @@ import { findUserByUpn } from '../../read-models/users.js'
 import { parseInventory } from '../../import/index.js'
 import { UnusableFile, type InventoryFormat } from '../../import/types.js'
 import { page } from '../render.js'
-import { BadInput, NotFound, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
+import { NotFound, policyTarget, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
 
 /** An inventory file larger than this is refused (about a million Entra rows). */
 export const MAX_IMPORT_BYTES = 256 * 1024 * 1024
@@ -90,11 +89,8 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
 
   app.get<{ Querystring: { serial?: string; user?: string; status?: string; manufacturer?: string; model?: string; after?: string; limit?: string } }>(
     '/admin/api/tokens', admin, async (request) => {
-      const q = request.query
-      const user = q.user ? await findUserByUpn(app.db, q.user) : undefined
-      return searchTokens(app.db, {
-        ...q, userId: q.user ? user?.id ?? '(none)' : undefined, limit: Math.min(Math.max(Number(q.limit ?? 100) || 100, 1), 500),
-      })
+      const { user, limit, ...q } = request.query
+      return searchTokens(app.db, { ...q, upn: user || undefined, limit: Math.min(Math.max(Number(limit ?? 100) || 100, 1), 500) })
     })
 
   app.get<{ Params: { serial: string } }>('/admin/api/tokens/:serial', admin, async (request, reply) => {
@@ -149,16 +145,8 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
     type: 'object', additionalProperties: false, minProperties: 1, maxProperties: 1,
     properties: { user: { type: 'string', minLength: 3 }, group: { type: 'string', minLength: 1 } },
   }
-  const targetOf = async (body: { user?: string; group?: string }): Promise<PolicyTarget> => {
-    if (body.group !== undefined) {
-      const group = normalizeGroup(body.group)
-      if (!group) throw new BadInput("a group name is 1 to 64 letters, digits, '.', '_' or '-'")
-      return { kind: 'group', id: group }
-    }
-    const user = await findUserByUpn(app.db, String(body.user ?? ''))
-    if (!user) throw new NotFound(`no user ${body.user}`)
-    return { kind: 'user', id: user.id }
-  }
+  const targetOf = (body: { user?: string; group?: string }) =>
+    policyTarget(app, body.group !== undefined ? { kind: 'group', name: body.group } : { kind: 'user', name: String(body.user ?? '') })
 
   app.get('/admin/api/policies', admin, async () => ({ policies: await listPolicies(app.db) }))
 

@@ -9,6 +9,8 @@ import {
 import { REVOCATION_REASONS, type RevocationReason } from '../../domain/token/events.js'
 import type { TokenState } from '../../domain/token/state.js'
 import type { EventMetadata } from '../../event-store/types.js'
+import type { PolicyTarget } from '../../domain/policy/events.js'
+import { parseGroup } from '../../domain/user/decide.js'
 import { findUserByUpn } from '../../read-models/users.js'
 
 export class BadInput extends Error {
@@ -62,6 +64,14 @@ export const TOKEN_OPERATIONS: Record<string, TokenOperation> = {
       return resyncToken(app.commands, { serial, first, second }, meta)
     },
   },
+}
+
+/** Whom a policy is assigned to: a group by name, or a user by user principal name. */
+export async function policyTarget(app: FastifyInstance, input: { kind: 'user' | 'group'; name: string }): Promise<PolicyTarget> {
+  if (input.kind === 'group') return { kind: 'group', id: parseGroup(input.name) }
+  const user = input.name.trim() ? await findUserByUpn(app.db, input.name) : undefined
+  if (!user) throw new NotFound(input.name.trim() ? `No user ${input.name.trim()}.` : 'Enter the user principal name of a user.')
+  return { kind: 'user', id: user.id }
 }
 
 /** A refused token operation: the status that says why. */

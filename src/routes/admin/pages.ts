@@ -8,22 +8,21 @@ import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../com
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
 import { changeGroup } from '../../commands/users.js'
 import { describedReplay } from '../../audit/state-as-of.js'
-import { PolicyError } from '../../domain/policy/decide.js'
-import { DEFAULT_SETTINGS, SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings, type PolicyTarget, type SignInMethod } from '../../domain/policy/events.js'
+import { DEFAULT_SETTINGS, SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings, type SignInMethod } from '../../domain/policy/events.js'
 import { TokenError } from '../../domain/token/errors.js'
-import type { TokenState } from '../../domain/token/state.js'
 import { REVOCATION_REASONS } from '../../domain/token/events.js'
-import { normalizeGroup, UserError } from '../../domain/user/decide.js'
 import { effectivePolicy, listPolicies, loadPolicy } from '../../read-models/policies.js'
-import { searchTokens, tokensOfUser } from '../../read-models/tokens.js'
+import { loadToken, searchTokens, tokensOfUser } from '../../read-models/tokens.js'
 import { findUserByUpn, upnsOf } from '../../read-models/users.js'
 import { requireStaff, signedIn } from '../guards.js'
 import { page } from '../render.js'
-import { BadInput, NotFound, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
+import { BadInput, NotFound, policyTarget, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
 
 type Form = Record<string, string | string[] | undefined>
 
 const STATUSES = ['inventory', 'assigned', 'active', 'revoked']
+/** Events shown on a token's page, newest first. */
+const HISTORY_SHOWN = 100
 const METHOD_LABELS: Record<SignInMethod, string> = { hardware: 'Hardware token', temporary_code: 'Temporary code' }
 const SETTING_LABELS: Record<keyof typeof SETTING_BOUNDS, string> = {
   totpWindow: 'Time steps accepted either side of now',
@@ -34,13 +33,11 @@ const SETTING_LABELS: Record<keyof typeof SETTING_BOUNDS, string> = {
   temporaryCodeMaxDays: 'Longest temporary code validity (days)',
 }
 
-/** The status and message of an error a person can act on; null for anything else (a fault). */
+/** The status and message of an error a person can act on (a 4xx); null for anything else (a fault). */
 function refusal(error: unknown): { status: number; message: string } | null {
   if (error instanceof TokenError) return { status: refusalStatus(error.name), message: error.message }
   const status = (error as { statusCode?: number }).statusCode
-  if ((error instanceof PolicyError || error instanceof UserError || error instanceof BadInput || error instanceof NotFound
-    || (error as Error).name === 'InvalidTemporaryCode') && status && status < 500) return { status, message: (error as Error).message }
-  return null
+  return status && status < 500 ? { status, message: (error as Error).message } : null
 }
 
 const list = (value: string | string[] | undefined) => (Array.isArray(value) ? value : value ? [value] : [])
@@ -72,23 +69,23 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     // Tokens: search, detail, operations.
     admin.get<{ Querystring: Record<string, string | undefined> }>('/admin/tokens', async (request, reply) => {
       const q = request.query
-      const user = q.user ? await findUserByUpn(app.db, q.user) : undefined
       const result = await searchTokens(app.db, {
         serial: q.serial?.trim(), status: STATUSES.includes(q.status ?? '') ? q.status : undefined,
         manufacturer: q.manufacturer?.trim() || undefined, model: q.model?.trim() || undefined, after: q.after,
-        userId: q.user ? user?.id ?? '(none)' : undefined, limit: 50,
+        upn: q.user?.trim() || undefined, limit: 50,
       })
       const nextQuery = result.next ? new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v)) as Record<string, string>, after: result.next }).toString() : null
       return page(request, reply, 'admin/tokens', { title: 'Tokens', values: q, statuses: STATUSES, tokens: result.tokens, nextQuery, now: app.commands.now() })
     })
 
     async function tokenPage(request: FastifyRequest, reply: FastifyReply, serial: string, extra: { status?: number; error?: string; values?: Form; notice?: string } = {}) {
-      const steps = await describedReplay(app.db, `token-${serial}`)
-      const state = steps[steps.length - 1]?.state as TokenState | undefined
-      if (!state) return page(request, reply, 'admin/not-found', { title: 'Token not found', message: `No token with serial ${serial}.` }, 404)
-      const owner = state.userId ? (await upnsOf(app.db, [state.userId])).get(state.userId) ?? state.userId : null
+      const { state: token } = await loadToken(app.db, serial)
+      if (token.status === 'absent') return page(request, reply, 'admin/not-found', { title: 'Token not found', message: `No token with serial ${serial}.` }, 404)
+      // The latest events only: the page costs the same whatever the token's history (the audit view pages it all).
+      const history = (await describedReplay(app.db, `token-${serial}`, { latest: HISTORY_SHOWN })).reverse()
+      const owner = token.userId ? (await upnsOf(app.db, [token.userId])).get(token.userId) ?? token.userId : null
       return page(request, reply, 'admin/token', {
-        title: `Token ${serial}`, token: state, owner, history: steps.reverse(),
+        title: `Token ${serial}`, token, owner, history, more: token.version > HISTORY_SHOWN,
         reasons: REVOCATION_REASONS, now: app.commands.now(), error: extra.error, notice: extra.notice, values: extra.values ?? {},
       }, extra.status ?? 200)
     }
@@ -174,14 +171,16 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     // Security policies.
     const policyForm = { methods: SIGN_IN_METHODS, methodLabels: METHOD_LABELS, bounds: SETTING_BOUNDS, labels: SETTING_LABELS }
 
-    admin.get<{ Querystring: { done?: string } }>('/admin/policies', async (request, reply) => {
+    async function policiesPage(request: FastifyRequest, reply: FastifyReply, extra: { status?: number; error?: string; notice?: string; values?: Form } = {}) {
       const policies = await listPolicies(app.db)
       const names = await upnsOf(app.db, policies.flatMap((p) => p.targets.filter((x) => x.kind === 'user').map((x) => x.id)))
       return page(request, reply, 'admin/policies', {
-        title: 'Security policies', policies, names, ...policyForm, defaults: DEFAULT_SETTINGS,
-        notice: request.query.done === 'deleted' ? 'The policy was deleted.' : undefined,
-      })
-    })
+        title: 'Security policies', policies, names, ...policyForm, defaults: DEFAULT_SETTINGS, error: extra.error, notice: extra.notice, values: extra.values ?? {},
+      }, extra.status ?? 200)
+    }
+
+    admin.get<{ Querystring: { done?: string } }>('/admin/policies', async (request, reply) =>
+      policiesPage(request, reply, { notice: request.query.done === 'deleted' ? 'The policy was deleted.' : undefined }))
 
     async function policyPage(request: FastifyRequest, reply: FastifyReply, id: string, extra: { status?: number; error?: string; notice?: string; values?: Form } = {}) {
       const policy = await loadPolicy(app.db, id)
@@ -200,17 +199,13 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     async function savePolicy(request: FastifyRequest<{ Body: Form }>, reply: FastifyReply, id: string, creating: boolean) {
       const form = request.body ?? {}
       try {
-        if (creating && (await loadPolicy(app.db, id)).exists) throw new PolicyError(`a policy ${id} already exists`)
         const priority = String(form.priority ?? '100').trim()
         if (!/^\d+$/.test(priority)) throw new BadInput('Priority: enter a whole number.')
-        await setPolicy(app.commands, id, { name: String(form.name ?? ''), priority: Number(priority), settings: settingsFromForm(form) }, actor(request))
+        await setPolicy(app.commands, id, { name: String(form.name ?? ''), priority: Number(priority), settings: settingsFromForm(form), onlyNew: creating }, actor(request))
       } catch (error) {
         const r = refusal(error)
         if (!r) throw error
-        if (creating) {
-          const policies = await listPolicies(app.db)
-          return page(request, reply, 'admin/policies', { title: 'Security policies', policies, names: new Map(), ...policyForm, defaults: DEFAULT_SETTINGS, error: r.message, values: form }, r.status)
-        }
+        if (creating) return policiesPage(request, reply, { status: r.status, error: r.message, values: form })
         return policyPage(request, reply, id, { status: r.status, error: r.message, values: form })
       }
       return reply.redirect(`/admin/policies/${encodeURIComponent(id)}?done=saved`, 303)
@@ -225,18 +220,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
           return reply.redirect('/admin/policies?done=deleted', 303)
         }
         if (change !== 'assign' && change !== 'unassign') throw new NotFound(`There is no change "${change}".`)
-        let target: PolicyTarget
-        if (String(form.kind) === 'group') {
-          const group = normalizeGroup(String(form.target ?? ''))
-          if (!group) throw new BadInput("A group name is 1 to 64 letters, digits, '.', '_' or '-'.")
-          target = { kind: 'group', id: group }
-        } else {
-          const raw = String(form.target ?? '').trim()
-          // Removing names the user by id (the assignment's own); assigning by user principal name.
-          const user = change === 'unassign' && !raw.includes('@') ? { id: raw } : await findUserByUpn(app.db, raw)
-          if (!user) throw new NotFound(raw ? `No user ${raw}.` : 'Enter the user principal name of a user.')
-          target = { kind: 'user', id: user.id }
-        }
+        const target = await policyTarget(app, { kind: String(form.kind) === 'group' ? 'group' : 'user', name: String(form.target ?? '') })
         await (change === 'assign' ? assignPolicy : unassignPolicy)(app.commands, id, target, actor(request))
       } catch (error) {
         const r = refusal(error)

@@ -156,6 +156,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       throw error
     }
     request.session.set('verifiedAt', app.commands.now().getTime())
+    request.session.set('tokenVerifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, user.id, 'otp', app.eventMetadata(request, { type: 'user', id: user.id }, clientId))
     return finish(request, reply, {
       login: { accountId: user.id, acr: LEVELS.mfa, amr: ['pwd', 'otp', 'hwk', 'mfa'], ts: Math.floor(app.commands.now().getTime() / 1000), remember: true },

@@ -91,6 +91,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
       throw error
     }
     request.session.set('verifiedAt', app.commands.now().getTime())
+    request.session.set('tokenVerifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, u.id, 'otp', app.eventMetadata(request, { type: 'user', id: u.id }))
     // Sent here by a page that needs a code (the audit and admin pages): back to it.
     const returnTo = request.session.get('returnTo')
