@@ -184,6 +184,7 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
   }
 
   // The API reference as a page, server-rendered from the OpenAPI document (no script: the strict CSP holds).
+  // Public like openapi.json: it describes the API and holds nothing secret; every operation needs a key.
   app.get('/admin/api/docs', { schema: { hide: true } as never }, async (request, reply) => {
     const doc = app.swagger() as { info: { title: string; description: string }; paths: Record<string, Record<string, {
       summary?: string; parameters?: { name: string; in: string; required?: boolean }[]
