@@ -8,6 +8,7 @@ import { decide } from '../domain/token/decide.js'
 import { tokenStream } from '../domain/token/events.js'
 import { initialState } from '../domain/token/state.js'
 import { evolve } from '../domain/token/state.js'
+import { arrayLiteral, byteaArrayLiteral } from '../db/array-literal.js'
 import { checkEvents } from '../event-store/validate.js'
 import { rowFromState, type TokensTable } from '../read-models/tokens.js'
 import { appendEventsCall, type EventColumns } from '../event-store/postgres.js'
@@ -43,7 +44,7 @@ async function importBatch(
   for (let attempt = 0; ; attempt++) {
     const rejected: RejectedRow[] = []
     const existing = new Set((await sql<{ serial: string }>`
-      select serial from tokens where serial = any(${batch.map((t) => t.serial)}::text[])`.execute(ctx.db)).rows.map((r) => r.serial))
+      select serial from tokens where serial = any(${arrayLiteral(batch.map((t) => t.serial))}::text[])`.execute(ctx.db)).rows.map((r) => r.serial))
     const users = await usersByUpn(ctx.db, [...new Set(batch.flatMap((t) => (t.upn ? [t.upn] : [])))])
     const good: { token: ImportedToken; userId: string | null }[] = []
     for (const token of batch) {
@@ -60,8 +61,8 @@ async function importBatch(
     const metadataJson = JSON.stringify(meta)
     const events: EventColumns = { streamId: [], version: [], type: [], data: [] }
     const rows: TokensTable[] = []
-    const streams: { stream: string; version: number; type: string }[] = []
-    const secrets = { serial: [] as string[], keyId: [] as string[], nonce: [] as Buffer[], ciphertext: [] as Buffer[] }
+    const streams = { stream: [] as string[], version: [] as number[], type: [] as string[] }
+    const secrets = { keyId: [] as string[], nonce: [] as Buffer[], ciphertext: [] as Buffer[] }
     for (const { token, userId } of good) {
       const decision = decide(initialState(token.serial), {
         type: 'ImportToken',
@@ -82,14 +83,16 @@ async function importBatch(
       let state = initialState(token.serial)
       for (const e of decision.events) state = evolve(state, e, IMPORTED_AT)
       rows.push(rowFromState(state))
-      streams.push({ stream, version: state.version, type: decision.events[decision.events.length - 1]!.type })
+      streams.stream.push(stream)
+      streams.version.push(state.version)
+      streams.type.push(decision.events[decision.events.length - 1]!.type)
       const sealed = ctx.vault.seal(token.serial, token.seed)
-      secrets.serial.push(token.serial)
       secrets.keyId.push(sealed.keyId)
       secrets.nonce.push(sealed.nonce)
       secrets.ciphertext.push(sealed.ciphertext)
     }
-    const col = <K extends keyof TokensTable>(k: K) => rows.map((r) => r[k])
+    const col = <K extends keyof TokensTable>(k: K) => arrayLiteral(rows.map((r) => r[k] as string | number | null))
+    const serials = col('serial')
     try {
       // One statement: the tokens and streams rows the inline projections would write (tested by a rebuild),
       // the sealed seeds, and the events (their hashes chained set-based by the store's bulk append).
@@ -101,18 +104,19 @@ async function importBatch(
                               activated_at, imported_at, version)
           select serial, status, kind, algorithm, digits, period, counter, manufacturer, model, user_id, null, null,
                  0, 0, 0, null, 0, null, seed_fingerprint, null, now(), version
-          from unnest(${col('serial')}::text[], ${col('status')}::text[], ${col('kind')}::text[], ${col('algorithm')}::text[],
+          from unnest(${serials}::text[], ${col('status')}::text[], ${col('kind')}::text[], ${col('algorithm')}::text[],
                       ${col('digits')}::smallint[], ${col('period')}::smallint[], ${col('counter')}::bigint[], ${col('manufacturer')}::text[],
                       ${col('model')}::text[], ${col('user_id')}::text[], ${col('seed_fingerprint')}::text[], ${col('version')}::int[])
             as t(serial, status, kind, algorithm, digits, period, counter, manufacturer, model, user_id, seed_fingerprint, version)
         ), stream as (
           insert into streams (stream_id, category, version, last_type, created_at, updated_at)
           select stream, 'token', version, type, now(), now()
-          from unnest(${streams.map((x) => x.stream)}::text[], ${streams.map((x) => x.version)}::int[], ${streams.map((x) => x.type)}::text[])
+          from unnest(${arrayLiteral(streams.stream)}::text[], ${arrayLiteral(streams.version)}::int[], ${arrayLiteral(streams.type)}::text[])
             as s(stream, version, type)
         ), secret as (
           insert into token_secrets (serial, key_id, nonce, ciphertext)
-          select * from unnest(${secrets.serial}::text[], ${secrets.keyId}::text[], ${secrets.nonce}::bytea[], ${secrets.ciphertext}::bytea[])
+          select * from unnest(${serials}::text[], ${arrayLiteral(secrets.keyId)}::text[], ${byteaArrayLiteral(secrets.nonce)}::bytea[],
+                               ${byteaArrayLiteral(secrets.ciphertext)}::bytea[])
         )
         select ${appendEventsCall(events, metadataJson)}
       `.execute(ctx.db)

@@ -11,6 +11,7 @@ import type {
   AppendResult, EventMetadata, ExpectedVersion, GlobalPosition, NewEvent, ReadAllResult, ReadStreamOptions,
   RecordedEvent,
 } from './types.js'
+import { arrayLiteral } from '../db/array-literal.js'
 import { EventsImmutable, InvalidEvent, StreamNotFound, WrongExpectedVersion } from './errors.js'
 import { checkEvents, checkExpectedVersion, checkMetadata, checkStreamId } from './validate.js'
 import { GroupCommit } from './group-commit.js'
@@ -295,7 +296,7 @@ export function appendEventsCall(events: EventColumns, metadataJson: string): Ra
   // The data go as one text, a line each: JSON.stringify never writes a raw line break, and pg's array
   // serializer would escape every quote of every event (most of an import's client time).
   for (const data of events.data) if (data.includes('\n')) throw new InvalidEvent('event data must be JSON on one line')
-  return sql`tessera_append_events(${events.streamId}::text[], ${events.version}::integer[], ${events.type}::text[],
+  return sql`tessera_append_events(${arrayLiteral(events.streamId)}::text[], ${arrayLiteral(events.version)}::integer[], ${arrayLiteral(events.type)}::text[],
     string_to_array(${events.data.join('\n')}::text, chr(10))::jsonb[], ${metadataJson}::jsonb)`
 }
 
