@@ -17,6 +17,11 @@ import type { ImportedToken, InventoryFormat, ParsedRow, RejectedRow } from '../
 import { usersByUpn } from '../read-models/users.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
 
+/** Tokens per batch: one statement and transaction. */
+export const DEFAULT_BATCH_SIZE = 5000
+/** Batches written at the same time: one is built while another is written. */
+export const DEFAULT_CONCURRENCY = 2
+
 /** Stands for the time the events are recorded while folding; the statement writes now(). */
 const IMPORTED_AT = new Date(8.64e15)
 
@@ -138,8 +143,8 @@ export async function importTokens(
   options: ImportOptions,
 ): Promise<ImportReport> {
   const source = options.format === 'entra' ? 'entra-csv' : 'oath-csv'
-  const batchSize = options.batchSize ?? 5000
-  const concurrency = Math.max(1, options.concurrency ?? 2)
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE
+  const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY)
   const report: ImportReport = { imported: 0, rejected: [] }
   let read = 0
   let batch: ImportedToken[] = []
