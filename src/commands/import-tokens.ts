@@ -18,7 +18,7 @@ import { usersByUpn } from '../read-models/users.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
 
 /** Tokens per batch: one statement and transaction. */
-export const DEFAULT_BATCH_SIZE = 5000
+export const DEFAULT_BATCH_SIZE = 2000
 /** Batches written at the same time: one is built while another is written. */
 export const DEFAULT_CONCURRENCY = 2
 
