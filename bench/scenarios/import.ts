@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import { performance } from 'node:perf_hooks'
 import { sql } from 'kysely'
-import { importTokens, type ImportReport } from '../../src/commands/import-tokens.js'
+import { DEFAULT_BATCH_SIZE, DEFAULT_CONCURRENCY, importTokens, type ImportReport } from '../../src/commands/import-tokens.js'
 import type { CommandContext } from '../../src/commands/context.js'
 import { masterKey, SeedVault } from '../../src/crypto/vault.js'
 import { parseInventory } from '../../src/import/index.js'
@@ -18,8 +18,6 @@ import type { BenchContext, Scenario, ScenarioResult } from '../lib/types.js'
 
 const HEADER = 'upn,serial number,secret key,time interval,manufacturer,model'
 const CHUNK_ROWS = 1_000
-/** importTokens' default batch (one statement and transaction per batch). */
-const BATCH_SIZE = 1_000
 const MAX_PEAK_RSS_GROWTH_MB = 256
 
 /**
@@ -73,8 +71,7 @@ export const importScenario: Scenario = {
     let report: ImportReport
     try {
       report = await importTokens(commands, parseInventory('entra', entraCsv(rows, serialPrefix, () => memory.sample())), meta, {
-        format: 'entra',
-        batchSize: BATCH_SIZE,
+        format: 'entra', // batch size and concurrency as the CLI and the admin API run it
         onProgress: (read, imported) => {
           memory.sample()
           if (++batches % 20 === 0) ctx.log(`import: ${read} rows read, ${imported} imported (${round((performance.now() - start) / 1000)}s)`)
@@ -126,7 +123,8 @@ export const importScenario: Scenario = {
       ],
       details: {
         rows,
-        batchSize: BATCH_SIZE,
+        batchSize: DEFAULT_BATCH_SIZE,
+        concurrency: DEFAULT_CONCURRENCY,
         batches,
         chunkRows: CHUNK_ROWS,
         nodeCpuSeconds: round(cpuSeconds, 2),

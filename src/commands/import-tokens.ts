@@ -1,17 +1,26 @@
 // Inventory import: rows from a parser become TokenImported (+ TokenAssigned when a user is named),
 // in batches of one statement each. A batch is one transaction: no row is ever half-written; a bad row
-// is reported with its line and reason and the good rows still import.
+// is reported with its line and reason and the good rows still import. Batches hold distinct tokens (the
+// parsers refuse a serial repeated in the file), so several are written at once, each on a connection of
+// its own, while the next one is read, parsed and sealed.
 import { sql } from 'kysely'
 import { decide } from '../domain/token/decide.js'
 import { tokenStream } from '../domain/token/events.js'
 import { initialState } from '../domain/token/state.js'
 import { evolve } from '../domain/token/state.js'
+import { arrayLiteral, byteaArrayLiteral } from '../db/array-literal.js'
 import { checkEvents } from '../event-store/validate.js'
 import { rowFromState, type TokensTable } from '../read-models/tokens.js'
+import { appendEventsCall, type EventColumns } from '../event-store/postgres.js'
 import type { EventMetadata } from '../event-store/types.js'
 import type { ImportedToken, InventoryFormat, ParsedRow, RejectedRow } from '../import/types.js'
 import { usersByUpn } from '../read-models/users.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
+
+/** Tokens per batch: one statement and transaction. */
+export const DEFAULT_BATCH_SIZE = 2000
+/** Batches written at the same time: one is built while another is written. */
+export const DEFAULT_CONCURRENCY = 2
 
 /** Stands for the time the events are recorded while folding; the statement writes now(). */
 const IMPORTED_AT = new Date(8.64e15)
@@ -23,7 +32,10 @@ export interface ImportReport {
 
 export interface ImportOptions {
   format: InventoryFormat
+  /** Tokens per batch (one statement and transaction). */
   batchSize?: number
+  /** Batches written at the same time, each on its own connection. */
+  concurrency?: number
   /** Called after each batch with the rows read so far. */
   onProgress?: (rowsRead: number, imported: number) => void
 }
@@ -37,7 +49,7 @@ async function importBatch(
   for (let attempt = 0; ; attempt++) {
     const rejected: RejectedRow[] = []
     const existing = new Set((await sql<{ serial: string }>`
-      select serial from tokens where serial = any(${batch.map((t) => t.serial)}::text[])`.execute(ctx.db)).rows.map((r) => r.serial))
+      select serial from tokens where serial = any(${arrayLiteral(batch.map((t) => t.serial))}::text[])`.execute(ctx.db)).rows.map((r) => r.serial))
     const users = await usersByUpn(ctx.db, [...new Set(batch.flatMap((t) => (t.upn ? [t.upn] : [])))])
     const good: { token: ImportedToken; userId: string | null }[] = []
     for (const token of batch) {
@@ -52,10 +64,10 @@ async function importBatch(
     if (good.length === 0) return { imported: 0, rejected }
 
     const metadataJson = JSON.stringify(meta)
-    const events: { stream: string; version: number; type: string; data: string }[] = []
+    const events: EventColumns = { streamId: [], version: [], type: [], data: [] }
     const rows: TokensTable[] = []
-    const streams: { stream: string; version: number; type: string }[] = []
-    const secrets = { serial: [] as string[], keyId: [] as string[], nonce: [] as Buffer[], ciphertext: [] as Buffer[] }
+    const streams = { stream: [] as string[], version: [] as number[], type: [] as string[] }
+    const secrets = { keyId: [] as string[], nonce: [] as Buffer[], ciphertext: [] as Buffer[] }
     for (const { token, userId } of good) {
       const decision = decide(initialState(token.serial), {
         type: 'ImportToken',
@@ -67,48 +79,51 @@ async function importBatch(
       })
       const stream = tokenStream(token.serial)
       const datas = checkEvents(decision.events, metadataJson)
-      decision.events.forEach((e, i) => events.push({ stream, version: i + 1, type: e.type, data: datas[i]! }))
+      decision.events.forEach((e, i) => {
+        events.streamId.push(stream)
+        events.version.push(i + 1)
+        events.type.push(e.type)
+        events.data.push(datas[i]!)
+      })
       let state = initialState(token.serial)
       for (const e of decision.events) state = evolve(state, e, IMPORTED_AT)
       rows.push(rowFromState(state))
-      streams.push({ stream, version: state.version, type: decision.events[decision.events.length - 1]!.type })
+      streams.stream.push(stream)
+      streams.version.push(state.version)
+      streams.type.push(decision.events[decision.events.length - 1]!.type)
       const sealed = ctx.vault.seal(token.serial, token.seed)
-      secrets.serial.push(token.serial)
       secrets.keyId.push(sealed.keyId)
       secrets.nonce.push(sealed.nonce)
       secrets.ciphertext.push(sealed.ciphertext)
     }
-    const col = <K extends keyof TokensTable>(k: K) => rows.map((r) => r[k])
+    const col = <K extends keyof TokensTable>(k: K) => arrayLiteral(rows.map((r) => r[k] as string | number | null))
+    const serials = col('serial')
     try {
-      // One statement: the events (the trigger checks versions and chains hashes), the tokens and streams
-      // rows the inline projections would write (tested by a rebuild), the sealed seeds. Column arrays,
-      // not one parameter per value.
+      // One statement: the tokens and streams rows the inline projections would write (tested by a rebuild),
+      // the sealed seeds, and the events (their hashes chained set-based by the store's bulk append).
+      // Column arrays, not one parameter per value.
       await sql`
-        with appended as (
-          insert into events (stream_id, stream_version, type, data, metadata)
-          select u.stream, u.version, u.type, u.data, ${metadataJson}::jsonb
-          from unnest(${events.map((e) => e.stream)}::text[], ${events.map((e) => e.version)}::int[], ${events.map((e) => e.type)}::text[],
-                      ${events.map((e) => e.data)}::jsonb[]) with ordinality as u(stream, version, type, data, n)
-          order by u.n
-          returning position
-        ), token as (
+        with token as (
           insert into tokens (serial, status, kind, algorithm, digits, period, counter, manufacturer, model, user_id, name, last_step,
                               drift, activation_failures, failures, locked_until, lock_count, last_used_at, seed_fingerprint,
                               activated_at, imported_at, version)
           select serial, status, kind, algorithm, digits, period, counter, manufacturer, model, user_id, null, null,
                  0, 0, 0, null, 0, null, seed_fingerprint, null, now(), version
-          from unnest(${col('serial')}::text[], ${col('status')}::text[], ${col('kind')}::text[], ${col('algorithm')}::text[],
+          from unnest(${serials}::text[], ${col('status')}::text[], ${col('kind')}::text[], ${col('algorithm')}::text[],
                       ${col('digits')}::smallint[], ${col('period')}::smallint[], ${col('counter')}::bigint[], ${col('manufacturer')}::text[],
                       ${col('model')}::text[], ${col('user_id')}::text[], ${col('seed_fingerprint')}::text[], ${col('version')}::int[])
             as t(serial, status, kind, algorithm, digits, period, counter, manufacturer, model, user_id, seed_fingerprint, version)
         ), stream as (
           insert into streams (stream_id, category, version, last_type, created_at, updated_at)
           select stream, 'token', version, type, now(), now()
-          from unnest(${streams.map((x) => x.stream)}::text[], ${streams.map((x) => x.version)}::int[], ${streams.map((x) => x.type)}::text[])
+          from unnest(${arrayLiteral(streams.stream)}::text[], ${arrayLiteral(streams.version)}::int[], ${arrayLiteral(streams.type)}::text[])
             as s(stream, version, type)
+        ), secret as (
+          insert into token_secrets (serial, key_id, nonce, ciphertext)
+          select * from unnest(${serials}::text[], ${arrayLiteral(secrets.keyId)}::text[], ${byteaArrayLiteral(secrets.nonce)}::bytea[],
+                               ${byteaArrayLiteral(secrets.ciphertext)}::bytea[])
         )
-        insert into token_secrets (serial, key_id, nonce, ciphertext)
-        select * from unnest(${secrets.serial}::text[], ${secrets.keyId}::text[], ${secrets.nonce}::bytea[], ${secrets.ciphertext}::bytea[])
+        select ${appendEventsCall(events, metadataJson)}
       `.execute(ctx.db)
       ctx.store.committed()
       return { imported: good.length, rejected }
@@ -128,35 +143,49 @@ export async function importTokens(
   options: ImportOptions,
 ): Promise<ImportReport> {
   const source = options.format === 'entra' ? 'entra-csv' : 'oath-csv'
-  const batchSize = options.batchSize ?? 5000
+  const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE
+  const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY)
   const report: ImportReport = { imported: 0, rejected: [] }
   let read = 0
   let batch: ImportedToken[] = []
-  // One batch is written while the next is read, parsed and sealed.
-  let inFlight: Promise<void> | null = null
-  const flush = async () => {
-    if (batch.length === 0) return
-    const mine = batch
-    batch = []
-    await inFlight
-    inFlight = importBatch(ctx, mine, source, meta).then((result) => {
-      for (const token of mine) token.seed.fill(0)
-      report.imported += result.imported
-      report.rejected.push(...result.rejected)
-      options.onProgress?.(read, report.imported)
-    })
+  const inFlight = new Set<Promise<void>>()
+  let failure: { error: unknown } | null = null
+  const write = (mine: ImportedToken[]) => {
+    const done: Promise<void> = importBatch(ctx, mine, source, meta)
+      .then((result) => {
+        report.imported += result.imported
+        report.rejected.push(...result.rejected)
+        options.onProgress?.(read, report.imported)
+      }, (error: unknown) => {
+        failure ??= { error }
+      })
+      .finally(() => {
+        for (const token of mine) token.seed.fill(0)
+        inFlight.delete(done)
+      })
+    inFlight.add(done)
   }
-  for await (const row of rows) {
-    read++
-    if (!row.ok) {
-      report.rejected.push(row.rejected)
-      continue
+  try {
+    for await (const row of rows) {
+      read++
+      if (!row.ok) {
+        report.rejected.push(row.rejected)
+        continue
+      }
+      batch.push(row.token)
+      if (batch.length < batchSize) continue
+      while (inFlight.size >= concurrency) await Promise.race(inFlight)
+      if (failure) break
+      write(batch)
+      batch = []
     }
-    batch.push(row.token)
-    if (batch.length >= batchSize) await flush()
+    if (!failure && batch.length > 0) write(batch)
+  } finally {
+    // A batch that failed, or a file that turned out unreadable, still lets the batches in flight finish.
+    await Promise.all(inFlight)
+    for (const token of batch) token.seed.fill(0)
   }
-  await flush()
-  await inFlight
+  if (failure) throw (failure as { error: unknown }).error
   report.rejected.sort((a, b) => a.line - b.line)
   return report
 }

@@ -28,9 +28,17 @@ export function masterKey(key: Buffer): MasterKey {
   return { id: keyIdOf(key), key }
 }
 
+/** GCM's 96-bit nonce (NIST SP 800-38D), random for each seal. */
+const NONCE_BYTES = 12
+/** Nonces drawn from the random source at a time: one call for many seals (an import seals thousands). */
+const NONCES_PER_DRAW = 256
+
 export class SeedVault {
   private keys: Map<string, Buffer>
   private currentId: string
+  // A drawn block is only ever cut into nonces, never refilled: sealed seeds keep views of it.
+  private nonces = Buffer.alloc(0)
+  private nonceAt = 0
 
   /**
    * @param keys the current key first, then older ones still needed to decrypt
@@ -51,11 +59,23 @@ export class SeedVault {
   }
 
   seal(serial: string, seed: Buffer): SealedSeed {
-    const nonce = randomBytes(12)
+    const nonce = this.nextNonce()
     const cipher = createCipheriv('aes-256-gcm', this.keys.get(this.currentId)!, nonce)
     cipher.setAAD(Buffer.from(serial, 'utf8'))
-    const ciphertext = Buffer.concat([cipher.update(seed), cipher.final(), cipher.getAuthTag()])
+    const body = cipher.update(seed)
+    cipher.final() // GCM adds no bytes here; it computes the tag
+    const ciphertext = Buffer.allocUnsafe(body.length + 16)
+    body.copy(ciphertext)
+    cipher.getAuthTag().copy(ciphertext, body.length)
     return { keyId: this.currentId, nonce, ciphertext }
+  }
+
+  private nextNonce(): Buffer {
+    if (this.nonceAt + NONCE_BYTES > this.nonces.length) {
+      this.nonces = randomBytes(NONCE_BYTES * NONCES_PER_DRAW)
+      this.nonceAt = 0
+    }
+    return this.nonces.subarray(this.nonceAt, (this.nonceAt += NONCE_BYTES))
   }
 
   open(serial: string, sealed: SealedSeed): Buffer {

@@ -70,8 +70,11 @@ export function checkEvents(events: readonly NewEvent[], metadataJson: string): 
     } catch {
       throw new InvalidEvent(`event ${event.type}: data is not JSON`)
     }
-    const bytes = Buffer.byteLength(json) + Buffer.byteLength(metadataJson)
-    if (bytes > MAX_EVENT_BYTES) throw new EventTooLarge(event.type, bytes, MAX_EVENT_BYTES)
+    // A UTF-16 code unit is at most 3 bytes of UTF-8: most events need no byte count.
+    if ((json.length + metadataJson.length) * 3 > MAX_EVENT_BYTES) {
+      const bytes = Buffer.byteLength(json) + Buffer.byteLength(metadataJson)
+      if (bytes > MAX_EVENT_BYTES) throw new EventTooLarge(event.type, bytes, MAX_EVENT_BYTES)
+    }
     // PostgreSQL's jsonb refuses NUL characters; say so here rather than with a driver error.
     if (json.includes('\\u0000')) throw new InvalidEvent(`event ${event.type}: data contains a NUL character`)
     return json

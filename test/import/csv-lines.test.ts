@@ -1,6 +1,6 @@
 import { parse } from 'csv-parse/sync'
 import t from 'tap'
-import { csvLines, quotingProblem } from '../../src/import/csv-lines.js'
+import { csvLines, plainFields, quotingProblem } from '../../src/import/csv-lines.js'
 import { LineSplitter, physicalLines } from '../../src/import/lines.js'
 
 function splitAll(pieces: string[], max?: number) {
@@ -72,6 +72,36 @@ t.test('with other Unicode spaces, every line quotingProblem lets through is one
   const lines = fuzz(['a', ',', '"', '"', ' ', '\u3000', '\u00a0', '\u2028', '\ufeff'], 30_000, 54321)
   const unsafe = lines.filter((line) => quotingProblem(line) === null && !csvParseReads(line))
   t.same(unsafe.slice(0, 5), [], `${lines.length} lines checked`)
+})
+
+t.test('a line without quotes is split into the fields csv-parse would return', async (t) => {
+  // Every whitespace character either trims (space, tab, NBSP, U+1680, U+2000-U+200A, U+2028, U+2029, U+202F,
+  // U+205F, U+3000, U+FEFF) plus some that do not (U+200B, U+180E) and a multi-byte letter.
+  const alphabet = ['a', 'é', ',', ',', ' ', '\t', '\f', '\v', '\u00a0', '\u1680', '\u2000', '\u200a', '\u2028', '\u2029',
+    '\u202f', '\u205f', '\u3000', '\ufeff', '\u200b', '\u180e', '😀']
+  const lines = fuzz(alphabet, 30_000, 777)
+  const differ = lines.filter((line) => {
+    const records = parse(line + '\n', { delimiter: ',', record_delimiter: '\n', trim: true, relax_column_count: true, bom: false })
+    return JSON.stringify(records[0]) !== JSON.stringify(plainFields(line))
+  })
+  t.same(differ.slice(0, 5), [], `${lines.length} lines checked, ${differ.length} differ`)
+  t.equal(plainFields('a,\ud800'), null, 'a lone surrogate goes to the parser, which reads it as U+FFFD')
+})
+
+t.test('plain and quoted lines come out in file order, however the batches mix them', async (t) => {
+  async function* batches() {
+    yield [{ line: 1, text: '"a",b', tooLong: false }, { line: 2, text: ' c , d ', tooLong: false }]
+    yield [{ line: 3, text: 'e,\ud800', tooLong: false }, { line: 4, text: 'f', tooLong: false }, { line: 5, text: '"g"', tooLong: false }]
+  }
+  const rows = []
+  for await (const batch of csvLines(batches(), { quotes: true })) rows.push(...batch)
+  t.same(rows, [
+    { line: 1, fields: ['a', 'b'] },
+    { line: 2, fields: ['c', 'd'] },
+    { line: 3, fields: ['e', '\ufffd'] },
+    { line: 4, fields: ['f'] },
+    { line: 5, fields: ['g'] },
+  ])
 })
 
 t.test('the problem wording for each kind of quoting mistake', async (t) => {
