@@ -16,13 +16,13 @@ import { loadavg, round } from './lib/stats.js'
 import type { BenchContext, BenchOptions, Scenario } from './lib/types.js'
 import { append } from './scenarios/append.js'
 import { exportScenario, timelineScenario } from './scenarios/audit.js'
-import { flows } from './scenarios/flows.js'
+import { flows, flowsSso } from './scenarios/flows.js'
 import { importScenario } from './scenarios/import.js'
 import { replay } from './scenarios/replay.js'
 import { verify } from './scenarios/verify.js'
 
 /** Every scenario, in the order a full run takes them. Add new ones here. */
-const SCENARIOS: readonly Scenario[] = [append, replay, exportScenario, timelineScenario, importScenario, verify, flows]
+const SCENARIOS: readonly Scenario[] = [append, replay, exportScenario, timelineScenario, importScenario, verify, flows, flowsSso]
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const ROOT_DIR = path.dirname(BENCH_DIR)

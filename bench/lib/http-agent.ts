@@ -78,6 +78,11 @@ export class Browser {
     return current
   }
 
+  /** Forgets the cookies whose name matches (e.g. one service's session, keeping another's). */
+  forget(name: RegExp): void {
+    for (const key of [...this.jar.keys()]) if (name.test(key)) this.jar.delete(key)
+  }
+
   /** Closes the browser's connections. */
   close(): void {
     this.agent.destroy()
