@@ -36,6 +36,11 @@ export class Agent {
     }
   }
 
+  /** Forgets the cookies whose name matches, on every host (e.g. the provider's session, keeping the gateway's). */
+  forget(name: RegExp): void {
+    for (const jar of this.jars.values()) for (const key of [...jar.keys()]) if (name.test(key)) jar.delete(key)
+  }
+
   async request(method: string, url: string, form?: Record<string, string>, options: { csrf?: boolean } = {}): Promise<Response> {
     const target = this.absolute(url)
     const headers: Record<string, string> = { accept: 'text/html', cookie: [...this.jar(target)].map(([k, v]) => `${k}=${v}`).join('; ') }

@@ -1,5 +1,6 @@
 // Step-up login for relying applications, with openid-client as the relying application.
 import t from 'tap'
+import pg from 'pg'
 import { sql } from 'kysely'
 import * as oidc from 'openid-client'
 import { registerClient } from '../../src/commands/clients.js'
@@ -24,13 +25,26 @@ const CALLBACK = 'https://rp.example.com/callback'
 const confidential = await registerClient(app.commands, { clientId: 'payroll', name: 'Payroll', redirectUris: [CALLBACK], public: false }, metadata())
 await registerClient(app.commands, { clientId: 'spa', name: 'Team board', redirectUris: ['http://localhost:5173/cb'], public: true }, metadata())
 const alice = await addUser(app, 'alice@example.com', 'correct horse battery', 'Alice Example')
-await addUser(app, 'nomethod@example.com', 'correct horse battery', 'No Method')
+const nomethod = await addUser(app, 'nomethod@example.com', 'correct horse battery', 'No Method')
 await importEntra(app, [`alice@example.com,8659623756140,${SEED_B32},30,Token2,C202`])
 await activateToken(app.commands, { serial: '8659623756140', userId: alice.userId, name: 'Key fob', code: totpAt(SEED_HEX, NOW) }, metadata())
 
 const issuer = new URL(`${BASE}/oidc`)
 const payroll = await oidc.discovery(issuer, 'payroll', { client_secret: confidential.secret! }, oidc.ClientSecretBasic(confidential.secret!), { execute: [oidc.allowInsecureRequests] })
 const spa = await oidc.discovery(issuer, 'spa', {}, oidc.None(), { execute: [oidc.allowInsecureRequests] })
+
+/** The SQL texts this process sends to PostgreSQL until stop(). */
+function recordStatements(): { stop(): string[] } {
+  const proto = pg.Client.prototype as unknown as { query: (...args: unknown[]) => unknown }
+  const original = proto.query
+  const texts: string[] = []
+  proto.query = function recorded(this: unknown, ...args: unknown[]) {
+    const q = args[0]
+    texts.push(typeof q === 'string' ? q : String((q as { text?: string }).text ?? ''))
+    return original.apply(this, args)
+  }
+  return { stop: () => ((proto.query = original), texts) }
+}
 
 let step = 0
 /** A fresh code for each verification: the next time step, as a token shows it. */
@@ -124,6 +138,32 @@ t.test('signed in at pwd, asked for mfa: only the Enter code page (step-up)', as
   const third = await authorize(payroll, { acr_values: LEVELS.mfa, prompt: 'login' })
   const forced = await agent.follow(await agent.get(third.url.toString()))
   t.match(forced.body, /<h1>Sign in<\/h1>/, 'prompt=login asks for the password again')
+})
+
+t.test("signed in to the gateway, asked at pwd: its session vouches, and the interaction is finished without reading it again or the client's name", async (t) => {
+  // Another user than alice: the sign-in post is limited to 10 a minute per user.
+  const agent = new Agent(BASE)
+  const first = await authorize(payroll, { acr_values: LEVELS.pwd })
+  const login = await agent.follow(await agent.get(first.url.toString()))
+  const back = await agent.follow(await agent.post(`${new URL(login.url).pathname}/login`, { upn: 'nomethod@example.com', password: 'correct horse battery' }), CALLBACK)
+  await exchange(payroll, back.location!, first)
+
+  // Without the provider's session, the provider opens an interaction; the gateway's session answers it.
+  agent.forget(/^_(session|interaction)/)
+  const second = await authorize(payroll, { acr_values: LEVELS.pwd })
+  const toInteraction = await agent.get(second.url.toString())
+  t.match(toInteraction.location, /\/interaction\//)
+  const statements = recordStatements()
+  const finished = await agent.get(toInteraction.location!)
+  const sent = statements.stop()
+  t.equal(finished.status, 303, 'no page: the interaction is finished at once')
+  t.same(sent.filter((s) => /oidc_payloads/.test(s)).map((s) => s.replace(/\s+/g, ' ').trim().split(' ')[0]), ['select', 'insert'],
+    'one read of the interaction, one write of its result')
+  t.notOk(sent.some((s) => /clients/.test(s)), "the client's name is not read when no page shows it")
+  const done = await agent.follow(finished, CALLBACK)
+  const claims = (await exchange(payroll, done.location!, second)).claims()!
+  t.equal(claims.sub, nomethod.userId)
+  t.equal(claims.acr, LEVELS.pwd)
 })
 
 t.test('asked for mfa without a method, the user is offered to add one', async (t) => {

@@ -63,9 +63,14 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
 
   const clientName = (d: Details) => clientNameOf(app.db, String(d.params.client_id))
 
-  async function finish(request: FastifyRequest, reply: FastifyReply, result: InteractionResults) {
-    const url = await (await app.oidcProvider()).interactionResult(request.raw, reply.raw, result, { mergeWithLastSubmission: false })
-    return reply.redirect(url, 303)
+  /**
+   * Stores the interaction's result and sends the browser back to the provider: provider.interactionResult
+   * without mergeWithLastSubmission, on the interaction this request already loaded (it would read it again).
+   */
+  async function finish(reply: FastifyReply, d: Details, result: InteractionResults) {
+    d.result = result
+    await d.persist()
+    return reply.redirect(d.returnTo, 303)
   }
 
   /** The user the gateway's session vouches for in this interaction, or null when a password is due. */
@@ -86,21 +91,21 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     const d = await details(request, reply)
     if (!d) return expired(request, reply)
     allowReturn(reply, d)
-    const name = await clientName(d)
     const user = vouchedUser(request, d)
-    if (!user) return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: name })
+    if (!user) return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: await clientName(d) })
     if (d.prompt.name === 'consent') {
       const grant = new (await app.oidcProvider()).Grant({ accountId: user.id, clientId: String(d.params.client_id) })
       grant.addOIDCScope(String(d.params.scope ?? 'openid'))
-      return finish(request, reply, { consent: { grantId: await grant.save() } })
+      return finish(reply, d, { consent: { grantId: await grant.save() } })
     }
     if (requestedLevel(d.params.acr_values) === LEVELS.mfa) {
       const methods = await activeMethods(user.id)
+      const name = await clientName(d)
       if (methods.length === 0) return page(request, reply, 'interaction/no-method', { title: 'Add a sign-in method', uid: d.uid, clientName: name })
       return page(request, reply, 'interaction/code', { title: 'Enter code', uid: d.uid, clientName: name, methods })
     }
     const ts = Math.floor((request.session.get('authenticatedAt') ?? app.commands.now().getTime()) / 1000)
-    return finish(request, reply, { login: { accountId: user.id, acr: LEVELS.pwd, amr: ['pwd'], ts, remember: true } })
+    return finish(reply, d, { login: { accountId: user.id, acr: LEVELS.pwd, amr: ['pwd'], ts, remember: true } })
   })
 
   app.post<{ Params: { uid: string }; Body: { upn?: string; password?: string } }>('/interaction/:uid/login', { preHandler: limits }, async (request, reply) => {
@@ -143,7 +148,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       }
       request.session.set('verifiedAt', app.commands.now().getTime())
       await recordSignIn(app.commands, user.id, 'otp', meta)
-      return finish(request, reply, {
+      return finish(reply, d, {
         login: { accountId: user.id, acr: LEVELS.mfa, amr: ['pwd', 'otp', 'mfa'], ts: Math.floor(app.commands.now().getTime() / 1000), remember: true },
       })
     }
@@ -158,7 +163,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     request.session.set('verifiedAt', app.commands.now().getTime())
     request.session.set('tokenVerifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, user.id, 'otp', app.eventMetadata(request, { type: 'user', id: user.id }, clientId))
-    return finish(request, reply, {
+    return finish(reply, d, {
       login: { accountId: user.id, acr: LEVELS.mfa, amr: ['pwd', 'otp', 'hwk', 'mfa'], ts: Math.floor(app.commands.now().getTime() / 1000), remember: true },
     })
   })
@@ -176,6 +181,6 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     const d = await details(request, reply)
     if (!d) return expired(request, reply)
     allowReturn(reply, d)
-    return finish(request, reply, { error: 'access_denied', error_description: 'The user cancelled the sign-in.' })
+    return finish(reply, d, { error: 'access_denied', error_description: 'The user cancelled the sign-in.' })
   })
 }
