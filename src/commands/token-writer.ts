@@ -6,6 +6,7 @@
 // from the log gives the same rows; tested). Time-valued fields take the database's now(), the instant
 // the events record.
 import { sql } from 'kysely'
+import { executePrepared } from '../db/prepared.js'
 import { tokenStream, type TokenEvent } from '../domain/token/events.js'
 import { evolve, type TokenState } from '../domain/token/state.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
@@ -78,7 +79,8 @@ async function writeGroup(db: Db, writes: readonly Write[]): Promise<Date> {
     ? sql`${sql.ref(c)} = case when v.${sql.ref(`${c}_now`)} then now() else v.${sql.ref(c)} end`
     : sql`${sql.ref(c)} = v.${sql.ref(c)}`)
   try {
-    const result = await sql<{ at: Date }>`
+    // A prepared statement: its text depends only on whether a seed is destroyed, not on the group's size.
+    const result = await executePrepared(db, sql<{ at: Date }>`
       with appended as (
         insert into events (stream_id, stream_version, type, data, metadata)
         select u.stream, u.version, u.type, u.data, u.metadata
@@ -100,7 +102,7 @@ async function writeGroup(db: Db, writes: readonly Write[]): Promise<Date> {
         where streams.version < excluded.version
       )
       -- Every tokens row must be at the version its events followed; if one is not, fail the whole statement.
-      select now() as at, 1 / ((select count(*) from token) = ${writes.length})::int as ok`.execute(db)
+      select now() as at, 1 / ((select count(*) from token) = ${writes.length})::int as ok`)
     return result.rows[0]!.at
   } catch (error) {
     const code = (error as { code?: string }).code

@@ -4,9 +4,11 @@
 // - consume() is a compare-and-set: of two requests redeeming one authorization code, exactly one wins;
 //   the other is refused and, as RFC 6749 section 4.1.2 asks, the grant's tokens are revoked.
 // - Relying applications come from the `clients` read model (registered with `tessera clients add`).
+// - Every statement is a prepared statement (db/prepared.ts): a flow runs about 18 of them.
 import { sql } from 'kysely'
 import { errors } from 'oidc-provider'
 import type { Adapter, AdapterPayload } from 'oidc-provider'
+import { executePrepared } from '../db/prepared.js'
 import type { Db } from '../read-models/database.js'
 
 export function clientMetadata(row: { client_id: string; name: string; redirect_uris: string[]; public: boolean }, secretHash: string | null) {
@@ -30,12 +32,12 @@ export function kyselyAdapter(db: Db) {
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
       const expiresAt = expiresIn ? new Date(Date.now() + expiresIn * 1000) : null
-      await sql`
+      await executePrepared(db, sql`
         insert into oidc_payloads (type, id, payload, grant_id, user_code, uid, expires_at)
         values (${this.name}, ${id}, ${JSON.stringify(payload)}::jsonb, ${payload.grantId ?? null}, ${payload.userCode ?? null},
                 ${payload.uid ?? null}, ${expiresAt})
         on conflict (type, id) do update set payload = excluded.payload, grant_id = excluded.grant_id,
-          user_code = excluded.user_code, uid = excluded.uid, expires_at = excluded.expires_at`.execute(db)
+          user_code = excluded.user_code, uid = excluded.uid, expires_at = excluded.expires_at`)
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
@@ -44,15 +46,17 @@ export function kyselyAdapter(db: Db) {
     }
 
     private async findClient(id: string): Promise<AdapterPayload | undefined> {
-      const row = await db.selectFrom('clients').leftJoin('client_secrets', 'client_secrets.client_id', 'clients.client_id')
-        .selectAll('clients').select('client_secrets.secret_hash').where('clients.client_id', '=', id).executeTakeFirst()
+      const query = db.selectFrom('clients').leftJoin('client_secrets', 'client_secrets.client_id', 'clients.client_id')
+        .select(['clients.client_id', 'clients.name', 'clients.redirect_uris', 'clients.public', 'client_secrets.secret_hash'])
+        .where('clients.client_id', '=', id)
+      const row = (await executePrepared(db, query)).rows[0]
       return row ? (clientMetadata(row, row.secret_hash) as unknown as AdapterPayload) : undefined
     }
 
     private async findWhere(condition: ReturnType<typeof sql>): Promise<AdapterPayload | undefined> {
-      const result = await sql<{ payload: AdapterPayload; consumed_at: Date | null }>`
+      const result = await executePrepared(db, sql<{ payload: AdapterPayload; consumed_at: Date | null }>`
         select payload, consumed_at from oidc_payloads
-        where type = ${this.name} and ${condition} and (expires_at is null or expires_at > now())`.execute(db)
+        where type = ${this.name} and ${condition} and (expires_at is null or expires_at > now())`)
       const row = result.rows[0]
       if (!row) return undefined
       return row.consumed_at ? { ...row.payload, consumed: Math.floor(row.consumed_at.getTime() / 1000) } : row.payload
@@ -67,10 +71,10 @@ export function kyselyAdapter(db: Db) {
     }
 
     async consume(id: string): Promise<void> {
-      const result = await sql<{ grant_id: string | null }>`
+      const result = await executePrepared(db, sql<{ grant_id: string | null }>`
         update oidc_payloads set consumed_at = now()
         where type = ${this.name} and id = ${id} and consumed_at is null
-        returning grant_id`.execute(db)
+        returning grant_id`)
       if (result.rows.length === 0) {
         const row = await sql<{ grant_id: string | null }>`select grant_id from oidc_payloads where type = ${this.name} and id = ${id}`.execute(db)
         if (row.rows[0]?.grant_id) await this.revokeByGrantId(row.rows[0].grant_id)
@@ -79,11 +83,11 @@ export function kyselyAdapter(db: Db) {
     }
 
     async destroy(id: string): Promise<void> {
-      await sql`delete from oidc_payloads where type = ${this.name} and id = ${id}`.execute(db)
+      await executePrepared(db, sql`delete from oidc_payloads where type = ${this.name} and id = ${id}`)
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {
-      await sql`delete from oidc_payloads where grant_id = ${grantId}`.execute(db)
+      await executePrepared(db, sql`delete from oidc_payloads where grant_id = ${grantId}`)
     }
   }
 }

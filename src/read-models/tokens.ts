@@ -2,6 +2,7 @@
 import { sql, type Generated } from 'kysely'
 import { initialState, type TokenState } from '../domain/token/state.js'
 import type { PolicySettings } from '../domain/policy/events.js'
+import { executePrepared } from '../db/prepared.js'
 import type { Executor } from './database.js'
 import { effectivePolicyId, settingsOf } from './policies.js'
 
@@ -96,9 +97,22 @@ function withSeed(serial: string, row: SeedRow | undefined): TokenWithSeed {
   }
 }
 
-/** A token's row, its sealed seed and its owner's policy settings: what a decision needs, in one query. */
+/** The columns of tokens, listed: the load is a prepared statement, which must not select `*` (db/prepared.ts). */
+const TOKEN_COLUMNS = [
+  'serial', 'status', 'kind', 'algorithm', 'digits', 'period', 'counter', 'manufacturer', 'model', 'user_id', 'name',
+  'last_step', 'drift', 'activation_failures', 'failures', 'locked_until', 'disabled', 'lock_count', 'last_used_at',
+  'seed_fingerprint', 'activated_at', 'imported_at', 'version',
+] as const satisfies readonly (keyof TokensTable)[]
+// A column added to TokensTable but not listed above fails to compile here.
+const everyColumn: Record<Exclude<keyof TokensTable, (typeof TOKEN_COLUMNS)[number]>, never> = {}
+void everyColumn
+
+/**
+ * A token's row, its sealed seed and its owner's policy settings: what a decision needs, in one query, a
+ * prepared statement (its text is the same for any number of serials).
+ */
 const tokenQuery = (serials: readonly string[]) => sql<SeedRow>`
-  select t.*, s.key_id, s.nonce, s.ciphertext,
+  select ${sql.join(TOKEN_COLUMNS.map((c) => sql.ref(`t.${c}`)))}, s.key_id, s.nonce, s.ciphertext,
     (select p.settings from policies p where p.id = ${effectivePolicyId(sql.ref('t.user_id'))} and p.exists) as policy
   from tokens t left join token_secrets s using (serial)
   where t.serial = any(${serials}::text[])`
@@ -125,7 +139,7 @@ class TokenLoader {
     const batch = this.pending
     this.pending = new Map()
     try {
-      const result = await tokenQuery([...batch.keys()]).execute(this.db)
+      const result = await executePrepared(this.db, tokenQuery([...batch.keys()]))
       const rows = new Map(result.rows.map((r) => [r.serial, r]))
       for (const [serial, waiters] of batch) for (const w of waiters) w.resolve(rows.get(serial))
     } catch (error) {
@@ -139,7 +153,7 @@ const loaders = new WeakMap<object, TokenLoader>()
 /** A token's state, sealed seed and policy in one round trip; an unknown serial gives the initial state. */
 export async function loadToken(db: Executor, serial: string): Promise<TokenWithSeed> {
   if (db.isTransaction) {
-    const result = await tokenQuery([serial]).execute(db)
+    const result = await executePrepared(db, tokenQuery([serial]))
     return withSeed(serial, result.rows[0])
   }
   let loader = loaders.get(db)
