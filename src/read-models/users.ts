@@ -1,4 +1,5 @@
 // The users read model and credentials.
+import { executePrepared } from '../db/prepared.js'
 import type { Executor } from './database.js'
 
 export interface UsersTable {
@@ -27,8 +28,15 @@ export async function findUserByUpn(db: Executor, upn: string): Promise<(UsersTa
     .executeTakeFirst()
 }
 
+/** The columns of users, listed: findUser is a prepared statement, which must not select `*` (db/prepared.ts). */
+const USER_COLUMNS = ['id', 'upn', 'display_name', 'roles', 'groups', 'created_at', 'version'] as const satisfies readonly (keyof UsersTable)[]
+// A column added to UsersTable but not listed above fails to compile here.
+const everyColumn: Record<Exclude<keyof UsersTable, (typeof USER_COLUMNS)[number]>, never> = {}
+void everyColumn
+
+/** A user by id; the provider asks for the signed-in account twice a flow, so it is a prepared statement. */
 export async function findUser(db: Executor, id: string): Promise<UsersTable | undefined> {
-  return db.selectFrom('users').selectAll().where('id', '=', id).executeTakeFirst()
+  return (await executePrepared(db, db.selectFrom('users').select(USER_COLUMNS).where('id', '=', id))).rows[0]
 }
 
 export async function usersByUpn(db: Executor, upns: readonly string[]): Promise<Map<string, string>> {
