@@ -1,11 +1,12 @@
 // Exports events as JSON lines or CSV, in position order, as one COPY from one snapshot of the log. Each
 // event carries its position, its hash, the previous hash of its stream and the exact bytes the hash
 // covers, so an export can be checked offline: sha256(previousHash || bytes) must equal hash.
-// - PostgreSQL prints data and metadata (jsonb text), stream id and type (to_json) once each, exactly as
-//   the hash chain's trigger does (tessera_event_bytes in migrations/0001), and sends them with the time
-//   and the hash in COPY's binary framing: one statement, no escaping on its side.
-// - Node splices those bytes into the lines without making strings of them; the hashed bytes go out as a
-//   JSON string by escaping `"` and `\` (jsonb and to_json print no raw control characters).
+// - PostgreSQL sends the columns as stored, in COPY's binary framing: numbers, time and hash in binary,
+//   data and metadata as their jsonb text (printed once each), no escaping, one statement.
+// - Node splices those bytes into the lines without making strings of them, writing what
+//   tessera_event_bytes (migrations/0001) writes: stream id and type quoted as PostgreSQL's to_json
+//   quotes text, the time as its to_char prints it. The hashed bytes go out as a JSON string by
+//   escaping `"` and `\` (jsonb text and quoted text hold no raw control characters).
 // - The previous hash of a stream is the hash of the stream's event before, usually exported just before
 //   it: a bounded cache of each stream's last exported hash gives it, and the events it cannot (filtered
 //   out, evicted) are looked up by key, a chunk's worth in one query.
@@ -35,11 +36,13 @@ export interface ExportOptions {
 
 const CSV_HEADER = 'position,tx_id,stream_id,stream_version,type,recorded_at,data,metadata,hash,previous_hash,bytes\n'
 
-// The COPY's columns, in order: text, except the time (timestamptz: int64 microseconds since 2000-01-01
-// UTC) and the hash (bytea: its 32 bytes).
+// The COPY's columns, in order, in their binary forms: int8 and xid8 (8 bytes), int4, text (UTF-8),
+// timestamptz (int64 microseconds since 2000-01-01 UTC), bytea (the hash's 32 bytes).
 const POSITION = 0, TX_ID = 1, STREAM_ID = 2, VERSION = 3, TYPE = 4, RECORDED_AT = 5, DATA = 6, METADATA = 7, HASH = 8
 const FIELDS = 9
 const HASH_BYTES = 32
+/** Each column's size in bytes, or -1 for text. */
+const SIZES = [8, 8, -1, 4, -1, 8, -1, -1, HASH_BYTES]
 
 function copyQuery(filter: ExportFilter): string {
   // COPY takes no parameters: the filter's values go in as quoted literals.
@@ -49,8 +52,7 @@ function copyQuery(filter: ExportFilter): string {
   if (filter.from) where.push(`e.recorded_at >= ${pg.escapeLiteral(filter.from.toISOString())}::timestamptz`)
   if (filter.to) where.push(`e.recorded_at < ${pg.escapeLiteral(filter.to.toISOString())}::timestamptz`)
   return `copy (
-    select e.position::text, e.tx_id::text, to_json(e.stream_id)::text, e.stream_version::text, to_json(e.type)::text,
-      e.recorded_at, e.data::text, e.metadata::text, e.hash
+    select e.position, e.tx_id, e.stream_id, e.stream_version, e.type, e.recorded_at, e.data::text, e.metadata::text, e.hash
     from events e
     ${where.length ? `where ${where.join(' and ')}` : ''}
     order by e.position
@@ -62,6 +64,8 @@ interface Batch {
   buf: Buffer
   count: number
   offsets: Int32Array
+  /** Bytes of stream ids and types, which quoting can make up to six times longer. */
+  quotedBytes: number
   /** The previous hash of each row at r * HASH_BYTES, when hasPrevious[r]. */
   previous: Buffer
   hasPrevious: Uint8Array
@@ -85,10 +89,11 @@ class BinaryRows {
       this.headerRead = true
     }
     let count = 0
+    let quoted = 0
     rows: for (;;) {
       if (at + 2 > buf.length) break
       const fields = buf.readInt16BE(at)
-      if (fields === -1) return this.batch(buf, count) // the trailer
+      if (fields === -1) return this.batch(buf, count, quoted) // the trailer
       if (fields !== FIELDS) throw new Error(`export: a COPY row has ${fields} fields, not ${FIELDS}`)
       if ((count + 1) * 2 * FIELDS > this.offsets.length) {
         const grown = new Int32Array(this.offsets.length * 2)
@@ -101,32 +106,27 @@ class BinaryRows {
         if (p + 4 > buf.length) break rows
         const length = buf.readInt32BE(p)
         p += 4
-        if (length < 0) throw new Error(`export: column ${i} is null`)
+        if (length < 0 || (SIZES[i]! >= 0 && length !== SIZES[i])) throw new Error(`export: column ${i} of a COPY row has ${length} bytes`)
         if (p + length > buf.length) break rows
         this.offsets[o + 2 * i] = p
         this.offsets[o + 2 * i + 1] = p + length
         p += length
       }
+      quoted += this.offsets[o + 2 * STREAM_ID + 1]! - this.offsets[o + 2 * STREAM_ID]! + this.offsets[o + 2 * TYPE + 1]! - this.offsets[o + 2 * TYPE]!
       at = p
       count++
     }
-    return this.keep(buf, at, count)
+    return this.keep(buf, at, count, quoted)
   }
 
-  private keep(buf: Buffer, at: number, count: number): Batch {
+  private keep(buf: Buffer, at: number, count: number, quoted = 0): Batch {
     if (at < buf.length) this.rest = buf.subarray(at)
-    return this.batch(buf, count)
+    return this.batch(buf, count, quoted)
   }
 
-  private batch(buf: Buffer, count: number): Batch {
-    return { buf, count, offsets: this.offsets, previous: Buffer.allocUnsafe(count * HASH_BYTES), hasPrevious: new Uint8Array(count) }
+  private batch(buf: Buffer, count: number, quotedBytes: number): Batch {
+    return { buf, count, offsets: this.offsets, quotedBytes, previous: Buffer.allocUnsafe(count * HASH_BYTES), hasPrevious: new Uint8Array(count) }
   }
-}
-
-function parseDigits(buf: Buffer, start: number, end: number): number {
-  let n = 0
-  for (let i = start; i < end; i++) n = n * 10 + buf[i]! - 0x30
-  return n
 }
 
 /** Each stream's last exported version and hash, for the previous hash of its next event. */
@@ -141,7 +141,7 @@ class PreviousHashes {
     for (let r = 0; r < batch.count; r++) {
       const o = r * 2 * FIELDS
       const key = buf.toString('utf8', offsets[o + 2 * STREAM_ID]!, offsets[o + 2 * STREAM_ID + 1]!)
-      const version = parseDigits(buf, offsets[o + 2 * VERSION]!, offsets[o + 2 * VERSION + 1]!)
+      const version = buf.readInt32BE(offsets[o + 2 * VERSION]!)
       const hashAt = offsets[o + 2 * HASH]!
       const known = this.last.get(key)
       if (known && known.version === version - 1) {
@@ -163,7 +163,7 @@ class PreviousHashes {
     if (missing.length === 0) return
     const found = await sql<{ i: number; hash: Buffer }>`
       select m.i, e.hash
-      from unnest(${missing.map((m) => JSON.parse(m.streamId) as string)}::text[], ${missing.map((m) => m.version)}::int[],
+      from unnest(${missing.map((m) => m.streamId)}::text[], ${missing.map((m) => m.version)}::int[],
                   ${missing.map((_, i) => i)}::int[]) as m(stream_id, version, i)
       join events e on e.stream_id = m.stream_id and e.stream_version = m.version`.execute(this.db)
     for (const { i, hash } of found.rows) {
@@ -192,8 +192,11 @@ const L = {
   timeOpen: ascii(', \\"'),
   end: ascii('\\"]"}\n'),
 }
-/** The most a line adds to its fields: the literals above, the time twice and the hashes in hex. */
-const LINE_OVERHEAD = 160 + 2 * 27 + 4 * HASH_BYTES
+/**
+ * The most a line adds to its fields' bytes: the literals above, position, transaction id and version
+ * in digits (twice for the version), the quotes of stream id and type, the time twice, the hashes in hex.
+ */
+const LINE_OVERHEAD = 160 + 2 * 20 + 2 * 11 + 2 * 6 + 2 * 27 + 4 * HASH_BYTES
 
 function put(out: Buffer, p: number, literal: Buffer): number {
   for (let i = 0; i < literal.length; i++) out[p++] = literal[i]!
@@ -214,6 +217,53 @@ function escape(out: Buffer, p: number, src: Buffer, start: number, end: number)
     out[p++] = b
   }
   return p
+}
+
+/** Text as PostgreSQL's to_json quotes it (escape_json): `"`, `\`, and control characters escaped. */
+function quote(out: Buffer, p: number, src: Buffer, start: number, end: number): number {
+  out[p++] = 0x22
+  for (let i = start; i < end; i++) {
+    const b = src[i]!
+    if (b === 0x22 || b === 0x5c) {
+      out[p++] = 0x5c
+      out[p++] = b
+    } else if (b < 0x20) {
+      out[p++] = 0x5c
+      const short = SHORT_ESCAPES[b]!
+      if (short) out[p++] = short
+      else {
+        out[p++] = 0x75 // u00XX
+        out[p++] = 0x30
+        out[p++] = 0x30
+        out[p++] = HEX[b >> 4]!
+        out[p++] = HEX[b & 15]!
+      }
+    } else out[p++] = b
+  }
+  out[p++] = 0x22
+  return p
+}
+
+const SHORT_ESCAPES = new Uint8Array(0x20)
+for (const [code, letter] of [[0x08, 'b'], [0x0c, 'f'], [0x0a, 'n'], [0x0d, 'r'], [0x09, 't']] as const) SHORT_ESCAPES[code] = letter.charCodeAt(0)
+
+/** A non-negative integer below 2^53 in decimal. */
+function digits(out: Buffer, p: number, n: number): number {
+  let length = 1
+  for (let x = n; x >= 10; x = (x - (x % 10)) / 10) length++
+  for (let i = p + length - 1; i >= p; i--) {
+    const digit = n % 10
+    out[i] = 0x30 + digit
+    n = (n - digit) / 10
+  }
+  return p + length
+}
+
+/** An int8 or xid8 in binary (big-endian) as decimal: positions and transaction ids are never negative. */
+function int64(out: Buffer, p: number, src: Buffer, at: number): number {
+  const high = src.readInt32BE(at)
+  if (high >= 0 && high < 0x200000) return digits(out, p, high * 4_294_967_296 + src.readUInt32BE(at + 4))
+  return p + out.write(src.readBigUInt64BE(at).toString(), p, 'latin1') // at or past 2^53
 }
 
 const HEX = Buffer.from('0123456789abcdef', 'latin1')
@@ -282,16 +332,23 @@ class Slabs {
 
 function jsonl(batch: Batch, times: Times, slabs: Slabs): Buffer {
   const { buf: src, offsets: f, previous } = batch
-  // Every field at most three times its size (raw, then escaped at most twice as long), plus the line's own.
-  const { out, start } = slabs.room(3 * src.length + LINE_OVERHEAD * batch.count)
+  // Data and metadata at most three times their size (raw, then escaped at most twice as long), stream
+  // id and type at most eighteen (quoted up to six, then escaped), plus what the line adds.
+  const { out, start } = slabs.room(3 * src.length + 15 * batch.quotedBytes + LINE_OVERHEAD * batch.count)
   let p = start
   for (let r = 0; r < batch.count; r++) {
     const o = r * 2 * FIELDS
-    p = copy(out, put(out, p, L.position), src, f[o]!, f[o + 1]!)
-    p = copy(out, put(out, p, L.txId), src, f[o + 2]!, f[o + 3]!)
-    p = copy(out, put(out, p, L.streamId), src, f[o + 4]!, f[o + 5]!)
-    p = copy(out, put(out, p, L.version), src, f[o + 6]!, f[o + 7]!)
-    p = copy(out, put(out, p, L.type), src, f[o + 8]!, f[o + 9]!)
+    p = int64(out, put(out, p, L.position), src, f[o]!)
+    p = int64(out, put(out, p, L.txId), src, f[o + 2]!)
+    const streamId = put(out, p, L.streamId)
+    p = quote(out, streamId, src, f[o + 4]!, f[o + 5]!)
+    const streamIdEnd = p
+    const version = put(out, p, L.version)
+    p = digits(out, version, src.readInt32BE(f[o + 6]!))
+    const versionEnd = p
+    const type = put(out, p, L.type)
+    p = quote(out, type, src, f[o + 8]!, f[o + 9]!)
+    const typeEnd = p
     const time = put(out, p, L.recordedAt)
     p = times.write(out, time, src, f[o + 10]!)
     const timeEnd = p
@@ -301,9 +358,9 @@ function jsonl(batch: Batch, times: Times, slabs: Slabs): Buffer {
     p = put(out, p, L.previousHash)
     if (batch.hasPrevious[r]) p = hex(out, p, previous, r * HASH_BYTES)
     // The hashed bytes, [stream id, version, type, data, metadata, "time"], as one JSON string.
-    p = escape(out, put(out, p, L.bytes), src, f[o + 4]!, f[o + 5]!)
-    p = copy(out, put(out, p, L.comma), src, f[o + 6]!, f[o + 7]!)
-    p = escape(out, put(out, p, L.comma), src, f[o + 8]!, f[o + 9]!)
+    p = escape(out, put(out, p, L.bytes), out, streamId, streamIdEnd)
+    p = copy(out, put(out, p, L.comma), out, version, versionEnd)
+    p = escape(out, put(out, p, L.comma), out, type, typeEnd)
     p = escape(out, put(out, p, L.comma), src, f[o + 12]!, f[o + 13]!)
     p = escape(out, put(out, p, L.comma), src, f[o + 14]!, f[o + 15]!)
     p = copy(out, put(out, p, L.timeOpen), out, time, timeEnd)
@@ -324,12 +381,13 @@ function csv(batch: Batch, times: Times): string {
     const o = r * 2 * FIELDS
     const t = (i: number) => buf.toString('utf8', offsets[o + 2 * i]!, offsets[o + 2 * i + 1]!)
     const hashAt = offsets[o + 2 * HASH]!
-    const streamIdJson = t(STREAM_ID), typeJson = t(TYPE), version = t(VERSION), data = t(DATA), metadata = t(METADATA)
+    const streamId = t(STREAM_ID), type = t(TYPE), version = String(buf.readInt32BE(offsets[o + 2 * VERSION]!)), data = t(DATA), metadata = t(METADATA)
     const recordedAt = scratch.toString('latin1', 0, times.write(scratch, 0, buf, offsets[o + 2 * RECORDED_AT]!))
     const previousHash = batch.hasPrevious[r] ? batch.previous.toString('hex', r * HASH_BYTES, (r + 1) * HASH_BYTES) : ''
-    const bytes = `[${streamIdJson}, ${version}, ${typeJson}, ${data}, ${metadata}, "${recordedAt}"]`
-    text += [t(POSITION), t(TX_ID), JSON.parse(streamIdJson) as string, version, JSON.parse(typeJson) as string, recordedAt,
-      data, metadata, buf.toString('hex', hashAt, hashAt + HASH_BYTES), previousHash, bytes].map(csvField).join(',') + '\n'
+    // JSON.stringify quotes text as to_json does (the same escapes, lowercase \u00XX).
+    const bytes = `[${JSON.stringify(streamId)}, ${version}, ${JSON.stringify(type)}, ${data}, ${metadata}, "${recordedAt}"]`
+    text += [buf.readBigInt64BE(offsets[o + 2 * POSITION]!).toString(), buf.readBigUInt64BE(offsets[o + 2 * TX_ID]!).toString(), streamId,
+      version, type, recordedAt, data, metadata, buf.toString('hex', hashAt, hashAt + HASH_BYTES), previousHash, bytes].map(csvField).join(',') + '\n'
   }
   return text
 }
