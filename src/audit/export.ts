@@ -30,7 +30,7 @@ export interface ExportFilter {
 export type ExportFormat = 'jsonl' | 'csv'
 
 export interface ExportOptions {
-  /** Streams whose last hash is kept for the next event's previous hash (oldest dropped first). */
+  /** Streams whose last hash is kept for the next event's previous hash (32 bytes and a map entry each). Default 100,000. */
   cachedStreams?: number
 }
 
@@ -129,23 +129,34 @@ class BinaryRows {
   }
 }
 
-/** Each stream's last exported version and hash, for the previous hash of its next event. */
-class PreviousHashes {
-  private readonly last = new Map<string, { version: number; hash: Buffer }>()
+function copyHash(out: Buffer, p: number, src: Buffer, at: number): void {
+  for (let i = 0; i < HASH_BYTES; i++) out[p + i] = src[at + i]!
+}
 
-  constructor(private readonly db: Db, private readonly limit: number) {}
+/**
+ * Each stream's last exported version and hash, for the previous hash of its next event: at most `limit`
+ * streams (the first cached is dropped first), their hashes side by side in one buffer.
+ */
+class PreviousHashes {
+  private readonly last = new Map<string, { version: number; slot: number }>()
+  private readonly hashes: Buffer
+
+  constructor(private readonly db: Db, private readonly limit: number) {
+    this.hashes = Buffer.allocUnsafe(limit * HASH_BYTES)
+  }
 
   async fill(batch: Batch): Promise<void> {
     const { buf, offsets, previous, hasPrevious } = batch
+    const hashes = this.hashes
     const missing: { row: number; streamId: string; version: number }[] = []
     for (let r = 0; r < batch.count; r++) {
       const o = r * 2 * FIELDS
       const key = buf.toString('utf8', offsets[o + 2 * STREAM_ID]!, offsets[o + 2 * STREAM_ID + 1]!)
-      const version = buf.readInt32BE(offsets[o + 2 * VERSION]!)
+      const version = int32(buf, offsets[o + 2 * VERSION]!)
       const hashAt = offsets[o + 2 * HASH]!
       const known = this.last.get(key)
       if (known && known.version === version - 1) {
-        known.hash.copy(previous, r * HASH_BYTES)
+        copyHash(previous, r * HASH_BYTES, hashes, known.slot * HASH_BYTES)
         hasPrevious[r] = 1
       } else if (version > 1) {
         missing.push({ row: r, streamId: key, version: version - 1 })
@@ -153,11 +164,17 @@ class PreviousHashes {
       if (known) {
         if (version > known.version) {
           known.version = version
-          buf.copy(known.hash, 0, hashAt, hashAt + HASH_BYTES)
+          copyHash(hashes, known.slot * HASH_BYTES, buf, hashAt)
         }
       } else {
-        if (this.last.size >= this.limit) this.last.delete(this.last.keys().next().value!)
-        this.last.set(key, { version, hash: Buffer.from(buf.subarray(hashAt, hashAt + HASH_BYTES)) })
+        let slot = this.last.size
+        if (slot >= this.limit) {
+          const [oldest, entry] = this.last.entries().next().value!
+          this.last.delete(oldest)
+          slot = entry.slot
+        }
+        this.last.set(key, { version, slot })
+        copyHash(hashes, slot * HASH_BYTES, buf, hashAt)
       }
     }
     if (missing.length === 0) return
@@ -249,6 +266,17 @@ for (const [code, letter] of [[0x08, 'b'], [0x0c, 'f'], [0x0a, 'n'], [0x0d, 'r']
 
 /** A non-negative integer below 2^53 in decimal. */
 function digits(out: Buffer, p: number, n: number): number {
+  if (n < 0x80000000) {
+    // Int32 arithmetic: every position and version, and transaction ids for a long time.
+    let length = 1
+    for (let x = n; x >= 10; x = (x / 10) | 0) length++
+    for (let i = p + length - 1; i >= p; i--) {
+      const next = (n / 10) | 0
+      out[i] = 0x30 + n - next * 10
+      n = next
+    }
+    return p + length
+  }
   let length = 1
   for (let x = n; x >= 10; x = (x - (x % 10)) / 10) length++
   for (let i = p + length - 1; i >= p; i--) {
@@ -259,10 +287,15 @@ function digits(out: Buffer, p: number, n: number): number {
   return p + length
 }
 
+/** A big-endian int32 (an int4 in binary). */
+function int32(src: Buffer, at: number): number {
+  return (src[at]! << 24) | (src[at + 1]! << 16) | (src[at + 2]! << 8) | src[at + 3]!
+}
+
 /** An int8 or xid8 in binary (big-endian) as decimal: positions and transaction ids are never negative. */
 function int64(out: Buffer, p: number, src: Buffer, at: number): number {
-  const high = src.readInt32BE(at)
-  if (high >= 0 && high < 0x200000) return digits(out, p, high * 4_294_967_296 + src.readUInt32BE(at + 4))
+  const high = int32(src, at)
+  if (high >= 0 && high < 0x200000) return digits(out, p, high * 4_294_967_296 + (int32(src, at + 4) >>> 0))
   return p + out.write(src.readBigUInt64BE(at).toString(), p, 'latin1') // at or past 2^53
 }
 
@@ -287,7 +320,7 @@ class Times {
   private readonly prefix = Buffer.alloc(19)
 
   write(out: Buffer, p: number, src: Buffer, at: number): number {
-    const micros = src.readInt32BE(at) * 4_294_967_296 + src.readUInt32BE(at + 4)
+    const micros = int32(src, at) * 4_294_967_296 + (int32(src, at + 4) >>> 0)
     const second = Math.floor(micros / 1e6)
     if (second !== this.second) {
       if (!(second >= YEAR_1_S && second < YEAR_10000_S)) throw new Error('export: a recorded time is outside years 1-9999')
@@ -298,8 +331,9 @@ class Times {
     out[p++] = 0x2e // .
     let fraction = micros - second * 1e6
     for (let i = p + 5; i >= p; i--) {
-      out[i] = 0x30 + (fraction % 10)
-      fraction = Math.floor(fraction / 10)
+      const next = (fraction / 10) | 0
+      out[i] = 0x30 + fraction - next * 10
+      fraction = next
     }
     out[p + 6] = 0x5a // Z
     return p + 7
@@ -344,7 +378,7 @@ function jsonl(batch: Batch, times: Times, slabs: Slabs): Buffer {
     p = quote(out, streamId, src, f[o + 4]!, f[o + 5]!)
     const streamIdEnd = p
     const version = put(out, p, L.version)
-    p = digits(out, version, src.readInt32BE(f[o + 6]!))
+    p = digits(out, version, int32(src, f[o + 6]!))
     const versionEnd = p
     const type = put(out, p, L.type)
     p = quote(out, type, src, f[o + 8]!, f[o + 9]!)
@@ -422,5 +456,8 @@ async function* lines(db: Db, filter: ExportFilter, as: ExportFormat, options: E
 
 /** A readable stream of the export; it reads from the database only as fast as the consumer takes it. */
 export function exportEvents(db: Db, filter: ExportFilter, as: ExportFormat, options: ExportOptions = {}): Readable {
+  if (options.cachedStreams !== undefined && !(Number.isInteger(options.cachedStreams) && options.cachedStreams >= 1)) {
+    throw new Error('exportEvents: option cachedStreams must be a whole number of at least 1')
+  }
   return Readable.from(lines(db, filter, as, options), { objectMode: false })
 }

@@ -108,6 +108,7 @@ t.test('the whole log: every event once, in order, each field and the hashed byt
 
 t.test('with a cache of one stream, every previous hash comes from the database instead', async (t) => {
   checkLines(t, await exported({}, 'jsonl', { cachedStreams: 1 }), await stored())
+  t.throws(() => exportEvents(db, {}, 'jsonl', { cachedStreams: 0 }), /cachedStreams must be a whole number of at least 1/)
 })
 
 t.test('filters keep each event\'s previous hash, also when its predecessor is filtered out', async (t) => {
