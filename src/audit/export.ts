@@ -73,14 +73,28 @@ interface Batch {
 
 /** Splits COPY's binary format into rows; a row cut by a chunk's end is kept for the next chunk. */
 class BinaryRows {
-  private rest: Buffer | null = null
+  // Chunks are copied into one input buffer, reused (a cut row moved to its start), and the batch's
+  // arrays are reused too: a batch is done with before the next push. Fewer allocations outside V8's
+  // heap mean fewer full collections, which such allocations trigger.
+  private input = Buffer.allocUnsafe(1 << 20)
+  private restStart = 0
+  private restEnd = 0
   private headerRead = false
   private offsets = new Int32Array(2 * FIELDS * 1024)
+  private previous = Buffer.allocUnsafe(HASH_BYTES * 1024)
+  private hasPrevious = new Uint8Array(1024)
 
-  /** The whole rows so far; the offsets array is reused by the next call. */
+  /** The whole rows so far, in arrays that the next call reuses. */
   push(chunk: Buffer): Batch {
-    const buf = this.rest ? Buffer.concat([this.rest, chunk]) : chunk
-    this.rest = null
+    const rest = this.restEnd - this.restStart
+    if (rest + chunk.length > this.input.length) {
+      const grown = Buffer.allocUnsafe(Math.max(rest + chunk.length, 2 * this.input.length))
+      this.input.copy(grown, 0, this.restStart, this.restEnd)
+      this.input = grown
+    } else if (rest > 0) this.input.copyWithin(0, this.restStart, this.restEnd)
+    chunk.copy(this.input, rest)
+    const buf = this.input.subarray(0, rest + chunk.length)
+    this.restStart = this.restEnd = 0
     let at = 0
     if (!this.headerRead) {
       // Signature (11 bytes), flags (4), header extension length (4) and the extension.
@@ -120,12 +134,18 @@ class BinaryRows {
   }
 
   private keep(buf: Buffer, at: number, count: number, quoted = 0): Batch {
-    if (at < buf.length) this.rest = buf.subarray(at)
+    // Moved to the input's start by the next push, once this batch is done with.
+    this.restStart = at
+    this.restEnd = buf.length
     return this.batch(buf, count, quoted)
   }
 
   private batch(buf: Buffer, count: number, quotedBytes: number): Batch {
-    return { buf, count, offsets: this.offsets, quotedBytes, previous: Buffer.allocUnsafe(count * HASH_BYTES), hasPrevious: new Uint8Array(count) }
+    if (count > this.hasPrevious.length) {
+      this.previous = Buffer.allocUnsafe(HASH_BYTES * count)
+      this.hasPrevious = new Uint8Array(count)
+    } else this.hasPrevious.fill(0, 0, count)
+    return { buf, count, offsets: this.offsets, quotedBytes, previous: this.previous, hasPrevious: this.hasPrevious }
   }
 }
 
