@@ -1,5 +1,5 @@
-// export: the whole log as JSON lines through the auditors' export (src/audit/export.ts), into a sink
-// that counts bytes; memory must stay flat. timeline: one token with 100,000 events, its timeline paged
+// export: the whole log (topped up to BENCH_REPLAY_EVENTS events, as for replay) as JSON lines through the
+// auditors' export (src/audit/export.ts), into a sink that counts bytes; memory must stay flat. timeline: one token with 100,000 events, its timeline paged
 // 100 events at a time through the audit index (src/audit/timeline.ts); each page must take < 50 ms.
 import { performance } from 'node:perf_hooks'
 import { Writable } from 'node:stream'
@@ -8,6 +8,8 @@ import { sql } from 'kysely'
 import { exportEvents } from '../../src/audit/export.js'
 import { timeline } from '../../src/audit/timeline.js'
 import { benchMetadata } from '../lib/fixtures.js'
+import { countEvents, topUpLog } from '../lib/log.js'
+import { backendCpu, backendCpuSeconds } from '../lib/server-cpu.js'
 import { percentile, round, Samples } from '../lib/stats.js'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/types.js'
 
@@ -19,22 +21,48 @@ export const exportScenario: Scenario = {
   description: 'the whole log exported as JSON lines (position, hash, previous hash, hashed bytes), memory flat',
   target: { opsPerSec: 200_000 },
   async run(ctx: BenchContext): Promise<ScenarioResult> {
-    const total = Number((await sql<{ n: string }>`select count(*) as n from events`.execute(ctx.db)).rows[0]!.n)
-    const baseRss = process.memoryUsage().rss
+    const { loaded, seconds: loadSeconds } = await topUpLog(ctx, 'export')
+    const total = await countEvents(ctx)
+    ctx.log(`export: exporting ${total} events`)
+    const baseRss = process.memoryUsage.rss()
     let peakRss = baseRss
     let bytes = 0
     let lines = 0
+    let sampledAt = 0
     const sink = new Writable({
       write(chunk: Buffer, _encoding, callback) {
         bytes += chunk.length
         for (let i = chunk.indexOf(10); i !== -1; i = chunk.indexOf(10, i + 1)) lines++
-        peakRss = Math.max(peakRss, process.memoryUsage().rss)
+        // Reading RSS costs a /proc read: once per 4 MB written (every write of a paged export).
+        if (bytes - sampledAt >= 4 << 20) {
+          sampledAt = bytes
+          peakRss = Math.max(peakRss, process.memoryUsage.rss())
+        }
         callback()
       },
     })
+    // The export may read on a connection of its own that closes when it ends: the backends' CPU is
+    // sampled every 100 ms while it runs (the last 100 ms of a backend that ends can be missed).
+    const server0 = await backendCpu(ctx.db)
+    const serverSeen = new Map(server0 ?? [])
+    const sampler = setInterval(() => {
+      backendCpu(ctx.db).then((now) => {
+        for (const [pid, ticks] of now ?? []) serverSeen.set(pid, Math.max(ticks, serverSeen.get(pid) ?? 0))
+      }, () => {})
+    }, 100)
+    const cpu0 = process.cpuUsage()
     const started = performance.now()
-    await pipeline(exportEvents(ctx.db, {}, 'jsonl'), sink)
+    try {
+      await pipeline(exportEvents(ctx.db, {}, 'jsonl'), sink)
+    } finally {
+      clearInterval(sampler)
+    }
     const seconds = (performance.now() - started) / 1000
+    const cpu = process.cpuUsage(cpu0)
+    peakRss = Math.max(peakRss, process.memoryUsage.rss())
+    for (const [pid, ticks] of (await backendCpu(ctx.db)) ?? []) serverSeen.set(pid, Math.max(ticks, serverSeen.get(pid) ?? 0))
+    const serverCpuSeconds = backendCpuSeconds(server0, serverSeen.size > 0 ? serverSeen : null)
+    const nodeCpuSeconds = (cpu.user + cpu.system) / 1e6
     const growth = (peakRss - baseRss) / 1024 / 1024
     return {
       unit: 'events',
@@ -44,7 +72,19 @@ export const exportScenario: Scenario = {
         { name: 'every event', pass: lines === total, detail: `${lines} of ${total}` },
         { name: 'flat memory', pass: growth < 256, detail: `peak RSS growth ${round(growth)} MB (< 256)` },
       ],
-      details: { megabytes: round(bytes / 1024 / 1024), peakRssGrowthMb: round(growth) },
+      details: {
+        megabytes: round(bytes / 1024 / 1024),
+        peakRssGrowthMb: round(growth),
+        // Node's and the database's CPU per event: on 2 cores, whichever is near `seconds` is the limit.
+        exportNodeCpuSeconds: round(nodeCpuSeconds, 2),
+        nodeCpuUsPerEvent: lines > 0 ? round((nodeCpuSeconds * 1e6) / lines, 2) : 0,
+        ...(serverCpuSeconds === null ? {} : {
+          serverBackendCpuSeconds: round(serverCpuSeconds, 2),
+          serverBackendCpuUsPerEvent: lines > 0 ? round((serverCpuSeconds * 1e6) / lines, 2) : 0,
+        }),
+        loadedEvents: loaded,
+        loadSeconds: round(loadSeconds, 1),
+      },
     }
   },
 }

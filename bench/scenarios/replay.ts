@@ -5,43 +5,14 @@
 import { sql } from 'kysely'
 import { performance } from 'node:perf_hooks'
 import { START } from '../../src/event-store/types.js'
-import { benchMetadata, EVENT_TYPE, otpVerifiedDataSql } from '../lib/fixtures.js'
+import { countEvents, topUpLog } from '../lib/log.js'
 import { forceGc, MB, round } from '../lib/stats.js'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/types.js'
 
 const PAGE_SIZE = 5_000
-const EVENTS_PER_STREAM = 1_000
-const LOAD_CHUNK = 100_000
 /** Flat memory: what the reader still holds after a GC, and the resident high-water mark while reading. */
 const MAX_RETAINED_HEAP_MB = 16
 const MAX_PEAK_RSS_GROWTH_MB = 256
-
-async function countEvents(ctx: BenchContext): Promise<number> {
-  const r = await sql<{ n: string }>`select count(*) as n from events`.execute(ctx.db)
-  return Number(r.rows[0]!.n)
-}
-
-/** Appends `count` events, EVENTS_PER_STREAM per stream, versions 1..n, in transactions of LOAD_CHUNK rows. */
-async function load(ctx: BenchContext, count: number): Promise<void> {
-  const metadata = JSON.stringify(benchMetadata('bench-replay'))
-  const prefix = `bench-replay-${ctx.runId}-`
-  // Row g (0-based) is version g % EVENTS_PER_STREAM + 1 of stream g / EVENTS_PER_STREAM; generate_series
-  // yields g in order, so each stream's versions arrive in order and the trigger finds each predecessor.
-  const stream = `(g / ${EVENTS_PER_STREAM})::text`
-  const data = sql.raw(otpVerifiedDataSql(stream, 'g'))
-  const started = performance.now()
-  for (let from = 0; from < count; from += LOAD_CHUNK) {
-    const to = Math.min(count, from + LOAD_CHUNK) - 1
-    await sql`
-      insert into events (stream_id, stream_version, type, data, metadata)
-      select ${prefix} || ${sql.raw(stream)}, (g % ${sql.lit(EVENTS_PER_STREAM)}) + 1, ${EVENT_TYPE},
-             ${data}, ${metadata}::jsonb
-      from generate_series(${from}::bigint, ${to}::bigint) as g`.execute(ctx.db)
-    ctx.log(`replay: loaded ${to + 1}/${count} events (${round((performance.now() - started) / 1000)}s)`)
-  }
-  // Set hint bits and the visibility map now, so the timed read does not write them; fresh statistics.
-  await sql`vacuum (analyze) events`.execute(ctx.db)
-}
 
 export const replay: Scenario = {
   name: 'replay',
@@ -49,15 +20,7 @@ export const replay: Scenario = {
   target: { opsPerSec: 200_000 },
 
   async run(ctx: BenchContext): Promise<ScenarioResult> {
-    const wanted = ctx.options.replayEvents
-    const existing = await countEvents(ctx)
-    const toLoad = Math.max(0, wanted - existing)
-    const loadStart = performance.now()
-    if (toLoad > 0) {
-      ctx.log(`replay: loading ${toLoad} events (untimed; ${existing} already in the log)`)
-      await load(ctx, toLoad)
-    }
-    const loadSeconds = (performance.now() - loadStart) / 1000
+    const { loaded: toLoad, seconds: loadSeconds } = await topUpLog(ctx, 'replay')
     const total = await countEvents(ctx)
     const sizes = await sql<{ table: string; total: string }>`
       select pg_size_pretty(pg_table_size('events')) as table,

@@ -1,9 +1,24 @@
-// Exports events as JSON lines or CSV, page by page (memory stays flat), in position order. Each event
-// carries its position, its hash, the previous hash of its stream and the exact bytes the hash covers,
-// so an export can be checked offline: sha256(previousHash || bytes) must equal hash.
+// Exports events as JSON lines or CSV, in position order, as one COPY from one snapshot of the log. Each
+// event carries its position, its hash, the previous hash of its stream and the exact bytes the hash
+// covers, so an export can be checked offline: sha256(previousHash || bytes) must equal hash.
+// - PostgreSQL sends the columns as stored, in COPY's binary framing: numbers, time and hash in binary,
+//   data and metadata as their jsonb text (printed once each), no escaping, one statement.
+// - Node splices those bytes into the lines without making strings of them, writing what
+//   tessera_event_bytes (migrations/0001) writes: stream id and type quoted as PostgreSQL's to_json
+//   quotes text, the time as its to_char prints it. The hashed bytes go out as a JSON string by
+//   escaping `"` and `\` (jsonb text and quoted text hold no raw control characters).
+// - The previous hash of a stream is the hash of the stream's event before, usually exported just before
+//   it: a bounded cache of each stream's last exported hash gives it, and the events it cannot (filtered
+//   out, evicted) are looked up by key, a chunk's worth in one query.
+// - The COPY runs on a connection of its own, read only as fast as the consumer takes the output (memory
+//   stays flat, and a slow download holds none of the pool's connections); a consumer that stops early
+//   ends it by closing that connection. Lookups of previous hashes use the pool.
 import { Readable } from 'node:stream'
 import { sql } from 'kysely'
-import type { Executor } from '../read-models/database.js'
+import pg from 'pg'
+import { to as copyTo } from 'pg-copy-streams'
+import { openConnection } from '../db/database.js'
+import type { Db } from '../read-models/database.js'
 
 export interface ExportFilter {
   from?: Date
@@ -14,85 +29,455 @@ export interface ExportFilter {
 
 export type ExportFormat = 'jsonl' | 'csv'
 
-interface Row {
-  position: string
-  tx_id: string
-  stream_id: string
-  stream_version: number
-  type: string
-  recorded_at: string
-  data: string
-  metadata: string
-  hash: string
-  previous_hash: string
-}
-
-/**
- * The bytes the hash covers, as tessera_event_bytes (migrations/0001) writes them: built here from the
- * texts already read, so the database prints data and metadata once. Stream ids and types are printable
- * ASCII, for which JSON.stringify escapes exactly as PostgreSQL's to_json does.
- */
-export function eventBytes(row: Pick<Row, 'stream_id' | 'stream_version' | 'type' | 'data' | 'metadata' | 'recorded_at'>): string {
-  return `[${JSON.stringify(row.stream_id)}, ${row.stream_version}, ${JSON.stringify(row.type)}, ${row.data}, ${row.metadata}, "${row.recorded_at}"]`
+export interface ExportOptions {
+  /** Streams whose last hash is kept for the next event's previous hash (32 bytes and a map entry each). Default 100,000. */
+  cachedStreams?: number
 }
 
 const CSV_HEADER = 'position,tx_id,stream_id,stream_version,type,recorded_at,data,metadata,hash,previous_hash,bytes\n'
 
-function csvField(value: string | number): string {
-  const s = String(value)
-  return /[",\n\r]/.test(s) ? `"${s.replace(/"/g, '""')}"` : s
-}
+// The COPY's columns, in order, in their binary forms: int8 and xid8 (8 bytes), int4, text (UTF-8),
+// timestamptz (int64 microseconds since 2000-01-01 UTC), bytea (the hash's 32 bytes).
+const POSITION = 0, TX_ID = 1, STREAM_ID = 2, VERSION = 3, TYPE = 4, RECORDED_AT = 5, DATA = 6, METADATA = 7, HASH = 8
+const FIELDS = 9
+const HASH_BYTES = 32
+/** Each column's size in bytes, or -1 for text. */
+const SIZES = [8, 8, -1, 4, -1, 8, -1, -1, HASH_BYTES]
 
-function format(row: Row, as: ExportFormat): string {
-  if (as === 'csv') {
-    return [row.position, row.tx_id, row.stream_id, row.stream_version, row.type, row.recorded_at, row.data, row.metadata, row.hash, row.previous_hash, eventBytes(row)]
-      .map(csvField).join(',') + '\n'
-  }
-  // data and metadata are spliced in as the database's own JSON text: no parse, no re-serialisation.
-  return `{"position":${row.position},"txId":"${row.tx_id}","streamId":${JSON.stringify(row.stream_id)},"streamVersion":${row.stream_version},`
-    + `"type":${JSON.stringify(row.type)},"recordedAt":"${row.recorded_at}","data":${row.data},"metadata":${row.metadata},`
-    + `"hash":"${row.hash}","previousHash":"${row.previous_hash}","bytes":${JSON.stringify(eventBytes(row))}}\n`
-}
-
-async function page(db: Executor, filter: ExportFilter, after: number, limit: number): Promise<Row[]> {
-  const where = [sql`e.position > ${after}`]
-  if (filter.streamId) where.push(sql`e.stream_id = ${filter.streamId}`)
-  if (filter.types?.length) where.push(sql`e.type = any(${filter.types}::text[])`)
-  if (filter.from) where.push(sql`e.recorded_at >= ${filter.from}`)
-  if (filter.to) where.push(sql`e.recorded_at < ${filter.to}`)
-  const result = await sql<Row>`
-    select e.position::text, e.tx_id::text, e.stream_id, e.stream_version, e.type,
-      to_char(e.recorded_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.US"Z"') as recorded_at,
-      e.data::text as data, e.metadata::text as metadata, encode(e.hash, 'hex') as hash,
-      encode(coalesce(p.hash, ''::bytea), 'hex') as previous_hash
+function copyQuery(filter: ExportFilter): string {
+  // COPY takes no parameters: the filter's values go in as quoted literals.
+  const where: string[] = []
+  if (filter.streamId) where.push(`e.stream_id = ${pg.escapeLiteral(filter.streamId)}`)
+  if (filter.types?.length) where.push(`e.type = any(array[${filter.types.map((t) => pg.escapeLiteral(t)).join(', ')}]::text[])`)
+  if (filter.from) where.push(`e.recorded_at >= ${pg.escapeLiteral(filter.from.toISOString())}::timestamptz`)
+  if (filter.to) where.push(`e.recorded_at < ${pg.escapeLiteral(filter.to.toISOString())}::timestamptz`)
+  return `copy (
+    select e.position, e.tx_id, e.stream_id, e.stream_version, e.type, e.recorded_at, e.data::text, e.metadata::text, e.hash
     from events e
-    left join events p on p.stream_id = e.stream_id and p.stream_version = e.stream_version - 1
-    where ${sql.join(where, sql` and `)}
-    order by e.position limit ${limit}`.execute(db)
-  return result.rows
+    ${where.length ? `where ${where.join(' and ')}` : ''}
+    order by e.position
+  ) to stdout (format binary)`
 }
 
-/** A readable stream of the export; it reads the next page only when the consumer wants more. */
-export function exportEvents(db: Executor, filter: ExportFilter, as: ExportFormat, pageSize = 5000): Readable {
-  let after = 0
-  let headerSent = as !== 'csv'
-  let done = false
-  return new Readable({
-    async read() {
-      try {
-        if (!headerSent) {
-          headerSent = true
-          this.push(CSV_HEADER)
-        }
-        if (done) return void this.push(null)
-        const rows = await page(db, filter, after, pageSize)
-        if (rows.length < pageSize) done = true
-        if (rows.length === 0) return void this.push(null)
-        after = Number(rows[rows.length - 1]!.position)
-        this.push(rows.map((r) => format(r, as)).join(''))
-      } catch (error) {
-        this.destroy(error as Error)
+/** The whole rows of one chunk of COPY's binary format: field i of row r spans offsets[r * 2 * FIELDS + 2i, + 2i + 1). */
+interface Batch {
+  buf: Buffer
+  count: number
+  offsets: Int32Array
+  /** Bytes of stream ids and types, which quoting can make up to six times longer. */
+  quotedBytes: number
+  /** The previous hash of each row at r * HASH_BYTES, when hasPrevious[r]. */
+  previous: Buffer
+  hasPrevious: Uint8Array
+}
+
+/** Splits COPY's binary format into rows; a row cut by a chunk's end is kept for the next chunk. */
+class BinaryRows {
+  // Chunks are copied into one input buffer, reused (a cut row moved to its start), and the batch's
+  // arrays are reused too: a batch is done with before the next push. Fewer allocations outside V8's
+  // heap mean fewer full collections, which such allocations trigger.
+  private input = Buffer.allocUnsafe(1 << 20)
+  private restStart = 0
+  private restEnd = 0
+  private headerRead = false
+  private offsets = new Int32Array(2 * FIELDS * 1024)
+  private previous = Buffer.allocUnsafe(HASH_BYTES * 1024)
+  private hasPrevious = new Uint8Array(1024)
+
+  /** The whole rows so far, in arrays that the next call reuses. */
+  push(chunk: Buffer): Batch {
+    const rest = this.restEnd - this.restStart
+    if (rest + chunk.length > this.input.length) {
+      const grown = Buffer.allocUnsafe(Math.max(rest + chunk.length, 2 * this.input.length))
+      this.input.copy(grown, 0, this.restStart, this.restEnd)
+      this.input = grown
+    } else if (rest > 0) this.input.copyWithin(0, this.restStart, this.restEnd)
+    chunk.copy(this.input, rest)
+    const buf = this.input.subarray(0, rest + chunk.length)
+    this.restStart = this.restEnd = 0
+    let at = 0
+    if (!this.headerRead) {
+      // Signature (11 bytes), flags (4), header extension length (4) and the extension.
+      if (buf.length < 19 || buf.length < 19 + buf.readUInt32BE(15)) return this.keep(buf, 0, 0)
+      at = 19 + buf.readUInt32BE(15)
+      this.headerRead = true
+    }
+    let count = 0
+    let quoted = 0
+    rows: for (;;) {
+      if (at + 2 > buf.length) break
+      const fields = buf.readInt16BE(at)
+      if (fields === -1) return this.batch(buf, count, quoted) // the trailer
+      if (fields !== FIELDS) throw new Error(`export: a COPY row has ${fields} fields, not ${FIELDS}`)
+      if ((count + 1) * 2 * FIELDS > this.offsets.length) {
+        const grown = new Int32Array(this.offsets.length * 2)
+        grown.set(this.offsets)
+        this.offsets = grown
       }
-    },
-  })
+      let p = at + 2
+      const o = count * 2 * FIELDS
+      for (let i = 0; i < FIELDS; i++) {
+        if (p + 4 > buf.length) break rows
+        const length = buf.readInt32BE(p)
+        p += 4
+        if (length < 0 || (SIZES[i]! >= 0 && length !== SIZES[i])) throw new Error(`export: column ${i} of a COPY row has ${length} bytes`)
+        if (p + length > buf.length) break rows
+        this.offsets[o + 2 * i] = p
+        this.offsets[o + 2 * i + 1] = p + length
+        p += length
+      }
+      quoted += this.offsets[o + 2 * STREAM_ID + 1]! - this.offsets[o + 2 * STREAM_ID]! + this.offsets[o + 2 * TYPE + 1]! - this.offsets[o + 2 * TYPE]!
+      at = p
+      count++
+    }
+    return this.keep(buf, at, count, quoted)
+  }
+
+  private keep(buf: Buffer, at: number, count: number, quoted = 0): Batch {
+    // Moved to the input's start by the next push, once this batch is done with.
+    this.restStart = at
+    this.restEnd = buf.length
+    return this.batch(buf, count, quoted)
+  }
+
+  private batch(buf: Buffer, count: number, quotedBytes: number): Batch {
+    if (count > this.hasPrevious.length) {
+      this.previous = Buffer.allocUnsafe(HASH_BYTES * count)
+      this.hasPrevious = new Uint8Array(count)
+    } else this.hasPrevious.fill(0, 0, count)
+    return { buf, count, offsets: this.offsets, quotedBytes, previous: this.previous, hasPrevious: this.hasPrevious }
+  }
+}
+
+function copyHash(out: Buffer, p: number, src: Buffer, at: number): void {
+  for (let i = 0; i < HASH_BYTES; i++) out[p + i] = src[at + i]!
+}
+
+/**
+ * Each stream's last exported version and hash, for the previous hash of its next event: at most `limit`
+ * streams (the first cached is dropped first), their hashes side by side in one buffer.
+ */
+class PreviousHashes {
+  private readonly last = new Map<string, { version: number; slot: number }>()
+  private readonly hashes: Buffer
+
+  constructor(private readonly db: Db, private readonly limit: number) {
+    this.hashes = Buffer.allocUnsafe(limit * HASH_BYTES)
+  }
+
+  async fill(batch: Batch): Promise<void> {
+    const { buf, offsets, previous, hasPrevious } = batch
+    const hashes = this.hashes
+    const missing: { row: number; streamId: string; version: number }[] = []
+    for (let r = 0; r < batch.count; r++) {
+      const o = r * 2 * FIELDS
+      const key = buf.toString('utf8', offsets[o + 2 * STREAM_ID]!, offsets[o + 2 * STREAM_ID + 1]!)
+      const version = int32(buf, offsets[o + 2 * VERSION]!)
+      const hashAt = offsets[o + 2 * HASH]!
+      const known = this.last.get(key)
+      if (known && known.version === version - 1) {
+        copyHash(previous, r * HASH_BYTES, hashes, known.slot * HASH_BYTES)
+        hasPrevious[r] = 1
+      } else if (version > 1) {
+        missing.push({ row: r, streamId: key, version: version - 1 })
+      }
+      if (known) {
+        if (version > known.version) {
+          known.version = version
+          copyHash(hashes, known.slot * HASH_BYTES, buf, hashAt)
+        }
+      } else {
+        let slot = this.last.size
+        if (slot >= this.limit) {
+          const [oldest, entry] = this.last.entries().next().value!
+          this.last.delete(oldest)
+          slot = entry.slot
+        }
+        this.last.set(key, { version, slot })
+        copyHash(hashes, slot * HASH_BYTES, buf, hashAt)
+      }
+    }
+    if (missing.length === 0) return
+    const found = await sql<{ i: number; hash: Buffer }>`
+      select m.i, e.hash
+      from unnest(${missing.map((m) => m.streamId)}::text[], ${missing.map((m) => m.version)}::int[],
+                  ${missing.map((_, i) => i)}::int[]) as m(stream_id, version, i)
+      join events e on e.stream_id = m.stream_id and e.stream_version = m.version`.execute(this.db)
+    for (const { i, hash } of found.rows) {
+      const row = missing[i]!.row
+      hash.copy(previous, row * HASH_BYTES)
+      hasPrevious[row] = 1
+    }
+  }
+}
+
+const ascii = (s: string) => Buffer.from(s, 'latin1')
+const L = {
+  position: ascii('{"position":'),
+  txId: ascii(',"txId":"'),
+  streamId: ascii('","streamId":'),
+  version: ascii(',"streamVersion":'),
+  type: ascii(',"type":'),
+  recordedAt: ascii(',"recordedAt":"'),
+  data: ascii('","data":'),
+  metadata: ascii(',"metadata":'),
+  hash: ascii(',"hash":"'),
+  previousHash: ascii('","previousHash":"'),
+  bytes: ascii('","bytes":"['),
+  // `, ` between the hashed array's items; `, "` and `"]` around its time, all inside a JSON string.
+  comma: ascii(', '),
+  timeOpen: ascii(', \\"'),
+  end: ascii('\\"]"}\n'),
+}
+/**
+ * The most a line adds to its fields' bytes: the literals above, position, transaction id and version
+ * in digits (twice for the version), the quotes of stream id and type, the time twice, the hashes in hex.
+ */
+const LINE_OVERHEAD = 160 + 2 * 20 + 2 * 11 + 2 * 6 + 2 * 27 + 4 * HASH_BYTES
+
+function put(out: Buffer, p: number, literal: Buffer): number {
+  for (let i = 0; i < literal.length; i++) out[p++] = literal[i]!
+  return p
+}
+
+function copy(out: Buffer, p: number, src: Buffer, start: number, end: number): number {
+  if (end - start > 64) return p + src.copy(out, p, start, end)
+  for (let i = start; i < end; i++) out[p++] = src[i]!
+  return p
+}
+
+/** JSON text as the inside of a JSON string: `"` and `\` escaped. */
+function escape(out: Buffer, p: number, src: Buffer, start: number, end: number): number {
+  for (let i = start; i < end; i++) {
+    const b = src[i]!
+    if (b === 0x22 || b === 0x5c) out[p++] = 0x5c
+    out[p++] = b
+  }
+  return p
+}
+
+/** Text as PostgreSQL's to_json quotes it (escape_json): `"`, `\`, and control characters escaped. */
+function quote(out: Buffer, p: number, src: Buffer, start: number, end: number): number {
+  out[p++] = 0x22
+  for (let i = start; i < end; i++) {
+    const b = src[i]!
+    if (b === 0x22 || b === 0x5c) {
+      out[p++] = 0x5c
+      out[p++] = b
+    } else if (b < 0x20) {
+      out[p++] = 0x5c
+      const short = SHORT_ESCAPES[b]!
+      if (short) out[p++] = short
+      else {
+        out[p++] = 0x75 // u00XX
+        out[p++] = 0x30
+        out[p++] = 0x30
+        out[p++] = HEX[b >> 4]!
+        out[p++] = HEX[b & 15]!
+      }
+    } else out[p++] = b
+  }
+  out[p++] = 0x22
+  return p
+}
+
+const SHORT_ESCAPES = new Uint8Array(0x20)
+for (const [code, letter] of [[0x08, 'b'], [0x0c, 'f'], [0x0a, 'n'], [0x0d, 'r'], [0x09, 't']] as const) SHORT_ESCAPES[code] = letter.charCodeAt(0)
+
+/** A non-negative integer below 2^53 in decimal. */
+function digits(out: Buffer, p: number, n: number): number {
+  if (n < 0x80000000) {
+    // Int32 arithmetic: every position and version, and transaction ids for a long time.
+    let length = 1
+    for (let x = n; x >= 10; x = (x / 10) | 0) length++
+    for (let i = p + length - 1; i >= p; i--) {
+      const next = (n / 10) | 0
+      out[i] = 0x30 + n - next * 10
+      n = next
+    }
+    return p + length
+  }
+  let length = 1
+  for (let x = n; x >= 10; x = (x - (x % 10)) / 10) length++
+  for (let i = p + length - 1; i >= p; i--) {
+    const digit = n % 10
+    out[i] = 0x30 + digit
+    n = (n - digit) / 10
+  }
+  return p + length
+}
+
+/** A big-endian int32 (an int4 in binary). */
+function int32(src: Buffer, at: number): number {
+  return (src[at]! << 24) | (src[at + 1]! << 16) | (src[at + 2]! << 8) | src[at + 3]!
+}
+
+/** An int8 or xid8 in binary (big-endian) as decimal: positions and transaction ids are never negative. */
+function int64(out: Buffer, p: number, src: Buffer, at: number): number {
+  const high = int32(src, at)
+  if (high >= 0 && high < 0x200000) return digits(out, p, high * 4_294_967_296 + (int32(src, at + 4) >>> 0))
+  return p + out.write(src.readBigUInt64BE(at).toString(), p, 'latin1') // at or past 2^53
+}
+
+const HEX = Buffer.from('0123456789abcdef', 'latin1')
+
+function hex(out: Buffer, p: number, src: Buffer, start: number): number {
+  for (let i = start; i < start + HASH_BYTES; i++) {
+    const b = src[i]!
+    out[p++] = HEX[b >> 4]!
+    out[p++] = HEX[b & 15]!
+  }
+  return p
+}
+
+const EPOCH_2000_S = 946_684_800
+const YEAR_1_S = -62_135_596_800 - EPOCH_2000_S
+const YEAR_10000_S = 253_402_300_800 - EPOCH_2000_S
+
+/** Writes timestamptz's binary form (int64 microseconds since 2000-01-01 UTC) as to_char's YYYY-MM-DDTHH:MI:SS.USZ. */
+class Times {
+  private second = NaN
+  private readonly prefix = Buffer.alloc(19)
+
+  write(out: Buffer, p: number, src: Buffer, at: number): number {
+    const micros = int32(src, at) * 4_294_967_296 + (int32(src, at + 4) >>> 0)
+    const second = Math.floor(micros / 1e6)
+    if (second !== this.second) {
+      if (!(second >= YEAR_1_S && second < YEAR_10000_S)) throw new Error('export: a recorded time is outside years 1-9999')
+      this.prefix.write(new Date((second + EPOCH_2000_S) * 1000).toISOString().slice(0, 19), 'latin1')
+      this.second = second
+    }
+    p = put(out, p, this.prefix)
+    out[p++] = 0x2e // .
+    let fraction = micros - second * 1e6
+    for (let i = p + 5; i >= p; i--) {
+      const next = (fraction / 10) | 0
+      out[i] = 0x30 + fraction - next * 10
+      fraction = next
+    }
+    out[p + 6] = 0x5a // Z
+    return p + 7
+  }
+}
+
+/**
+ * Output space: lines are written into a large slab, and each chunk goes out as a slice of it (no copy);
+ * a slab is dropped once the consumer has let go of its slices.
+ */
+class Slabs {
+  private slab = Buffer.allocUnsafe(0)
+  private used = 0
+
+  /** A buffer with room for `bytes` from `start`, and where its free space begins. */
+  room(bytes: number): { out: Buffer; start: number } {
+    if (this.slab.length - this.used < bytes) {
+      this.slab = Buffer.allocUnsafe(Math.max(4 << 20, bytes))
+      this.used = 0
+    }
+    return { out: this.slab, start: this.used }
+  }
+
+  take(end: number): Buffer {
+    const chunk = this.slab.subarray(this.used, end)
+    this.used = end
+    return chunk
+  }
+}
+
+function jsonl(batch: Batch, times: Times, slabs: Slabs): Buffer {
+  const { buf: src, offsets: f, previous } = batch
+  // Data and metadata at most three times their size (raw, then escaped at most twice as long), stream
+  // id and type at most eighteen (quoted up to six, then escaped), plus what the line adds.
+  const { out, start } = slabs.room(3 * src.length + 15 * batch.quotedBytes + LINE_OVERHEAD * batch.count)
+  let p = start
+  for (let r = 0; r < batch.count; r++) {
+    const o = r * 2 * FIELDS
+    p = int64(out, put(out, p, L.position), src, f[o]!)
+    p = int64(out, put(out, p, L.txId), src, f[o + 2]!)
+    const streamId = put(out, p, L.streamId)
+    p = quote(out, streamId, src, f[o + 4]!, f[o + 5]!)
+    const streamIdEnd = p
+    const version = put(out, p, L.version)
+    p = digits(out, version, int32(src, f[o + 6]!))
+    const versionEnd = p
+    const type = put(out, p, L.type)
+    p = quote(out, type, src, f[o + 8]!, f[o + 9]!)
+    const typeEnd = p
+    const time = put(out, p, L.recordedAt)
+    p = times.write(out, time, src, f[o + 10]!)
+    const timeEnd = p
+    p = copy(out, put(out, p, L.data), src, f[o + 12]!, f[o + 13]!)
+    p = copy(out, put(out, p, L.metadata), src, f[o + 14]!, f[o + 15]!)
+    p = hex(out, put(out, p, L.hash), src, f[o + 16]!)
+    p = put(out, p, L.previousHash)
+    if (batch.hasPrevious[r]) p = hex(out, p, previous, r * HASH_BYTES)
+    // The hashed bytes, [stream id, version, type, data, metadata, "time"], as one JSON string.
+    p = escape(out, put(out, p, L.bytes), out, streamId, streamIdEnd)
+    p = copy(out, put(out, p, L.comma), out, version, versionEnd)
+    p = escape(out, put(out, p, L.comma), out, type, typeEnd)
+    p = escape(out, put(out, p, L.comma), src, f[o + 12]!, f[o + 13]!)
+    p = escape(out, put(out, p, L.comma), src, f[o + 14]!, f[o + 15]!)
+    p = copy(out, put(out, p, L.timeOpen), out, time, timeEnd)
+    p = put(out, p, L.end)
+  }
+  return slabs.take(p)
+}
+
+function csvField(value: string): string {
+  return /[",\n\r]/.test(value) ? `"${value.replace(/"/g, '""')}"` : value
+}
+
+function csv(batch: Batch, times: Times): string {
+  const { buf, offsets } = batch
+  const scratch = Buffer.alloc(27)
+  let text = ''
+  for (let r = 0; r < batch.count; r++) {
+    const o = r * 2 * FIELDS
+    const t = (i: number) => buf.toString('utf8', offsets[o + 2 * i]!, offsets[o + 2 * i + 1]!)
+    const hashAt = offsets[o + 2 * HASH]!
+    const streamId = t(STREAM_ID), type = t(TYPE), version = String(buf.readInt32BE(offsets[o + 2 * VERSION]!)), data = t(DATA), metadata = t(METADATA)
+    const recordedAt = scratch.toString('latin1', 0, times.write(scratch, 0, buf, offsets[o + 2 * RECORDED_AT]!))
+    const previousHash = batch.hasPrevious[r] ? batch.previous.toString('hex', r * HASH_BYTES, (r + 1) * HASH_BYTES) : ''
+    // JSON.stringify quotes text as to_json does (the same escapes, lowercase \u00XX).
+    const bytes = `[${JSON.stringify(streamId)}, ${version}, ${JSON.stringify(type)}, ${data}, ${metadata}, "${recordedAt}"]`
+    text += [buf.readBigInt64BE(offsets[o + 2 * POSITION]!).toString(), buf.readBigUInt64BE(offsets[o + 2 * TX_ID]!).toString(), streamId,
+      version, type, recordedAt, data, metadata, buf.toString('hex', hashAt, hashAt + HASH_BYTES), previousHash, bytes].map(csvField).join(',') + '\n'
+  }
+  return text
+}
+
+async function* lines(db: Db, filter: ExportFilter, as: ExportFormat, options: ExportOptions): AsyncGenerator<Buffer | string> {
+  const client = await openConnection(db)
+  let finished = false
+  try {
+    const copy = client.query(copyTo(copyQuery(filter)))
+    const rows = new BinaryRows()
+    const previous = new PreviousHashes(db, options.cachedStreams ?? 100_000)
+    const times = new Times()
+    const slabs = new Slabs()
+    if (as === 'csv') yield CSV_HEADER
+    for await (const chunk of copy as AsyncIterable<Buffer>) {
+      const batch = rows.push(chunk)
+      if (batch.count === 0) continue
+      await previous.fill(batch)
+      yield as === 'csv' ? csv(batch, times) : jsonl(batch, times, slabs)
+    }
+    finished = true
+  } finally {
+    // A reader that stopped early leaves the COPY sending into a full socket: dropping the socket (not a
+    // polite end, which would wait behind the unread rows) ends the statement on the server too.
+    if (finished) await client.end()
+    else {
+      client.connection.stream.destroy()
+      client.end().catch(() => {})
+    }
+  }
+}
+
+/** A readable stream of the export; it reads from the database only as fast as the consumer takes it. */
+export function exportEvents(db: Db, filter: ExportFilter, as: ExportFormat, options: ExportOptions = {}): Readable {
+  if (options.cachedStreams !== undefined && !(Number.isInteger(options.cachedStreams) && options.cachedStreams >= 1)) {
+    throw new Error('exportEvents: option cachedStreams must be a whole number of at least 1')
+  }
+  return Readable.from(lines(db, filter, as, options), { objectMode: false })
 }

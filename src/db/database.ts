@@ -10,6 +10,9 @@ export interface DatabaseOptions {
   applicationName?: string
 }
 
+// The pool behind each database, for its settings (openConnection).
+const pools = new WeakMap<Kysely<Database>, pg.Pool>()
+
 export function createDatabase(connectionString: string, options: DatabaseOptions = {}): Kysely<Database> {
   const pool = new pg.Pool({
     connectionString,
@@ -21,5 +24,21 @@ export function createDatabase(connectionString: string, options: DatabaseOption
   })
   // An idle client that loses its server must not crash the process; the pool replaces it.
   pool.on('error', () => {})
-  return new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
+  pools.set(db, pool)
+  return db
+}
+
+/**
+ * A new connection with the database's settings, outside its pool, for one long statement (the audit
+ * export's COPY, which lasts as long as its reader takes): it never holds one of the pool's. The caller ends it.
+ */
+export async function openConnection(db: Kysely<Database>): Promise<pg.Client> {
+  const pool = pools.get(db)
+  if (!pool) throw new Error('openConnection: the database was not opened with createDatabase')
+  const client = new pg.Client(pool.options)
+  // A statement's errors reach the statement; a connection lost between statements must not crash the process.
+  client.on('error', () => {})
+  await client.connect()
+  return client
 }
