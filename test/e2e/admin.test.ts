@@ -6,7 +6,7 @@ import { sql } from 'kysely'
 import type { Page } from 'playwright-core'
 import { activateToken } from '../../src/commands/tokens.js'
 import { grantRole } from '../../src/commands/users.js'
-import { addUser, importEntra, testApp } from '../helpers/app.js'
+import { addUser, importEntra, listenOnLoopback, testApp } from '../helpers/app.js'
 import { browserMissing, clearScreens, launchBrowser, screenshot as screenshotAt } from '../helpers/browser.js'
 import { metadata } from '../helpers/database.js'
 import { totpAt } from '../helpers/oathtool.js'
@@ -24,9 +24,7 @@ async function browserTests(t: Test) {
   const { app, database, clock } = await testApp(t)
   const NOW = Math.floor(Date.now() / 1000)
   clock.now = new Date(NOW * 1000)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`
+  const base = await listenOnLoopback(app)
 
   const ada = await addUser(app, 'ada@example.com', PASSWORD, 'Ada Admin')
   await addUser(app, 'alice@example.com', PASSWORD, 'Alice Example')

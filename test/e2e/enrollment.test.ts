@@ -4,7 +4,7 @@
 import t, { type Test } from 'tap'
 import { sql } from 'kysely'
 import type { Browser, BrowserContext, Page } from 'playwright-core'
-import { addUser, importEntra, testApp } from '../helpers/app.js'
+import { addUser, importEntra, listenOnLoopback, testApp } from '../helpers/app.js'
 import { assertFieldError, browserMissing, clearScreens, focused, launchBrowser, screenshot as screenshotAt } from '../helpers/browser.js'
 import { totpAt } from '../helpers/oathtool.js'
 
@@ -38,9 +38,7 @@ async function browserTests(t: Test) {
   // One fixed instant, the real one, so oathtool's code for it is the one the gateway expects.
   const NOW = Math.floor(Date.now() / 1000)
   clock.now = new Date(NOW * 1000)
-  await app.listen({ port: 0, host: '127.0.0.1' })
-  const address = app.server.address()
-  const base = `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`
+  const base = await listenOnLoopback(app)
 
   await addUser(app, 'alice@example.com', PASSWORD, 'Alice Example')
   await addUser(app, 'bob@example.com', PASSWORD, 'Bob Example')

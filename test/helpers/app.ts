@@ -42,6 +42,13 @@ export async function testApp(t: Test, env: Record<string, string> = {}): Promis
   return { app: fastify, database, logs, clock }
 }
 
+/** Starts the app on a free loopback port; returns its base URL. */
+export async function listenOnLoopback(app: FastifyInstance): Promise<string> {
+  await app.listen({ port: 0, host: '127.0.0.1' })
+  const address = app.server.address()
+  return `http://127.0.0.1:${typeof address === 'object' && address ? address.port : 0}`
+}
+
 export async function addUser(app: FastifyInstance, upn: string, password = 'correct horse battery', displayName = upn.split('@')[0]!) {
   return registerUser(app.commands, { upn, displayName, password }, metadata({ actor: { type: 'admin', id: 'test' } }))
 }
