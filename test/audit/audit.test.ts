@@ -11,10 +11,9 @@ import { tessera } from '../helpers/cli.js'
 import { metadata } from '../helpers/database.js'
 import { totpAt } from '../helpers/oathtool.js'
 import { assertRebuildEqual } from '../helpers/rebuild.js'
+import { SEED_HEX, SEED_B32 } from '../fixtures/rfc-vectors.js'
 
 const { app, database, clock } = await testApp(t)
-const SEED_HEX = '3132333435363738393031323334353637383930'
-const SEED_B32 = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ'
 const T0 = Math.floor(Date.UTC(2026, 10, 22, 9, 0, 0) / 1000)
 const at = (s: number) => { clock.now = new Date((T0 + s) * 1000) }
 const meta = (actor: { type: 'admin' | 'user'; id: string } = { type: 'admin', id: 'carol' }) => metadata({ actor, correlationId: 'scenario', sourceIp: '192.0.2.7', userAgent: 'audit-test' })

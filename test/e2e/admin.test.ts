@@ -10,9 +10,8 @@ import { addUser, importEntra, listenOnLoopback, testApp } from '../helpers/app.
 import { browserMissing, clearScreens, launchBrowser, screenshot as screenshotAt } from '../helpers/browser.js'
 import { metadata } from '../helpers/database.js'
 import { totpAt } from '../helpers/oathtool.js'
+import { SEED_HEX, SEED_B32 } from '../fixtures/rfc-vectors.js'
 
-const SEED_HEX = '3132333435363738393031323334353637383930'
-const SEED_B32 = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ'
 const PASSWORD = 'correct horse battery'
 const screenshot = (page: Page, name: string) => screenshotAt(page, `admin/${name}`)
 

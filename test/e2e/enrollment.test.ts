@@ -7,11 +7,9 @@ import type { Browser, BrowserContext, Page } from 'playwright-core'
 import { addUser, importEntra, listenOnLoopback, testApp } from '../helpers/app.js'
 import { assertFieldError, browserMissing, clearScreens, focused, launchBrowser, screenshot as screenshotAt } from '../helpers/browser.js'
 import { totpAt } from '../helpers/oathtool.js'
+import { SEED_HEX, SEED_B32 } from '../fixtures/rfc-vectors.js'
 
 const SERIAL = '8659623756140'
-// A 20-byte seed: hex for oathtool, Base32 for the Entra file.
-const SEED_HEX = '3132333435363738393031323334353637383930'
-const SEED_B32 = base32(Buffer.from(SEED_HEX, 'hex'))
 const PASSWORD = 'correct horse battery'
 
 function base32(bytes: Buffer): string {

@@ -16,12 +16,11 @@ import { assertFieldError, browserMissing, clearScreens, launchBrowser, screensh
 import { metadata } from '../helpers/database.js'
 import { totpAt } from '../helpers/oathtool.js'
 import { freePort } from '../helpers/net.js'
+import { SEED_HEX, SEED_B32 } from '../fixtures/rfc-vectors.js'
 
 const MFA = 'urn:tessera:loa:mfa'
 const SERIAL = '8659623756140'
 // A 20-byte seed: hex for oathtool, Base32 for the Entra file.
-const SEED_HEX = '3132333435363738393031323334353637383930'
-const SEED_B32 = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ'
 const PASSWORD = 'correct horse battery'
 const RP_NAME = 'Payroll'
 

@@ -11,6 +11,7 @@ import { metadata } from '../helpers/database.js'
 import { Agent } from '../helpers/http-agent.js'
 import { totpAt } from '../helpers/oathtool.js'
 import { freePort } from '../helpers/net.js'
+import { SEED_HEX, SEED_B32 } from '../fixtures/rfc-vectors.js'
 
 const port = await freePort()
 const BASE = `http://127.0.0.1:${port}`
@@ -19,8 +20,6 @@ await app.listen({ port, host: '127.0.0.1' })
 const NOW = Math.floor(Date.now() / 1000)
 clock.now = new Date(NOW * 1000)
 
-const SEED_HEX = '3132333435363738393031323334353637383930'
-const SEED_B32 = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ'
 const CALLBACK = 'https://rp.example.com/callback'
 const confidential = await registerClient(app.commands, { clientId: 'payroll', name: 'Payroll', redirectUris: [CALLBACK], public: false }, metadata())
 await registerClient(app.commands, { clientId: 'spa', name: 'Team board', redirectUris: ['http://localhost:5173/cb'], public: true }, metadata())

@@ -15,6 +15,7 @@ import { metadata } from '../helpers/database.js'
 import { Agent } from '../helpers/http-agent.js'
 import { totpAt } from '../helpers/oathtool.js'
 import { freePort } from '../helpers/net.js'
+import { SEED_B32, SEED_HEX } from '../fixtures/rfc-vectors.js'
 
 
 const [upstreamPort, port] = [await freePort(), await freePort()]
@@ -45,11 +46,10 @@ const { app, database, clock } = await testApp(t, {
 await app.listen({ port, host: '127.0.0.1' })
 const NOW = Math.floor(Date.now() / 1000)
 clock.now = new Date(NOW * 1000)
-const SEED_HEX = '3132333435363738393031323334353637383930'
 const CALLBACK = 'https://rp.example.com/callback'
 const client = await registerClient(app.commands, { clientId: 'payroll', name: 'Payroll', redirectUris: [CALLBACK], public: false }, metadata())
 const alice = await addUser(app, 'alice@example.com')
-await importEntra(app, [`alice@example.com,8659623756140,GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ,30,Token2,C202`])
+await importEntra(app, [`alice@example.com,8659623756140,${SEED_B32},30,Token2,C202`])
 await activateToken(app.commands, { serial: '8659623756140', userId: alice.userId, name: 'Key', code: totpAt(SEED_HEX, NOW) }, metadata())
 const config = await oidc.discovery(new URL(`${BASE}/oidc`), 'payroll', { client_secret: client.secret! }, oidc.ClientSecretBasic(client.secret!), { execute: [oidc.allowInsecureRequests] })
 

@@ -10,10 +10,9 @@ import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
 import { metadata } from '../helpers/database.js'
 import { totpAt } from '../helpers/oathtool.js'
 import { assertRebuildEqual } from '../helpers/rebuild.js'
+import { SEED_HEX, SEED_B32 } from '../fixtures/rfc-vectors.js'
 
 const { app, database, clock } = await testApp(t)
-const SEED_HEX = '3132333435363738393031323334353637383930'
-const SEED_B32 = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ'
 const T0 = 1_800_000_000
 clock.now = new Date(T0 * 1000)
 const admin = await createApiKey(app.commands, { role: 'admin', name: 'ops' }, metadata())

@@ -3,10 +3,9 @@ import t from 'tap'
 import { sql } from 'kysely'
 import { totpAt } from '../helpers/oathtool.js'
 import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
+import { SEED_HEX, SEED_B32 } from '../fixtures/rfc-vectors.js'
 
 // 20-byte seeds: hex for oathtool, Base32 for the Entra file.
-const SEED_HEX = '3132333435363738393031323334353637383930'
-const SEED_B32 = 'GEZDGNBVGY3TQOJQGEZDGNBVGY3TQOJQ'
 const seeds: Record<string, { hex: string; b32: string }> = {}
 function seedFor(serial: string) {
   // A different seed per token: the serial's digits over the RFC seed.
