@@ -1,6 +1,11 @@
 // Exports events as JSON lines or CSV, in position order, as one COPY from one snapshot of the log. Each
 // event carries its position, its hash, the previous hash of its stream and the exact bytes the hash
 // covers, so an export can be checked offline: sha256(previousHash || bytes) must equal hash.
+// - It runs on a worker thread (export-worker.ts) with connections of its own: an export of millions of
+//   events costs seconds of CPU, which must not stall the gateway's event loop (verifications wait on
+//   it), and the worker's small heap is cheap to collect while a gigabyte of buffers passes through it.
+//   The output comes back in slabs of about a megabyte, each moved (transferred, not copied) to the
+//   caller's thread; the worker sends at most IN_FLIGHT slabs ahead of what the reader has taken.
 // - PostgreSQL sends the columns as stored, in COPY's binary framing: numbers, time and hash in binary,
 //   data and metadata as their jsonb text (printed once each), no escaping, one statement.
 // - Node splices those bytes into the lines without making strings of them, writing what
@@ -9,15 +14,16 @@
 //   escaping `"` and `\` (jsonb text and quoted text hold no raw control characters).
 // - The previous hash of a stream is the hash of the stream's event before, usually exported just before
 //   it: a bounded cache of each stream's last exported hash gives it, and the events it cannot (filtered
-//   out, evicted) are looked up by key, a chunk's worth in one query.
-// - The COPY runs on a connection of its own, read only as fast as the consumer takes the output (memory
-//   stays flat, and a slow download holds none of the pool's connections); a consumer that stops early
-//   ends it by closing that connection. Lookups of previous hashes use the pool.
+//   out, evicted) are looked up by key, a chunk's worth in one query, on a second connection opened
+//   when first needed.
+// - The COPY is read only as fast as the consumer takes the output (memory stays flat, and a slow
+//   download holds none of the pool's connections); a consumer that stops early ends the worker, which
+//   closes its connections, and that ends the statement on the server too.
 import { Readable } from 'node:stream'
-import { sql } from 'kysely'
+import { Worker } from 'node:worker_threads'
 import pg from 'pg'
 import { to as copyTo } from 'pg-copy-streams'
-import { openConnection } from '../db/database.js'
+import { connectionSettings, openConnection, type ConnectionSettings } from '../db/database.js'
 import type { Db } from '../read-models/database.js'
 
 export interface ExportFilter {
@@ -33,6 +39,10 @@ export interface ExportOptions {
   /** Streams whose last hash is kept for the next event's previous hash (32 bytes and a map entry each). Default 100,000. */
   cachedStreams?: number
 }
+
+/** The size of an output slab, and how many the worker sends ahead of the reader. */
+const SLAB_BYTES = 1 << 20
+const IN_FLIGHT = 4
 
 const CSV_HEADER = 'position,tx_id,stream_id,stream_version,type,recorded_at,data,metadata,hash,previous_hash,bytes\n'
 
@@ -62,6 +72,8 @@ function copyQuery(filter: ExportFilter): string {
 /** The whole rows of one chunk of COPY's binary format: field i of row r spans offsets[r * 2 * FIELDS + 2i, + 2i + 1). */
 interface Batch {
   buf: Buffer
+  /** The same bytes, for reading four at a time. */
+  view: DataView
   count: number
   offsets: Int32Array
   /** Bytes of stream ids and types, which quoting can make up to six times longer. */
@@ -77,6 +89,7 @@ class BinaryRows {
   // arrays are reused too: a batch is done with before the next push. Fewer allocations outside V8's
   // heap mean fewer full collections, which such allocations trigger.
   private input = Buffer.allocUnsafe(1 << 20)
+  private view = viewOf(this.input)
   private restStart = 0
   private restEnd = 0
   private headerRead = false
@@ -91,6 +104,7 @@ class BinaryRows {
       const grown = Buffer.allocUnsafe(Math.max(rest + chunk.length, 2 * this.input.length))
       this.input.copy(grown, 0, this.restStart, this.restEnd)
       this.input = grown
+      this.view = viewOf(grown)
     } else if (rest > 0) this.input.copyWithin(0, this.restStart, this.restEnd)
     chunk.copy(this.input, rest)
     const buf = this.input.subarray(0, rest + chunk.length)
@@ -145,8 +159,12 @@ class BinaryRows {
       this.previous = Buffer.allocUnsafe(HASH_BYTES * count)
       this.hasPrevious = new Uint8Array(count)
     } else this.hasPrevious.fill(0, 0, count)
-    return { buf, count, offsets: this.offsets, quotedBytes, previous: this.previous, hasPrevious: this.hasPrevious }
+    return { buf, view: this.view, count, offsets: this.offsets, quotedBytes, previous: this.previous, hasPrevious: this.hasPrevious }
   }
+}
+
+function viewOf(b: Buffer): DataView {
+  return new DataView(b.buffer, b.byteOffset, b.byteLength)
 }
 
 function copyHash(out: Buffer, p: number, src: Buffer, at: number): void {
@@ -157,11 +175,14 @@ function copyHash(out: Buffer, p: number, src: Buffer, at: number): void {
  * Each stream's last exported version and hash, for the previous hash of its next event: at most `limit`
  * streams (the first cached is dropped first), their hashes side by side in one buffer.
  */
+/** The hashes of events given by stream id and version: for each one found, its index in the lists and its hash. */
+type HashLookup = (streamIds: string[], versions: number[]) => Promise<{ i: number; hash: Buffer }[]>
+
 class PreviousHashes {
   private readonly last = new Map<string, { version: number; slot: number }>()
   private readonly hashes: Buffer
 
-  constructor(private readonly db: Db, private readonly limit: number) {
+  constructor(private readonly lookup: HashLookup, private readonly limit: number) {
     this.hashes = Buffer.allocUnsafe(limit * HASH_BYTES)
   }
 
@@ -198,12 +219,8 @@ class PreviousHashes {
       }
     }
     if (missing.length === 0) return
-    const found = await sql<{ i: number; hash: Buffer }>`
-      select m.i, e.hash
-      from unnest(${missing.map((m) => m.streamId)}::text[], ${missing.map((m) => m.version)}::int[],
-                  ${missing.map((_, i) => i)}::int[]) as m(stream_id, version, i)
-      join events e on e.stream_id = m.stream_id and e.stream_version = m.version`.execute(this.db)
-    for (const { i, hash } of found.rows) {
+    const found = await this.lookup(missing.map((m) => m.streamId), missing.map((m) => m.version))
+    for (const { i, hash } of found) {
       const row = missing[i]!.row
       hash.copy(previous, row * HASH_BYTES)
       hasPrevious[row] = 1
@@ -211,7 +228,21 @@ class PreviousHashes {
   }
 }
 
-const ascii = (s: string) => Buffer.from(s, 'latin1')
+/** A constant piece of a line: its bytes as big-endian 32-bit words, written four at a time, and the rest. */
+interface Literal {
+  words: Uint32Array
+  tail: Uint8Array
+  length: number
+}
+
+function ascii(s: string): Literal {
+  const bytes = Buffer.from(s, 'latin1')
+  const whole = bytes.length - (bytes.length % 4)
+  const words = new Uint32Array(whole / 4)
+  for (let i = 0; i < words.length; i++) words[i] = bytes.readUInt32BE(4 * i)
+  return { words, tail: Uint8Array.from(bytes.subarray(whole)), length: bytes.length }
+}
+
 const L = {
   position: ascii('{"position":'),
   txId: ascii(',"txId":"'),
@@ -235,8 +266,10 @@ const L = {
  */
 const LINE_OVERHEAD = 160 + 2 * 20 + 2 * 11 + 2 * 6 + 2 * 27 + 4 * HASH_BYTES
 
-function put(out: Buffer, p: number, literal: Buffer): number {
-  for (let i = 0; i < literal.length; i++) out[p++] = literal[i]!
+function put(out: Buffer, view: DataView, p: number, literal: Literal): number {
+  const { words, tail } = literal
+  for (let i = 0; i < words.length; i++, p += 4) view.setUint32(p, words[i]!)
+  for (let i = 0; i < tail.length; i++) out[p++] = tail[i]!
   return p
 }
 
@@ -244,6 +277,39 @@ function copy(out: Buffer, p: number, src: Buffer, start: number, end: number): 
   if (end - start > 64) return p + src.copy(out, p, start, end)
   for (let i = start; i < end; i++) out[p++] = src[i]!
   return p
+}
+
+/**
+ * Copies JSON text to `raw` as it is and to `escaped` as the inside of a JSON string (`"` and `\`
+ * escaped), in one pass, four bytes at a time where none of them needs escaping (most of them).
+ * Returns where the escaped copy ends.
+ */
+function copyEscape(out: Buffer, outView: DataView, raw: number, escaped: number, src: Buffer, srcView: DataView, start: number, end: number): number {
+  let i = start
+  for (; i + 4 <= end; i += 4, raw += 4) {
+    const word = srcView.getUint32(i)
+    outView.setUint32(raw, word)
+    // Whether a byte of the word is `"` (0x22) or `\` (0x5c): a zero byte in word ^ 0x22222222 or in word ^ 0x5c5c5c5c.
+    const q = word ^ 0x22222222
+    const b = word ^ 0x5c5c5c5c
+    if ((((q - 0x01010101) & ~q) | ((b - 0x01010101) & ~b)) & 0x80808080) {
+      for (let k = i; k < i + 4; k++) {
+        const c = src[k]!
+        if (c === 0x22 || c === 0x5c) out[escaped++] = 0x5c
+        out[escaped++] = c
+      }
+    } else {
+      outView.setUint32(escaped, word)
+      escaped += 4
+    }
+  }
+  for (; i < end; i++) {
+    const c = src[i]!
+    out[raw++] = c
+    if (c === 0x22 || c === 0x5c) out[escaped++] = 0x5c
+    out[escaped++] = c
+  }
+  return escaped
 }
 
 /** JSON text as the inside of a JSON string: `"` and `\` escaped. */
@@ -321,12 +387,11 @@ function int64(out: Buffer, p: number, src: Buffer, at: number): number {
 
 const HEX = Buffer.from('0123456789abcdef', 'latin1')
 
-function hex(out: Buffer, p: number, src: Buffer, start: number): number {
-  for (let i = start; i < start + HASH_BYTES; i++) {
-    const b = src[i]!
-    out[p++] = HEX[b >> 4]!
-    out[p++] = HEX[b & 15]!
-  }
+/** Each byte's two hex digits, as a big-endian 16-bit word. */
+const HEX_PAIRS = new Uint16Array(256).map((_, b) => (HEX[b >> 4]! << 8) | HEX[b & 15]!)
+
+function hex(view: DataView, p: number, src: Buffer, start: number): number {
+  for (let i = start; i < start + HASH_BYTES; i++, p += 2) view.setUint16(p, HEX_PAIRS[src[i]!]!)
   return p
 }
 
@@ -347,7 +412,7 @@ class Times {
       this.prefix.write(new Date((second + EPOCH_2000_S) * 1000).toISOString().slice(0, 19), 'latin1')
       this.second = second
     }
-    p = put(out, p, this.prefix)
+    for (let i = 0; i < this.prefix.length; i++) out[p++] = this.prefix[i]!
     out[p++] = 0x2e // .
     let fraction = micros - second * 1e6
     for (let i = p + 5; i >= p; i--) {
@@ -361,20 +426,24 @@ class Times {
 }
 
 /**
- * Output space: lines are written into a large slab, and each chunk goes out as a slice of it (no copy);
- * a slab is dropped once the consumer has let go of its slices.
+ * Output space: lines are written into a slab of about a megabyte, and each chunk is a slice of it (no
+ * copy). Each slab is an ArrayBuffer of its own, so that once the next one is in use it can be moved to
+ * another thread whole.
  */
 class Slabs {
-  private slab = Buffer.allocUnsafe(0)
+  private slab = Buffer.alloc(0)
+  private view = viewOf(this.slab)
   private used = 0
 
   /** A buffer with room for `bytes` from `start`, and where its free space begins. */
-  room(bytes: number): { out: Buffer; start: number } {
+  room(bytes: number): { out: Buffer; view: DataView; start: number } {
     if (this.slab.length - this.used < bytes) {
-      this.slab = Buffer.allocUnsafe(Math.max(4 << 20, bytes))
+      // Not from Node's shared pool (whose ArrayBuffer cannot move) and not zero-filled: every byte sent is written.
+      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, bytes))
+      this.view = viewOf(this.slab)
       this.used = 0
     }
-    return { out: this.slab, start: this.used }
+    return { out: this.slab, view: this.view, start: this.used }
   }
 
   take(end: number): Buffer {
@@ -385,40 +454,44 @@ class Slabs {
 }
 
 function jsonl(batch: Batch, times: Times, slabs: Slabs): Buffer {
-  const { buf: src, offsets: f, previous } = batch
+  const { buf: src, view: srcView, offsets: f, previous } = batch
   // Data and metadata at most three times their size (raw, then escaped at most twice as long), stream
   // id and type at most eighteen (quoted up to six, then escaped), plus what the line adds.
-  const { out, start } = slabs.room(3 * src.length + 15 * batch.quotedBytes + LINE_OVERHEAD * batch.count)
+  const { out, view: outView, start } = slabs.room(3 * src.length + 15 * batch.quotedBytes + LINE_OVERHEAD * batch.count)
   let p = start
   for (let r = 0; r < batch.count; r++) {
     const o = r * 2 * FIELDS
-    p = int64(out, put(out, p, L.position), src, f[o]!)
-    p = int64(out, put(out, p, L.txId), src, f[o + 2]!)
-    const streamId = put(out, p, L.streamId)
+    p = int64(out, put(out, outView, p, L.position), src, f[o]!)
+    p = int64(out, put(out, outView, p, L.txId), src, f[o + 2]!)
+    const streamId = put(out, outView, p, L.streamId)
     p = quote(out, streamId, src, f[o + 4]!, f[o + 5]!)
     const streamIdEnd = p
-    const version = put(out, p, L.version)
+    const version = put(out, outView, p, L.version)
     p = digits(out, version, int32(src, f[o + 6]!))
     const versionEnd = p
-    const type = put(out, p, L.type)
+    const type = put(out, outView, p, L.type)
     p = quote(out, type, src, f[o + 8]!, f[o + 9]!)
     const typeEnd = p
-    const time = put(out, p, L.recordedAt)
+    const time = put(out, outView, p, L.recordedAt)
     p = times.write(out, time, src, f[o + 10]!)
     const timeEnd = p
-    p = copy(out, put(out, p, L.data), src, f[o + 12]!, f[o + 13]!)
-    p = copy(out, put(out, p, L.metadata), src, f[o + 14]!, f[o + 15]!)
-    p = hex(out, put(out, p, L.hash), src, f[o + 16]!)
-    p = put(out, p, L.previousHash)
-    if (batch.hasPrevious[r]) p = hex(out, p, previous, r * HASH_BYTES)
+    // Data and metadata go out twice: as they are, and escaped inside the hashed bytes. Each is read once
+    // and written to both places; the fields between the two places are written first (all their
+    // lengths are known), so both places are known when the data is copied.
+    const dataStart = f[o + 12]!, dataEnd = f[o + 13]!, metadataStart = f[o + 14]!, metadataEnd = f[o + 15]!
+    const data = put(out, outView, p, L.data)
+    const metadata = put(out, outView, data + dataEnd - dataStart, L.metadata)
+    p = hex(outView, put(out, outView, metadata + metadataEnd - metadataStart, L.hash), src, f[o + 16]!)
+    p = put(out, outView, p, L.previousHash)
+    if (batch.hasPrevious[r]) p = hex(outView, p, previous, r * HASH_BYTES)
     // The hashed bytes, [stream id, version, type, data, metadata, "time"], as one JSON string.
-    p = escape(out, put(out, p, L.bytes), out, streamId, streamIdEnd)
-    p = copy(out, put(out, p, L.comma), out, version, versionEnd)
-    p = escape(out, put(out, p, L.comma), out, type, typeEnd)
-    p = escape(out, put(out, p, L.comma), src, f[o + 12]!, f[o + 13]!)
-    p = escape(out, put(out, p, L.comma), src, f[o + 14]!, f[o + 15]!)
-    p = copy(out, put(out, p, L.timeOpen), out, time, timeEnd)
-    p = put(out, p, L.end)
+    p = escape(out, put(out, outView, p, L.bytes), out, streamId, streamIdEnd)
+    p = copy(out, put(out, outView, p, L.comma), out, version, versionEnd)
+    p = escape(out, put(out, outView, p, L.comma), out, type, typeEnd)
+    p = copyEscape(out, outView, data, put(out, outView, p, L.comma), src, srcView, dataStart, dataEnd)
+    p = copyEscape(out, outView, metadata, put(out, outView, p, L.comma), src, srcView, metadataStart, metadataEnd)
+    p = copy(out, put(out, outView, p, L.timeOpen), out, time, timeEnd)
+    p = put(out, outView, p, L.end)
   }
   return slabs.take(p)
 }
@@ -446,13 +519,41 @@ function csv(batch: Batch, times: Times): string {
   return text
 }
 
-async function* lines(db: Db, filter: ExportFilter, as: ExportFormat, options: ExportOptions): AsyncGenerator<Buffer | string> {
-  const client = await openConnection(db)
+const PREVIOUS_HASHES = `
+  select m.i, e.hash
+  from unnest($1::text[], $2::int[], $3::int[]) as m(stream_id, version, i)
+  join events e on e.stream_id = m.stream_id and e.stream_version = m.version`
+
+/**
+ * The export's output, in chunks (Buffer slices of slabs for JSON lines, text for CSV); run by the worker.
+ * Aborting drops its connections, which ends the statement on the server and the generator.
+ */
+export async function* exportLines(settings: ConnectionSettings, filter: ExportFilter, as: ExportFormat, options: ExportOptions,
+  signal: AbortSignal): AsyncGenerator<Buffer | string> {
+  const clients: pg.Client[] = []
+  // Dropping the socket (not a polite end, which would wait behind the unread rows of a COPY).
+  const drop = (c: pg.Client) => {
+    c.connection.stream.destroy()
+    c.end().catch(() => {})
+  }
+  const open = async () => {
+    const c = await openConnection(settings)
+    clients.push(c)
+    if (signal.aborted) drop(c)
+    return c
+  }
+  const onAbort = () => clients.forEach(drop)
+  signal.addEventListener('abort', onAbort, { once: true })
   let finished = false
   try {
+    const client = await open()
     const copy = client.query(copyTo(copyQuery(filter)))
+    let lookups: Promise<pg.Client> | null = null
+    const previous = new PreviousHashes(async (streamIds, versions) => {
+      const c = await (lookups ??= open())
+      return (await c.query<{ i: number; hash: Buffer }>(PREVIOUS_HASHES, [streamIds, versions, streamIds.map((_, i) => i)])).rows
+    }, options.cachedStreams ?? 100_000)
     const rows = new BinaryRows()
-    const previous = new PreviousHashes(db, options.cachedStreams ?? 100_000)
     const times = new Times()
     const slabs = new Slabs()
     if (as === 'csv') yield CSV_HEADER
@@ -464,20 +565,119 @@ async function* lines(db: Db, filter: ExportFilter, as: ExportFormat, options: E
     }
     finished = true
   } finally {
-    // A reader that stopped early leaves the COPY sending into a full socket: dropping the socket (not a
-    // polite end, which would wait behind the unread rows) ends the statement on the server too.
-    if (finished) await client.end()
-    else {
-      client.connection.stream.destroy()
-      client.end().catch(() => {})
-    }
+    signal.removeEventListener('abort', onAbort)
+    if (finished) await Promise.all(clients.map((c) => c.end()))
+    else clients.forEach(drop)
   }
 }
 
-/** A readable stream of the export; it reads from the database only as fast as the consumer takes it. */
+/** What an export asks of the worker. */
+export interface ExportRequest {
+  settings: ConnectionSettings
+  filter: ExportFilter
+  as: ExportFormat
+  options: ExportOptions
+  /** Slabs the worker may send ahead of the reader. */
+  inFlight: number
+}
+
+/** Messages to the worker, each about the export `id`: start it, let it send `credit` more slabs, or stop it. */
+export type ToWorker = { id: number } & ({ start: ExportRequest } | { credit: number } | { cancel: true })
+
+/** Messages from the worker about the export `id`: a slab of lines (moved), CSV text, the end, or why it failed. */
+export type FromWorker = { id: number } & (
+  | { buffer: ArrayBuffer; start: number; end: number }
+  | { text: string }
+  | { done: true }
+  | { error: { message: string; code?: string } }
+)
+
+// The worker's entry: a JavaScript file that loads the TypeScript sources through tsx, as bin/tessera.js does.
+const WORKER = new URL('./export-thread.js', import.meta.url)
+
+interface OpenExport {
+  receive(message: FromWorker): void
+  fail(error: Error): void
+}
+
+/**
+ * The export thread, started by the first export and kept for the next ones (starting one costs a few
+ * hundred milliseconds); it holds the process open only while an export runs. If it dies, its exports
+ * fail and the next export starts another.
+ */
+let thread: { worker: Worker; exports: Map<number, OpenExport> } | null = null
+let lastId = 0
+
+function exportThread(): NonNullable<typeof thread> {
+  if (thread) return thread
+  const worker = new Worker(WORKER)
+  const exports = new Map<number, OpenExport>()
+  const current = { worker, exports }
+  worker.on('message', (m: FromWorker) => exports.get(m.id)?.receive(m))
+  const fail = (error: Error) => {
+    if (thread === current) thread = null
+    for (const e of [...exports.values()]) e.fail(error)
+  }
+  worker.on('error', fail)
+  worker.on('exit', (code) => fail(new Error(`export: the export thread stopped (exit code ${code})`)))
+  worker.unref()
+  thread = current
+  return current
+}
+
+/**
+ * A readable stream of the export, produced on the export thread. It reads from the database only as
+ * fast as the consumer takes it; destroying it stops the export and its statement.
+ */
 export function exportEvents(db: Db, filter: ExportFilter, as: ExportFormat, options: ExportOptions = {}): Readable {
   if (options.cachedStreams !== undefined && !(Number.isInteger(options.cachedStreams) && options.cachedStreams >= 1)) {
     throw new Error('exportEvents: option cachedStreams must be a whole number of at least 1')
   }
-  return Readable.from(lines(db, filter, as, options), { objectMode: false })
+  const request: ExportRequest = { settings: connectionSettings(db), filter, as, options, inFlight: IN_FLIGHT }
+  const { worker, exports } = exportThread()
+  const id = ++lastId
+  const post = (message: ToWorker, transfer?: ArrayBuffer[]) => worker.postMessage(message, transfer)
+  let running = true
+  const stop = () => {
+    if (!running) return false
+    running = false
+    exports.delete(id)
+    if (exports.size === 0) worker.unref()
+    return true
+  }
+  // Slabs taken whose credit goes back to the worker when the reader asks for more.
+  let owed = 0
+  const stream = new Readable({
+    read() {
+      if (owed > 0 && running) {
+        post({ id, credit: owed })
+        owed = 0
+      }
+    },
+    destroy(error, callback) {
+      if (stop()) post({ id, cancel: true })
+      callback(error)
+    },
+  })
+  if (exports.size === 0) worker.ref()
+  exports.set(id, {
+    receive(m) {
+      if ('done' in m) {
+        stop()
+        stream.push(null)
+      } else if ('error' in m) {
+        stop()
+        stream.destroy(Object.assign(new Error(m.error.message), m.error.code ? { code: m.error.code } : {}))
+      } else if ('text' in m || 'buffer' in m) {
+        if (stream.push('text' in m ? m.text : Buffer.from(m.buffer, m.start, m.end - m.start))) post({ id, credit: 1 })
+        else owed++
+      }
+    },
+    fail(error) {
+      stop()
+      stream.destroy(error)
+    },
+  })
+  post({ id, start: request })
+  return stream
 }

@@ -29,14 +29,25 @@ export function createDatabase(connectionString: string, options: DatabaseOption
   return db
 }
 
-/**
- * A new connection with the database's settings, outside its pool, for one long statement (the audit
- * export's COPY, which lasts as long as its reader takes): it never holds one of the pool's. The caller ends it.
- */
-export async function openConnection(db: Kysely<Database>): Promise<pg.Client> {
+/** What a connection to the database needs, as plain data (for a worker thread, which opens its own). */
+export interface ConnectionSettings {
+  connectionString: string
+  application_name: string
+}
+
+export function connectionSettings(db: Kysely<Database>): ConnectionSettings {
   const pool = pools.get(db)
-  if (!pool) throw new Error('openConnection: the database was not opened with createDatabase')
-  const client = new pg.Client(pool.options)
+  if (!pool) throw new Error('connectionSettings: the database was not opened with createDatabase')
+  const { connectionString, application_name } = pool.options as pg.PoolConfig
+  return { connectionString: connectionString!, application_name: application_name! }
+}
+
+/**
+ * A new connection outside any pool, for one long statement (the audit export's COPY, which lasts as long
+ * as its reader takes): it never holds one of a pool's. The caller ends it.
+ */
+export async function openConnection(settings: ConnectionSettings): Promise<pg.Client> {
+  const client = new pg.Client(settings)
   // A statement's errors reach the statement; a connection lost between statements must not crash the process.
   client.on('error', () => {})
   await client.connect()

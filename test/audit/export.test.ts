@@ -1,6 +1,6 @@
 // The auditors' export against the database it reads: every field of every line as PostgreSQL has it
 // (the hashed bytes byte for byte), across many COPY chunks, with filters, a tiny previous-hash cache,
-// CSV, and a consumer that stops early.
+// CSV, a consumer that stops early, several exports at once on the export thread, and one that fails.
 import t, { type Test } from 'tap'
 import { createHash } from 'node:crypto'
 import { Writable } from 'node:stream'
@@ -8,9 +8,10 @@ import { pipeline } from 'node:stream/promises'
 import { parse } from 'csv-parse/sync'
 import { sql } from 'kysely'
 import { exportEvents, type ExportFilter, type ExportOptions } from '../../src/audit/export.js'
+import { createDatabase } from '../../src/db/database.js'
 import { metadata, testDatabase } from '../helpers/database.js'
 
-const { db, store } = await testDatabase(t)
+const { db, store, url } = await testDatabase(t)
 
 // Seven streams interleaved, 2,940 events with times a millisecond and a microsecond apart: the export
 // spans many COPY chunks and rows are cut at chunk ends.
@@ -151,5 +152,24 @@ t.test('a consumer that stops early ends the COPY; the pool serves the next expo
       select count(*) as n from pg_stat_activity where datname = current_database() and query like 'copy (%'`.execute(db)).rows[0]!.n)
   }
   t.equal(copying, 0, 'no COPY left running')
+  checkLines(t, await exported({ streamId: odd }, 'jsonl'), (await stored()).filter((w) => w.stream_id === odd))
+})
+
+t.test('several exports at once share the export thread, each whole and in order', async (t) => {
+  const all = await stored()
+  const [whole, filtered, csvText, one] = await Promise.all([
+    exported({}, 'jsonl'), exported({ types: ['OtpRejected'] }, 'jsonl'), exported({}, 'csv'), exported({ streamId: odd }, 'jsonl'),
+  ])
+  checkLines(t, whole, all)
+  checkLines(t, filtered, all.filter((w) => w.type === 'OtpRejected'))
+  t.equal((parse(csvText, { columns: true }) as unknown[]).length, all.length, 'the CSV export has every event')
+  checkLines(t, one, all.filter((w) => w.stream_id === odd))
+})
+
+t.test('an export that cannot reach its database fails with the reason; the next export works', async (t) => {
+  const missing = createDatabase(url.replace(/\/[^/?]+(\?|$)/, '/tessera_no_such_database$1'))
+  t.teardown(() => missing.destroy())
+  await t.rejects(pipeline(exportEvents(missing, {}, 'jsonl'), new Writable({ write: (_c, _e, callback) => callback() })),
+    /database "tessera_no_such_database" does not exist/)
   checkLines(t, await exported({ streamId: odd }, 'jsonl'), (await stored()).filter((w) => w.stream_id === odd))
 })

@@ -1,0 +1,67 @@
+// The export thread (see export.ts): runs the exports it is asked for, several at once if need be, and
+// sends each one's output back, every full slab moved (not copied), never more than the export's
+// credit ahead of what its reader has taken.
+import { parentPort } from 'node:worker_threads'
+import { exportLines, type ExportRequest, type FromWorker, type ToWorker } from './export.js'
+
+const port = parentPort!
+
+interface Running {
+  credits: number
+  wake: (() => void) | null
+  abort: AbortController
+}
+
+const running = new Map<number, Running>()
+
+port.on('message', (m: ToWorker) => {
+  if ('start' in m) {
+    void run(m.id, m.start)
+    return
+  }
+  const r = running.get(m.id)
+  if (!r) return
+  if ('credit' in m) r.credits += m.credit
+  else r.abort.abort()
+  r.wake?.()
+  r.wake = null
+})
+
+async function run(id: number, request: ExportRequest): Promise<void> {
+  const r: Running = { credits: request.inFlight, wake: null, abort: new AbortController() }
+  running.set(id, r)
+  const { signal } = r.abort
+  const send = async (message: FromWorker, transfer: ArrayBuffer[] = []) => {
+    while (r.credits === 0 && !signal.aborted) await new Promise<void>((resolve) => (r.wake = resolve))
+    signal.throwIfAborted()
+    r.credits--
+    port.postMessage(message, transfer)
+  }
+  try {
+    // The slab being filled, and the part of it the lines so far take up. It is sent once the lines have
+    // moved on to the next slab, so nothing writes into it any more.
+    let slab: ArrayBuffer | null = null
+    let start = 0
+    let end = 0
+    for await (const piece of exportLines(request.settings, request.filter, request.as, request.options, signal)) {
+      if (typeof piece === 'string') {
+        await send({ id, text: piece })
+        continue
+      }
+      if (piece.buffer !== slab) {
+        if (slab && end > start) await send({ id, buffer: slab, start, end }, [slab])
+        slab = piece.buffer as ArrayBuffer
+        start = piece.byteOffset
+      }
+      end = piece.byteOffset + piece.length
+    }
+    if (slab && end > start) await send({ id, buffer: slab, start, end }, [slab])
+    port.postMessage({ id, done: true } satisfies FromWorker)
+  } catch (error) {
+    if (signal.aborted) return
+    const { message, code } = error as { message?: string; code?: string }
+    port.postMessage({ id, error: { message: message ?? String(error), ...(code ? { code } : {}) } } satisfies FromWorker)
+  } finally {
+    running.delete(id)
+  }
+}
