@@ -27,41 +27,60 @@ port.on('message', (m: ToWorker) => {
   r.wake = null
 })
 
+/** A slab that holds lines for this long goes out even if not full (a copy of what it holds), so a slow export trickles. */
+const HOLD_MS = 200
+
 async function run(id: number, request: ExportRequest): Promise<void> {
   const r: Running = { credits: request.inFlight, wake: null, abort: new AbortController() }
   running.set(id, r)
   const { signal } = r.abort
-  const send = async (message: FromWorker, transfer: ArrayBuffer[] = []) => {
+  const send = async (message: FromWorker, transfer: ArrayBuffer[]) => {
     while (r.credits === 0 && !signal.aborted) await new Promise<void>((resolve) => (r.wake = resolve))
     signal.throwIfAborted()
     r.credits--
     port.postMessage(message, transfer)
   }
+  // Sends go out one after the other, in order, whether the loop or the hold timer makes them.
+  let queue: Promise<void> = Promise.resolve()
+  const enqueue = (message: FromWorker, transfer: ArrayBuffer[] = []) => (queue = queue.then(() => send(message, transfer)))
+  // The slab being filled, and the part of it not sent yet. The slab itself is moved once the lines
+  // have gone on to the next slab, so nothing writes into it any more.
+  let slab: ArrayBuffer | null = null
+  let start = 0
+  let end = 0
+  let holding: NodeJS.Timeout | null = null
+  const sendHeld = () => {
+    holding = null
+    if (!slab || end === start) return
+    const copy = new Uint8Array(slab, start, end - start).slice()
+    start = end
+    enqueue({ id, buffer: copy.buffer, start: 0, end: copy.length }, [copy.buffer]).catch(() => {})
+  }
   try {
-    // The slab being filled, and the part of it the lines so far take up. It is sent once the lines have
-    // moved on to the next slab, so nothing writes into it any more.
-    let slab: ArrayBuffer | null = null
-    let start = 0
-    let end = 0
     for await (const piece of exportLines(request.settings, request.filter, request.as, request.options, signal)) {
       if (typeof piece === 'string') {
-        await send({ id, text: piece })
+        await enqueue({ id, text: piece })
         continue
       }
       if (piece.buffer !== slab) {
-        if (slab && end > start) await send({ id, buffer: slab, start, end }, [slab])
+        if (slab && end > start) await enqueue({ id, buffer: slab, start, end }, [slab])
         slab = piece.buffer as ArrayBuffer
         start = piece.byteOffset
       }
       end = piece.byteOffset + piece.length
+      holding ??= setTimeout(sendHeld, HOLD_MS)
     }
-    if (slab && end > start) await send({ id, buffer: slab, start, end }, [slab])
+    if (holding) clearTimeout(holding)
+    holding = null
+    if (slab && end > start) await enqueue({ id, buffer: slab, start, end }, [slab])
+    await queue
     port.postMessage({ id, done: true } satisfies FromWorker)
   } catch (error) {
     if (signal.aborted) return
     const { message, code } = error as { message?: string; code?: string }
     port.postMessage({ id, error: { message: message ?? String(error), ...(code ? { code } : {}) } } satisfies FromWorker)
   } finally {
+    if (holding) clearTimeout(holding)
     running.delete(id)
   }
 }

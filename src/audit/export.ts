@@ -627,7 +627,9 @@ function exportThread(): NonNullable<typeof thread> {
 
 /**
  * A readable stream of the export, produced on the export thread. It reads from the database only as
- * fast as the consumer takes it; destroying it stops the export and its statement.
+ * fast as the consumer takes it; destroying it stops the export and its statement. The export starts at
+ * once (its connections and snapshot are taken now), so a caller must read the stream to its end or
+ * destroy it.
  */
 export function exportEvents(db: Db, filter: ExportFilter, as: ExportFormat, options: ExportOptions = {}): Readable {
   if (options.cachedStreams !== undefined && !(Number.isInteger(options.cachedStreams) && options.cachedStreams >= 1)) {
@@ -659,6 +661,8 @@ export function exportEvents(db: Db, filter: ExportFilter, as: ExportFormat, opt
       callback(error)
     },
   })
+  // First, so that a request the worker cannot be sent leaves nothing behind.
+  post({ id, start: request })
   if (exports.size === 0) worker.ref()
   exports.set(id, {
     receive(m) {
@@ -678,6 +682,5 @@ export function exportEvents(db: Db, filter: ExportFilter, as: ExportFormat, opt
       stream.destroy(error)
     },
   })
-  post({ id, start: request })
   return stream
 }
