@@ -63,9 +63,12 @@ async function run(id: number, request: ExportRequest): Promise<void> {
         continue
       }
       if (piece.buffer !== slab) {
-        if (slab && end > start) await enqueue({ id, buffer: slab, start, end }, [slab])
+        // The new slab is the current one before the old one is sent: the hold timer may fire while
+        // that send waits for credit, and must find nothing of the old slab left to send.
+        const [full, from, to] = [slab, start, end]
         slab = piece.buffer as ArrayBuffer
-        start = piece.byteOffset
+        start = end = piece.byteOffset
+        if (full && to > from) await enqueue({ id, buffer: full, start: from, end: to }, [full])
       }
       end = piece.byteOffset + piece.length
       holding ??= setTimeout(sendHeld, HOLD_MS)
