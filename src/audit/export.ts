@@ -273,8 +273,8 @@ function put(out: Buffer, view: DataView, p: number, literal: Literal): number {
   return p
 }
 
+/** A short run of bytes (a version's digits, a time): data and metadata go through copyEscape. */
 function copy(out: Buffer, p: number, src: Buffer, start: number, end: number): number {
-  if (end - start > 64) return p + src.copy(out, p, start, end)
   for (let i = start; i < end; i++) out[p++] = src[i]!
   return p
 }
