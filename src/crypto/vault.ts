@@ -1,7 +1,7 @@
 // The seed vault: seeds encrypted at rest with AES-256-GCM, the serial as additional data (a ciphertext
 // moved to another token does not decrypt), each ciphertext tagged with its key id for rotation.
 // Fingerprints are keyed HMACs, so an auditor can match a seed without seeing it.
-import { createCipheriv, createDecipheriv, createHash, createHmac, randomBytes } from 'node:crypto'
+import { createCipheriv, createDecipheriv, createHash, createHmac, createSecretKey, type KeyObject, randomBytes } from 'node:crypto'
 
 export interface MasterKey {
   id: string
@@ -33,8 +33,13 @@ const NONCE_BYTES = 12
 /** Nonces drawn from the random source at a time: one call for many seals (an import seals thousands). */
 const NONCES_PER_DRAW = 256
 
+function keyObjects(keys: MasterKey[]): Map<string, KeyObject> {
+  return new Map(keys.map((k) => [k.id, createSecretKey(k.key)]))
+}
+
 export class SeedVault {
-  private keys: Map<string, Buffer>
+  // Key objects, made once: a raw key given to createCipheriv is imported again on every seal.
+  private keys: Map<string, KeyObject>
   private currentId: string
   // A drawn block is only ever cut into nonces, never refilled: sealed seeds keep views of it.
   private nonces = Buffer.alloc(0)
@@ -50,7 +55,7 @@ export class SeedVault {
     private readonly reload?: () => MasterKey[],
   ) {
     if (keys.length === 0) throw new VaultError('the vault needs a master key')
-    this.keys = new Map(keys.map((k) => [k.id, k.key]))
+    this.keys = keyObjects(keys)
     this.currentId = keys[0]!.id
   }
 
@@ -82,7 +87,7 @@ export class SeedVault {
     let key = this.keys.get(sealed.keyId)
     if (!key && this.reload) {
       const keys = this.reload()
-      this.keys = new Map(keys.map((k) => [k.id, k.key]))
+      this.keys = keyObjects(keys)
       this.currentId = keys[0]!.id
       key = this.keys.get(sealed.keyId)
     }
