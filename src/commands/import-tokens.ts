@@ -1,30 +1,28 @@
-// Inventory import: rows from a parser become TokenImported (+ TokenAssigned when a user is named), in
-// batches of one transaction each, written with COPY: the events (their hashes chained as they are
-// written, event-store/copy-append.ts), the inline projections' rows and the sealed seeds. No row is ever
-// half-written; a bad row is reported with its line and reason and the good rows still import. Batches
-// hold distinct tokens (the parsers refuse a serial repeated in the file), so several are written at once,
-// each on a connection of its own, while the next one is read, parsed and sealed.
+// Inventory import: rows from a parser become TokenImported (+ TokenAssigned when a user is named),
+// in batches of one statement each. A batch is one transaction: no row is ever half-written; a bad row
+// is reported with its line and reason and the good rows still import. Batches hold distinct tokens (the
+// parsers refuse a serial repeated in the file), so several are written at once, each on a connection of
+// its own, while the next one is read, parsed and sealed.
 import { sql } from 'kysely'
 import { decide } from '../domain/token/decide.js'
 import { tokenStream } from '../domain/token/events.js'
 import { initialState } from '../domain/token/state.js'
 import { evolve } from '../domain/token/state.js'
-import { arrayLiteral } from '../db/array-literal.js'
-import { copyBytea, copyIn, copyText } from '../db/copy.js'
-import { withConnection } from '../db/database.js'
-import { copyNewStreams, type NewStream } from '../event-store/copy-append.js'
+import { arrayLiteral, byteaArrayLiteral } from '../db/array-literal.js'
+import { checkEvents } from '../event-store/validate.js'
 import { rowFromState, type TokensTable } from '../read-models/tokens.js'
+import { appendEventsCall, type EventColumns } from '../event-store/postgres.js'
 import type { EventMetadata } from '../event-store/types.js'
 import type { ImportedToken, InventoryFormat, ParsedRow, RejectedRow } from '../import/types.js'
 import { usersByUpn } from '../read-models/users.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
 
-/** Tokens per batch: one transaction. */
+/** Tokens per batch: one statement and transaction. */
 export const DEFAULT_BATCH_SIZE = 2000
 /** Batches written at the same time: one is built while another is written. */
 export const DEFAULT_CONCURRENCY = 2
 
-/** Stands for the time the events are recorded while folding; imported_at is the append's recorded time. */
+/** Stands for the time the events are recorded while folding; the statement writes now(). */
 const IMPORTED_AT = new Date(8.64e15)
 
 export interface ImportReport {
@@ -34,19 +32,13 @@ export interface ImportReport {
 
 export interface ImportOptions {
   format: InventoryFormat
-  /** Tokens per batch (one transaction). */
+  /** Tokens per batch (one statement and transaction). */
   batchSize?: number
   /** Batches written at the same time, each on its own connection. */
   concurrency?: number
   /** Called after each batch with the rows read so far. */
   onProgress?: (rowsRead: number, imported: number) => void
 }
-
-const TOKEN_COLUMNS = ['serial', 'status', 'kind', 'algorithm', 'digits', 'period', 'counter', 'manufacturer', 'model', 'user_id',
-  'seed_fingerprint', 'version'] as const satisfies readonly (keyof TokensTable)[]
-const COPY_TOKENS = `copy tokens (${TOKEN_COLUMNS.join(', ')}, imported_at) from stdin`
-const COPY_STREAMS = 'copy streams (stream_id, category, version, last_type, created_at, updated_at) from stdin'
-const COPY_SECRETS = 'copy token_secrets (serial, key_id, nonce, ciphertext) from stdin'
 
 async function importBatch(
   ctx: CommandContext,
@@ -71,12 +63,11 @@ async function importBatch(
     }
     if (good.length === 0) return { imported: 0, rejected }
 
-    // The rows the inline projections would write (tested by a rebuild), but for the recorded time, which
-    // the event append learns from the server; the sealed seeds.
-    const streams: NewStream[] = []
-    const tokenRows: string[] = []
-    const streamRows: string[] = []
-    let secretRows = ''
+    const metadataJson = JSON.stringify(meta)
+    const events: EventColumns = { streamId: [], version: [], type: [], data: [] }
+    const rows: TokensTable[] = []
+    const streams = { stream: [] as string[], version: [] as number[], type: [] as string[] }
+    const secrets = { keyId: [] as string[], nonce: [] as Buffer[], ciphertext: [] as Buffer[] }
     for (const { token, userId } of good) {
       const decision = decide(initialState(token.serial), {
         type: 'ImportToken',
@@ -86,35 +77,60 @@ async function importBatch(
           seedFingerprint: ctx.vault.fingerprint(token.seed), source, userId,
         },
       })
-      const streamId = tokenStream(token.serial)
-      streams.push({ streamId, events: decision.events })
+      const stream = tokenStream(token.serial)
+      const datas = checkEvents(decision.events, metadataJson)
+      decision.events.forEach((e, i) => {
+        events.streamId.push(stream)
+        events.version.push(i + 1)
+        events.type.push(e.type)
+        events.data.push(datas[i]!)
+      })
       let state = initialState(token.serial)
       for (const e of decision.events) state = evolve(state, e, IMPORTED_AT)
-      const row = rowFromState(state)
-      let line = ''
-      for (const column of TOKEN_COLUMNS) line += `${copyText(row[column] as string | number | null)}\t`
-      tokenRows.push(line)
-      streamRows.push(`${copyText(streamId)}\ttoken\t${state.version}\t${decision.events[decision.events.length - 1]!.type}\t`)
+      rows.push(rowFromState(state))
+      streams.stream.push(stream)
+      streams.version.push(state.version)
+      streams.type.push(decision.events[decision.events.length - 1]!.type)
       const sealed = ctx.vault.seal(token.serial, token.seed)
-      secretRows += `${copyText(token.serial)}\t${copyText(sealed.keyId)}\t${copyBytea(sealed.nonce)}\t${copyBytea(sealed.ciphertext)}\n`
+      secrets.keyId.push(sealed.keyId)
+      secrets.nonce.push(sealed.nonce)
+      secrets.ciphertext.push(sealed.ciphertext)
     }
+    const col = <K extends keyof TokensTable>(k: K) => arrayLiteral(rows.map((r) => r[k] as string | number | null))
+    const serials = col('serial')
     try {
-      await withConnection(ctx.db, async (client) => {
-        await client.query('begin')
-        const at = await copyNewStreams(client, streams, meta)
-        const time = `${at}\n`
-        await copyIn(client, COPY_TOKENS, tokenRows.join(time) + time)
-        await copyIn(client, COPY_STREAMS, streamRows.join(`${at}\t${time}`) + `${at}\t${time}`)
-        await copyIn(client, COPY_SECRETS, secretRows)
-        await client.query('commit')
-      })
+      // One statement: the tokens and streams rows the inline projections would write (tested by a rebuild),
+      // the sealed seeds, and the events (their hashes chained set-based by the store's bulk append).
+      // Column arrays, not one parameter per value.
+      await sql`
+        with token as (
+          insert into tokens (serial, status, kind, algorithm, digits, period, counter, manufacturer, model, user_id, name, last_step,
+                              drift, activation_failures, failures, locked_until, lock_count, last_used_at, seed_fingerprint,
+                              activated_at, imported_at, version)
+          select serial, status, kind, algorithm, digits, period, counter, manufacturer, model, user_id, null, null,
+                 0, 0, 0, null, 0, null, seed_fingerprint, null, now(), version
+          from unnest(${serials}::text[], ${col('status')}::text[], ${col('kind')}::text[], ${col('algorithm')}::text[],
+                      ${col('digits')}::smallint[], ${col('period')}::smallint[], ${col('counter')}::bigint[], ${col('manufacturer')}::text[],
+                      ${col('model')}::text[], ${col('user_id')}::text[], ${col('seed_fingerprint')}::text[], ${col('version')}::int[])
+            as t(serial, status, kind, algorithm, digits, period, counter, manufacturer, model, user_id, seed_fingerprint, version)
+        ), stream as (
+          insert into streams (stream_id, category, version, last_type, created_at, updated_at)
+          select stream, 'token', version, type, now(), now()
+          from unnest(${arrayLiteral(streams.stream)}::text[], ${arrayLiteral(streams.version)}::int[], ${arrayLiteral(streams.type)}::text[])
+            as s(stream, version, type)
+        ), secret as (
+          insert into token_secrets (serial, key_id, nonce, ciphertext)
+          select * from unnest(${serials}::text[], ${arrayLiteral(secrets.keyId)}::text[], ${byteaArrayLiteral(secrets.nonce)}::bytea[],
+                               ${byteaArrayLiteral(secrets.ciphertext)}::bytea[])
+        )
+        select ${appendEventsCall(events, metadataJson)}
+      `.execute(ctx.db)
       ctx.store.committed()
       return { imported: good.length, rejected }
     } catch (error) {
-      // Another import took one of these serials meanwhile: check the batch again. The transaction was
-      // rolled back with its connection, which an error closes.
+      // Another import took one of these serials meanwhile: check the batch again.
       const code = (error as { code?: string }).code
-      if (code === '23505' && attempt < MAX_CONFLICT_RETRIES) continue
+      if ((code === '23505' || code === 'TS001') && attempt < MAX_CONFLICT_RETRIES) continue
       throw error
     }
   }

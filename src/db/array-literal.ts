@@ -19,3 +19,14 @@ export function arrayLiteral(values: readonly (string | number | boolean | null 
   }
   return `${out}}`
 }
+
+/** bytea[] literal: each element in hex ('\x...'), its backslash escaped for the array. */
+export function byteaArrayLiteral(values: readonly (Buffer | null)[]): string {
+  let out = '{'
+  for (let i = 0; i < values.length; i++) {
+    const v = values[i]
+    if (i > 0) out += ','
+    out += v === null || v === undefined ? 'NULL' : `"\\\\x${v.toString('hex')}"`
+  }
+  return `${out}}`
+}

@@ -53,22 +53,3 @@ export async function openConnection(settings: ConnectionSettings): Promise<pg.C
   await client.connect()
   return client
 }
-
-/**
- * Runs `fn` on one of the database pool's connections, for what Kysely cannot send (COPY). The
- * connection goes back to the pool afterwards; after an error it is closed instead, as it may be in the
- * middle of a COPY or a transaction.
- */
-export async function withConnection<T>(db: Kysely<Database>, fn: (client: pg.PoolClient) => Promise<T>): Promise<T> {
-  const pool = pools.get(db)
-  if (!pool) throw new Error('withConnection: the database was not opened with createDatabase')
-  const client = await pool.connect()
-  try {
-    const result = await fn(client)
-    client.release()
-    return result
-  } catch (error) {
-    client.release(error instanceof Error ? error : new Error(String(error)))
-    throw error
-  }
-}

@@ -277,6 +277,29 @@ export class PostgresEventStore {
   }
 }
 
+/** Events of many streams for `appendEventsCall`, as column arrays; `data` is JSON as `checkEvents` returns it. */
+export interface EventColumns {
+  streamId: string[]
+  version: number[]
+  type: string[]
+  data: string[]
+}
+
+/**
+ * The SQL call that appends these events with their given versions (migrations/0009_bulk_append.ts): one
+ * metadata for all of them, hashes chained set-based with exactly the bytes the row trigger uses. A version 1
+ * must be new and a later version's predecessor must exist or come in the same call, else the statement fails
+ * (unique violation 23505, or TS002). For a statement of the caller's (an import writes its read models in
+ * the same one); the caller calls `committed()` after it commits.
+ */
+export function appendEventsCall(events: EventColumns, metadataJson: string): RawBuilder<unknown> {
+  // The data go as one text, a line each: JSON.stringify never writes a raw line break, and pg's array
+  // serializer would escape every quote of every event (most of an import's client time).
+  for (const data of events.data) if (data.includes('\n')) throw new InvalidEvent('event data must be JSON on one line')
+  return sql`tessera_append_events(${arrayLiteral(events.streamId)}::text[], ${arrayLiteral(events.version)}::integer[], ${arrayLiteral(events.type)}::text[],
+    string_to_array(${events.data.join('\n')}::text, chr(10))::jsonb[], ${metadataJson}::jsonb)`
+}
+
 /** Maps the database's refusal to change an event to a typed error. */
 export function asImmutableError(error: unknown): unknown {
   return (error as PgError).code === 'TS003' ? new EventsImmutable((error as Error).message) : error

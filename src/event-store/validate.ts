@@ -50,36 +50,33 @@ export function checkMetadata(metadata: unknown): asserts metadata is EventMetad
   }
 }
 
-/** Checks one event and returns its data as JSON text, written by `toJson` (JSON.stringify unless said). */
-export function checkEvent(event: NewEvent, metadataJson: string, toJson: (data: object) => string | undefined = JSON.stringify): string {
-  if (typeof event?.type !== 'string' || !EVENT_TYPE.test(event.type)) {
-    throw new InvalidEvent(`event type must be PascalCase letters and digits, like TokenActivated`)
-  }
-  const data = event.data
-  if (typeof data !== 'object' || data === null || Array.isArray(data)) {
-    throw new InvalidEvent(`event ${event.type}: data must be an object`)
-  }
-  let json: string
-  try {
-    json = toJson(data)!
-  } catch {
-    throw new InvalidEvent(`event ${event.type}: data is not JSON`)
-  }
-  // A UTF-16 code unit is at most 3 bytes of UTF-8: most events need no byte count.
-  if ((json.length + metadataJson.length) * 3 > MAX_EVENT_BYTES) {
-    const bytes = Buffer.byteLength(json) + Buffer.byteLength(metadataJson)
-    if (bytes > MAX_EVENT_BYTES) throw new EventTooLarge(event.type, bytes, MAX_EVENT_BYTES)
-  }
-  // PostgreSQL's jsonb refuses NUL characters; say so here rather than with a driver error.
-  if (json.includes('\\u0000')) throw new InvalidEvent(`event ${event.type}: data contains a NUL character`)
-  return json
-}
-
 /** Returns each event's data as JSON text, the form it is sent in. */
 export function checkEvents(events: readonly NewEvent[], metadataJson: string): string[] {
   if (!Array.isArray(events) || events.length === 0) throw new InvalidEvent('an append needs at least one event')
   if (events.length > MAX_EVENTS_PER_APPEND) {
     throw new InvalidEvent(`an append takes at most ${MAX_EVENTS_PER_APPEND} events, not ${events.length}`)
   }
-  return events.map((event) => checkEvent(event, metadataJson))
+  return events.map((event) => {
+    if (typeof event?.type !== 'string' || !EVENT_TYPE.test(event.type)) {
+      throw new InvalidEvent(`event type must be PascalCase letters and digits, like TokenActivated`)
+    }
+    const data = event.data
+    if (typeof data !== 'object' || data === null || Array.isArray(data)) {
+      throw new InvalidEvent(`event ${event.type}: data must be an object`)
+    }
+    let json: string
+    try {
+      json = JSON.stringify(data)
+    } catch {
+      throw new InvalidEvent(`event ${event.type}: data is not JSON`)
+    }
+    // A UTF-16 code unit is at most 3 bytes of UTF-8: most events need no byte count.
+    if ((json.length + metadataJson.length) * 3 > MAX_EVENT_BYTES) {
+      const bytes = Buffer.byteLength(json) + Buffer.byteLength(metadataJson)
+      if (bytes > MAX_EVENT_BYTES) throw new EventTooLarge(event.type, bytes, MAX_EVENT_BYTES)
+    }
+    // PostgreSQL's jsonb refuses NUL characters; say so here rather than with a driver error.
+    if (json.includes('\\u0000')) throw new InvalidEvent(`event ${event.type}: data contains a NUL character`)
+    return json
+  })
 }

@@ -1,6 +1,6 @@
 import t from 'tap'
 import { sql } from 'kysely'
-import { arrayLiteral } from '../../src/db/array-literal.js'
+import { arrayLiteral, byteaArrayLiteral } from '../../src/db/array-literal.js'
 import { testDatabase } from '../helpers/database.js'
 
 const { db } = await testDatabase(t, { migrate: false })
@@ -14,4 +14,10 @@ t.test('text, numbers and NULLs come back from PostgreSQL as they were sent', as
   t.same(ints.rows[0]!.a, numbers.map((n) => (n === null ? null : String(n))))
   const empty = await sql<{ n: number }>`select cardinality(${arrayLiteral([])}::text[]) as n`.execute(db)
   t.equal(empty.rows[0]!.n, 0)
+})
+
+t.test('bytes come back as they were sent', async (t) => {
+  const values = [Buffer.from([0, 1, 0x5c, 0x22, 0xff]), Buffer.alloc(0), null]
+  const back = await sql<{ a: (Buffer | null)[] }>`select ${byteaArrayLiteral(values)}::bytea[] as a`.execute(db)
+  t.same(back.rows[0]!.a.map((b) => (b === null ? null : b.toString('hex'))), values.map((b) => (b === null ? null : b.toString('hex'))))
 })

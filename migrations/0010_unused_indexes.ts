@@ -1,7 +1,4 @@
-// An inventory import now writes with COPY and chains its events' hashes itself (src/event-store/copy-append.ts).
-// The trigger's WHEN clause of 0009 stays, as that COPY uses it; 0009's bulk append function is no longer
-// called, and is left in place so that 0009 stays whole for a database migrated down to it.
-// Two indexes no query uses go, each an entry more to write for every imported token:
+// Two indexes no query uses, each an entry more to write for every imported token:
 // - streams (category, stream_id): nothing reads streams by category;
 // - token_secrets (key_id): key rotation looks for `key_id <> current`, which a b-tree cannot serve.
 // Frozen in time: this file imports nothing from src/.
