@@ -51,7 +51,3 @@ export class InvalidStreamId extends EventStoreError {
     super(`stream id must be 1 to 200 printable characters without spaces, like token-8659623756140`)
   }
 }
-
-export class EventsImmutable extends EventStoreError {
-  override name = 'EventsImmutable'
-}

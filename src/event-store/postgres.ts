@@ -12,7 +12,7 @@ import type {
   RecordedEvent,
 } from './types.js'
 import { arrayLiteral } from '../db/array-literal.js'
-import { EventsImmutable, InvalidEvent, StreamNotFound, WrongExpectedVersion } from './errors.js'
+import { InvalidEvent, StreamNotFound, WrongExpectedVersion } from './errors.js'
 import { checkEvents, checkExpectedVersion, checkMetadata, checkStreamId } from './validate.js'
 import { GroupCommit } from './group-commit.js'
 
@@ -298,9 +298,4 @@ export function appendEventsCall(events: EventColumns, metadataJson: string): Ra
   for (const data of events.data) if (data.includes('\n')) throw new InvalidEvent('event data must be JSON on one line')
   return sql`tessera_append_events(${arrayLiteral(events.streamId)}::text[], ${arrayLiteral(events.version)}::integer[], ${arrayLiteral(events.type)}::text[],
     string_to_array(${events.data.join('\n')}::text, chr(10))::jsonb[], ${metadataJson}::jsonb)`
-}
-
-/** Maps the database's refusal to change an event to a typed error. */
-export function asImmutableError(error: unknown): unknown {
-  return (error as PgError).code === 'TS003' ? new EventsImmutable((error as Error).message) : error
 }
