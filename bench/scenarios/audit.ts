@@ -3,9 +3,8 @@
 // 100 events at a time through the audit index (src/audit/timeline.ts); each page must take < 50 ms.
 import { performance } from 'node:perf_hooks'
 import { Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { sql } from 'kysely'
-import { exportEvents } from '../../src/audit/export.js'
+import { exportEventsTo } from '../../src/audit/export.js'
 import { timeline } from '../../src/audit/timeline.js'
 import { benchMetadata } from '../lib/fixtures.js'
 import { countEvents, topUpLog } from '../lib/log.js'
@@ -43,7 +42,7 @@ export const exportScenario: Scenario = {
     })
     // The export thread starts with the first export of a process and serves the later ones: started
     // here, untimed, by an export of a stream that does not exist, as a running gateway's already is.
-    await pipeline(exportEvents(ctx.db, { streamId: 'bench-no-such-stream' }, 'jsonl'), new Writable({ write: (_c, _e, callback) => callback() }))
+    await exportEventsTo(ctx.db, { streamId: 'bench-no-such-stream' }, 'jsonl', new Writable({ write: (_c, _e, callback) => callback() }))
     // The export may read on a connection of its own that closes when it ends: the backends' CPU is
     // sampled every 100 ms while it runs (the last 100 ms of a backend that ends can be missed).
     const server0 = await backendCpu(ctx.db)
@@ -56,7 +55,7 @@ export const exportScenario: Scenario = {
     const cpu0 = process.cpuUsage()
     const started = performance.now()
     try {
-      await pipeline(exportEvents(ctx.db, {}, 'jsonl'), sink)
+      await exportEventsTo(ctx.db, {}, 'jsonl', sink)
     } finally {
       clearInterval(sampler)
     }

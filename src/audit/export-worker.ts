@@ -1,18 +1,114 @@
-// The export thread (see export.ts): runs the exports it is asked for, several at once if need be, and
-// sends each one's output back, every full slab moved (not copied), never more than the export's
-// credit ahead of what its reader has taken.
+// The export thread (see export.ts): runs the exports it is asked for, several at once if need be. Each
+// export writes into its ring of slabs shared with the caller's thread and says which parts are ready;
+// it takes a slab again only once the caller has given it back (written out), so it never runs more
+// than a ring ahead of the destination.
 import { parentPort } from 'node:worker_threads'
-import { exportLines, type ExportRequest, type FromWorker, type ToWorker } from './export.js'
+import { SLAB_BYTES, writeLines, type ExportRequest, type FromWorker, type LineOutput, type Space, type ToWorker } from './export.js'
 
 const port = parentPort!
 
-interface Running {
-  credits: number
-  wake: (() => void) | null
-  abort: AbortController
+/** A part of a slab that holds lines for this long goes out even if the slab is not full, so a slow export trickles. */
+const HOLD_MS = 200
+
+/** An export's output: the ring's slabs, filled one after the other, and now and then a buffer of its own. */
+class RingOutput implements LineOutput {
+  private readonly buffer: Buffer
+  private readonly view: DataView
+  private readonly free: number[]
+  /** The slab being filled (-1: none), where its free part begins, and how far it has been sent. */
+  private slab = -1
+  private used = 0
+  private sent = 0
+  /** A buffer of its own, for output longer than a slab: in use by the writer, or sent and not yet written. */
+  private own: Buffer | null = null
+  private ownOut = false
+  private wake: (() => void) | null = null
+  private holding: NodeJS.Timeout | null = null
+
+  constructor(private readonly id: number, shared: SharedArrayBuffer, slabs: number, private readonly signal: AbortSignal) {
+    this.buffer = Buffer.from(shared)
+    this.view = new DataView(shared)
+    this.free = Array.from({ length: slabs }, (_, i) => i)
+    signal.addEventListener('abort', () => this.wakeUp(), { once: true })
+  }
+
+  /** Slab `slab` written out by the caller (-1: the buffer of its own). */
+  release(slab: number): void {
+    if (slab < 0) this.ownOut = false
+    else this.free.push(slab)
+    this.wakeUp()
+  }
+
+  async room(bytes: number): Promise<Space> {
+    const slabEnd = (this.slab + 1) * SLAB_BYTES
+    if (this.slab >= 0 && slabEnd - this.used >= bytes) return { out: this.buffer, view: this.view, start: this.used, end: slabEnd }
+    if (bytes > SLAB_BYTES) {
+      // What is in the slab goes first; the slab itself stays current for what comes after.
+      this.flush()
+      await this.until(() => !this.ownOut)
+      // Not from Node's shared pool (whose ArrayBuffer cannot move), and moved to the caller once written.
+      const own = Buffer.allocUnsafeSlow(bytes)
+      this.own = own
+      return { out: own, view: new DataView(own.buffer), start: 0, end: bytes }
+    }
+    this.close()
+    await this.until(() => this.free.length > 0)
+    this.slab = this.free.shift()!
+    this.used = this.sent = this.slab * SLAB_BYTES
+    return { out: this.buffer, view: this.view, start: this.used, end: this.used + SLAB_BYTES }
+  }
+
+  commit(end: number): void {
+    if (this.own) {
+      const own = this.own
+      this.own = null
+      this.ownOut = true
+      this.post({ id: this.id, buffer: own.buffer as ArrayBuffer, start: 0, end }, [own.buffer as ArrayBuffer])
+      return
+    }
+    this.used = end
+    this.holding ??= setTimeout(() => {
+      this.holding = null
+      this.flush()
+    }, HOLD_MS)
+  }
+
+  /** The rest of the current slab goes out, and the slab with it. */
+  close(): void {
+    if (this.holding) clearTimeout(this.holding)
+    this.holding = null
+    if (this.slab < 0) return
+    this.post({ id: this.id, slab: this.slab, start: this.sent, end: this.used, last: true })
+    this.slab = -1
+  }
+
+  /** What the current slab holds and has not sent goes out; the slab stays current. */
+  private flush(): void {
+    if (this.slab < 0 || this.used === this.sent) return
+    this.post({ id: this.id, slab: this.slab, start: this.sent, end: this.used, last: false })
+    this.sent = this.used
+  }
+
+  private post(message: FromWorker, transfer: ArrayBuffer[] = []): void {
+    if (!this.signal.aborted) port.postMessage(message, transfer)
+  }
+
+  private async until(ready: () => boolean): Promise<void> {
+    while (!ready()) {
+      this.signal.throwIfAborted()
+      await new Promise<void>((resolve) => (this.wake = resolve))
+    }
+    this.signal.throwIfAborted()
+  }
+
+  private wakeUp(): void {
+    const wake = this.wake
+    this.wake = null
+    wake?.()
+  }
 }
 
-const running = new Map<number, Running>()
+const running = new Map<number, { output: RingOutput; abort: AbortController }>()
 
 port.on('message', (m: ToWorker) => {
   if ('start' in m) {
@@ -21,69 +117,25 @@ port.on('message', (m: ToWorker) => {
   }
   const r = running.get(m.id)
   if (!r) return
-  if ('credit' in m) r.credits += m.credit
+  if ('free' in m) r.output.release(m.free)
   else r.abort.abort()
-  r.wake?.()
-  r.wake = null
 })
 
-/** A slab that holds lines for this long goes out even if not full (a copy of what it holds), so a slow export trickles. */
-const HOLD_MS = 200
-
 async function run(id: number, request: ExportRequest): Promise<void> {
-  const r: Running = { credits: request.inFlight, wake: null, abort: new AbortController() }
-  running.set(id, r)
-  const { signal } = r.abort
-  const send = async (message: FromWorker, transfer: ArrayBuffer[]) => {
-    while (r.credits === 0 && !signal.aborted) await new Promise<void>((resolve) => (r.wake = resolve))
-    signal.throwIfAborted()
-    r.credits--
-    port.postMessage(message, transfer)
-  }
-  // Sends go out one after the other, in order, whether the loop or the hold timer makes them.
-  let queue: Promise<void> = Promise.resolve()
-  const enqueue = (message: FromWorker, transfer: ArrayBuffer[] = []) => (queue = queue.then(() => send(message, transfer)))
-  // The slab being filled, and the part of it not sent yet. The slab itself is moved once the lines
-  // have gone on to the next slab, so nothing writes into it any more.
-  let slab: ArrayBuffer | null = null
-  let start = 0
-  let end = 0
-  let holding: NodeJS.Timeout | null = null
-  const sendHeld = () => {
-    holding = null
-    if (!slab || end === start) return
-    const copy = new Uint8Array(slab, start, end - start).slice()
-    start = end
-    enqueue({ id, buffer: copy.buffer, start: 0, end: copy.length }, [copy.buffer]).catch(() => {})
-  }
+  const abort = new AbortController()
+  const { signal } = abort
+  const output = new RingOutput(id, request.shared, request.slabs, signal)
+  running.set(id, { output, abort })
   try {
-    for await (const piece of exportLines(request.settings, request.filter, request.as, request.options, signal)) {
-      if (typeof piece === 'string') {
-        await enqueue({ id, text: piece })
-        continue
-      }
-      if (piece.buffer !== slab) {
-        // The new slab is the current one before the old one is sent: the hold timer may fire while
-        // that send waits for credit, and must find nothing of the old slab left to send.
-        const [full, from, to] = [slab, start, end]
-        slab = piece.buffer as ArrayBuffer
-        start = end = piece.byteOffset
-        if (full && to > from) await enqueue({ id, buffer: full, start: from, end: to }, [full])
-      }
-      end = piece.byteOffset + piece.length
-      holding ??= setTimeout(sendHeld, HOLD_MS)
-    }
-    if (holding) clearTimeout(holding)
-    holding = null
-    if (slab && end > start) await enqueue({ id, buffer: slab, start, end }, [slab])
-    await queue
+    await writeLines(request.settings, request.filter, request.as, request.options, signal, output)
+    output.close()
     port.postMessage({ id, done: true } satisfies FromWorker)
   } catch (error) {
     if (signal.aborted) return
     const { message, code } = error as { message?: string; code?: string }
     port.postMessage({ id, error: { message: message ?? String(error), ...(code ? { code } : {}) } } satisfies FromWorker)
   } finally {
-    if (holding) clearTimeout(holding)
+    output.close()
     running.delete(id)
   }
 }

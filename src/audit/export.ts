@@ -3,9 +3,12 @@
 // covers, so an export can be checked offline: sha256(previousHash || bytes) must equal hash.
 // - It runs on a worker thread (export-worker.ts) with connections of its own: an export of millions of
 //   events costs seconds of CPU, which must not stall the gateway's event loop (verifications wait on
-//   it), and the worker's small heap is cheap to collect while a gigabyte of buffers passes through it.
-//   The output comes back in slabs of about a megabyte, each moved (transferred, not copied) to the
-//   caller's thread; the worker sends at most IN_FLIGHT slabs ahead of what the reader has taken.
+//   it).
+// - The worker writes the output into a ring of slabs of memory shared with the caller's thread, which
+//   writes each filled part to the destination as a view of that memory (no copy) and hands a slab back
+//   once the destination has called back for its last part. The ring is all the memory an export's
+//   output takes, whatever its size, and no buffer is made per chunk: a gigabyte passing through buffers
+//   made and dropped costs both threads a full garbage collection every few dozen megabytes.
 // - PostgreSQL sends the columns as stored, in COPY's binary framing: numbers, time and hash in binary,
 //   data and metadata as their jsonb text (printed once each), no escaping, one statement.
 // - Node splices those bytes into the lines without making strings of them, writing what
@@ -16,10 +19,11 @@
 //   it: a bounded cache of each stream's last exported hash gives it, and the events it cannot (filtered
 //   out, evicted) are looked up by key, a chunk's worth in one query, on a second connection opened
 //   when first needed.
-// - The COPY is read only as fast as the consumer takes the output (memory stays flat, and a slow
-//   download holds none of the pool's connections); a consumer that stops early ends the worker, which
-//   closes its connections, and that ends the statement on the server too.
-import { Readable } from 'node:stream'
+// - The COPY is read only as fast as the destination takes the output (memory stays flat, and a slow
+//   download holds none of the pool's connections); a destination that closes early ends the worker's
+//   export, which closes its connections, and that ends the statement on the server too.
+import type { Writable } from 'node:stream'
+import { finished } from 'node:stream/promises'
 import { Worker } from 'node:worker_threads'
 import pg from 'pg'
 import { to as copyTo } from 'pg-copy-streams'
@@ -40,9 +44,9 @@ export interface ExportOptions {
   cachedStreams?: number
 }
 
-/** The size of an output slab, and how many the worker sends ahead of the reader. */
-const SLAB_BYTES = 1 << 20
-const IN_FLIGHT = 4
+/** The size of an output slab, and how many an export's ring has: one being filled, the others being written. */
+export const SLAB_BYTES = 1 << 20
+const SLABS = 4
 
 const CSV_HEADER = 'position,tx_id,stream_id,stream_version,type,recorded_at,data,metadata,hash,previous_hash,bytes\n'
 
@@ -76,8 +80,6 @@ interface Batch {
   view: DataView
   count: number
   offsets: Int32Array
-  /** Bytes of stream ids and types, which quoting can make up to six times longer. */
-  quotedBytes: number
   /** The previous hash of each row at r * HASH_BYTES, when hasPrevious[r]. */
   previous: Buffer
   hasPrevious: Uint8Array
@@ -117,11 +119,10 @@ class BinaryRows {
       this.headerRead = true
     }
     let count = 0
-    let quoted = 0
     rows: for (;;) {
       if (at + 2 > buf.length) break
       const fields = buf.readInt16BE(at)
-      if (fields === -1) return this.batch(buf, count, quoted) // the trailer
+      if (fields === -1) return this.batch(buf, count) // the trailer
       if (fields !== FIELDS) throw new Error(`export: a COPY row has ${fields} fields, not ${FIELDS}`)
       if ((count + 1) * 2 * FIELDS > this.offsets.length) {
         const grown = new Int32Array(this.offsets.length * 2)
@@ -140,26 +141,25 @@ class BinaryRows {
         this.offsets[o + 2 * i + 1] = p + length
         p += length
       }
-      quoted += this.offsets[o + 2 * STREAM_ID + 1]! - this.offsets[o + 2 * STREAM_ID]! + this.offsets[o + 2 * TYPE + 1]! - this.offsets[o + 2 * TYPE]!
       at = p
       count++
     }
-    return this.keep(buf, at, count, quoted)
+    return this.keep(buf, at, count)
   }
 
-  private keep(buf: Buffer, at: number, count: number, quoted = 0): Batch {
+  private keep(buf: Buffer, at: number, count: number): Batch {
     // Moved to the input's start by the next push, once this batch is done with.
     this.restStart = at
     this.restEnd = buf.length
-    return this.batch(buf, count, quoted)
+    return this.batch(buf, count)
   }
 
-  private batch(buf: Buffer, count: number, quotedBytes: number): Batch {
+  private batch(buf: Buffer, count: number): Batch {
     if (count > this.hasPrevious.length) {
       this.previous = Buffer.allocUnsafe(HASH_BYTES * count)
       this.hasPrevious = new Uint8Array(count)
     } else this.hasPrevious.fill(0, 0, count)
-    return { buf, view: this.view, count, offsets: this.offsets, quotedBytes, previous: this.previous, hasPrevious: this.hasPrevious }
+    return { buf, view: this.view, count, offsets: this.offsets, previous: this.previous, hasPrevious: this.hasPrevious }
   }
 }
 
@@ -426,40 +426,42 @@ class Times {
 }
 
 /**
- * Output space: lines are written into a slab of about a megabyte, and each chunk is a slice of it (no
- * copy). Each slab is an ArrayBuffer of its own, so that once the next one is in use it can be moved to
- * another thread whole.
+ * Room to write output into: `out` from `start` up to `end`, with a view of the same bytes. The caller
+ * writes from `start` and then tells its output where it stopped.
  */
-class Slabs {
-  private slab = Buffer.alloc(0)
-  private view = viewOf(this.slab)
-  private used = 0
-
-  /** A buffer with room for `bytes` from `start`, and where its free space begins. */
-  room(bytes: number): { out: Buffer; view: DataView; start: number } {
-    if (this.slab.length - this.used < bytes) {
-      // Not from Node's shared pool (whose ArrayBuffer cannot move) and not zero-filled: every byte sent is written.
-      this.slab = Buffer.allocUnsafeSlow(Math.max(SLAB_BYTES, bytes))
-      this.view = viewOf(this.slab)
-      this.used = 0
-    }
-    return { out: this.slab, view: this.view, start: this.used }
-  }
-
-  take(end: number): Buffer {
-    const chunk = this.slab.subarray(this.used, end)
-    this.used = end
-    return chunk
-  }
+export interface Space {
+  out: Buffer
+  view: DataView
+  start: number
+  end: number
 }
 
-function jsonl(batch: Batch, times: Times, slabs: Slabs): Buffer {
+/** Where the export's output goes: room for at least `bytes` (waiting for it if need be), then what was written. */
+export interface LineOutput {
+  room(bytes: number): Promise<Space>
+  commit(end: number): void
+}
+
+/** The most a row's line takes: data and metadata three times (as they are, then escaped), stream id and type eighteen. */
+function lineBound(batch: Batch, r: number): number {
+  const o = r * 2 * FIELDS
+  const f = batch.offsets
+  const quoted = f[o + 2 * STREAM_ID + 1]! - f[o + 2 * STREAM_ID]! + f[o + 2 * TYPE + 1]! - f[o + 2 * TYPE]!
+  return 3 * (f[o + 2 * HASH + 1]! - f[o]!) + 15 * quoted + LINE_OVERHEAD
+}
+
+/**
+ * Writes the lines of rows `from`, `from + 1` ... into `space` while the next one surely fits (at least
+ * one: the space was asked for with room for it); returns the row it stopped before and where the
+ * lines end.
+ */
+function jsonl(batch: Batch, from: number, times: Times, space: Space): { row: number; end: number } {
   const { buf: src, view: srcView, offsets: f, previous } = batch
-  // Data and metadata at most three times their size (raw, then escaped at most twice as long), stream
-  // id and type at most eighteen (quoted up to six, then escaped), plus what the line adds.
-  const { out, view: outView, start } = slabs.room(3 * src.length + 15 * batch.quotedBytes + LINE_OVERHEAD * batch.count)
-  let p = start
-  for (let r = 0; r < batch.count; r++) {
+  const { out, view: outView, end: limit } = space
+  let p = space.start
+  let r = from
+  for (; r < batch.count; r++) {
+    if (r > from && p + lineBound(batch, r) > limit) break
     const o = r * 2 * FIELDS
     p = int64(out, put(out, outView, p, L.position), src, f[o]!)
     p = int64(out, put(out, outView, p, L.txId), src, f[o + 2]!)
@@ -493,7 +495,7 @@ function jsonl(batch: Batch, times: Times, slabs: Slabs): Buffer {
     p = copy(out, put(out, outView, p, L.timeOpen), out, time, timeEnd)
     p = put(out, outView, p, L.end)
   }
-  return slabs.take(p)
+  return { row: r, end: p }
 }
 
 function csvField(value: string): string {
@@ -524,12 +526,19 @@ const PREVIOUS_HASHES = `
   from unnest($1::text[], $2::int[], $3::int[]) as m(stream_id, version, i)
   join events e on e.stream_id = m.stream_id and e.stream_version = m.version`
 
+/** Writes text (CSV) into the output. */
+async function writeText(output: LineOutput, text: string): Promise<void> {
+  const bytes = Buffer.byteLength(text)
+  const space = await output.room(bytes)
+  output.commit(space.start + space.out.write(text, space.start, bytes, 'utf8'))
+}
+
 /**
- * The export's output, in chunks (Buffer slices of slabs for JSON lines, text for CSV); run by the worker.
- * Aborting drops its connections, which ends the statement on the server and the generator.
+ * Writes the export into `output`; run by the worker. Aborting drops its connections, which ends the
+ * statement on the server and this function.
  */
-export async function* exportLines(settings: ConnectionSettings, filter: ExportFilter, as: ExportFormat, options: ExportOptions,
-  signal: AbortSignal): AsyncGenerator<Buffer | string> {
+export async function writeLines(settings: ConnectionSettings, filter: ExportFilter, as: ExportFormat, options: ExportOptions,
+  signal: AbortSignal, output: LineOutput): Promise<void> {
   const clients: pg.Client[] = []
   // Dropping the socket (not a polite end, which would wait behind the unread rows of a COPY).
   const drop = (c: pg.Client) => {
@@ -555,13 +564,19 @@ export async function* exportLines(settings: ConnectionSettings, filter: ExportF
     }, options.cachedStreams ?? 100_000)
     const rows = new BinaryRows()
     const times = new Times()
-    const slabs = new Slabs()
-    if (as === 'csv') yield CSV_HEADER
+    if (as === 'csv') await writeText(output, CSV_HEADER)
     for await (const chunk of copy as AsyncIterable<Buffer>) {
       const batch = rows.push(chunk)
       if (batch.count === 0) continue
       await previous.fill(batch)
-      yield as === 'csv' ? csv(batch, times) : jsonl(batch, times, slabs)
+      if (as === 'csv') await writeText(output, csv(batch, times))
+      else {
+        for (let r = 0; r < batch.count;) {
+          const written = jsonl(batch, r, times, await output.room(lineBound(batch, r)))
+          output.commit(written.end)
+          r = written.row
+        }
+      }
     }
     finished = true
   } finally {
@@ -571,23 +586,29 @@ export async function* exportLines(settings: ConnectionSettings, filter: ExportF
   }
 }
 
-/** What an export asks of the worker. */
+/** What an export asks of the worker: its ring is `slabs` slabs of SLAB_BYTES in `shared`. */
 export interface ExportRequest {
   settings: ConnectionSettings
   filter: ExportFilter
   as: ExportFormat
   options: ExportOptions
-  /** Slabs the worker may send ahead of the reader. */
-  inFlight: number
+  shared: SharedArrayBuffer
+  slabs: number
 }
 
-/** Messages to the worker, each about the export `id`: start it, let it send `credit` more slabs, or stop it. */
-export type ToWorker = { id: number } & ({ start: ExportRequest } | { credit: number } | { cancel: true })
+/**
+ * Messages to the worker, each about the export `id`: start it, take back slab `free` (or, when -1, the
+ * word that a buffer of its own was written), or stop it.
+ */
+export type ToWorker = { id: number } & ({ start: ExportRequest } | { free: number } | { cancel: true })
 
-/** Messages from the worker about the export `id`: a slab of lines (moved), CSV text, the end, or why it failed. */
+/**
+ * Messages from the worker about the export `id`: output in the ring (`last` when the worker is done with
+ * that slab), output too long for a slab in a buffer of its own (moved), the end, or why it failed.
+ */
 export type FromWorker = { id: number } & (
+  | { slab: number; start: number; end: number; last: boolean }
   | { buffer: ArrayBuffer; start: number; end: number }
-  | { text: string }
   | { done: true }
   | { error: { message: string; code?: string } }
 )
@@ -625,62 +646,106 @@ function exportThread(): NonNullable<typeof thread> {
   return current
 }
 
-/**
- * A readable stream of the export, produced on the export thread. It reads from the database only as
- * fast as the consumer takes it; destroying it stops the export and its statement. The export starts at
- * once (its connections and snapshot are taken now), so a caller must read the stream to its end or
- * destroy it.
- */
-export function exportEvents(db: Db, filter: ExportFilter, as: ExportFormat, options: ExportOptions = {}): Readable {
-  if (options.cachedStreams !== undefined && !(Number.isInteger(options.cachedStreams) && options.cachedStreams >= 1)) {
-    throw new Error('exportEvents: option cachedStreams must be a whole number of at least 1')
+/** The error an export ends with when its destination closes or fails first (a download given up, say). */
+export class ExportDestinationClosed extends Error {
+  override name = 'ExportDestinationClosed'
+  constructor(cause?: Error) {
+    super(cause ? `export: the destination failed: ${cause.message}` : 'export: the destination closed before the export ended', { cause })
   }
-  const request: ExportRequest = { settings: connectionSettings(db), filter, as, options, inFlight: IN_FLIGHT }
+}
+
+/**
+ * Writes the export into `destination`, produced on the export thread, and ends the destination after
+ * the last line; resolves once the destination has finished. It reads from the database only as fast as
+ * the destination takes the output. If the destination closes or fails first, the export stops (its
+ * statement too) and the promise rejects with ExportDestinationClosed; if the export fails, the promise
+ * rejects with the reason and the destination is left as it is (ended by neither), for the caller to
+ * destroy or to answer with an error if it has written nothing yet.
+ *
+ * The chunks written are views of memory shared with the export thread, which writes into it again once
+ * the destination has called back for them: a destination must be done with a chunk when it calls back
+ * (sockets, files, HTTP responses and pipes are), not keep it for later.
+ */
+export function exportEventsTo(db: Db, filter: ExportFilter, as: ExportFormat, destination: Writable, options: ExportOptions = {}): Promise<void> {
+  if (options.cachedStreams !== undefined && !(Number.isInteger(options.cachedStreams) && options.cachedStreams >= 1)) {
+    throw new Error('exportEventsTo: option cachedStreams must be a whole number of at least 1')
+  }
+  const shared = new SharedArrayBuffer(SLABS * SLAB_BYTES)
+  const request: ExportRequest = { settings: connectionSettings(db), filter, as, options, shared, slabs: SLABS }
   const { worker, exports } = exportThread()
   const id = ++lastId
-  const post = (message: ToWorker, transfer?: ArrayBuffer[]) => worker.postMessage(message, transfer)
-  let running = true
-  const stop = () => {
-    if (!running) return false
-    running = false
-    exports.delete(id)
-    if (exports.size === 0) worker.unref()
-    return true
-  }
-  // Slabs taken whose credit goes back to the worker when the reader asks for more.
-  let owed = 0
-  const stream = new Readable({
-    read() {
-      if (owed > 0 && running) {
-        post({ id, credit: owed })
-        owed = 0
-      }
-    },
-    destroy(error, callback) {
-      if (stop()) post({ id, cancel: true })
-      callback(error)
-    },
-  })
+  const post = (message: ToWorker) => worker.postMessage(message)
   // First, so that a request the worker cannot be sent leaves nothing behind.
   post({ id, start: request })
   if (exports.size === 0) worker.ref()
-  exports.set(id, {
-    receive(m) {
-      if ('done' in m) {
-        stop()
-        stream.push(null)
-      } else if ('error' in m) {
-        stop()
-        stream.destroy(Object.assign(new Error(m.error.message), m.error.code ? { code: m.error.code } : {}))
-      } else if ('text' in m || 'buffer' in m) {
-        if (stream.push('text' in m ? m.text : Buffer.from(m.buffer, m.start, m.end - m.start))) post({ id, credit: 1 })
-        else owed++
+  return new Promise<void>((resolve, reject) => {
+    let running = true
+    const stop = () => {
+      if (!running) return false
+      running = false
+      exports.delete(id)
+      if (exports.size === 0) worker.unref()
+      destination.off('close', onClose)
+      destination.off('error', onError)
+      return true
+    }
+    const fail = (error: Error) => {
+      if (stop()) reject(error)
+    }
+    // The destination gone first: the worker stops, and so does its statement. The writes still out may
+    // fail too, each with an error event: the rejection has said it once.
+    const abandon = (error: Error) => {
+      if (!running) return
+      post({ id, cancel: true })
+      fail(error)
+      destination.on('error', () => {})
+    }
+    const onClose = () => abandon(new ExportDestinationClosed())
+    const onError = (error: Error) => abandon(new ExportDestinationClosed(error))
+    destination.on('close', onClose)
+    destination.on('error', onError)
+    // Writes not yet called back, per slab; a slab goes back to the worker once the worker is done with it
+    // and the destination with its last part.
+    const pending = new Int32Array(SLABS)
+    const done = new Uint8Array(SLABS)
+    const giveBack = (slab: number) => {
+      if (done[slab] && pending[slab] === 0 && running) {
+        done[slab] = 0
+        post({ id, free: slab })
       }
-    },
-    fail(error) {
-      stop()
-      stream.destroy(error)
-    },
+    }
+    const write = (chunk: Buffer, slab: number) => {
+      if (slab >= 0) pending[slab]!++
+      destination.write(chunk, (error) => {
+        if (error) return abandon(new ExportDestinationClosed(error))
+        if (slab < 0) {
+          if (running) post({ id, free: -1 })
+          return
+        }
+        pending[slab]!--
+        giveBack(slab)
+      })
+    }
+    exports.set(id, {
+      receive(m) {
+        if (!running) return
+        if ('slab' in m) {
+          if (m.end > m.start) write(Buffer.from(shared, m.start, m.end - m.start), m.slab)
+          if (m.last) {
+            done[m.slab] = 1
+            giveBack(m.slab)
+          }
+        } else if ('buffer' in m) write(Buffer.from(m.buffer, m.start, m.end - m.start), -1)
+        else if ('done' in m) {
+          // No more output: the destination may close now without that being a failure.
+          destination.off('close', onClose)
+          destination.end()
+          finished(destination).then(() => {
+            if (stop()) resolve()
+          }, (error: Error) => fail(new ExportDestinationClosed(error)))
+        } else fail(Object.assign(new Error(m.error.message), m.error.code ? { code: m.error.code } : {}))
+      },
+      fail,
+    })
   })
-  return stream
 }

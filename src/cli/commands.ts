@@ -1,7 +1,6 @@
 // The `tessera` subcommands that change things: tokens, users, keys, API keys.
 import { createReadStream, createWriteStream, existsSync } from 'node:fs'
-import { pipeline } from 'node:stream/promises'
-import { exportEvents, type ExportFormat } from '../audit/export.js'
+import { exportEventsTo, type ExportFormat } from '../audit/export.js'
 import { describedReplay } from '../audit/state-as-of.js'
 import { createApiKey, revokeApiKey, type ApiRole } from '../commands/api-keys.js'
 import { registerClient } from '../commands/clients.js'
@@ -213,7 +212,11 @@ export async function auditExport(io: Io, options: { format?: string; from?: str
   const filter = { from: instant('--from', options.from), to: instant('--to', options.to), streamId: options.stream, types: options.type?.split(',') }
   const ctx = await openContext()
   try {
-    await pipeline(exportEvents(ctx.db, filter, format), options.out ? createWriteStream(options.out) : process.stdout)
+    const out = options.out ? createWriteStream(options.out) : process.stdout
+    await exportEventsTo(ctx.db, filter, format, out).catch((error: Error) => {
+      if (out !== process.stdout) out.destroy()
+      throw error
+    })
     if (options.out) io.err(`exported to ${options.out}`)
     return 0
   } finally {

@@ -1,13 +1,13 @@
 // The auditors' export against the database it reads: every field of every line as PostgreSQL has it
 // (the hashed bytes byte for byte), across many COPY chunks, with filters, a tiny previous-hash cache,
-// CSV, a consumer that stops early, several exports at once on the export thread, and one that fails.
+// CSV, a line longer than a slab, a destination that closes early, several exports at once on the
+// export thread, one that fails, and a slow destination.
 import t, { type Test } from 'tap'
 import { createHash } from 'node:crypto'
 import { Writable } from 'node:stream'
-import { pipeline } from 'node:stream/promises'
 import { parse } from 'csv-parse/sync'
 import { sql } from 'kysely'
-import { exportEvents, type ExportFilter, type ExportOptions } from '../../src/audit/export.js'
+import { ExportDestinationClosed, exportEventsTo, SLAB_BYTES, type ExportFilter, type ExportOptions } from '../../src/audit/export.js'
 import { createDatabase } from '../../src/db/database.js'
 import { metadata, testDatabase } from '../helpers/database.js'
 
@@ -72,15 +72,28 @@ async function stored(): Promise<Stored[]> {
     order by e.position`.execute(db)).rows
 }
 
+/** A destination that keeps a copy of each chunk: the chunk itself is reused once called back. */
+function collector(chunks: Buffer[], delay = 0, memory?: Set<ArrayBufferLike>): Writable {
+  return new Writable({
+    highWaterMark: delay ? 1 : undefined,
+    write(chunk: Buffer, _encoding, callback) {
+      memory?.add(chunk.buffer)
+      chunks.push(Buffer.from(chunk))
+      if (delay) setTimeout(callback, delay)
+      else callback()
+    },
+  })
+}
+
 async function exported(filter: ExportFilter, as: 'jsonl' | 'csv', options?: ExportOptions): Promise<string> {
   const chunks: Buffer[] = []
-  await pipeline(exportEvents(db, filter, as, options), new Writable({
-    write(chunk: Buffer, _encoding, callback) {
-      chunks.push(chunk)
-      callback()
-    },
-  }))
+  await exportEventsTo(db, filter, as, collector(chunks), options)
   return Buffer.concat(chunks).toString('utf8')
+}
+
+async function copying(): Promise<number> {
+  return Number((await sql<{ n: string }>`
+    select count(*) as n from pg_stat_activity where datname = current_database() and query like 'copy (%'`.execute(db)).rows[0]!.n)
 }
 
 function checkLines(t: Test, text: string, want: Stored[]): void {
@@ -109,7 +122,7 @@ t.test('the whole log: every event once, in order, each field and the hashed byt
 
 t.test('with a cache of one stream, every previous hash comes from the database instead', async (t) => {
   checkLines(t, await exported({}, 'jsonl', { cachedStreams: 1 }), await stored())
-  t.throws(() => exportEvents(db, {}, 'jsonl', { cachedStreams: 0 }), /cachedStreams must be a whole number of at least 1/)
+  t.throws(() => exportEventsTo(db, {}, 'jsonl', collector([]), { cachedStreams: 0 }), /cachedStreams must be a whole number of at least 1/)
 })
 
 t.test('filters keep each event\'s previous hash, also when its predecessor is filtered out', async (t) => {
@@ -139,19 +152,24 @@ t.test('CSV has the same fields, every event once', async (t) => {
   t.same(wrong.map((r) => `${r.stream_id} v${r.stream_version}`), [])
 })
 
-t.test('a consumer that stops early ends the COPY; the pool serves the next export', async (t) => {
-  const stream = exportEvents(db, {}, 'jsonl')
-  for await (const chunk of stream) {
-    t.ok((chunk as Buffer).length > 0)
-    break
-  }
-  let copying = 1
-  for (let i = 0; i < 50 && copying > 0; i++) {
+t.test('a destination that closes early stops the export and its COPY; the pool serves the next export', async (t) => {
+  let chunks = 0
+  const early = new Writable({
+    write(_chunk: Buffer, _encoding, callback) {
+      chunks++
+      callback()
+      this.destroy()
+    },
+  })
+  const error = await exportEventsTo(db, {}, 'jsonl', early).catch((e: Error) => e)
+  t.ok(error instanceof ExportDestinationClosed, `the export ends with ExportDestinationClosed (${String(error)})`)
+  t.equal(chunks, 1, 'nothing written after the close')
+  let running = 1
+  for (let i = 0; i < 50 && running > 0; i++) {
     await new Promise((resolve) => setTimeout(resolve, 20))
-    copying = Number((await sql<{ n: string }>`
-      select count(*) as n from pg_stat_activity where datname = current_database() and query like 'copy (%'`.execute(db)).rows[0]!.n)
+    running = await copying()
   }
-  t.equal(copying, 0, 'no COPY left running')
+  t.equal(running, 0, 'no COPY left running')
   checkLines(t, await exported({ streamId: odd }, 'jsonl'), (await stored()).filter((w) => w.stream_id === odd))
 })
 
@@ -169,25 +187,43 @@ t.test('several exports at once share the export thread, each whole and in order
 t.test('an export that cannot reach its database fails with the reason; the next export works', async (t) => {
   const missing = createDatabase(url.replace(/\/[^/?]+(\?|$)/, '/tessera_no_such_database$1'))
   t.teardown(() => missing.destroy())
-  await t.rejects(pipeline(exportEvents(missing, {}, 'jsonl'), new Writable({ write: (_c, _e, callback) => callback() })),
-    /database "tessera_no_such_database" does not exist/)
+  const out = collector([])
+  await t.rejects(exportEventsTo(missing, {}, 'jsonl', out), /database "tessera_no_such_database" does not exist/)
+  t.notOk(out.writableEnded || out.destroyed, 'the destination is left to the caller')
   checkLines(t, await exported({ streamId: odd }, 'jsonl'), (await stored()).filter((w) => w.stream_id === odd))
 })
 
-t.test('a slow reader gets every line once: slabs held while the worker waits for credit go out once', async (t) => {
-  // About 20 slabs of lines, read slowly: the worker waits for credit longer than it holds a slab.
+t.test('a slow destination gets every line once, all through the same shared memory', async (t) => {
+  // About 20 slabs of lines, written slowly: the worker waits for a free slab longer than it holds a
+  // part of one, which goes out on its own; the rest of that slab goes out once, later.
   await sql`
     insert into events (stream_id, stream_version, type, data, metadata)
     select 'token-slow-' || (g % 13), g / 13 + 1, 'OtpVerified', jsonb_build_object('counter', g, 'note', repeat('s', 900)), ${meta}::jsonb
     from generate_series(0, 19999) as g`.execute(db)
   const chunks: Buffer[] = []
-  await pipeline(exportEvents(db, {}, 'jsonl'), new Writable({
-    highWaterMark: 1,
-    write(chunk: Buffer, _encoding, callback) {
-      chunks.push(chunk)
-      setTimeout(callback, 60)
-    },
-  }))
+  const memory = new Set<ArrayBufferLike>()
+  await exportEventsTo(db, {}, 'jsonl', collector(chunks, 60, memory))
   t.ok(chunks.length > 20, `${chunks.length} chunks`)
   checkLines(t, Buffer.concat(chunks).toString('utf8'), await stored())
+  t.equal(memory.size, 1, 'one memory for every chunk')
+  const [shared] = [...memory]
+  t.ok(shared instanceof SharedArrayBuffer && shared.byteLength <= 4 * SLAB_BYTES, 'shared with the export thread, a few slabs long')
+})
+
+t.test('a line longer than a slab goes out whole, in order, in JSON lines and CSV', async (t) => {
+  // Its line holds the note twice (data, and escaped in the hashed bytes): more than a slab. The store
+  // refuses an event that large; SQL does not, and the export must still write it.
+  const note = 'long "quoted" \\ '.repeat(Math.ceil(SLAB_BYTES / 2 / 16))
+  for (const [version, data] of [{ note: 'before' }, { name: 'long', note }, { name: 'after' }].entries()) {
+    await sql`
+      insert into events (stream_id, stream_version, type, data, metadata)
+      values ('token-long', ${version + 1}, 'TokenRenamed', ${JSON.stringify(data)}::jsonb, ${meta}::jsonb)`.execute(db)
+  }
+  const want = await stored()
+  const text = await exported({}, 'jsonl')
+  t.ok(text.length > SLAB_BYTES, 'the export holds the long line')
+  checkLines(t, text, want)
+  const rows = parse(await exported({ streamId: 'token-long' }, 'csv'), { columns: true }) as Record<string, string>[]
+  t.same(rows.map((r) => JSON.parse(r.data!).name ?? null), [null, 'long', 'after'])
+  t.equal(JSON.parse(rows[1]!.data!).note, note)
 })

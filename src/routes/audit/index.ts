@@ -2,8 +2,9 @@
 // - Machines: a bearer API key with the auditor role (JSON API under /audit/api).
 // - People: a user with the auditor role who signed in and entered a code from a token (mfa).
 // Nothing here changes anything, and nothing secret is shown: events carry none.
+import { Writable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { exportEvents, type ExportFormat } from '../../audit/export.js'
+import { ExportDestinationClosed, exportEventsTo, type ExportFormat } from '../../audit/export.js'
 import { tokenStateAsOf } from '../../audit/state-as-of.js'
 import { timeline, type TimelineFilter } from '../../audit/timeline.js'
 import { checkApiKey } from '../../commands/api-keys.js'
@@ -35,6 +36,38 @@ function date(name: string, value: string | undefined): Date | undefined {
   const d = new Date(value)
   if (Number.isNaN(d.getTime())) throw new BadQuery(`${name} must be a date and time like 2026-11-22T10:00:00Z`)
   return d
+}
+
+/**
+ * The response as a destination for an export: the reply stays fastify's until the first output, so an
+ * export that fails before it gets the usual error answer; from then on the output goes to the raw
+ * response, each write called back when the response is done with it (the export reuses the memory). A
+ * client that goes away destroys it, which stops the export.
+ */
+function download(reply: FastifyReply, headers: Record<string, string>): Writable {
+  const res = reply.raw
+  let started = false
+  const start = () => {
+    if (started) return
+    started = true
+    reply.hijack()
+    for (const [name, value] of Object.entries({ ...reply.getHeaders(), ...headers })) if (value !== undefined) res.setHeader(name, value)
+    res.writeHead(200)
+  }
+  const out = new Writable({
+    write(chunk: Buffer, _encoding, callback) {
+      start()
+      res.write(chunk, callback)
+    },
+    final(callback) {
+      start()
+      res.end(callback)
+    },
+  })
+  res.on('close', () => {
+    if (!res.writableFinished) out.destroy()
+  })
+  return out
 }
 
 export default async function auditRoutes(app: FastifyInstance): Promise<void> {
@@ -96,12 +129,21 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
     audit.get<{ Querystring: { format?: string; from?: string; to?: string; stream?: string; type?: string } }>('/audit/api/export', async (request, reply) => {
       const format = (request.query.format ?? 'jsonl') as ExportFormat
       if (format !== 'jsonl' && format !== 'csv') throw new BadQuery('format must be jsonl or csv')
-      const stream = exportEvents(app.db, { from: date('from', request.query.from), to: date('to', request.query.to),
-        streamId: request.query.stream || undefined, types: request.query.type ? request.query.type.split(',') : undefined }, format)
-      return reply
-        .type(format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson')
-        .header('content-disposition', `attachment; filename="tessera-events.${format}"`)
-        .send(stream)
+      const filter = { from: date('from', request.query.from), to: date('to', request.query.to),
+        streamId: request.query.stream || undefined, types: request.query.type ? request.query.type.split(',') : undefined }
+      const out = download(reply, {
+        'content-type': format === 'csv' ? 'text/csv; charset=utf-8' : 'application/x-ndjson',
+        'content-disposition': `attachment; filename="tessera-events.${format}"`,
+      })
+      try {
+        await exportEventsTo(app.db, filter, format, out)
+      } catch (error) {
+        if (error instanceof ExportDestinationClosed) return request.log.info({ err: { message: error.message } }, 'export: download given up')
+        // Nothing sent yet: fastify's error answer. Part sent: the download breaks off, as the client will see.
+        if (!reply.sent) throw error
+        request.log.error({ err: error }, 'export failed part way')
+        reply.raw.destroy(error as Error)
+      }
     })
 
     audit.get('/audit/api/verify', async () => verifyChains(app.db))
