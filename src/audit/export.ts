@@ -664,7 +664,8 @@ export class ExportDestinationClosed extends Error {
  *
  * The chunks written are views of memory shared with the export thread, which writes into it again once
  * the destination has called back for them: a destination must be done with a chunk when it calls back
- * (sockets, files, HTTP responses and pipes are), not keep it for later.
+ * (sockets, files, HTTP responses and the operating system's pipes are), not keep it for later. A
+ * PassThrough or other Transform calls back while its readable side still holds the chunk: copy there.
  */
 export function exportEventsTo(db: Db, filter: ExportFilter, as: ExportFormat, destination: Writable, options: ExportOptions = {}): Promise<void> {
   if (options.cachedStreams !== undefined && !(Number.isInteger(options.cachedStreams) && options.cachedStreams >= 1)) {
@@ -679,26 +680,29 @@ export function exportEventsTo(db: Db, filter: ExportFilter, as: ExportFormat, d
   post({ id, start: request })
   if (exports.size === 0) worker.ref()
   return new Promise<void>((resolve, reject) => {
-    let running = true
-    const stop = () => {
-      if (!running) return false
-      running = false
+    // 'running' while the worker writes, 'finishing' while the destination flushes the end, 'over' once settled.
+    let state: 'running' | 'finishing' | 'over' = 'running'
+    /** The worker has nothing more to say about this export (and the process may exit without it). */
+    const detach = () => {
       exports.delete(id)
       if (exports.size === 0) worker.unref()
+    }
+    const settle = (error?: Error) => {
+      if (state === 'over') return
+      if (state === 'running') detach()
+      state = 'over'
       destination.off('close', onClose)
       destination.off('error', onError)
-      return true
-    }
-    const fail = (error: Error) => {
-      if (stop()) reject(error)
-    }
-    // The destination gone first: the worker stops, and so does its statement. The writes still out may
-    // fail too, each with an error event: the rejection has said it once.
-    const abandon = (error: Error) => {
-      if (!running) return
-      post({ id, cancel: true })
-      fail(error)
+      if (!error) return resolve()
+      // Writes still out may fail too, each with an error event: the rejection says it once.
       destination.on('error', () => {})
+      reject(error)
+    }
+    // The destination gone first: the worker stops, and so does its statement.
+    const abandon = (error: Error) => {
+      if (state !== 'running') return
+      post({ id, cancel: true })
+      settle(error)
     }
     const onClose = () => abandon(new ExportDestinationClosed())
     const onError = (error: Error) => abandon(new ExportDestinationClosed(error))
@@ -709,7 +713,7 @@ export function exportEventsTo(db: Db, filter: ExportFilter, as: ExportFormat, d
     const pending = new Int32Array(SLABS)
     const done = new Uint8Array(SLABS)
     const giveBack = (slab: number) => {
-      if (done[slab] && pending[slab] === 0 && running) {
+      if (done[slab] && pending[slab] === 0 && state === 'running') {
         done[slab] = 0
         post({ id, free: slab })
       }
@@ -719,7 +723,7 @@ export function exportEventsTo(db: Db, filter: ExportFilter, as: ExportFormat, d
       destination.write(chunk, (error) => {
         if (error) return abandon(new ExportDestinationClosed(error))
         if (slab < 0) {
-          if (running) post({ id, free: -1 })
+          if (state === 'running') post({ id, free: -1 })
           return
         }
         pending[slab]!--
@@ -728,7 +732,7 @@ export function exportEventsTo(db: Db, filter: ExportFilter, as: ExportFormat, d
     }
     exports.set(id, {
       receive(m) {
-        if (!running) return
+        if (state !== 'running') return
         if ('slab' in m) {
           if (m.end > m.start) write(Buffer.from(shared, m.start, m.end - m.start), m.slab)
           if (m.last) {
@@ -737,15 +741,16 @@ export function exportEventsTo(db: Db, filter: ExportFilter, as: ExportFormat, d
           }
         } else if ('buffer' in m) write(Buffer.from(m.buffer, m.start, m.end - m.start), -1)
         else if ('done' in m) {
-          // No more output: the destination may close now without that being a failure.
+          // No more output: the destination may close now without that being a failure, and the thread
+          // may stop without harm. Only the writable side counts (a socket's readable side may never end).
+          state = 'finishing'
+          detach()
           destination.off('close', onClose)
           destination.end()
-          finished(destination).then(() => {
-            if (stop()) resolve()
-          }, (error: Error) => fail(new ExportDestinationClosed(error)))
-        } else fail(Object.assign(new Error(m.error.message), m.error.code ? { code: m.error.code } : {}))
+          finished(destination, { readable: false }).then(() => settle(), (error: Error) => settle(new ExportDestinationClosed(error)))
+        } else settle(Object.assign(new Error(m.error.message), m.error.code ? { code: m.error.code } : {}))
       },
-      fail,
+      fail: settle,
     })
   })
 }

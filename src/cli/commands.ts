@@ -183,7 +183,10 @@ export async function usersGrant(io: Io, upn: string | undefined, role: string |
 function instant(name: string, value: string | undefined): Date | undefined {
   if (!value) return undefined
   const d = new Date(value)
-  if (Number.isNaN(d.getTime())) throw new CliError(`${name} must be a date and time like 2026-11-22T10:00:00Z, not "${value}"`)
+  // Years 1 to 9999: what the log's times can be, and what PostgreSQL reads back from an ISO string.
+  if (Number.isNaN(d.getTime()) || d.getUTCFullYear() < 1 || d.getUTCFullYear() > 9999) {
+    throw new CliError(`${name} must be a date and time like 2026-11-22T10:00:00Z, not "${value}"`)
+  }
   return d
 }
 

@@ -4,6 +4,7 @@
 // export thread, one that fails, and a slow destination.
 import t, { type Test } from 'tap'
 import { createHash } from 'node:crypto'
+import net from 'node:net'
 import { Writable } from 'node:stream'
 import { parse } from 'csv-parse/sync'
 import { sql } from 'kysely'
@@ -72,15 +73,21 @@ async function stored(): Promise<Stored[]> {
     order by e.position`.execute(db)).rows
 }
 
-/** A destination that keeps a copy of each chunk: the chunk itself is reused once called back. */
+/**
+ * A destination that keeps a copy of each chunk, taken when it calls back (`delay` ms after the write):
+ * memory the export reused before that would show in the copy.
+ */
 function collector(chunks: Buffer[], delay = 0, memory?: Set<ArrayBufferLike>): Writable {
   return new Writable({
     highWaterMark: delay ? 1 : undefined,
     write(chunk: Buffer, _encoding, callback) {
       memory?.add(chunk.buffer)
-      chunks.push(Buffer.from(chunk))
-      if (delay) setTimeout(callback, delay)
-      else callback()
+      const done = () => {
+        chunks.push(Buffer.from(chunk))
+        callback()
+      }
+      if (delay) setTimeout(done, delay)
+      else done()
     },
   })
 }
@@ -93,7 +100,8 @@ async function exported(filter: ExportFilter, as: 'jsonl' | 'csv', options?: Exp
 
 async function copying(): Promise<number> {
   return Number((await sql<{ n: string }>`
-    select count(*) as n from pg_stat_activity where datname = current_database() and query like 'copy (%'`.execute(db)).rows[0]!.n)
+    select count(*) as n from pg_stat_activity
+    where datname = current_database() and state = 'active' and query like 'copy (%'`.execute(db)).rows[0]!.n)
 }
 
 function checkLines(t: Test, text: string, want: Stored[]): void {
@@ -210,20 +218,45 @@ t.test('a slow destination gets every line once, all through the same shared mem
   t.ok(shared instanceof SharedArrayBuffer && shared.byteLength <= 4 * SLAB_BYTES, 'shared with the export thread, a few slabs long')
 })
 
-t.test('a line longer than a slab goes out whole, in order, in JSON lines and CSV', async (t) => {
-  // Its line holds the note twice (data, and escaped in the hashed bytes): more than a slab. The store
-  // refuses an event that large; SQL does not, and the export must still write it.
-  const note = 'long "quoted" \\ '.repeat(Math.ceil(SLAB_BYTES / 2 / 16))
-  for (const [version, data] of [{ note: 'before' }, { name: 'long', note }, { name: 'after' }].entries()) {
+t.test('lines longer than a slab go out whole, in order, in JSON lines and CSV', async (t) => {
+  // Each line holds its note twice (data, and escaped in the hashed bytes): more than a slab. The store
+  // refuses an event that large; SQL does not, and the export must still write it. Two in a row: the
+  // second waits until the first is written.
+  const note = 'long "quoted" \\\\ '.repeat(Math.ceil(SLAB_BYTES / 2 / 16))
+  for (const [version, data] of [{ note: 'before' }, { name: 'long', note }, { name: 'longer', note: note + note }, { name: 'after' }].entries()) {
     await sql`
       insert into events (stream_id, stream_version, type, data, metadata)
       values ('token-long', ${version + 1}, 'TokenRenamed', ${JSON.stringify(data)}::jsonb, ${meta}::jsonb)`.execute(db)
   }
   const want = await stored()
-  const text = await exported({}, 'jsonl')
-  t.ok(text.length > SLAB_BYTES, 'the export holds the long line')
-  checkLines(t, text, want)
+  const chunks: Buffer[] = []
+  const memory = new Set<ArrayBufferLike>()
+  await exportEventsTo(db, {}, 'jsonl', collector(chunks, 20, memory))
+  checkLines(t, Buffer.concat(chunks).toString('utf8'), want)
+  const own = [...memory].filter((m) => !(m instanceof SharedArrayBuffer))
+  t.equal(own.length, 2, 'each long line in a buffer of its own')
+  t.ok(own.every((m) => m.byteLength > SLAB_BYTES))
   const rows = parse(await exported({ streamId: 'token-long' }, 'csv'), { columns: true }) as Record<string, string>[]
-  t.same(rows.map((r) => JSON.parse(r.data!).name ?? null), [null, 'long', 'after'])
-  t.equal(JSON.parse(rows[1]!.data!).note, note)
+  t.same(rows.map((r) => JSON.parse(r.data!).name ?? null), [null, 'long', 'longer', 'after'])
+  t.equal(JSON.parse(rows[2]!.data!).note, note + note)
+})
+
+t.test('a socket as the destination: the export ends when its writable side has finished', async (t) => {
+  // A socket is a Duplex whose readable side ends only when the peer ends its own, which this peer does
+  // not (half open): the export must not wait for it.
+  const received: Buffer[] = []
+  let ended!: () => void
+  const peerEnded = new Promise<void>((resolve) => (ended = resolve))
+  const server = net.createServer({ allowHalfOpen: true }, (socket) => {
+    socket.on('data', (b: Buffer) => received.push(b))
+    socket.on('end', () => ended())
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  t.teardown(() => server.close())
+  const socket = net.connect((server.address() as net.AddressInfo).port, '127.0.0.1')
+  await new Promise((resolve) => socket.once('connect', resolve))
+  await exportEventsTo(db, { streamId: odd }, 'jsonl', socket)
+  await peerEnded
+  checkLines(t, Buffer.concat(received).toString('utf8'), (await stored()).filter((w) => w.stream_id === odd))
+  socket.destroy()
 })

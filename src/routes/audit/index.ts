@@ -34,7 +34,10 @@ class BadQuery extends Error {
 function date(name: string, value: string | undefined): Date | undefined {
   if (!value) return undefined
   const d = new Date(value)
-  if (Number.isNaN(d.getTime())) throw new BadQuery(`${name} must be a date and time like 2026-11-22T10:00:00Z`)
+  // Years 1 to 9999: what the log's times can be, and what PostgreSQL reads back from an ISO string.
+  if (Number.isNaN(d.getTime()) || d.getUTCFullYear() < 1 || d.getUTCFullYear() > 9999) {
+    throw new BadQuery(`${name} must be a date and time like 2026-11-22T10:00:00Z`)
+  }
   return d
 }
 
@@ -42,7 +45,8 @@ function date(name: string, value: string | undefined): Date | undefined {
  * The response as a destination for an export: the reply stays fastify's until the first output, so an
  * export that fails before it gets the usual error answer; from then on the output goes to the raw
  * response, each write called back when the response is done with it (the export reuses the memory). A
- * client that goes away destroys it, which stops the export.
+ * client that goes away destroys it, which stops the export. From the first output on, fastify's onSend
+ * hooks do not run (a download sets no cookie); its headers, the security headers among them, are sent.
  */
 function download(reply: FastifyReply, headers: Record<string, string>): Writable {
   const res = reply.raw
@@ -64,9 +68,13 @@ function download(reply: FastifyReply, headers: Record<string, string>): Writabl
       res.end(callback)
     },
   })
-  res.on('close', () => {
-    if (!res.writableFinished) out.destroy()
-  })
+  // A client gone, even before this (while the handler awaited), is a destination closed.
+  if (res.destroyed) process.nextTick(() => out.destroy())
+  else {
+    res.on('close', () => {
+      if (!res.writableFinished) out.destroy()
+    })
+  }
   return out
 }
 
@@ -142,7 +150,7 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
         // Nothing sent yet: fastify's error answer. Part sent: the download breaks off, as the client will see.
         if (!reply.sent) throw error
         request.log.error({ err: error }, 'export failed part way')
-        reply.raw.destroy(error as Error)
+        reply.raw.destroy()
       }
     })
 
