@@ -6,7 +6,7 @@ import { evolve, initialState, type TokenState } from '../domain/token/state.js'
 import type { UserEvent } from '../domain/user/events.js'
 import { evolveUser, initialUserState, type UserState } from '../domain/user/state.js'
 import type { EventMetadata } from '../event-store/types.js'
-import { subjectUser } from '../projections/audit-index.js'
+import { namedUser } from '../projections/audit-index.js'
 import type { Executor } from '../read-models/database.js'
 import { upnsOf } from '../read-models/users.js'
 import { describe } from './describe.js'
@@ -53,7 +53,7 @@ export async function replayStream(db: Executor, streamId: string, limit: Replay
 /** The replay with each event's plain-language line (users named by their user principal names). */
 export async function describedReplay(db: Executor, streamId: string, limit: ReplayUntil = {}): Promise<(ReplayStep & { line: string })[]> {
   const steps = await replayStream(db, streamId, limit)
-  const ids = steps.flatMap((s) => [s.actor.type === 'user' ? s.actor.id : null, subjectUser({ streamId, data: s.data })])
+  const ids = steps.flatMap((s) => [s.actor.type === 'user' ? s.actor.id : null, namedUser({ streamId, data: s.data })])
   const names = await upnsOf(db, ids.filter((id): id is string => id !== null))
   return steps.map((s) => ({ ...s, line: describe({ type: s.type, streamId, data: s.data, metadata: { actor: s.actor } }, names) }))
 }

@@ -3,7 +3,7 @@
 import { sql } from 'kysely'
 import type { EventMetadata } from '../event-store/types.js'
 import type { Executor } from '../read-models/database.js'
-import { subjectUser } from '../projections/audit-index.js'
+import { namedUser } from '../projections/audit-index.js'
 import { upnsOf } from '../read-models/users.js'
 import { describe } from './describe.js'
 
@@ -52,7 +52,7 @@ export async function timeline(db: Executor, filter: TimelineFilter, page: { aft
   const userIds = new Set<string>()
   for (const r of rows.rows) {
     if (r.metadata.actor.type === 'user') userIds.add(r.metadata.actor.id)
-    const subject = subjectUser({ streamId: r.stream_id, data: r.data })
+    const subject = namedUser({ streamId: r.stream_id, data: r.data })
     if (subject) userIds.add(subject)
   }
   const names = await upnsOf(db, userIds)

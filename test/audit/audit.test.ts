@@ -4,7 +4,7 @@ import t from 'tap'
 import { createHash } from 'node:crypto'
 import { sql } from 'kysely'
 import { createApiKey } from '../../src/commands/api-keys.js'
-import { activateToken, revokeToken, unlockToken, verifyCode } from '../../src/commands/tokens.js'
+import { activateToken, assignToken, disableToken, enableToken, revokeToken, unassignToken, unlockToken, verifyCode } from '../../src/commands/tokens.js'
 import { grantRole } from '../../src/commands/users.js'
 import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
 import { tessera } from '../helpers/cli.js'
@@ -156,6 +156,24 @@ t.test('a tampered event is found and located', async (t) => {
   const report = (await api('/audit/api/verify')).json()
   t.same(report.breaks.map((b: { streamId: string; version: number; problem: string }) => [b.streamId, b.version, b.problem]),
     [['token-8659623756140', expected.indexOf('TokenRevoked') + 1, 'changed']])
+})
+
+t.test("a user's timeline holds everything done to their tokens, and nothing done after a token left them", async (t) => {
+  const ofUser = async (upn: string, serial: string) =>
+    ((await api(`/audit/api/events?user=${encodeURIComponent(upn)}&serial=${serial}&limit=500`)).json().events as { type: string }[]).map((e) => e.type)
+  // From its assignment on (it was imported, into the inventory, just before).
+  t.same(await ofUser('alice@example.com', '8659623756140'), expected.slice(1), 'the lock, unlock, revocation and destroyed seed among them')
+  const bob = await addUser(app, 'bob@example.com')
+  await importEntra(app, [`,8659623756142,${SEED_B32},30,Token2,C202`])
+  await assignToken(app.commands, { serial: '8659623756142', userId: alice.userId }, meta())
+  await disableToken(app.commands, { serial: '8659623756142' }, meta())
+  await unassignToken(app.commands, { serial: '8659623756142' }, meta())
+  await assignToken(app.commands, { serial: '8659623756142', userId: bob.userId }, meta())
+  await enableToken(app.commands, { serial: '8659623756142' }, meta())
+  await disableToken(app.commands, { serial: '8659623756142' }, meta())
+  await app.projections.catchUp()
+  t.same(await ofUser('alice@example.com', '8659623756142'), ['TokenAssigned', 'TokenDisabled', 'TokenUnassigned'])
+  t.same(await ofUser('bob@example.com', '8659623756142'), ['TokenAssigned', 'TokenEnabled', 'TokenDisabled'])
 })
 
 t.test('the audit index rebuilt from scratch equals the live one', async (t) => {
