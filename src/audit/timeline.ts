@@ -24,6 +24,8 @@ export interface TimelineEntry {
   type: string
   recordedAt: Date
   actor: EventMetadata['actor']
+  /** The actor as a person reads it: a user's principal name, else the actor's id. */
+  actorName: string
   sourceIp: string | null
   userAgent: string | null
   correlationId: string
@@ -58,7 +60,8 @@ export async function timeline(db: Executor, filter: TimelineFilter, page: { aft
   const names = await upnsOf(db, userIds)
   const entries = rows.rows.map((r) => ({
     position: Number(r.position), streamId: r.stream_id, streamVersion: r.stream_version, type: r.type, recordedAt: r.recorded_at,
-    actor: r.metadata.actor, sourceIp: r.metadata.sourceIp, userAgent: r.metadata.userAgent, correlationId: r.metadata.correlationId,
+    actor: r.metadata.actor, actorName: (r.metadata.actor.type === 'user' ? names.get(r.metadata.actor.id) : undefined) ?? r.metadata.actor.id,
+    sourceIp: r.metadata.sourceIp, userAgent: r.metadata.userAgent, correlationId: r.metadata.correlationId,
     relyingApplication: r.metadata.relyingApplication ?? (typeof r.data.relyingApplication === 'string' ? r.data.relyingApplication : null),
     data: r.data,
     line: describe({ type: r.type, streamId: r.stream_id, data: r.data, metadata: r.metadata }, names),

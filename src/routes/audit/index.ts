@@ -9,9 +9,9 @@ import { tokenStateAsOf } from '../../audit/state-as-of.js'
 import { timeline, type TimelineFilter } from '../../audit/timeline.js'
 import { checkApiKey } from '../../commands/api-keys.js'
 import { verifyChains } from '../../event-store/verify.js'
-import { findUserByUpn } from '../../read-models/users.js'
+import { findUserByUpn, upnsOf } from '../../read-models/users.js'
 import { requireStaff, signedIn } from '../guards.js'
-import { page } from '../render.js'
+import { errorPage, page } from '../render.js'
 
 interface Query {
   serial?: string
@@ -160,15 +160,26 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
       const q = request.query
       const result = await timeline(app.db, await filterOf(q), pageOf(q))
       const nextQuery = result.next ? new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v)), after: String(result.next) }).toString() : null
-      return page(request, reply, 'audit/index', { title: 'Audit', values: { ...q }, entries: result.entries, nextQuery })
+      // The export of what the page shows, as far as the export's filters go.
+      const stream = q.serial ? `token-${q.serial}` : q.stream
+      const exportQuery = new URLSearchParams(Object.entries({ stream, type: q.type, from: q.from, to: q.to }).filter((e): e is [string, string] => !!e[1])).toString()
+      const exportIgnores = [q.user && 'user', q.app && 'relying application', q.actor && 'actor'].filter((x): x is string => !!x)
+      return page(request, reply, 'audit/index', { title: 'Audit', values: { ...q }, entries: result.entries, nextQuery, exportQuery, exportIgnores })
     })
 
     audit.get<{ Params: { serial: string }; Querystring: { at?: string } }>('/audit/tokens/:serial', async (request, reply) => {
+      const { serial } = request.params
       const at = request.query.at ? date('at', request.query.at) : undefined
-      const result = await timeline(app.db, { streamId: `token-${request.params.serial}` }, { limit: 500 })
-      const state = await tokenStateAsOf(app.db, request.params.serial, { until: at })
-      return page(request, reply, 'audit/token', { title: `Token ${request.params.serial}`, serial: request.params.serial,
-        entries: result.entries, state, at: request.query.at ?? '' })
+      const streamId = `token-${serial}`
+      if (!(await app.db.selectFrom('events').select('position').where('stream_id', '=', streamId).limit(1).executeTakeFirst())) {
+        return errorPage(reply, 404, 'No such token', `No token with serial ${serial} has any event.`)
+      }
+      // Its events up to the instant (the whole millisecond, as the state), or all of them.
+      const result = await timeline(app.db, { streamId, to: at ? new Date(at.getTime() + 1) : undefined }, { limit: 500 })
+      const state = await tokenStateAsOf(app.db, serial, { until: at })
+      const owner = state?.userId ? (await upnsOf(app.db, [state.userId])).get(state.userId) ?? state.userId : null
+      return page(request, reply, 'audit/token', { title: `Token ${serial}`, serial, entries: result.entries, more: result.next !== null,
+        state, owner, at: request.query.at ?? '' })
     })
 
     audit.get('/audit/verify', async (request, reply) => {

@@ -69,10 +69,16 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
   })
 
   // A code from a method the user already has, before another can be added.
+  /** What the code opens: the audit or admin pages that sent the user here, or else adding a sign-in method. */
+  const purposeOf = (request: FastifyRequest) => {
+    const returnTo = request.session.get('returnTo')
+    return returnTo?.startsWith('/audit') ? 'open the audit pages' : returnTo?.startsWith('/admin') ? 'open the admin pages' : 'add a sign-in method'
+  }
+
   app.get('/security-info/verify', async (request, reply) => {
     const methods = await activeMethods(user(request).id)
     if (methods.length === 0) return reply.redirect('/security-info/add', 303)
-    return page(request, reply, 'security-info/verify', { title: 'Verify your identity', methods: methods.map(named) })
+    return page(request, reply, 'security-info/verify', { title: 'Verify your identity', methods: methods.map(named), purpose: purposeOf(request) })
   })
 
   app.post<{ Body: { serial?: string; code?: string } }>('/security-info/verify', { preHandler: attemptLimits }, async (request, reply) => {
@@ -81,7 +87,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     const serial = String(request.body?.serial ?? '')
     const code = String(request.body?.code ?? '').replace(/\s/g, '')
     const again = (message: string, status: number) => page(request, reply, 'security-info/verify',
-      { title: 'Verify your identity', methods: methods.map(named), values: { serial }, errors: { code: message } }, status)
+      { title: 'Verify your identity', methods: methods.map(named), purpose: purposeOf(request), values: { serial }, errors: { code: message } }, status)
     if (!/^\d{6,8}$/.test(code)) return again('Enter the 6- or 8-digit code displayed on your token.', 422)
     if (!methods.some((m) => m.serial === serial)) return again("That code didn't work. Check the code on your token and try again.", 422)
     try {
