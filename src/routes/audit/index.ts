@@ -100,12 +100,15 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
       const user = await findUserByUpn(app.db, q.user)
       userId = user?.id ?? `unknown:${q.user}`
     }
+    // An actor by user principal name, or by its id as events record it (cli:root, api-key:...).
+    let actorId = q.actor || undefined
+    if (actorId?.includes('@')) actorId = (await findUserByUpn(app.db, actorId))?.id ?? `unknown:${actorId}`
     return {
       streamId: q.serial ? `token-${q.serial}` : q.stream || undefined,
       userId,
       relyingApplication: q.app || undefined,
       types: q.type ? q.type.split(',').map((t) => t.trim()).filter(Boolean) : undefined,
-      actorId: q.actor || undefined,
+      actorId,
       from: date('from', q.from),
       to: date('to', q.to),
     }
@@ -158,7 +161,18 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
 
     audit.get<{ Querystring: Query }>('/audit', async (request, reply) => {
       const q = request.query
-      const result = await timeline(app.db, await filterOf(q), pageOf(q))
+      let filter: TimelineFilter
+      let paging: ReturnType<typeof pageOf>
+      try {
+        filter = await filterOf(q)
+        paging = pageOf(q)
+      } catch (error) {
+        // The form again, as it was filled in, with what is wrong.
+        if (!(error instanceof BadQuery)) throw error
+        return page(request, reply, 'audit/index', { title: 'Audit', values: { ...q }, error: error.message, entries: [], nextQuery: null,
+          exportQuery: '', exportIgnores: [] }, 400)
+      }
+      const result = await timeline(app.db, filter, paging)
       const nextQuery = result.next ? new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v)), after: String(result.next) }).toString() : null
       // The export of what the page shows, as far as the export's filters go.
       const stream = q.serial ? `token-${q.serial}` : q.stream
@@ -169,7 +183,15 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
 
     audit.get<{ Params: { serial: string }; Querystring: { at?: string } }>('/audit/tokens/:serial', async (request, reply) => {
       const { serial } = request.params
-      const at = request.query.at ? date('at', request.query.at) : undefined
+      let at: Date | undefined
+      let error: string | undefined
+      try {
+        at = date('at', request.query.at)
+      } catch (e) {
+        // The state now, with what is wrong with the instant asked for.
+        if (!(e instanceof BadQuery)) throw e
+        error = e.message
+      }
       const streamId = `token-${serial}`
       if (!(await app.db.selectFrom('events').select('position').where('stream_id', '=', streamId).limit(1).executeTakeFirst())) {
         return errorPage(reply, 404, 'No such token', `No token with serial ${serial} has any event.`)
@@ -179,7 +201,7 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
       const state = await tokenStateAsOf(app.db, serial, { until: at })
       const owner = state?.userId ? (await upnsOf(app.db, [state.userId])).get(state.userId) ?? state.userId : null
       return page(request, reply, 'audit/token', { title: `Token ${serial}`, serial, entries: result.entries, more: result.next !== null,
-        state, owner, at: request.query.at ?? '' })
+        state, owner, at: at ? request.query.at : '', values: { at: request.query.at ?? '' }, error }, error ? 400 : 200)
     })
 
     audit.get('/audit/verify', async (request, reply) => {
