@@ -1,6 +1,7 @@
 // The `tessera` subcommands that change things: tokens, users, keys, API keys.
 import { createReadStream, createWriteStream, existsSync } from 'node:fs'
 import { exportEventsTo, type ExportFormat } from '../audit/export.js'
+import { INSTANT_EXAMPLE, parseInstant } from '../audit/instant.js'
 import { describedReplay } from '../audit/state-as-of.js'
 import { createApiKey, revokeApiKey, type ApiRole } from '../commands/api-keys.js'
 import { registerClient } from '../commands/clients.js'
@@ -182,11 +183,8 @@ export async function usersGrant(io: Io, upn: string | undefined, role: string |
 
 function instant(name: string, value: string | undefined): Date | undefined {
   if (!value) return undefined
-  const d = new Date(value)
-  // Years 1 to 9999: what the log's times can be, and what PostgreSQL reads back from an ISO string.
-  if (Number.isNaN(d.getTime()) || d.getUTCFullYear() < 1 || d.getUTCFullYear() > 9999) {
-    throw new CliError(`${name} must be a date and time like 2026-11-22T10:00:00Z, not "${value}"`)
-  }
+  const d = parseInstant(value)
+  if (!d) throw new CliError(`${name} must be ${INSTANT_EXAMPLE}, not "${value}"`)
   return d
 }
 

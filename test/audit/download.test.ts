@@ -5,7 +5,7 @@ import t from 'tap'
 import { sql } from 'kysely'
 import { createApiKey } from '../../src/commands/api-keys.js'
 import { listenOnLoopback, testApp } from '../helpers/app.js'
-import { metadata } from '../helpers/database.js'
+import { copiesLeft, metadata } from '../helpers/database.js'
 
 const { app, database, logs } = await testApp(t)
 const auditor = await createApiKey(app.commands, { role: 'auditor', name: 'audit robot' }, metadata())
@@ -19,22 +19,6 @@ await sql`
   insert into events (stream_id, stream_version, type, data, metadata)
   select 'bulk-' || (g % 10), g / 10 + 1, 'OtpVerified', jsonb_build_object('note', repeat('b', 500)), ${meta}::jsonb
   from generate_series(0, 49999) as g`.execute(database.db)
-
-/** COPY statements running on the test's database (an export's connection is closed when it ends). */
-async function copying(): Promise<number> {
-  return Number((await sql<{ n: string }>`
-    select count(*) as n from pg_stat_activity
-    where datname = current_database() and state = 'active' and query like 'copy (%'`.execute(database.db)).rows[0]!.n)
-}
-
-async function noCopyLeft(): Promise<number> {
-  let n = await copying()
-  for (let i = 0; i < 100 && n > 0; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 20))
-    n = await copying()
-  }
-  return n
-}
 
 t.test('a download carries the headers of every answer, and its stream whole and in order', async (t) => {
   const json = await fetch(`${base}/audit/api/events?stream=bulk-3&limit=1`, { headers })
@@ -56,7 +40,7 @@ t.test('a client that goes away stops the export and its COPY; the next download
   const first = await res.body!.getReader().read()
   t.ok(first.value && first.value.length > 0, 'the download started')
   leaving.abort()
-  t.equal(await noCopyLeft(), 0, 'no COPY left running')
+  t.equal(await copiesLeft(database.db), 0, 'no COPY left running')
   t.ok(logs.some((l) => l.includes('download given up')), 'the log says the client went away')
   const next = await fetch(`${base}/audit/api/export?format=csv&stream=bulk-7`, { headers })
   t.equal((await next.text()).trim().split('\n').length, 5001, 'a header and every event')
@@ -84,7 +68,7 @@ t.test('an export that fails part way breaks the download off; the gateway goes 
   t.equal(res.status, 200, 'the download had started')
   await t.rejects(res.text(), 'the client sees the download break off')
   t.ok(logs.some((l) => l.includes('export failed part way')), 'the log says why')
-  t.equal(await noCopyLeft(), 0)
+  t.equal(await copiesLeft(database.db), 0)
   const next = await fetch(`${base}/audit/api/export?format=jsonl&stream=bulk-1`, { headers })
   t.equal((await next.text()).trim().split('\n').length, 5000, 'the next download is whole')
 })

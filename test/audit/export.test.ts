@@ -10,7 +10,7 @@ import { parse } from 'csv-parse/sync'
 import { sql } from 'kysely'
 import { ExportDestinationClosed, exportEventsTo, SLAB_BYTES, type ExportFilter, type ExportOptions } from '../../src/audit/export.js'
 import { createDatabase } from '../../src/db/database.js'
-import { metadata, testDatabase } from '../helpers/database.js'
+import { copiesLeft, metadata, testDatabase } from '../helpers/database.js'
 
 const { db, store, url } = await testDatabase(t)
 
@@ -98,12 +98,6 @@ async function exported(filter: ExportFilter, as: 'jsonl' | 'csv', options?: Exp
   return Buffer.concat(chunks).toString('utf8')
 }
 
-async function copying(): Promise<number> {
-  return Number((await sql<{ n: string }>`
-    select count(*) as n from pg_stat_activity
-    where datname = current_database() and state = 'active' and query like 'copy (%'`.execute(db)).rows[0]!.n)
-}
-
 function checkLines(t: Test, text: string, want: Stored[]): void {
   const lines = text.split('\n')
   t.equal(lines.pop(), '', 'the last line ends with a newline')
@@ -172,12 +166,7 @@ t.test('a destination that closes early stops the export and its COPY; the pool 
   const error = await exportEventsTo(db, {}, 'jsonl', early).catch((e: Error) => e)
   t.ok(error instanceof ExportDestinationClosed, `the export ends with ExportDestinationClosed (${String(error)})`)
   t.equal(chunks, 1, 'nothing written after the close')
-  let running = 1
-  for (let i = 0; i < 50 && running > 0; i++) {
-    await new Promise((resolve) => setTimeout(resolve, 20))
-    running = await copying()
-  }
-  t.equal(running, 0, 'no COPY left running')
+  t.equal(await copiesLeft(db), 0, 'no COPY left running')
   checkLines(t, await exported({ streamId: odd }, 'jsonl'), (await stored()).filter((w) => w.stream_id === odd))
 })
 

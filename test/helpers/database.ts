@@ -2,6 +2,7 @@
 // in parallel and never see each other's rows.
 import { randomBytes } from 'node:crypto'
 import path from 'node:path'
+import { sql } from 'kysely'
 import pg from 'pg'
 import type { Test } from 'tap'
 import { createDatabase } from '../../src/db/database.js'
@@ -67,4 +68,20 @@ export function metadata(overrides: Partial<EventMetadata> = {}): EventMetadata 
     relyingApplication: null,
     ...overrides,
   }
+}
+
+/**
+ * How many COPY statements still run on the database, after waiting up to two seconds for them to end
+ * (0 as soon as none runs): an export's COPY must end with the export, also when its reader leaves.
+ */
+export async function copiesLeft(db: Db): Promise<number> {
+  const running = async () => Number((await sql<{ n: string }>`
+    select count(*) as n from pg_stat_activity
+    where datname = current_database() and state = 'active' and query like 'copy (%'`.execute(db)).rows[0]!.n)
+  let n = await running()
+  for (let i = 0; i < 100 && n > 0; i++) {
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    n = await running()
+  }
+  return n
 }

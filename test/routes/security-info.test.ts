@@ -3,7 +3,7 @@ import t from 'tap'
 import { sql } from 'kysely'
 import { totpAt } from '../helpers/oathtool.js'
 import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
-import { SEED_HEX, SEED_B32 } from '../fixtures/rfc-vectors.js'
+import { SEED_HEX } from '../fixtures/rfc-vectors.js'
 
 // 20-byte seeds: hex for oathtool, Base32 for the Entra file.
 const seeds: Record<string, { hex: string; b32: string }> = {}

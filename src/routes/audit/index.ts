@@ -5,6 +5,7 @@
 import { Writable } from 'node:stream'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ExportDestinationClosed, exportEventsTo, type ExportFormat } from '../../audit/export.js'
+import { INSTANT_EXAMPLE, parseInstant } from '../../audit/instant.js'
 import { tokenStateAsOf } from '../../audit/state-as-of.js'
 import { timeline, type TimelineFilter } from '../../audit/timeline.js'
 import { checkApiKey } from '../../commands/api-keys.js'
@@ -33,11 +34,8 @@ class BadQuery extends Error {
 
 function date(name: string, value: string | undefined): Date | undefined {
   if (!value) return undefined
-  const d = new Date(value)
-  // Years 1 to 9999: what the log's times can be, and what PostgreSQL reads back from an ISO string.
-  if (Number.isNaN(d.getTime()) || d.getUTCFullYear() < 1 || d.getUTCFullYear() > 9999) {
-    throw new BadQuery(`${name} must be a date and time like 2026-11-22T10:00:00Z`)
-  }
+  const d = parseInstant(value)
+  if (!d) throw new BadQuery(`${name} must be ${INSTANT_EXAMPLE}`)
   return d
 }
 

@@ -68,13 +68,18 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
       errors: { method: 'Choose a method from the list.' } }, 422)
   })
 
-  // A code from a method the user already has, before another can be added.
-  /** What the code opens: the audit or admin pages that sent the user here, or else adding a sign-in method. */
-  const purposeOf = (request: FastifyRequest) => {
+  /** The audit or admin page that sent the user here for a code, if one did. */
+  const staffPage = (request: FastifyRequest) => {
     const returnTo = request.session.get('returnTo')
-    return returnTo?.startsWith('/audit') ? 'open the audit pages' : returnTo?.startsWith('/admin') ? 'open the admin pages' : 'add a sign-in method'
+    return returnTo?.startsWith('/audit') || returnTo?.startsWith('/admin') ? returnTo : null
+  }
+  /** What the code opens, in the page's words. */
+  const purposeOf = (request: FastifyRequest) => {
+    const returnTo = staffPage(request)
+    return returnTo ? `open the ${returnTo.startsWith('/audit') ? 'audit' : 'admin'} pages` : 'add a sign-in method'
   }
 
+  // A code from a method the user already has, before another can be added (or a staff page opened).
   app.get('/security-info/verify', async (request, reply) => {
     const methods = await activeMethods(user(request).id)
     if (methods.length === 0) return reply.redirect('/security-info/add', 303)
@@ -100,8 +105,8 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     request.session.set('tokenVerifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, u.id, 'otp', app.eventMetadata(request, { type: 'user', id: u.id }))
     // Sent here by a page that needs a code (the audit and admin pages): back to it.
-    const returnTo = request.session.get('returnTo')
-    if (returnTo?.startsWith('/audit') || returnTo?.startsWith('/admin')) {
+    const returnTo = staffPage(request)
+    if (returnTo) {
       request.session.set('returnTo', undefined)
       return reply.redirect(returnTo, 303)
     }
