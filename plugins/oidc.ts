@@ -28,6 +28,7 @@ async function oidcPlugin(app: FastifyInstance): Promise<void> {
         db: app.db,
         signingKeys: await loadSigningKeys(app.db, app.commands.vault),
         cookieKeys: [app.deriveKey('oidc cookies')],
+        secureCookies: app.config.publicUrl.startsWith('https://'),
       })
       provider.proxy = app.config.publicUrl.startsWith('https://')
       provider.on('server_error', (_ctx: unknown, error: Error) => app.log.error({ err: error }, 'OpenID provider error'))

@@ -1,9 +1,70 @@
 // Rate limits (@fastify/rate-limit), shared by every gateway process through Redis when REDIS_URL is
 // set, per process otherwise. Routes opt in with app.rateLimit({...}) in their preHandler.
+// Also a failure counter (app.failures): counts only what failed (a wrong password from an address),
+// in fixed windows, in the same Redis or in memory.
 import fp from 'fastify-plugin'
 import rateLimit from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
 import type { FastifyInstance } from 'fastify'
+
+/** Counts failures per key in fixed windows. */
+export interface FailureCounter {
+  /** Counts one more failure for key; returns the count in the current window and the ms left in it. */
+  add(key: string, windowMs: number): Promise<{ count: number; resetInMs: number }>
+  /** The count in the current window, and the ms left in it. */
+  get(key: string): Promise<{ count: number; resetInMs: number }>
+}
+
+export function memoryFailureCounter(now: () => number = Date.now): FailureCounter {
+  const windows = new Map<string, { count: number; until: number }>()
+  const current = (key: string) => {
+    const w = windows.get(key)
+    if (w && w.until > now()) return w
+    if (w) windows.delete(key)
+    return null
+  }
+  return {
+    async add(key, windowMs) {
+      if (windows.size > 100_000) for (const [k, w] of windows) if (w.until <= now()) windows.delete(k)
+      const w = current(key) ?? { count: 0, until: now() + windowMs }
+      w.count++
+      windows.set(key, w)
+      return { count: w.count, resetInMs: w.until - now() }
+    },
+    async get(key) {
+      const w = current(key)
+      return { count: w?.count ?? 0, resetInMs: w ? w.until - now() : 0 }
+    },
+  }
+}
+
+export function redisFailureCounter(redis: Redis): FailureCounter {
+  const prefix = 'tessera-failures:'
+  return {
+    async add(key, windowMs) {
+      const result = await redis.multi().incr(prefix + key).pexpire(prefix + key, windowMs, 'NX').pttl(prefix + key).exec()
+      return { count: Number(result?.[0]?.[1] ?? 0), resetInMs: Math.max(0, Number(result?.[2]?.[1] ?? 0)) }
+    },
+    async get(key) {
+      const result = await redis.multi().get(prefix + key).pttl(prefix + key).exec()
+      return { count: Number(result?.[0]?.[1] ?? 0), resetInMs: Math.max(0, Number(result?.[1]?.[1] ?? 0)) }
+    },
+  }
+}
+
+/** A counter that cannot reach Redis counts nothing and blocks nobody, like the rate limits (skipOnError). */
+function forgiving(counter: FailureCounter, warn: (error: unknown) => void): FailureCounter {
+  return {
+    add: (key, windowMs) => counter.add(key, windowMs).catch((error) => (warn(error), { count: 0, resetInMs: 0 })),
+    get: (key) => counter.get(key).catch((error) => (warn(error), { count: 0, resetInMs: 0 })),
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyInstance {
+    failures: FailureCounter
+  }
+}
 
 async function rateLimitPlugin(app: FastifyInstance): Promise<void> {
   let redis: Redis | null = null
@@ -14,6 +75,9 @@ async function rateLimitPlugin(app: FastifyInstance): Promise<void> {
       await redis?.quit().catch(() => {})
     })
   }
+  app.decorate('failures', redis
+    ? forgiving(redisFailureCounter(redis), (error) => app.log.warn({ err: error }, 'redis for failure counts is unreachable'))
+    : memoryFailureCounter())
   await app.register(rateLimit, {
     global: false,
     redis: redis ?? undefined,

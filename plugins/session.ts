@@ -7,10 +7,13 @@ import path from 'node:path'
 import fp from 'fastify-plugin'
 import secureSession from '@fastify/secure-session'
 import type { FastifyInstance } from 'fastify'
+import { gatewaySessionLive, pruneGatewaySessions } from '../src/read-models/sessions.js'
 
 // What a session holds; times are milliseconds since the epoch, on the command clock.
 declare module '@fastify/secure-session' {
   interface SessionData {
+    /** The gateway_sessions row that must be live for this cookie to count (read-models/sessions.ts). */
+    sid: string
     userId: string
     upn: string
     displayName: string
@@ -30,6 +33,8 @@ declare module '@fastify/secure-session' {
     returnTo: string
     /** The OpenID interaction in which the password was entered (prompt=login, max_age). */
     interactionPassword: string
+    /** Said once on the next page: what changed on the account since the user last signed in, or a sign-out. */
+    notices: string[]
   }
 }
 
@@ -73,6 +78,22 @@ async function sessionPlugin(app: FastifyInstance): Promise<void> {
       secure: app.config.publicUrl.startsWith('https://'),
     },
   })
+  // A signed-in cookie counts only while its server-side session is live: not after a sign-out (from any
+  // copy of the cookie, on any process), nor past its absolute lifetime, however often it was renewed.
+  app.addHook('onRequest', async (request) => {
+    const s = request.session
+    const userId = s.get('userId')
+    if (!userId) return
+    const sid = s.get('sid')
+    if (sid && (await gatewaySessionLive(app.db, sid, userId, app.commands.now()))) return
+    s.regenerate()
+    s.delete()
+  })
+  const prune = setInterval(() => {
+    pruneGatewaySessions(app.db, app.commands.now()).catch((error) => app.log.warn({ err: error }, 'pruning ended sessions failed'))
+  }, 60 * 60 * 1000)
+  prune.unref()
+  app.addHook('onClose', async () => clearInterval(prune))
 }
 
-export default fp(sessionPlugin, { name: 'session' })
+export default fp(sessionPlugin, { name: 'session', dependencies: ['db', 'commands'] })

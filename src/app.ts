@@ -25,6 +25,7 @@ import oidcPlugin from '../plugins/oidc.js'
 import openapiPlugin from '../plugins/openapi.js'
 import { EventStoreError, WrongExpectedVersion } from './event-store/errors.js'
 import { errorPage } from './routes/render.js'
+import { checkFormShape } from './routes/form-shape.js'
 
 export interface AppOptions {
   config: AppConfig
@@ -78,6 +79,9 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
     if (wantsHtml(request.headers.accept)) return errorPage(reply, 404, 'Page not found', "We couldn't find that page.")
     return reply.code(404).send({ error: 'Not Found', message })
   })
+
+  // Every page form is text, checked before any limiter or handler sees it (routes/form-shape.ts).
+  fastify.addHook('preValidation', checkFormShape)
 
   // Routes
   await fastify.register(healthRoutes)

@@ -22,6 +22,14 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       return d.by === 'self' ? `${who(d.userId)} claimed ${token}` : `${actor} assigned ${token} to ${who(d.userId)}`
     case 'TokenUnassigned':
       return d.by === 'self' ? `${who(d.userId)} removed ${token} from their sign-in methods` : `${actor} unassigned ${token} from ${who(d.userId)}`
+    case 'TokenReleased':
+      return `${actor} released ${token} to the inventory`
+    case 'SignInMethodAdded':
+      return `${d.by === 'admin' ? `${actor} added` : d.by === 'backfill' ? 'recorded an earlier' : `${who(d.userId)} added`} sign-in method ${d.serial}${d.by === 'admin' ? ` for ${who(d.userId)}` : ''}`
+    case 'SignInMethodRemoved':
+      return `${d.by === 'admin' ? `${actor} removed` : `${who(d.userId)} removed`} sign-in method ${d.serial}${d.by === 'admin' ? ` from ${who(d.userId)}` : ''}`
+    case 'UserSignInFailed':
+      return `a wrong password was entered for ${who(d.userId)} (${d.failures} in a row)`
     case 'TokenRenamed':
       return `${actor} named ${token} '${d.name}'`
     case 'TokenActivated':

@@ -7,7 +7,7 @@ import { createApiKey, revokeApiKey, type ApiRole } from '../commands/api-keys.j
 import { registerClient } from '../commands/clients.js'
 import { rotateSigningKey } from '../oidc/signing-keys.js'
 import { importTokens } from '../commands/import-tokens.js'
-import { revokeToken, unlockToken } from '../commands/tokens.js'
+import { releaseToken, revokeToken, unlockToken } from '../commands/tokens.js'
 import { TokenError } from '../domain/token/errors.js'
 import { REVOCATION_REASONS, type RevocationReason } from '../domain/token/events.js'
 import { reencryptSeeds } from '../commands/rotate-keys.js'
@@ -143,18 +143,20 @@ export async function keysRotateSigning(io: Io): Promise<number> {
   }
 }
 
-/** tessera tokens unlock SERIAL | tessera tokens revoke SERIAL --reason lost|stolen|retired|compromised */
-export async function tokensLifecycle(io: Io, action: 'unlock' | 'revoke', serial: string | undefined, reason: string | undefined): Promise<number> {
+/** tessera tokens unlock SERIAL | release SERIAL | revoke SERIAL --reason lost|stolen|retired|compromised */
+export async function tokensLifecycle(io: Io, action: 'unlock' | 'release' | 'revoke', serial: string | undefined, reason: string | undefined): Promise<number> {
   if (!serial) throw new CliError(`tessera tokens ${action} needs a serial number`)
   if (action === 'revoke' && !REVOCATION_REASONS.includes(reason as RevocationReason)) {
     throw new CliError(`--reason must be one of ${REVOCATION_REASONS.join(', ')}`)
   }
   const ctx = await openContext()
   try {
-    const state = action === 'unlock'
-      ? await unlockToken(ctx.commands(), { serial }, ctx.meta())
+    const state = action === 'unlock' ? await unlockToken(ctx.commands(), { serial }, ctx.meta())
+      : action === 'release' ? await releaseToken(ctx.commands(), { serial }, ctx.meta())
       : await revokeToken(ctx.commands(), { serial, reason: reason as RevocationReason }, ctx.meta())
-    io.out(action === 'unlock' ? `token ${serial} unlocked` : `token ${serial} revoked (${reason}); its seed is destroyed`)
+    io.out(action === 'unlock' ? `token ${serial} unlocked`
+      : action === 'release' ? `token ${serial} released: it can be claimed from the inventory again`
+      : `token ${serial} revoked (${reason}); its seed is destroyed`)
     void state
     return 0
   } catch (error) {

@@ -21,6 +21,7 @@ const USAGE = `usage: tessera <command>
                                    import a token inventory (Entra CSV, privacyIDEA OATH CSV);
                                    exit 0 all imported, 1 some rows rejected, 2 nothing usable
   tokens unlock SERIAL             unlock a token locked by wrong codes
+  tokens release SERIAL            release a token its user removed, back to the claimable inventory
   tokens revoke SERIAL --reason lost|stolen|retired|compromised
                                    revoke a token for good and destroy its seed
   users add UPN --name NAME --password-stdin
@@ -131,7 +132,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     if (command === 'audit' && sub === 'replay' && !arg) return await auditReplay(io, values.stream, values.until)
     if (command === 'audit' && sub === 'export' && !arg) return await auditExport(io, values)
     if (command === 'tokens' && sub === 'import' && extra.length === 0) return await tokensImport(io, arg, values.format)
-    if (command === 'tokens' && (sub === 'unlock' || sub === 'revoke') && extra.length === 0) return await tokensLifecycle(io, sub, arg, values.reason)
+    if (command === 'tokens' && (sub === 'unlock' || sub === 'release' || sub === 'revoke') && extra.length === 0) return await tokensLifecycle(io, sub, arg, values.reason)
     if (command === 'users' && sub === 'grant' && extra.length === 0) return await usersGrant(io, arg, values.role)
     if (command === 'users' && sub === 'add' && extra.length === 0) return await usersAdd(io, arg, values.name, !!values['password-stdin'])
     if (command === 'keys' && sub === 'rotate' && !arg) return await keysRotate(io)

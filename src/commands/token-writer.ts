@@ -24,7 +24,7 @@ const RECORDED_AT = new Date(8.64e15)
 const COLUMNS: readonly [keyof TokensTable, string][] = [
   ['status', 'text'], ['kind', 'text'], ['algorithm', 'text'], ['digits', 'smallint'], ['period', 'smallint'],
   ['counter', 'bigint'], ['manufacturer', 'text'], ['model', 'text'], ['user_id', 'text'], ['name', 'text'],
-  ['last_step', 'bigint'], ['drift', 'integer'], ['activation_failures', 'integer'], ['failures', 'integer'],
+  ['last_step', 'bigint'], ['drift', 'integer'], ['activation_failures', 'integer'], ['claim_failures', 'jsonb'], ['held_for', 'text'], ['failures', 'integer'],
   ['locked_until', 'timestamptz'], ['disabled', 'boolean'], ['lock_count', 'integer'], ['last_used_at', 'timestamptz'], ['seed_fingerprint', 'text'],
   ['activated_at', 'timestamptz'], ['imported_at', 'timestamptz'], ['version', 'integer'],
 ]

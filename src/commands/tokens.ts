@@ -14,6 +14,10 @@ import type { EventMetadata } from '../event-store/types.js'
 import { effectivePolicy } from '../read-models/policies.js'
 import { loadToken, activeTokensOfUser } from '../read-models/tokens.js'
 import { appendTokenEvents } from './token-writer.js'
+import { appendStreamsWithProjections } from './append.js'
+import { tokenStream, type TokenEvent } from '../domain/token/events.js'
+import { evolve } from '../domain/token/state.js'
+import { userStream, type MethodChangedBy, type UserEvent } from '../domain/user/events.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
 
 /** Too many hardware and software OTP methods for the user's policy (Entra's default: five). */
@@ -31,11 +35,15 @@ const SERIAL = /^[A-Za-z0-9._-]{1,64}$/
  * - The serial must be claimable (one answer for unknown and foreign serials).
  * - The user's effective policy must allow the token (its kind, its digits) and one more method.
  */
-export async function checkSerial(ctx: Pick<CommandContext, 'db'>, serial: string, userId: string): Promise<TokenState> {
+export async function checkSerial(
+  ctx: Pick<CommandContext, 'db'>, serial: string, userId: string, options: { assignedOnly?: boolean } = {},
+): Promise<TokenState> {
   if (!SERIAL.test(serial)) throw new SerialUnavailable()
   const [{ state }, policy, methods] = await Promise.all([loadToken(ctx.db, serial), effectivePolicy(ctx.db, userId), activeTokensOfUser(ctx.db, userId)])
   const refusal = checkClaim(state, userId)
   if (refusal) throw refusal
+  // A user who needs an admin's help may only activate what an admin assigned to them (one answer for the rest).
+  if (options.assignedOnly && !(state.status === 'assigned' && state.userId === userId)) throw new SerialUnavailable()
   if (!policyAllows(policy.settings, state)) throw new NotAllowedByPolicy()
   if (methods.length >= policy.settings.maxMethods) throw new TooManyMethods(policy.settings.maxMethods)
   return state
@@ -59,7 +67,10 @@ async function run(
     let after = state
     if (decision.events.length > 0) {
       try {
-        after = await appendTokenEvents(ctx, state, decision.events, meta)
+        const change = methodChange(state, decision.events, meta)
+        after = change
+          ? await appendWithMethodChange(ctx, state, decision.events, change, meta)
+          : await appendTokenEvents(ctx, state, decision.events, meta)
       } catch (error) {
         if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
         throw error
@@ -68,6 +79,42 @@ async function run(
     if (decision.refusal) throw decision.refusal
     return after
   }
+}
+
+/**
+ * The user event that goes with token events which make a token a usable sign-in method of its user, or
+ * stop it being one (removed, unassigned, revoked), or null. Verification never changes that, so the hot
+ * path keeps its one-statement write.
+ */
+function methodChange(before: TokenState, events: readonly TokenEvent[], meta: EventMetadata): UserEvent | null {
+  let after = before
+  for (const e of events) after = evolve(after, e, new Date(0))
+  const by: MethodChangedBy = meta.actor.type === 'user' ? 'self' : 'admin'
+  if (before.status !== 'active' && after.status === 'active' && after.userId) {
+    return { type: 'SignInMethodAdded', data: { userId: after.userId, serial: before.serial, by } }
+  }
+  if (before.status === 'active' && after.status !== 'active' && before.userId) {
+    return { type: 'SignInMethodRemoved', data: { userId: before.userId, serial: before.serial, by } }
+  }
+  return null
+}
+
+/** The token's events and the user's event in one transaction: both or neither (and a revoked seed with them). */
+async function appendWithMethodChange(
+  ctx: CommandContext, before: TokenState, events: readonly TokenEvent[], change: UserEvent, meta: EventMetadata,
+): Promise<TokenState> {
+  const written = await ctx.db.transaction().execute(async (trx) => {
+    const [token] = await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [
+      { streamId: tokenStream(before.serial), expected: before.version, events },
+      { streamId: userStream((change.data as { userId: string }).userId), expected: 'any', events: [change] },
+    ], meta)
+    if (events.some((e) => e.type === 'TokenSecretDestroyed')) await trx.deleteFrom('token_secrets').where('serial', '=', before.serial).execute()
+    return token!
+  })
+  ctx.store.committed()
+  let after = before
+  for (const e of written.events) after = evolve(after, { type: e.type, data: e.data } as TokenEvent, e.recordedAt)
+  return after
 }
 
 export const HOTP_LOOK_AHEAD = 10
@@ -111,12 +158,13 @@ export async function verifyCode(
 /** The enrollment's last step: the first code activates the token (and claims it, when unassigned). */
 export async function activateToken(
   ctx: CommandContext,
-  input: { serial: string; userId: string; name: string; code: string },
+  input: { serial: string; userId: string; name: string; code: string; assignedOnly?: boolean },
   meta: EventMetadata,
 ): Promise<TokenState> {
-  await checkSerial(ctx, input.serial, input.userId)
+  await checkSerial(ctx, input.serial, input.userId, { assignedOnly: input.assignedOnly })
   return run(ctx, input.serial, meta, (state, seed) => {
     // No decryption for a token the user may not activate: decide refuses before looking at the code.
+    if (input.assignedOnly && !(state.status === 'assigned' && state.userId === input.userId)) throw new SerialUnavailable()
     const claimable = checkClaim(state, input.userId) === null
     const check = claimable
       ? checkCode(state, seed(), input.code.trim(), ctx.now().getTime() / 1000, { steps: ACTIVATION_WINDOW_STEPS, lookAhead: HOTP_ACTIVATION_LOOK_AHEAD })
@@ -141,6 +189,11 @@ export async function unlockToken(ctx: CommandContext, input: { serial: string }
 /** Admin: revoke a token for good; its seed is destroyed in the same statement (crypto-shredding). */
 export async function revokeToken(ctx: CommandContext, input: { serial: string; reason: RevocationReason }, meta: EventMetadata) {
   return run(ctx, input.serial, meta, () => ({ type: 'RevokeToken', data: { reason: input.reason } }))
+}
+
+/** Admin: release a token its user removed, back to the claimable inventory. */
+export async function releaseToken(ctx: CommandContext, input: { serial: string }, meta: EventMetadata) {
+  return run(ctx, input.serial, meta, () => ({ type: 'ReleaseToken', data: {} }))
 }
 
 /** Admin: assign an inventory token to a user. */

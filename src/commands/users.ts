@@ -91,3 +91,69 @@ export async function changeGroup(
     }
   }
 }
+
+/**
+ * Brute-force protection per account, after Keycloak's (its defaults): after every `failureFactor` wrong
+ * passwords in a row the account waits `waitIncrementSeconds` more before the next attempt, up to
+ * `maxWaitSeconds`; a run of failures is forgotten `failureResetSeconds` after the last one. It is a
+ * delay, not a lock, and it does not apply to a browser the user signed in from before (a device cookie,
+ * routes/sign-in.ts): an attacker elsewhere cannot keep the user out of their own browser.
+ */
+export const BRUTE_FORCE = { failureFactor: 30, waitIncrementSeconds: 60, maxWaitSeconds: 15 * 60, failureResetSeconds: 12 * 3600 } as const
+
+/** Milliseconds the account must still wait before a password is checked again (0: none). */
+export function accountWaitMs(user: Pick<UsersTable, 'sign_in_failures' | 'last_sign_in_failure_at'>, now: Date): number {
+  const last = user.last_sign_in_failure_at
+  if (!last || user.sign_in_failures < BRUTE_FORCE.failureFactor) return 0
+  if (now.getTime() - last.getTime() > BRUTE_FORCE.failureResetSeconds * 1000) return 0
+  const waitSeconds = Math.min(BRUTE_FORCE.maxWaitSeconds, BRUTE_FORCE.waitIncrementSeconds * Math.floor(user.sign_in_failures / BRUTE_FORCE.failureFactor))
+  return Math.max(0, last.getTime() + waitSeconds * 1000 - now.getTime())
+}
+
+export type PasswordSignIn =
+  | { outcome: 'signed-in'; user: UsersTable }
+  /** An unknown name or a wrong password: the same answer. userId is set for a known account (never shown). */
+  | { outcome: 'wrong'; userId: string | null }
+  /** The account is waiting after too many wrong passwords; the password was not checked. */
+  | { outcome: 'wait'; seconds: number }
+
+/**
+ * A password sign-in:
+ * - an unknown name and a wrong password take the same time and get the same answer;
+ * - a known account's wrong password is a UserSignInFailed event, counted for its delay;
+ * - an account in its delay is not checked at all, unless the browser is one the user signed in from.
+ */
+export async function signInWithPassword(
+  ctx: Pick<CommandContext, 'db' | 'store' | 'now'>,
+  input: { upn: string; password: string; trustedDevice: (userId: string) => boolean },
+  meta: EventMetadata,
+): Promise<PasswordSignIn> {
+  const user = await findUserByUpn(ctx.db, input.upn)
+  if (user && !input.trustedDevice(user.id)) {
+    const wait = accountWaitMs(user, ctx.now())
+    if (wait > 0) return { outcome: 'wait', seconds: Math.ceil(wait / 1000) }
+  }
+  const ok = await verifyPassword(input.password, user?.password_hash ?? DUMMY_HASH)
+  if (!user || !user.password_hash || !ok) {
+    if (user) await recordSignInFailure(ctx, user.upn, meta)
+    return { outcome: 'wrong', userId: user?.id ?? null }
+  }
+  const { password_hash: _, ...rest } = user
+  return { outcome: 'signed-in', user: rest }
+}
+
+async function recordSignInFailure(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, upn: string, meta: EventMetadata): Promise<void> {
+  for (let attempt = 0; ; attempt++) {
+    const user = await findUserByUpn(ctx.db, upn)
+    if (!user) return
+    const stale = !user.last_sign_in_failure_at || ctx.now().getTime() - user.last_sign_in_failure_at.getTime() > BRUTE_FORCE.failureResetSeconds * 1000
+    const failures = (stale ? 0 : user.sign_in_failures) + 1
+    try {
+      await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'UserSignInFailed', data: { userId: user.id, failures, at: ctx.now().toISOString() } }], meta)
+      return
+    } catch (error) {
+      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
+      throw error
+    }
+  }
+}

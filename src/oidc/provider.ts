@@ -34,6 +34,8 @@ export interface ProviderOptions {
   cookieKeys: string[]
   /** Seconds. */
   sessionTtl?: number
+  /** The public URL is https: every cookie is Secure, whether or not a proxy says X-Forwarded-Proto. */
+  secureCookies?: boolean
 }
 
 function escapeHtml(value: unknown): string {
@@ -59,7 +61,11 @@ export function createProvider(options: ProviderOptions): Provider {
     adapter: kyselyAdapter(options.db),
     clients: [],
     jwks: { keys: options.signingKeys as never[] },
-    cookies: { keys: options.cookieKeys, long: { signed: true }, short: { signed: true } },
+    cookies: {
+      keys: options.cookieKeys,
+      long: { signed: true, ...(options.secureCookies ? { secure: true } : {}) },
+      short: { signed: true, ...(options.secureCookies ? { secure: true } : {}) },
+    },
     pkce: { required: () => true },
     acrValues: [LEVELS.pwd, LEVELS.mfa],
     scopes: ['openid', 'email', 'profile', 'offline_access'],
@@ -121,6 +127,14 @@ export function createProvider(options: ProviderOptions): Provider {
     clockTolerance: 5,
   }
   const provider = new Provider(options.issuer, configuration)
+  if (options.secureCookies) {
+    // The cookies module refuses a Secure cookie on a connection it believes is plain http (TLS ends at
+    // a proxy in front): under an https public URL every request came through https.
+    provider.use(async (ctx, next) => {
+      ;(ctx.cookies as { secure?: boolean }).secure = true
+      await next()
+    })
+  }
   // Secrets are stored hashed (commands/clients.ts), so compare the hash of what was presented.
   provider.Client.prototype.compareClientSecret = async function compare(this: { clientSecret?: string }, actual: string) {
     return compareClientSecret(actual, this.clientSecret)

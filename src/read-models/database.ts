@@ -3,6 +3,7 @@ import type { ColumnType, Generated, Kysely, Transaction } from 'kysely'
 import type { TokenSecretsTable, TokensTable } from './tokens.js'
 import type { PoliciesTable, PolicyAssignmentsTable } from './policies.js'
 import type { UserCredentialsTable, UsersTable } from './users.js'
+import type { GatewaySessionsTable } from './sessions.js'
 
 export interface EventsTable {
   position: Generated<string>
@@ -132,6 +133,7 @@ export interface Database {
   temporary_codes: TemporaryCodesTable
   policies: PoliciesTable
   policy_assignments: PolicyAssignmentsTable
+  gateway_sessions: GatewaySessionsTable
 }
 
 export type Db = Kysely<Database>

@@ -21,6 +21,9 @@ export interface TokensTable {
   last_step: string | number | null
   drift: number
   activation_failures: number
+  /** jsonb: user id -> wrong activation codes on this inventory token (a JSON text when written). */
+  claim_failures: Record<string, number> | string
+  held_for: string | null
   failures: number
   locked_until: Date | null
   disabled: boolean
@@ -56,6 +59,8 @@ export function stateFromRow(row: TokensTable): TokenState {
     lastStep: row.last_step === null ? null : Number(row.last_step),
     drift: row.drift,
     activationFailures: row.activation_failures,
+    claimFailures: typeof row.claim_failures === 'string' ? JSON.parse(row.claim_failures) : row.claim_failures ?? {},
+    heldFor: row.held_for,
     failures: row.failures,
     lockedUntil: row.locked_until,
     disabled: row.disabled,
@@ -72,7 +77,8 @@ export function rowFromState(s: TokenState): TokensTable {
   return {
     serial: s.serial, status: s.status, kind: s.kind, algorithm: s.algorithm, digits: s.digits, period: s.period,
     counter: s.counter, manufacturer: s.manufacturer, model: s.model, user_id: s.userId, name: s.name,
-    last_step: s.lastStep, drift: s.drift, activation_failures: s.activationFailures, failures: s.failures,
+    last_step: s.lastStep, drift: s.drift, activation_failures: s.activationFailures,
+    claim_failures: JSON.stringify(s.claimFailures), held_for: s.heldFor, failures: s.failures,
     locked_until: s.lockedUntil, disabled: s.disabled, lock_count: s.lockCount, last_used_at: s.lastUsedAt, seed_fingerprint: s.seedFingerprint,
     activated_at: s.activatedAt,
     imported_at: s.importedAt ?? new Date(0), version: s.version,
@@ -100,7 +106,7 @@ function withSeed(serial: string, row: SeedRow | undefined): TokenWithSeed {
 /** The columns of tokens, listed: the load is a prepared statement, which must not select `*` (db/prepared.ts). */
 const TOKEN_COLUMNS = [
   'serial', 'status', 'kind', 'algorithm', 'digits', 'period', 'counter', 'manufacturer', 'model', 'user_id', 'name',
-  'last_step', 'drift', 'activation_failures', 'failures', 'locked_until', 'disabled', 'lock_count', 'last_used_at',
+  'last_step', 'drift', 'activation_failures', 'claim_failures', 'held_for', 'failures', 'locked_until', 'disabled', 'lock_count', 'last_used_at',
   'seed_fingerprint', 'activated_at', 'imported_at', 'version',
 ] as const satisfies readonly (keyof TokensTable)[]
 // A column added to TokensTable but not listed above fails to compile here.

@@ -1,4 +1,5 @@
 // The users read model and credentials.
+import { sql } from 'kysely'
 import { executePrepared } from '../db/prepared.js'
 import type { Executor } from './database.js'
 
@@ -9,6 +10,9 @@ export interface UsersTable {
   roles: string[]
   groups: string[]
   created_at: Date
+  had_method: boolean
+  sign_in_failures: number
+  last_sign_in_failure_at: Date | null
   version: number
 }
 
@@ -29,7 +33,7 @@ export async function findUserByUpn(db: Executor, upn: string): Promise<(UsersTa
 }
 
 /** The columns of users, listed: findUser is a prepared statement, which must not select `*` (db/prepared.ts). */
-const USER_COLUMNS = ['id', 'upn', 'display_name', 'roles', 'groups', 'created_at', 'version'] as const satisfies readonly (keyof UsersTable)[]
+const USER_COLUMNS = ['id', 'upn', 'display_name', 'roles', 'groups', 'created_at', 'had_method', 'sign_in_failures', 'last_sign_in_failure_at', 'version'] as const satisfies readonly (keyof UsersTable)[]
 // A column added to UsersTable but not listed above fails to compile here.
 const everyColumn: Record<Exclude<keyof UsersTable, (typeof USER_COLUMNS)[number]>, never> = {}
 void everyColumn
@@ -52,4 +56,28 @@ export async function upnsOf(db: Executor, ids: Iterable<string>): Promise<Map<s
   if (list.length === 0) return new Map()
   const rows = await db.selectFrom('users').select(['id', 'upn']).where('id', 'in', list).execute()
   return new Map(rows.map((u) => [u.id, u.upn]))
+}
+
+export interface MethodChange {
+  type: 'SignInMethodAdded' | 'SignInMethodRemoved'
+  serial: string
+  by: string
+  at: Date
+  sourceIp: string | null
+}
+
+/**
+ * The sign-in methods added to or removed from the account since its last sign-in with a password or an
+ * upstream provider (the newest `limit`, oldest first): what the user is told when they sign in next.
+ */
+export async function methodChangesSinceLastSignIn(db: Executor, userId: string, limit = 5): Promise<MethodChange[]> {
+  const stream = `user-${userId}`
+  const rows = await sql<{ type: MethodChange['type']; serial: string; by: string; at: Date; source_ip: string | null }>`
+    select type, data->>'serial' as serial, data->>'by' as by, recorded_at as at, metadata->>'sourceIp' as source_ip
+    from events
+    where stream_id = ${stream} and type in ('SignInMethodAdded', 'SignInMethodRemoved') and data->>'by' <> 'backfill'
+      and stream_version > coalesce((select max(stream_version) from events
+        where stream_id = ${stream} and type = 'UserSignedIn' and data->>'method' in ('pwd', 'fed')), 0)
+    order by stream_version desc limit ${limit}`.execute(db)
+  return rows.rows.reverse().map((r) => ({ type: r.type, serial: r.serial, by: r.by, at: r.at, sourceIp: r.source_ip }))
 }

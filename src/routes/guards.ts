@@ -5,6 +5,9 @@ import type { Role } from '../domain/user/events.js'
 import { errorPage } from './render.js'
 import { activeTokensOfUser } from '../read-models/tokens.js'
 import type { Executor } from '../read-models/database.js'
+import { effectivePolicy } from '../read-models/policies.js'
+import { startGatewaySession } from '../read-models/sessions.js'
+import { SESSION_HOURS } from '../../plugins/session.js'
 
 export interface SignedInUser {
   id: string
@@ -29,20 +32,52 @@ export async function requireUser(request: FastifyRequest, reply: FastifyReply):
   return reply.redirect('/login', 303)
 }
 
+/** What a user must do before changing their sign-in methods (add, rename, delete, default). */
+export type MethodChangeAccess =
+  /** Go ahead: a code from an existing method (or a temporary code) within VERIFIED_FOR_MS, or a first method. */
+  | 'allowed'
+  /** Enter a code from one of their active methods first. */
+  | 'code'
+  /**
+   * The account has no active method but had one, or its policy does not let a password alone add the
+   * first: only a temporary code from an admin, or a token an admin assigned to the user, will do.
+   */
+  | 'admin'
+
 /**
- * preHandler for adding a method:
- * - a user with no active method may add the first one after the password alone;
- * - a user who has one must first enter a code from it (a stolen password alone adds nothing).
+ * May this user change their sign-in methods now?
+ * - A user with an active method needs a code from one within the last VERIFIED_FOR_MS (a stolen password
+ *   alone adds, renames and deletes nothing).
+ * - A user without one who never had one may add the first after the password, unless their policy says
+ *   otherwise; one who had one (all removed or lost) needs an admin: a temporary code, or an assigned token.
+ */
+export async function methodChangeAccess(db: Executor, request: FastifyRequest, userId: string, now: number): Promise<MethodChangeAccess> {
+  const verifiedAt = request.session.get('verifiedAt') ?? 0
+  if (now - verifiedAt <= VERIFIED_FOR_MS) return 'allowed'
+  const [active, user, policy] = await Promise.all([activeTokensOfUser(db, userId), findUser(db, userId), effectivePolicy(db, userId)])
+  if (active.length > 0) return 'code'
+  if (!user?.had_method && policy.settings.firstMethodWithPassword) return 'allowed'
+  return 'admin'
+}
+
+/**
+ * preHandler for the steps that add a method: 'code' goes to the verify page and back; 'admin' may still
+ * activate a token an admin assigned to them (the serial step checks), so it passes with that mark.
  */
 export function requireVerified(db: Executor, now: () => number = Date.now) {
   return async (request: FastifyRequest, reply: FastifyReply): Promise<void> => {
     const user = signedIn(request)
     if (!user) return requireUser(request, reply)
-    const active = await activeTokensOfUser(db, user.id)
-    if (active.length === 0) return
-    const verifiedAt = request.session.get('verifiedAt') ?? 0
-    if (now() - verifiedAt <= VERIFIED_FOR_MS) return
-    return reply.redirect('/security-info/verify', 303)
+    const access = await methodChangeAccess(db, request, user.id, now())
+    request.methodChangeAccess = access
+    if (access === 'code') return reply.redirect('/security-info/verify', 303)
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyRequest {
+    /** Set by requireVerified for the add steps. */
+    methodChangeAccess?: MethodChangeAccess
   }
 }
 
@@ -77,11 +112,15 @@ export function requireStaff(db: Executor, role: Role, now: () => number = Date.
 
 /**
  * Starts a new session for a user who has just authenticated (password or upstream provider): a fresh
- * session id (no fixation), and, inside an OpenID interaction, the mark that this interaction's
- * forced sign-in (prompt=login, max_age) has happened.
+ * session id (no fixation) recorded server-side with its absolute lifetime, and, inside an OpenID
+ * interaction, the mark that this interaction's forced sign-in (prompt=login, max_age) has happened.
  */
-export function startSession(request: FastifyRequest, user: Pick<UsersTable, 'id' | 'upn' | 'display_name'>, at: number, interactionUid?: string): void {
+export async function startSession(
+  request: FastifyRequest, db: Executor, user: Pick<UsersTable, 'id' | 'upn' | 'display_name'>, at: number, interactionUid?: string,
+): Promise<void> {
+  const sid = await startGatewaySession(db, user.id, new Date(at), SESSION_HOURS * 3600 * 1000)
   request.session.regenerate()
+  request.session.set('sid', sid)
   request.session.set('userId', user.id)
   request.session.set('upn', user.upn)
   request.session.set('displayName', user.display_name)

@@ -9,6 +9,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose'
 import { NoLocalAccount, UnverifiedEmail, upstreamUser } from '../commands/upstream.js'
 import { recordSignIn } from '../commands/users.js'
 import { startSession } from './guards.js'
+import { noteChangesSinceLastSignIn } from './sign-in.js'
 import { errorPage, safeReturnTo } from './render.js'
 
 declare module 'fastify' {
@@ -67,7 +68,8 @@ export default async function upstreamRoutes(app: FastifyInstance): Promise<void
       throw error
     }
     const returnTo = safeReturnTo(request.session.get('returnTo')) ?? '/security-info'
-    startSession(request, user, app.commands.now().getTime(), /^\/interaction\/([^/]+)$/.exec(returnTo)?.[1])
+    await startSession(request, app.db, user, app.commands.now().getTime(), /^\/interaction\/([^/]+)$/.exec(returnTo)?.[1])
+    await noteChangesSinceLastSignIn(app, request, user.id)
     await recordSignIn(app.commands, user.id, 'fed', app.eventMetadata(request, { type: 'user', id: user.id }))
     return reply.redirect(returnTo, 303)
   })

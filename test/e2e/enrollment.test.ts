@@ -8,16 +8,10 @@ import { addUser, importEntra, listenOnLoopback, testApp } from '../helpers/app.
 import { assertFieldError, browserMissing, clearScreens, focused, launchBrowser, screenshot as screenshotAt } from '../helpers/browser.js'
 import { totpAt } from '../helpers/oathtool.js'
 import { SEED_HEX, SEED_B32 } from '../fixtures/rfc-vectors.js'
+import { base32 } from '../helpers/seeds.js'
 
 const SERIAL = '8659623756140'
 const PASSWORD = 'correct horse battery'
-
-function base32(bytes: Buffer): string {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
-  let bits = ''
-  for (const b of bytes) bits += b.toString(2).padStart(8, '0')
-  return bits.match(/.{1,5}/g)!.map((c) => alphabet[parseInt(c.padEnd(5, '0'), 2)]).join('')
-}
 
 /** Screenshots of this file's steps go to .tessera-test/screens/enrollment/. */
 const screenshot = (page: Page, name: string) => screenshotAt(page, `enrollment/${name}`)

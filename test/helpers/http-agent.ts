@@ -36,6 +36,13 @@ export class Agent {
     }
   }
 
+  /** Another user agent holding copies of this one's cookies (a stolen or copied cookie). */
+  copy(): Agent {
+    const other = new Agent(this.base)
+    for (const [host, jar] of this.jars) other.jars.set(host, new Map(jar))
+    return other
+  }
+
   /** Forgets the cookies whose name matches, on every host (e.g. the provider's session, keeping the gateway's). */
   forget(name: RegExp): void {
     for (const jar of this.jars.values()) for (const key of [...jar.keys()]) if (name.test(key)) jar.delete(key)

@@ -3,22 +3,13 @@ import t from 'tap'
 import { sql } from 'kysely'
 import { totpAt } from '../helpers/oathtool.js'
 import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
-import { SEED_HEX } from '../fixtures/rfc-vectors.js'
+import { seedOf } from '../helpers/seeds.js'
 
 // 20-byte seeds: hex for oathtool, Base32 for the Entra file.
 const seeds: Record<string, { hex: string; b32: string }> = {}
 function seedFor(serial: string) {
-  // A different seed per token: the serial's digits over the RFC seed.
-  const hex = Buffer.from([...Buffer.from(SEED_HEX, 'hex')].map((b, i) => b ^ (serial.charCodeAt(i % serial.length) & 0x0f))).toString('hex')
-  const b32 = base32(Buffer.from(hex, 'hex'))
-  seeds[serial] = { hex, b32 }
-  return b32
-}
-function base32(bytes: Buffer): string {
-  const alphabet = 'ABCDEFGHIJKLMNOPQRSTUVWXYZ234567'
-  let bits = ''
-  for (const b of bytes) bits += b.toString(2).padStart(8, '0')
-  return bits.match(/.{1,5}/g)!.map((c) => alphabet[parseInt(c.padEnd(5, '0'), 2)]).join('')
+  seeds[serial] = seedOf(serial)
+  return seeds[serial].b32
 }
 
 const { app, database, logs, clock } = await testApp(t)

@@ -47,6 +47,9 @@ export function checkSettings(settings: PolicySettings): PolicySettings {
   if (unknown) throw new InvalidPolicy(`unknown sign-in method "${unknown}": use ${SIGN_IN_METHODS.join(', ')}`)
   const digits = [...new Set(settings.digits)].sort()
   if (digits.length === 0 || digits.some((d) => d !== 6 && d !== 8)) throw new InvalidPolicy('digits must be 6, 8 or both')
+  if (settings.firstMethodWithPassword !== undefined && typeof settings.firstMethodWithPassword !== 'boolean') {
+    throw new InvalidPolicy('firstMethodWithPassword must be true or false')
+  }
   for (const [name, [min, max]] of Object.entries(SETTING_BOUNDS)) {
     const value = settings[name as keyof typeof SETTING_BOUNDS]
     if (!Number.isInteger(value) || value < min || value > max) throw new InvalidPolicy(`${name} must be a whole number from ${min} to ${max}`)
@@ -56,6 +59,8 @@ export function checkSettings(settings: PolicySettings): PolicySettings {
     lockThreshold: settings.lockThreshold, lockSeconds: settings.lockSeconds,
     activationAttemptsPerMinute: settings.activationAttemptsPerMinute, maxMethods: settings.maxMethods,
     temporaryCodeMaxDays: settings.temporaryCodeMaxDays,
+    // Policies written before this setting existed allowed it.
+    firstMethodWithPassword: settings.firstMethodWithPassword ?? true,
   }
 }
 

@@ -22,6 +22,11 @@ export interface PolicySettings {
   maxMethods: number
   /** The longest validity an admin may give a temporary code. */
   temporaryCodeMaxDays: number
+  /**
+   * A user who never had a sign-in method may add the first one after their password alone. Off: the first
+   * method too needs a temporary code or a token an admin assigned. (A user who had one always needs them.)
+   */
+  firstMethodWithPassword: boolean
 }
 
 export const DEFAULT_SETTINGS: PolicySettings = {
@@ -33,6 +38,7 @@ export const DEFAULT_SETTINGS: PolicySettings = {
   activationAttemptsPerMinute: 10,
   maxMethods: 5,
   temporaryCodeMaxDays: 30,
+  firstMethodWithPassword: true,
 }
 
 /** Bounds of each number setting: outside them a policy is refused. */

@@ -53,6 +53,7 @@ export type TokenCommand =
   | { type: 'ResyncToken'; data: { first: OtpCheck; second: OtpCheck; currentStep: number } }
   | { type: 'RevokeToken'; data: { reason: RevocationReason } }
   | { type: 'UnassignToken'; data: { userId: string; by: AssignedBy } }
+  | { type: 'ReleaseToken'; data: Record<string, never> }
 
 export interface Decision {
   events: TokenEvent[]
@@ -77,8 +78,11 @@ export function normalizeName(name: string): string | null {
 export function checkClaim(state: TokenState, userId: string): TokenError | null {
   if (state.status === 'absent' || state.status === 'revoked') return new SerialUnavailable()
   if (state.userId !== null && state.userId !== userId) return new SerialUnavailable()
+  // A token its user removed waits for an admin (or for that user): nobody else may claim it.
+  if (state.heldFor !== null && state.heldFor !== userId) return new SerialUnavailable()
   if (state.status === 'active') return new TokenAlreadyActivated()
-  if (state.activationFailures >= MAX_ACTIVATION_FAILURES) return new TooManyAttempts()
+  const failures = state.status === 'inventory' ? state.claimFailures[userId] ?? 0 : state.activationFailures
+  if (failures >= MAX_ACTIVATION_FAILURES) return new TooManyAttempts()
   return null
 }
 
@@ -156,6 +160,7 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       if (state.status === 'absent') return refuse(new UnknownSerial(state.serial))
       if (state.status === 'revoked') return refuse(new TokenRevokedError(state.serial))
       const locked = (state.lockedUntil !== null && state.lockedUntil > command.data.now) || state.activationFailures >= MAX_ACTIVATION_FAILURES
+        || Object.values(state.claimFailures).some((n) => n >= MAX_ACTIVATION_FAILURES)
       if (!locked) return refuse(new TokenNotLocked(state.serial))
       return ok({ type: 'TokenUnlocked', data: { serial: state.serial } })
     }
@@ -197,6 +202,13 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
     case 'UnassignToken': {
       if (state.status === 'absent' || state.userId !== command.data.userId) return refuse(new SerialUnavailable())
       return ok({ type: 'TokenUnassigned', data: { serial: state.serial, userId: command.data.userId, by: command.data.by } })
+    }
+    case 'ReleaseToken': {
+      // - Only a token its user removed (held for them) is released, back to the claimable inventory.
+      if (state.status === 'absent') return refuse(new UnknownSerial(state.serial))
+      if (state.status === 'revoked') return refuse(new TokenRevokedError(state.serial))
+      if (state.heldFor === null) return refuse(new WrongTokenState(`token ${state.serial} is not waiting to be released`))
+      return ok({ type: 'TokenReleased', data: { serial: state.serial } })
     }
     default: {
       const unknown: never = command

@@ -21,7 +21,13 @@ export type TokenEvent =
       }
     }
   | { type: 'TokenAssigned'; data: { serial: string; userId: string; by: AssignedBy } }
+  /**
+   * by 'self': the user removed it from their sign-in methods. It is then held for them: nobody else can
+   * claim it until an admin releases it (TokenReleased); they may add it again with a second factor.
+   */
   | { type: 'TokenUnassigned'; data: { serial: string; userId: string; by: AssignedBy } }
+  /** An admin released a token its user removed: it is claimable from the inventory again. */
+  | { type: 'TokenReleased'; data: { serial: string } }
   | { type: 'TokenRenamed'; data: { serial: string; name: string } }
   | { type: 'TokenActivated'; data: { serial: string; userId: string; step: number; drift: number } }
   | { type: 'TokenActivationFailed'; data: { serial: string; userId: string; reason: 'wrong-code' | 'replayed' } }
@@ -49,7 +55,7 @@ export type TokenEventType = TokenEvent['type']
 export const TOKEN_EVENT_TYPES: readonly TokenEventType[] = [
   'TokenImported', 'TokenAssigned', 'TokenUnassigned', 'TokenRenamed', 'TokenActivated', 'TokenActivationFailed',
   'OtpVerified', 'OtpRejected', 'TokenLocked', 'TokenUnlocked', 'TokenRevoked', 'TokenSecretDestroyed',
-  'TokenDisabled', 'TokenEnabled', 'TokenResynced',
+  'TokenDisabled', 'TokenEnabled', 'TokenResynced', 'TokenReleased',
 ]
 
 export function tokenStream(serial: string): string {

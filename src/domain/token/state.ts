@@ -20,8 +20,15 @@ export interface TokenState {
   /** The last accepted time step (TOTP) or counter (HOTP): nothing at or below it is accepted again. */
   lastStep: number | null
   drift: number
-  /** Wrong activation codes since the token was assigned. */
+  /** Wrong activation codes by its owner since the token was assigned. */
   activationFailures: number
+  /**
+   * Wrong activation codes on this inventory token, per user who tried to claim it: one user's guesses
+   * do not use up its real holder's attempts.
+   */
+  claimFailures: Record<string, number>
+  /** The user who removed it from their methods; until an admin releases it, only they can add it again. */
+  heldFor: string | null
   /** Consecutive wrong codes at sign-in; a success resets it. */
   failures: number
   lockedUntil: Date | null
@@ -41,7 +48,7 @@ export function initialState(serial: string): TokenState {
   return {
     serial, status: 'absent', kind: 'totp', algorithm: 'SHA1', digits: 6, period: 30, counter: null,
     manufacturer: null, model: null, userId: null, name: null, lastStep: null, drift: 0,
-    activationFailures: 0, failures: 0, lockedUntil: null, disabled: false, lockCount: 0, lastUsedAt: null, seedFingerprint: null, activatedAt: null,
+    activationFailures: 0, claimFailures: {}, heldFor: null, failures: 0, lockedUntil: null, disabled: false, lockCount: 0, lastUsedAt: null, seedFingerprint: null, activatedAt: null,
     importedAt: null, version: 0,
   }
 }
@@ -55,10 +62,12 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
         counter: d.counter, manufacturer: d.manufacturer, model: d.model, importedAt: at, seedFingerprint: d.seedFingerprint }
     }
     case 'TokenAssigned':
-      return { ...next, status: 'assigned', userId: event.data.userId, activationFailures: 0 }
+      return { ...next, status: 'assigned', userId: event.data.userId, activationFailures: 0, claimFailures: {}, heldFor: null }
     case 'TokenUnassigned':
-      return { ...next, status: 'inventory', userId: null, name: null, activationFailures: 0, activatedAt: null,
-        failures: 0, lockedUntil: null, lockCount: 0 }
+      return { ...next, status: 'inventory', userId: null, name: null, activationFailures: 0, claimFailures: {}, activatedAt: null,
+        failures: 0, lockedUntil: null, lockCount: 0, heldFor: event.data.by === 'self' ? event.data.userId : null }
+    case 'TokenReleased':
+      return { ...next, heldFor: null }
     case 'TokenRenamed':
       return { ...next, name: event.data.name }
     case 'TokenActivated':
@@ -75,7 +84,7 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
     case 'TokenLocked':
       return { ...next, lockedUntil: new Date(event.data.until), lockCount: event.data.lockCount, failures: 0 }
     case 'TokenUnlocked':
-      return { ...next, lockedUntil: null, failures: 0, lockCount: 0, activationFailures: 0 }
+      return { ...next, lockedUntil: null, failures: 0, lockCount: 0, activationFailures: 0, claimFailures: {} }
     case 'TokenDisabled':
       return { ...next, disabled: true }
     case 'TokenEnabled':
@@ -87,8 +96,11 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
       return { ...next, status: 'revoked', lockedUntil: null }
     case 'TokenSecretDestroyed':
       return { ...next, seedFingerprint: null }
-    case 'TokenActivationFailed':
-      return { ...next, activationFailures: state.activationFailures + 1 }
+    case 'TokenActivationFailed': {
+      if (state.status !== 'inventory') return { ...next, activationFailures: state.activationFailures + 1 }
+      const userId = event.data.userId
+      return { ...next, claimFailures: { ...state.claimFailures, [userId]: (state.claimFailures[userId] ?? 0) + 1 } }
+    }
     default: {
       const unknown: never = event
       throw new Error(`unknown token event ${(unknown as { type: string }).type}`)

@@ -14,13 +14,28 @@ export type UserEvent =
   /** Groups gather users for security policies. */
   | { type: 'UserAddedToGroup'; data: { userId: string; group: string } }
   | { type: 'UserRemovedFromGroup'; data: { userId: string; group: string } }
+  /**
+   * A sign-in method became usable (activated) or stopped being usable (removed, unassigned, revoked).
+   * Written with the method's own event, in the same transaction; the user is told at their next sign-in.
+   */
+  | { type: 'SignInMethodAdded'; data: { userId: string; serial: string; by: MethodChangedBy } }
+  | { type: 'SignInMethodRemoved'; data: { userId: string; serial: string; by: MethodChangedBy } }
+  /**
+   * A wrong password for this account; failures: consecutive ones after this (a sign-in resets them);
+   * at: the decision's clock, which the delay after it counts from.
+   */
+  | { type: 'UserSignInFailed'; data: { userId: string; failures: number; at: string } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`
 }
 
+/** Who changed a user's methods: the user, an admin, or the migration that recorded earlier ones. */
+export type MethodChangedBy = 'self' | 'admin' | 'import' | 'backfill'
+
 export type Role = 'admin' | 'auditor'
 export const ROLES: readonly Role[] = ['admin', 'auditor']
 
 export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream', 'UserRoleGranted',
-  'TemporaryCodeIssued', 'TemporaryCodeUsed', 'UserAddedToGroup', 'UserRemovedFromGroup'] as const
+  'TemporaryCodeIssued', 'TemporaryCodeUsed', 'UserAddedToGroup', 'UserRemovedFromGroup', 'SignInMethodAdded', 'SignInMethodRemoved',
+  'UserSignInFailed'] as const

@@ -8,11 +8,17 @@ export interface UserState {
   roles: Role[]
   groups: string[]
   createdAt: Date | null
+  /** Ever had an active sign-in method: a new one then needs a second factor or an admin, never the password alone. */
+  hadMethod: boolean
+  /** Consecutive wrong passwords, and when the last one was entered. */
+  signInFailures: number
+  lastSignInFailureAt: Date | null
   version: number
 }
 
 export function initialUserState(userId: string): UserState {
-  return { userId, exists: false, upn: '', displayName: '', roles: [], groups: [], createdAt: null, version: 0 }
+  return { userId, exists: false, upn: '', displayName: '', roles: [], groups: [], createdAt: null,
+    hadMethod: false, signInFailures: 0, lastSignInFailureAt: null, version: 0 }
 }
 
 export function evolveUser(state: UserState, event: UserEvent, at: Date): UserState {
@@ -20,8 +26,15 @@ export function evolveUser(state: UserState, event: UserEvent, at: Date): UserSt
   switch (event.type) {
     case 'UserRegistered':
       return { ...next, exists: true, upn: event.data.upn, displayName: event.data.displayName, createdAt: at }
-    case 'UserPasswordSet':
     case 'UserSignedIn':
+      // Any completed sign-in (a password, an upstream provider) ends a run of wrong passwords.
+      return event.data.method === 'otp' ? next : { ...next, signInFailures: 0 }
+    case 'UserSignInFailed':
+      return { ...next, signInFailures: event.data.failures, lastSignInFailureAt: new Date(event.data.at) }
+    case 'SignInMethodAdded':
+      return { ...next, hadMethod: true }
+    case 'SignInMethodRemoved':
+    case 'UserPasswordSet':
     case 'UserLinkedToUpstream':
     case 'TemporaryCodeIssued':
     case 'TemporaryCodeUsed':

@@ -138,6 +138,7 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
     properties: {
       methods: { type: 'array', items: { type: 'string', enum: SIGN_IN_METHODS } },
       digits: { type: 'array', items: { type: 'integer', enum: [6, 8] } },
+      firstMethodWithPassword: { type: 'boolean' },
       ...Object.fromEntries(Object.entries(SETTING_BOUNDS).map(([name, [minimum, maximum]]) => [name, { type: 'integer', minimum, maximum }])),
     },
   }

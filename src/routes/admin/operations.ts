@@ -4,7 +4,7 @@
 // - revoke: a reason from REVOCATION_REASONS; resync: two consecutive codes of 6 or 8 digits.
 import type { FastifyInstance } from 'fastify'
 import {
-  assignToken, disableToken, enableToken, resyncToken, revokeToken, unassignToken, unlockToken,
+  assignToken, disableToken, enableToken, releaseToken, resyncToken, revokeToken, unassignToken, unlockToken,
 } from '../../commands/tokens.js'
 import { REVOCATION_REASONS, type RevocationReason } from '../../domain/token/events.js'
 import type { TokenState } from '../../domain/token/state.js'
@@ -44,6 +44,8 @@ export const TOKEN_OPERATIONS: Record<string, TokenOperation> = {
     },
   },
   unassign: { label: 'Unassign', run: (app, serial, _input, meta) => unassignToken(app.commands, { serial }, meta) },
+  /** A token its user removed waits for this before anyone else can claim it. */
+  release: { label: 'Release to inventory', run: (app, serial, _input, meta) => releaseToken(app.commands, { serial }, meta) },
   disable: { label: 'Disable', run: (app, serial, _input, meta) => disableToken(app.commands, { serial }, meta) },
   enable: { label: 'Enable', run: (app, serial, _input, meta) => enableToken(app.commands, { serial }, meta) },
   unlock: { label: 'Unlock', run: (app, serial, _input, meta) => unlockToken(app.commands, { serial }, meta) },

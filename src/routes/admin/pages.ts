@@ -54,6 +54,7 @@ function settingsFromForm(form: Form): PolicySettings {
     ...numbers,
     methods: list(form.methods) as SignInMethod[],
     digits: list(form.digits).map(Number) as (6 | 8)[],
+    firstMethodWithPassword: form.firstMethodWithPassword === 'on',
   }
 }
 
@@ -84,7 +85,9 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       // The latest events only: the page costs the same whatever the token's history (the audit view pages it all).
       const history = (await describedReplay(app.db, `token-${serial}`, { latest: HISTORY_SHOWN })).reverse()
       const owner = token.userId ? (await upnsOf(app.db, [token.userId])).get(token.userId) ?? token.userId : null
+      const heldForUpn = token.heldFor ? (await upnsOf(app.db, [token.heldFor])).get(token.heldFor) ?? null : null
       return page(request, reply, 'admin/token', {
+        heldForUpn,
         title: `Token ${serial}`, token, owner, history, more: token.version > HISTORY_SHOWN,
         reasons: REVOCATION_REASONS, now: app.commands.now(), error: extra.error, notice: extra.notice, values: extra.values ?? {},
       }, extra.status ?? 200)
@@ -193,8 +196,8 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       policyPage(request, reply, request.params.id, { notice: ({ saved: 'The policy was saved.', assigned: 'The policy was assigned.', unassigned: 'The assignment was removed.' } as Record<string, string>)[request.query.done ?? ''] }))
 
     // Create (the id comes with the form) or change a policy.
-    admin.post<{ Params: { id?: string }; Body: Form }>('/admin/policies', async (request, reply) => savePolicy(request, reply, String(request.body?.id ?? '').trim(), true))
-    admin.post<{ Params: { id: string }; Body: Form }>('/admin/policies/:id', async (request, reply) => savePolicy(request, reply, request.params.id, false))
+    admin.post<{ Params: { id?: string }; Body: Form }>('/admin/policies', { config: { formLists: ['methods', 'digits'] } }, async (request, reply) => savePolicy(request, reply, String(request.body?.id ?? '').trim(), true))
+    admin.post<{ Params: { id: string }; Body: Form }>('/admin/policies/:id', { config: { formLists: ['methods', 'digits'] } }, async (request, reply) => savePolicy(request, reply, request.params.id, false))
 
     async function savePolicy(request: FastifyRequest<{ Body: Form }>, reply: FastifyReply, id: string, creating: boolean) {
       const form = request.body ?? {}

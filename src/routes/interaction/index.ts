@@ -9,28 +9,27 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { InteractionResults } from 'oidc-provider'
 import { TEMPORARY_CODE, useTemporaryCode } from '../../commands/temporary-codes.js'
 import { verifyCode } from '../../commands/tokens.js'
-import { authenticate, recordSignIn } from '../../commands/users.js'
+import { recordSignIn } from '../../commands/users.js'
 import { TokenError } from '../../domain/token/errors.js'
 import { LEVELS, requestedLevel } from '../../oidc/provider.js'
 import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { clientName as clientNameOf } from '../../read-models/clients.js'
-import { signedIn, startSession } from '../guards.js'
+import { signedIn } from '../guards.js'
+import { passwordSignIn } from '../sign-in.js'
 import { errorPage, page } from '../render.js'
 import { defaultName } from '../security-info/index.js'
-
-function upnOf(request: FastifyRequest): string | null {
-  const upn = (request.body as { upn?: unknown } | undefined)?.upn
-  return typeof upn === 'string' && upn.trim() ? upn.trim().toLowerCase() : null
-}
 
 type Provider = Awaited<ReturnType<FastifyInstance['oidcProvider']>>
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>
 
 export default async function interactionRoutes(app: FastifyInstance): Promise<void> {
-  const limits = [
-    // Per user: the signed-in user, or the account a sign-in tries (guessing one account from many addresses).
-    app.rateLimit({ max: 10, timeWindow: '1 minute', keyGenerator: (r) => `interaction-user:${signedIn(r)?.id ?? upnOf(r) ?? r.ip}` }),
-    app.rateLimit({ max: 30, timeWindow: '1 minute', keyGenerator: (r) => `interaction-ip:${r.ip}` }),
+  // Passwords are limited by what fails, per account and per address (routes/sign-in.ts); requests per
+  // address only by a flood guard high enough for an office behind one address.
+  const floodGuard = app.rateLimit({ max: 300, timeWindow: '1 minute', keyGenerator: (r) => `interaction-ip:${r.ip}` })
+  // Codes: per signed-in user too (guessing one user's codes from many addresses).
+  const codeLimits = [
+    app.rateLimit({ max: 10, timeWindow: '1 minute', keyGenerator: (r) => `interaction-user:${signedIn(r)?.id ?? r.ip}` }),
+    floodGuard,
   ]
 
   async function details(request: FastifyRequest, reply: FastifyReply): Promise<Details | null> {
@@ -108,35 +107,33 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     return finish(reply, d, { login: { accountId: user.id, acr: LEVELS.pwd, amr: ['pwd'], ts, remember: true } })
   })
 
-  app.post<{ Params: { uid: string }; Body: { upn?: string; password?: string } }>('/interaction/:uid/login', { preHandler: limits }, async (request, reply) => {
+  app.post<{ Params: { uid: string }; Body: { upn?: string; password?: string } }>('/interaction/:uid/login', { preHandler: floodGuard }, async (request, reply) => {
     const d = await details(request, reply)
     if (!d) return expired(request, reply)
     allowReturn(reply, d)
-    const upn = String(request.body?.upn ?? '').trim()
-    const password = String(request.body?.password ?? '')
+    const upn = (request.body?.upn ?? '').trim()
+    const password = request.body?.password ?? ''
     if (!upn || !password) {
       return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: await clientName(d), values: { upn },
         errors: { ...(upn ? {} : { upn: 'Enter your email or username.' }), ...(password ? {} : { password: 'Enter your password.' }) } }, 422)
     }
-    const user = await authenticate(app.commands, upn, password)
-    if (!user) {
+    const result = await passwordSignIn(app, request, reply, { upn, password, relyingApplication: String(d.params.client_id), interactionUid: d.uid })
+    if (!('user' in result)) {
       return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: await clientName(d), values: { upn },
-        errors: { form: 'Your account or password is incorrect.' } }, 401)
+        errors: { form: result.message } }, result.status)
     }
-    startSession(request, user, app.commands.now().getTime(), d.uid)
-    await recordSignIn(app.commands, user.id, 'pwd', app.eventMetadata(request, { type: 'user', id: user.id }, String(d.params.client_id)))
     return reply.redirect(`/interaction/${d.uid}`, 303)
   })
 
-  app.post<{ Params: { uid: string }; Body: { serial?: string; code?: string } }>('/interaction/:uid/code', { preHandler: limits }, async (request, reply) => {
+  app.post<{ Params: { uid: string }; Body: { serial?: string; code?: string } }>('/interaction/:uid/code', { preHandler: codeLimits }, async (request, reply) => {
     const d = await details(request, reply)
     if (!d) return expired(request, reply)
     allowReturn(reply, d)
     const user = vouchedUser(request, d)
     if (!user) return reply.redirect(`/interaction/${d.uid}`, 303)
     const methods = await activeMethods(user.id)
-    const serial = String(request.body?.serial ?? methods[0]?.serial ?? '')
-    const code = String(request.body?.code ?? '').replace(/\s/g, '')
+    const serial = request.body?.serial ?? methods[0]?.serial ?? ''
+    const code = (request.body?.code ?? '').replace(/\s/g, '')
     const clientId = String(d.params.client_id)
     const meta = app.eventMetadata(request, { type: 'user', id: user.id }, clientId)
     const again = async (message: string) => page(request, reply, methods.length > 0 ? 'interaction/code' : 'interaction/no-method',

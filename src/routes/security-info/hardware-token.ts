@@ -42,12 +42,12 @@ export default async function hardwareTokenRoutes(
       page(request, reply, 'security-info/hardware-token/serial', { title: 'Hardware token', values: { serial: enrollment(request)?.serial ?? '' } }))
 
     steps.post<{ Body: { serial?: string } }>(`${BASE}/serial`, { preHandler: options.attemptLimits }, async (request, reply) => {
-      const serial = String(request.body?.serial ?? '').replace(/\s/g, '')
+      const serial = (request.body?.serial ?? '').replace(/\s/g, '')
       const again = (message: string) => page(request, reply, 'security-info/hardware-token/serial',
         { title: 'Hardware token', values: { serial }, errors: { serial: message } }, 422)
       if (!serial) return again('Enter the serial number on the back of your token.')
       try {
-        await checkSerial(app.commands, serial, user(request).id)
+        await checkSerial(app.commands, serial, user(request).id, { assignedOnly: request.methodChangeAccess === 'admin' })
       } catch (error) {
         if (error instanceof TokenError) return again(error.message)
         throw error
@@ -68,7 +68,7 @@ export default async function hardwareTokenRoutes(
     steps.post<{ Body: { name?: string } }>(`${BASE}/name`, async (request, reply) => {
       const e = enrollment(request)
       if (!e) return reply.redirect(`${BASE}/serial`, 303)
-      const name = String(request.body?.name ?? '')
+      const name = request.body?.name ?? ''
       const normalized = normalizeName(name)
       if (!normalized) {
         return page(request, reply, 'security-info/hardware-token/name', { title: 'Hardware token', serial: e.serial, values: { name },
@@ -90,12 +90,13 @@ export default async function hardwareTokenRoutes(
       if (!e?.name) return reply.redirect(e ? `${BASE}/name` : `${BASE}/serial`, 303)
       const u = user(request)
       const { state } = await loadToken(app.db, e.serial)
-      const code = String(request.body?.code ?? '').replace(/\s/g, '')
+      const code = (request.body?.code ?? '').replace(/\s/g, '')
       const again = (message: string) => page(request, reply, 'security-info/hardware-token/code',
         { title: 'Hardware token', serial: e.serial, name: e.name, digits: state.digits, errors: { code: message } }, 422)
       if (!new RegExp(`^\\d{${state.digits}}$`).test(code)) return again(`Enter the ${state.digits}-digit code displayed on your token.`)
       try {
-        await activateToken(app.commands, { serial: e.serial, userId: u.id, name: e.name, code }, app.eventMetadata(request, { type: 'user', id: u.id }))
+        await activateToken(app.commands, { serial: e.serial, userId: u.id, name: e.name, code, assignedOnly: request.methodChangeAccess === 'admin' },
+          app.eventMetadata(request, { type: 'user', id: u.id }))
       } catch (error) {
         if (error instanceof TokenError) return again(error.message)
         throw error

@@ -1,7 +1,12 @@
-// Security info: the user's sign-in methods, adding one (after a code from an existing one), renaming
-// and removing one. Pages follow Entra's "My Sign-Ins > Security info".
-import type { FastifyInstance, FastifyRequest } from 'fastify'
+// Security info: the user's sign-in methods, adding one, renaming and removing one. Pages follow Entra's
+// "My Sign-Ins > Security info".
+// - Every change (add, rename, delete) needs a code from an existing method within VERIFIED_FOR_MS
+//   (routes/guards.ts methodChangeAccess): a password alone changes nothing.
+// - An account that had methods and lost them all needs an admin: a temporary code, or an assigned token.
+// - Deleting the last method is allowed with that code, and the page says what it means.
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { removeToken, renameToken, verifyCode } from '../../commands/tokens.js'
+import { TEMPORARY_CODE, useTemporaryCode } from '../../commands/temporary-codes.js'
 import { recordSignIn } from '../../commands/users.js'
 import { normalizeName } from '../../domain/token/decide.js'
 import { TokenError } from '../../domain/token/errors.js'
@@ -9,7 +14,7 @@ import type { TokenState } from '../../domain/token/state.js'
 import { DEFAULT_SETTINGS } from '../../domain/policy/events.js'
 import { effectivePolicy } from '../../read-models/policies.js'
 import { activeTokensOfUser } from '../../read-models/tokens.js'
-import { requireUser, signedIn, type SignedInUser } from '../guards.js'
+import { methodChangeAccess, requireUser, signedIn, type SignedInUser } from '../guards.js'
 import { page } from '../render.js'
 import hardwareTokenRoutes from './hardware-token.js'
 
@@ -30,8 +35,11 @@ export function defaultName(token: Pick<TokenState, 'manufacturer' | 'model'>): 
   return [token.manufacturer, token.model].filter(Boolean).join(' ') || 'Hardware token'
 }
 
+const WRONG_CODE = "That code didn't work. Check the code on your token and try again."
+
 export default async function securityInfoRoutes(app: FastifyInstance): Promise<void> {
   const user = (request: FastifyRequest) => signedIn(request) as SignedInUser
+  const now = () => app.commands.now().getTime()
   const activeMethods = (userId: string) => activeTokensOfUser(app.db, userId)
   // Per user: the activation rate of the user's effective policy.
   const attemptLimits = [
@@ -43,7 +51,8 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
       timeWindow: '1 minute',
       keyGenerator: (r) => `code-user:${signedIn(r)?.id ?? r.ip}`,
     }),
-    app.rateLimit({ max: 30, timeWindow: '1 minute', keyGenerator: (r) => `code-ip:${r.ip}` }),
+    // Per address: a flood guard, high enough for an office behind one address.
+    app.rateLimit({ max: 300, timeWindow: '1 minute', keyGenerator: (r) => `code-ip:${r.ip}` }),
   ]
 
   app.addHook('preHandler', requireUser)
@@ -53,59 +62,87 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
       type: methodLabel(t), name: t.name ?? defaultName(t), serial: t.serial, added: t.activatedAt ?? new Date(0),
     }))
     const notices: Record<string, string> = { removed: 'The sign-in method was deleted.', renamed: 'The name was changed.' }
-    return page(request, reply, 'security-info/index', { title: 'Security info', methods, notice: notices[request.query.notice ?? ''] })
+    // What changed on the account since the user last signed in: said once.
+    const changes = request.session.get('notices') ?? []
+    if (changes.length > 0) request.session.set('notices', undefined)
+    return page(request, reply, 'security-info/index', { title: 'Security info', methods, notice: notices[request.query.notice ?? ''], changes })
   })
 
   // The choice list is what the user's policy allows; none allowed says so instead of an empty list.
-  app.get('/security-info/add', async (request, reply) =>
-    page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: await allowedChoices(app, user(request).id) }))
+  // An account that needs an admin first is told how to get one.
+  app.get('/security-info/add', async (request, reply) => {
+    const u = user(request)
+    const access = await methodChangeAccess(app.db, request, u.id, now())
+    if (access === 'code') return toVerify(request, reply)
+    return page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: await allowedChoices(app, u.id), needsAdmin: access === 'admin' })
+  })
 
   app.post<{ Body: { method?: string } }>('/security-info/add', async (request, reply) => {
-    const choices = await allowedChoices(app, user(request).id)
+    const u = user(request)
+    const access = await methodChangeAccess(app.db, request, u.id, now())
+    if (access === 'code') return toVerify(request, reply)
+    const choices = await allowedChoices(app, u.id)
     const chosen = choices.find((c) => c.value === request.body?.method)
     if (chosen) return reply.redirect(`/security-info/${chosen.value}/serial`, 303)
-    return page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: choices,
+    return page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: choices, needsAdmin: access === 'admin',
       errors: { method: 'Choose a method from the list.' } }, 422)
   })
 
-  /** The audit or admin page that sent the user here for a code, if one did. */
-  const staffPage = (request: FastifyRequest) => {
+  /** Where a verified code takes the user back to: a staff page, or a Security info change they started. */
+  const afterVerify = (request: FastifyRequest) => {
     const returnTo = request.session.get('returnTo')
-    return returnTo?.startsWith('/audit') || returnTo?.startsWith('/admin') ? returnTo : null
+    return returnTo && /^\/(audit|admin|security-info\/methods\/)/.test(returnTo) ? returnTo : null
   }
   /** What the code opens, in the page's words. */
   const purposeOf = (request: FastifyRequest) => {
-    const returnTo = staffPage(request)
-    return returnTo ? `open the ${returnTo.startsWith('/audit') ? 'audit' : 'admin'} pages` : 'add a sign-in method'
+    const returnTo = afterVerify(request)
+    if (returnTo?.startsWith('/audit')) return 'open the audit pages'
+    if (returnTo?.startsWith('/admin')) return 'open the admin pages'
+    if (returnTo?.endsWith('/remove')) return 'delete a sign-in method'
+    if (returnTo?.endsWith('/rename')) return 'change a sign-in method'
+    return 'add a sign-in method'
+  }
+  function toVerify(request: FastifyRequest, reply: FastifyReply) {
+    if (request.method === 'GET' && request.url.startsWith('/security-info/methods/')) request.session.set('returnTo', request.url)
+    return reply.redirect('/security-info/verify', 303)
   }
 
-  // A code from a method the user already has, before another can be added (or a staff page opened).
-  app.get('/security-info/verify', async (request, reply) => {
+  // A code from a method the user already has (or, for an account with none, a temporary code from an
+  // admin) before a change to the methods, or before a staff page opens.
+  const verifyPage = async (request: FastifyRequest, reply: FastifyReply, extra: Record<string, unknown> = {}, status = 200) => {
     const methods = await activeMethods(user(request).id)
-    if (methods.length === 0) return reply.redirect('/security-info/add', 303)
-    return page(request, reply, 'security-info/verify', { title: 'Verify your identity', methods: methods.map(named), purpose: purposeOf(request) })
-  })
+    return page(request, reply, 'security-info/verify', { title: 'Verify your identity', methods: methods.map(named), purpose: purposeOf(request), ...extra }, status)
+  }
+
+  app.get('/security-info/verify', async (request, reply) => verifyPage(request, reply))
 
   app.post<{ Body: { serial?: string; code?: string } }>('/security-info/verify', { preHandler: attemptLimits }, async (request, reply) => {
     const u = user(request)
     const methods = await activeMethods(u.id)
-    const serial = String(request.body?.serial ?? '')
-    const code = String(request.body?.code ?? '').replace(/\s/g, '')
-    const again = (message: string, status: number) => page(request, reply, 'security-info/verify',
-      { title: 'Verify your identity', methods: methods.map(named), purpose: purposeOf(request), values: { serial }, errors: { code: message } }, status)
-    if (!/^\d{6,8}$/.test(code)) return again('Enter the 6- or 8-digit code displayed on your token.', 422)
-    if (!methods.some((m) => m.serial === serial)) return again("That code didn't work. Check the code on your token and try again.", 422)
-    try {
-      await verifyCode(app.commands, { serial, userId: u.id, code, level: 'mfa' }, app.eventMetadata(request, { type: 'user', id: u.id }))
-    } catch (error) {
-      if (error instanceof TokenError) return again(error.message, 422)
-      throw error
+    const serial = request.body?.serial ?? methods[0]?.serial ?? ''
+    const code = (request.body?.code ?? '').replace(/\s/g, '')
+    const meta = app.eventMetadata(request, { type: 'user', id: u.id })
+    const again = (message: string) => verifyPage(request, reply, { values: { serial }, errors: { code: message } }, 422)
+    let fromToken = false
+    if (TEMPORARY_CODE.test(code)) {
+      // A temporary code from an admin: enough to change methods, never to open staff pages.
+      if (!(await useTemporaryCode(app.commands, { userId: u.id, code, relyingApplication: null }, meta))) return again("That code didn't work. Check the code and try again.")
+    } else {
+      if (methods.length === 0) return again('Enter the temporary code your administrator gave you (12 digits).')
+      if (!/^\d{6,8}$/.test(code)) return again('Enter the 6- or 8-digit code displayed on your token.')
+      if (!methods.some((m) => m.serial === serial)) return again(WRONG_CODE)
+      try {
+        await verifyCode(app.commands, { serial, userId: u.id, code, level: 'mfa' }, meta)
+      } catch (error) {
+        if (error instanceof TokenError) return again(error.message)
+        throw error
+      }
+      fromToken = true
     }
-    request.session.set('verifiedAt', app.commands.now().getTime())
-    request.session.set('tokenVerifiedAt', app.commands.now().getTime())
-    await recordSignIn(app.commands, u.id, 'otp', app.eventMetadata(request, { type: 'user', id: u.id }))
-    // Sent here by a page that needs a code (the audit and admin pages): back to it.
-    const returnTo = staffPage(request)
+    request.session.set('verifiedAt', now())
+    if (fromToken) request.session.set('tokenVerifiedAt', now())
+    await recordSignIn(app.commands, u.id, 'otp', meta)
+    const returnTo = afterVerify(request)
     if (returnTo) {
       request.session.set('returnTo', undefined)
       return reply.redirect(returnTo, 303)
@@ -113,35 +150,53 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     return reply.redirect('/security-info/add', 303)
   })
 
+  // Renaming and deleting: the user's active method, and a fresh code; anything else is "not found" or
+  // the verify step first. Nothing is written before both hold.
+  async function changeable(request: FastifyRequest<{ Params: { serial: string } }>, reply: FastifyReply): Promise<TokenState | null> {
+    const u = user(request)
+    const methods = await activeMethods(u.id)
+    const token = methods.find((t) => t.serial === request.params.serial)
+    if (!token) {
+      await reply.callNotFound()
+      return null
+    }
+    if ((await methodChangeAccess(app.db, request, u.id, now())) !== 'allowed') {
+      await toVerify(request, reply)
+      return null
+    }
+    return token
+  }
+
   app.get<{ Params: { serial: string } }>('/security-info/methods/:serial/rename', async (request, reply) => {
-    const token = (await activeMethods(user(request).id)).find((t) => t.serial === request.params.serial)
-    if (!token) return reply.callNotFound()
+    const token = await changeable(request, reply)
+    if (!token) return reply
     return page(request, reply, 'security-info/rename', { title: 'Change name', serial: token.serial, values: { name: token.name ?? defaultName(token) } })
   })
 
   app.post<{ Params: { serial: string }; Body: { name?: string } }>('/security-info/methods/:serial/rename', async (request, reply) => {
-    const u = user(request)
-    const token = (await activeMethods(u.id)).find((t) => t.serial === request.params.serial)
-    if (!token) return reply.callNotFound()
-    const name = String(request.body?.name ?? '')
+    const token = await changeable(request, reply)
+    if (!token) return reply
+    const name = request.body?.name ?? ''
     if (!normalizeName(name)) {
       return page(request, reply, 'security-info/rename', { title: 'Change name', serial: token.serial, values: { name },
         errors: { name: 'Give your token a name of 1 to 64 characters.' } }, 422)
     }
+    const u = user(request)
     await renameToken(app.commands, { serial: token.serial, userId: u.id, name }, app.eventMetadata(request, { type: 'user', id: u.id }))
     return reply.redirect('/security-info?notice=renamed', 303)
   })
 
   app.get<{ Params: { serial: string } }>('/security-info/methods/:serial/remove', async (request, reply) => {
-    const token = (await activeMethods(user(request).id)).find((t) => t.serial === request.params.serial)
-    if (!token) return reply.callNotFound()
-    return page(request, reply, 'security-info/remove', { title: 'Delete sign-in method', serial: token.serial, name: token.name ?? defaultName(token) })
+    const token = await changeable(request, reply)
+    if (!token) return reply
+    const last = (await activeMethods(user(request).id)).length === 1
+    return page(request, reply, 'security-info/remove', { title: 'Delete sign-in method', serial: token.serial, name: token.name ?? defaultName(token), last })
   })
 
   app.post<{ Params: { serial: string } }>('/security-info/methods/:serial/remove', async (request, reply) => {
+    const token = await changeable(request, reply)
+    if (!token) return reply
     const u = user(request)
-    const token = (await activeMethods(u.id)).find((t) => t.serial === request.params.serial)
-    if (!token) return reply.callNotFound()
     await removeToken(app.commands, { serial: token.serial, userId: u.id }, app.eventMetadata(request, { type: 'user', id: u.id }))
     return reply.redirect('/security-info?notice=removed', 303)
   })

@@ -1,0 +1,35 @@
+// Forms post text. Before any limiter or handler runs (preValidation), a page route's body must be an
+// object of strings (a list of strings only for the fields a route names in config.formLists), with no
+// NUL character and no field longer than MAX_FIELD: anything else (an array where one value is due, an
+// object, a number from a JSON body) is bad input, refused with 400 and a message a person understands.
+import type { FastifyRequest } from 'fastify'
+
+export const MAX_FIELD = 4096
+
+export class MalformedForm extends Error {
+  override name = 'MalformedForm'
+  statusCode = 400
+}
+
+const isText = (v: unknown) => typeof v === 'string' && v.length <= MAX_FIELD && !v.includes('\u0000')
+
+/** Routes whose bodies are JSON checked by their own schemas, and the OpenID provider's own endpoints. */
+const OWN_SCHEMAS = /^\/(admin\/api|audit\/api|oidc)(\/|$)/
+
+export async function checkFormShape(request: FastifyRequest): Promise<void> {
+  const body = request.body
+  if (body === undefined || body === null || OWN_SCHEMAS.test(request.url)) return
+  if (typeof body !== 'object' || Array.isArray(body)) throw new MalformedForm('The form was not sent as expected. Reload the page and try again.')
+  const lists = request.routeOptions.config?.formLists ?? []
+  for (const [name, value] of Object.entries(body as Record<string, unknown>)) {
+    const ok = isText(value) || (lists.includes(name) && Array.isArray(value) && value.length <= 64 && value.every(isText))
+    if (!ok) throw new MalformedForm(`The field "${name.slice(0, 40)}" was not sent as text. Reload the page and try again.`)
+  }
+}
+
+declare module 'fastify' {
+  interface FastifyContextConfig {
+    /** Form fields that may hold several values (checkboxes of one name). */
+    formLists?: string[]
+  }
+}
