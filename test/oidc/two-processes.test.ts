@@ -92,3 +92,33 @@ t.test('rate limits are shared: attempts on both processes count together', { sk
   t.ok(statuses.includes(429), `a 429 came before 12 attempts (${statuses.join(',')})`)
   t.ok(statuses.indexOf(429) <= 10)
 })
+
+t.test('a session signed out on one process is refused on the other', async (t) => {
+  const agent = new Agent(PUBLIC)
+  await agent.get(`http://127.0.0.1:${port1}/login`)
+  t.equal((await agent.post(`http://127.0.0.1:${port1}/login`, { upn: 'alice@example.com', password: 'correct horse battery' })).status, 303)
+  const copy = agent.copy()
+  t.equal((await copy.get(`http://127.0.0.1:${port2}/security-info`)).status, 200, 'the cookie works on the second process')
+  await agent.get(`http://127.0.0.1:${port2}/security-info`)
+  t.equal((await agent.post(`http://127.0.0.1:${port2}/logout`, {})).status, 303, 'signed out on the second process')
+  const refused = await copy.get(`http://127.0.0.1:${port1}/security-info`)
+  t.equal(refused.status, 303, 'a copy of the cookie no longer works on the first')
+  t.equal(new URL(refused.location!).pathname, '/login')
+})
+
+t.test('wrong passwords on both processes count toward one account delay', async (t) => {
+  await addUser(app, 'dave@example.com')
+  for (let i = 0; i < 30; i++) {
+    const base = `http://127.0.0.1:${i % 2 ? port2 : port1}`
+    const guess = new Agent(base)
+    await guess.get(`${base}/login`)
+    const res = await guess.post(`${base}/login`, { upn: 'dave@example.com', password: `guess ${i}` })
+    if (res.status !== 401) t.fail(`guess ${i} answered ${res.status}`)
+  }
+  for (const port of [port1, port2]) {
+    const fresh = new Agent(`http://127.0.0.1:${port}`)
+    await fresh.get(`http://127.0.0.1:${port}/login`)
+    const res = await fresh.post(`http://127.0.0.1:${port}/login`, { upn: 'dave@example.com', password: 'correct horse battery' })
+    t.equal(res.status, 429, `a new browser waits on process ${port === port1 ? 1 : 2}`)
+  }
+})
