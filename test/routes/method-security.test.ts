@@ -5,6 +5,7 @@ import t from 'tap'
 import { sql } from 'kysely'
 import { issueTemporaryCode } from '../../src/commands/temporary-codes.js'
 import { setPolicy } from '../../src/commands/policies.js'
+import { createApiKey } from '../../src/commands/api-keys.js'
 import { DEFAULT_SETTINGS } from '../../src/domain/policy/events.js'
 import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
 import { metadata } from '../helpers/database.js'
@@ -132,8 +133,22 @@ t.test('a removed token is claimable by nobody else until an admin releases it',
   const held = await m.post('/security-info/hardware-token/serial', { serial: '100001' })
   t.equal(held.status, 422)
   t.match(text(held.body), /We couldn't find that serial number, or it can't be added to your account/)
-  const refused = await app.inject({ method: 'POST', url: '/admin/api/tokens/100002/release', headers: { authorization: 'Bearer nope' } })
+  const refused = await app.inject({ method: 'POST', url: '/admin/api/tokens/100001/release', headers: { authorization: 'Bearer nope' } })
   t.equal(refused.statusCode, 401, 'releasing is for admins')
+})
+
+t.test('an admin releases a removed token, and then anyone holding it may claim it', async (t) => {
+  const key = (await createApiKey(app.commands, { role: 'admin', name: 'ops' }, metadata())).key
+  const api = (url: string) => app.inject({ method: 'POST', url, headers: { authorization: `Bearer ${key}` } })
+  const notHeld = await api('/admin/api/tokens/100002/release')
+  t.equal(notHeld.statusCode, 409, 'only a held token is released')
+  t.match(notHeld.json().message, /not waiting to be released/)
+  const released = await api('/admin/api/tokens/100001/release')
+  t.equal(released.statusCode, 200)
+  t.match(await tokenRow('100001'), { status: 'inventory', held_for: null })
+  const m = await signedIn('mallory@example.com')
+  await m.get('/security-info/hardware-token/serial')
+  t.equal((await m.post('/security-info/hardware-token/serial', { serial: '100001' })).location, '/security-info/hardware-token/name', 'claimable again')
 })
 
 t.test('an admin assignment lets the user add that token, and only that one, without a temporary code', async (t) => {

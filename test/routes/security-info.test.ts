@@ -191,10 +191,15 @@ t.test('the activation window is one minute either way for a 30 s token and two 
   t.equal(sixty.status, 303, 'a 60 s token takes a code from 2 minutes ago')
 })
 
-t.test('renaming and deleting a method are events; a deleted token goes back to the inventory', async (t) => {
+t.test('renaming and deleting a method need a code and are events; a deleted token is held for its user', async (t) => {
   const b = new Browser(app)
   await b.signIn('carol@example.com')
-  await b.get('/security-info/methods/8659623756141/rename')
+  const ask = await b.get('/security-info/methods/8659623756141/rename')
+  t.equal(ask.location, '/security-info/verify', 'a code first')
+  await b.get('/security-info/verify')
+  const verified = await b.post('/security-info/verify', { serial: '8659623756141', code: totpAt(seeds['8659623756141']!.hex, NOW + 90) })
+  t.equal(verified.location, '/security-info/methods/8659623756141/rename', 'then back to the change')
+  await b.get(verified.location!)
   const empty = await b.post('/security-info/methods/8659623756141/rename', { name: '   ' })
   t.equal(empty.status, 422)
   t.match(text(empty.body), /Give your token a name of 1 to 64 characters/)
@@ -209,11 +214,14 @@ t.test('renaming and deleting a method are events; a deleted token goes back to 
   t.match(text((await b.follow(removed)).body), /You have no sign-in methods yet/)
   t.same((await events('8659623756141')).map((e) => e.type).slice(-2), ['TokenRenamed', 'TokenUnassigned'])
   const row = await database.db.selectFrom('tokens').selectAll().where('serial', '=', '8659623756141').executeTakeFirstOrThrow()
-  t.match(row, { status: 'inventory', user_id: null, name: null })
+  const carol = await database.db.selectFrom('users').select('id').where('upn', '=', 'carol@example.com').executeTakeFirstOrThrow()
+  t.match(row, { status: 'inventory', user_id: null, name: null, held_for: carol.id }, 'unassigned and held for carol')
 
   const other = new Browser(app)
   await other.signIn('alice@example.com')
   t.equal((await other.get('/security-info/methods/8659623756160/remove')).status, 404, "someone else's method is not found")
+  await other.get('/security-info')
+  t.equal((await other.post('/security-info/methods/8659623756160/remove', {})).status, 404, 'and cannot be deleted')
 })
 
 t.test('a form without its CSRF token is refused and changes nothing', async (t) => {

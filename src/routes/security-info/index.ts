@@ -104,6 +104,8 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
   }
   function toVerify(request: FastifyRequest, reply: FastifyReply) {
     if (request.method === 'GET' && request.url.startsWith('/security-info/methods/')) request.session.set('returnTo', request.url)
+    // Adding: a change the user started earlier and left is not where the code leads now.
+    else if (request.session.get('returnTo')?.startsWith('/security-info/methods/')) request.session.set('returnTo', undefined)
     return reply.redirect('/security-info/verify', 303)
   }
 
