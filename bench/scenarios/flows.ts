@@ -141,7 +141,7 @@ async function runFlows(ctx: BenchContext, mode: Mode): Promise<ScenarioResult> 
   try {
     const commands = gateway.app.commands
     const admin = { ...benchMetadata('bench-flows-setup'), actor: { type: 'admin' as const, id: 'bench' } }
-    const clientId = `bench-${ctx.runId}`
+    const clientId = `bench-${mode}-${ctx.runId}`
     const client = await registerClient(commands, { clientId, name: 'Bench RP', redirectUris: [CALLBACK], public: false }, admin)
     const rp: Rp = {
       base: gateway.base,
@@ -150,7 +150,7 @@ async function runFlows(ctx: BenchContext, mode: Mode): Promise<ScenarioResult> 
       authorization: `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(client.secret!)}`).toString('base64')}`,
     }
     const users = await Promise.all(Array.from({ length: flowConcurrency }, (_, i) =>
-      registerUser(commands, { upn: `bench-flow-${ctx.runId}-${i}@bench.example`, displayName: `Bench ${i}`, password: PASSWORD }, admin)))
+      registerUser(commands, { upn: `bench-flow-${mode}-${ctx.runId}-${i}@bench.example`, displayName: `Bench ${i}`, password: PASSWORD }, admin)))
 
     // The gateway's catch-up projections (audit index, statistics) start from the beginning of the log, which
     // holds what earlier scenarios wrote: let them catch up before timing, or the flows share the machine
