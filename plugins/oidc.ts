@@ -4,12 +4,14 @@
 import fp from 'fastify-plugin'
 import middie from '@fastify/middie'
 import type Provider from 'oidc-provider'
+import type { KoaContextWithOIDC } from 'oidc-provider'
 import type { FastifyInstance } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
 import { pruneExpired } from '../src/oidc/adapter.js'
 import { createProvider } from '../src/oidc/provider.js'
 import { loadSigningKeys } from '../src/oidc/signing-keys.js'
 import { SESSION_COOKIE } from './session.js'
+import { endGatewaySession } from '../src/read-models/sessions.js'
 
 declare module 'fastify' {
   interface FastifyInstance {
@@ -34,7 +36,11 @@ async function oidcPlugin(app: FastifyInstance): Promise<void> {
       provider.on('server_error', (_ctx: unknown, error: Error) => app.log.error({ err: error }, 'OpenID provider error'))
       // Signing out of the provider (RP-initiated logout) signs out of the gateway too: its own session
       // would otherwise sign the user straight back in.
-      provider.on('end_session.success', (ctx: { cookies: { set(name: string, value: null, options: object): void } }) => {
+      // The gateway's session ends server-side too, so a copy of its cookie stops working as well.
+      provider.on('end_session.success', (ctx: KoaContextWithOIDC) => {
+        const raw = ctx.cookies.get(SESSION_COOKIE, { signed: false })
+        const sid = raw ? app.decodeSecureSession(decodeURIComponent(raw))?.get('sid') : undefined
+        if (sid) endGatewaySession(app.db, sid, app.commands.now()).catch((error) => app.log.error({ err: error }, 'ending the gateway session failed'))
         ctx.cookies.set(SESSION_COOKIE, null, { path: '/', signed: false })
       })
       return { provider, callback: provider.callback() }

@@ -13,6 +13,10 @@ export interface FailureCounter {
   add(key: string, windowMs: number): Promise<{ count: number; resetInMs: number }>
   /** The count in the current window, and the ms left in it. */
   get(key: string): Promise<{ count: number; resetInMs: number }>
+  /** Takes back one count (an attempt counted before it was checked, that turned out right). */
+  forgive(key: string): Promise<void>
+  /** Forgets the key's count (a run of failures ended by a success). */
+  clear(key: string): Promise<void>
 }
 
 export function memoryFailureCounter(now: () => number = Date.now): FailureCounter {
@@ -35,6 +39,13 @@ export function memoryFailureCounter(now: () => number = Date.now): FailureCount
       const w = current(key)
       return { count: w?.count ?? 0, resetInMs: w ? w.until - now() : 0 }
     },
+    async forgive(key) {
+      const w = current(key)
+      if (w && w.count > 0) w.count--
+    },
+    async clear(key) {
+      windows.delete(key)
+    },
   }
 }
 
@@ -49,6 +60,13 @@ export function redisFailureCounter(redis: Redis): FailureCounter {
       const result = await redis.multi().get(prefix + key).pttl(prefix + key).exec()
       return { count: Number(result?.[0]?.[1] ?? 0), resetInMs: Math.max(0, Number(result?.[1]?.[1] ?? 0)) }
     },
+    async forgive(key) {
+      // Only a key that still exists, and never below zero: a window that ran out stays gone.
+      await redis.eval("local n = tonumber(redis.call('get', KEYS[1]) or '0') if n > 0 then redis.call('decr', KEYS[1]) end return 0", 1, prefix + key)
+    },
+    async clear(key) {
+      await redis.del(prefix + key)
+    },
   }
 }
 
@@ -57,6 +75,8 @@ function forgiving(counter: FailureCounter, warn: (error: unknown) => void): Fai
   return {
     add: (key, windowMs) => counter.add(key, windowMs).catch((error) => (warn(error), { count: 0, resetInMs: 0 })),
     get: (key) => counter.get(key).catch((error) => (warn(error), { count: 0, resetInMs: 0 })),
+    forgive: (key) => counter.forgive(key).catch((error) => warn(error)),
+    clear: (key) => counter.clear(key).catch((error) => warn(error)),
   }
 }
 

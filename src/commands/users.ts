@@ -1,4 +1,4 @@
-// User commands: register, authenticate.
+// User commands: register, check a password, record sign-ins and wrong passwords.
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { DUMMY_HASH, hashPassword, verifyPassword } from '../crypto/password.js'
@@ -36,15 +36,6 @@ export async function registerUser(
   }
   ctx.store.committed()
   return { userId, upn }
-}
-
-/** The user, or null for an unknown name or a wrong password (the same time and answer for both). */
-export async function authenticate(ctx: Pick<CommandContext, 'db'>, upn: string, password: string): Promise<UsersTable | null> {
-  const user = await findUserByUpn(ctx.db, upn)
-  const ok = await verifyPassword(password, user?.password_hash ?? DUMMY_HASH)
-  if (!user || !user.password_hash || !ok) return null
-  const { password_hash: _, ...rest } = user
-  return rest
 }
 
 /** Records a sign-in on the user's stream (method: pwd, otp, ...). */
@@ -101,59 +92,41 @@ export async function changeGroup(
  */
 export const BRUTE_FORCE = { failureFactor: 30, waitIncrementSeconds: 60, maxWaitSeconds: 15 * 60, failureResetSeconds: 12 * 3600 } as const
 
+/** Seconds an account waits after its latest wrong password, for a run of `failures` (0 below the failure factor). */
+export function waitSecondsAfter(failures: number): number {
+  if (failures < BRUTE_FORCE.failureFactor) return 0
+  return Math.min(BRUTE_FORCE.maxWaitSeconds, BRUTE_FORCE.waitIncrementSeconds * Math.floor(failures / BRUTE_FORCE.failureFactor))
+}
+
 /** Milliseconds the account must still wait before a password is checked again (0: none). */
 export function accountWaitMs(user: Pick<UsersTable, 'sign_in_failures' | 'last_sign_in_failure_at'>, now: Date): number {
   const last = user.last_sign_in_failure_at
   if (!last || user.sign_in_failures < BRUTE_FORCE.failureFactor) return 0
   if (now.getTime() - last.getTime() > BRUTE_FORCE.failureResetSeconds * 1000) return 0
-  const waitSeconds = Math.min(BRUTE_FORCE.maxWaitSeconds, BRUTE_FORCE.waitIncrementSeconds * Math.floor(user.sign_in_failures / BRUTE_FORCE.failureFactor))
-  return Math.max(0, last.getTime() + waitSeconds * 1000 - now.getTime())
+  return Math.max(0, last.getTime() + waitSecondsAfter(user.sign_in_failures) * 1000 - now.getTime())
 }
 
-export type PasswordSignIn =
-  | { outcome: 'signed-in'; user: UsersTable }
-  /** An unknown name or a wrong password: the same answer. userId is set for a known account (never shown). */
-  | { outcome: 'wrong'; userId: string | null }
-  /** The account is waiting after too many wrong passwords; the password was not checked. */
-  | { outcome: 'wait'; seconds: number }
+/** True when the password is the user's (an unknown user takes as long as a known one and is never right). */
+export async function checkPassword(user: { password_hash: string | null } | undefined, password: string): Promise<boolean> {
+  const ok = await verifyPassword(password, user?.password_hash ?? DUMMY_HASH)
+  return !!user?.password_hash && ok
+}
 
 /**
- * A password sign-in:
- * - an unknown name and a wrong password take the same time and get the same answer;
- * - a known account's wrong password is a UserSignInFailed event, counted for its delay;
- * - an account in its delay is not checked at all, unless the browser is one the user signed in from.
+ * Records a wrong password on the account (UserSignInFailed), counting the run of failures. Failures of one
+ * account are recorded one at a time (a transaction-scoped advisory lock on its stream, on every process),
+ * so a burst of them neither loses one to a conflict nor miscounts the run.
  */
-export async function signInWithPassword(
-  ctx: Pick<CommandContext, 'db' | 'store' | 'now'>,
-  input: { upn: string; password: string; trustedDevice: (userId: string) => boolean },
-  meta: EventMetadata,
-): Promise<PasswordSignIn> {
-  const user = await findUserByUpn(ctx.db, input.upn)
-  if (user && !input.trustedDevice(user.id)) {
-    const wait = accountWaitMs(user, ctx.now())
-    if (wait > 0) return { outcome: 'wait', seconds: Math.ceil(wait / 1000) }
-  }
-  const ok = await verifyPassword(input.password, user?.password_hash ?? DUMMY_HASH)
-  if (!user || !user.password_hash || !ok) {
-    if (user) await recordSignInFailure(ctx, user.upn, meta)
-    return { outcome: 'wrong', userId: user?.id ?? null }
-  }
-  const { password_hash: _, ...rest } = user
-  return { outcome: 'signed-in', user: rest }
-}
-
-async function recordSignInFailure(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, upn: string, meta: EventMetadata): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    const user = await findUserByUpn(ctx.db, upn)
-    if (!user) return
-    const stale = !user.last_sign_in_failure_at || ctx.now().getTime() - user.last_sign_in_failure_at.getTime() > BRUTE_FORCE.failureResetSeconds * 1000
-    const failures = (stale ? 0 : user.sign_in_failures) + 1
-    try {
-      await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'UserSignInFailed', data: { userId: user.id, failures, at: ctx.now().toISOString() } }], meta)
-      return
-    } catch (error) {
-      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
-      throw error
-    }
-  }
+export async function recordSignInFailure(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, upn: string, meta: EventMetadata): Promise<void> {
+  const user = await findUserByUpn(ctx.db, upn)
+  if (!user) return
+  await ctx.db.transaction().execute(async (trx) => {
+    await sql`select pg_advisory_xact_lock(hashtext(${userStream(user.id)}))`.execute(trx)
+    const current = (await findUserByUpn(trx, upn))!
+    const stale = !current.last_sign_in_failure_at || ctx.now().getTime() - current.last_sign_in_failure_at.getTime() > BRUTE_FORCE.failureResetSeconds * 1000
+    const failures = (stale ? 0 : current.sign_in_failures) + 1
+    await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), current.version,
+      [{ type: 'UserSignInFailed', data: { userId: user.id, failures, at: ctx.now().toISOString() } }], meta)
+  })
+  ctx.store.committed()
 }

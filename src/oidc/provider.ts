@@ -94,7 +94,13 @@ export function createProvider(options: ProviderOptions): Provider {
       IdToken: 3600,
       RefreshToken: 14 * 24 * 3600,
       Interaction: 30 * 60,
-      Session: options.sessionTtl ?? 8 * 3600,
+      // Absolute, like the gateway's own session: what is left of sessionTtl since the sign-in, however
+      // often the session is used (a fixed number would be renewed in full at every use).
+      Session: (_ctx, session) => {
+        const ttl = options.sessionTtl ?? 8 * 3600
+        const loginTs = (session as { loginTs?: number }).loginTs
+        return loginTs ? Math.max(1, loginTs + ttl - Math.floor(Date.now() / 1000)) : ttl
+      },
       Grant: 14 * 24 * 3600,
     },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy },

@@ -81,3 +81,17 @@ export async function methodChangesSinceLastSignIn(db: Executor, userId: string,
     order by stream_version desc limit ${limit}`.execute(db)
   return rows.rows.reverse().map((r) => ({ type: r.type, serial: r.serial, by: r.by, at: r.at, sourceIp: r.source_ip }))
 }
+
+/**
+ * The changes to the account's methods since `since`, newest first: always listed on Security info, so that
+ * someone who signs in again after a change cannot make it disappear from the user's view.
+ */
+export async function recentMethodChanges(db: Executor, userId: string, since: Date, limit = 10): Promise<MethodChange[]> {
+  const rows = await sql<{ type: MethodChange['type']; serial: string; by: string; at: Date; source_ip: string | null }>`
+    select type, data->>'serial' as serial, data->>'by' as by, recorded_at as at, metadata->>'sourceIp' as source_ip
+    from events
+    where stream_id = ${`user-${userId}`} and type in ('SignInMethodAdded', 'SignInMethodRemoved') and data->>'by' <> 'backfill'
+      and recorded_at >= ${since}
+    order by stream_version desc limit ${limit}`.execute(db)
+  return rows.rows.map((r) => ({ type: r.type, serial: r.serial, by: r.by, at: r.at, sourceIp: r.source_ip }))
+}

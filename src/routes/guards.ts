@@ -49,14 +49,16 @@ export type MethodChangeAccess =
  * - A user with an active method needs a code from one within the last VERIFIED_FOR_MS (a stolen password
  *   alone adds, renames and deletes nothing).
  * - A user without one who never had one may add the first after the password, unless their policy says
- *   otherwise; one who had one (all removed or lost) needs an admin: a temporary code, or an assigned token.
+ *   otherwise or they hold a role (an admin's or auditor's first token would open the staff pages on a
+ *   password and a fob from the inventory); one who had one (all removed or lost) needs an admin: a
+ *   temporary code, or an assigned token.
  */
 export async function methodChangeAccess(db: Executor, request: FastifyRequest, userId: string, now: number): Promise<MethodChangeAccess> {
   const verifiedAt = request.session.get('verifiedAt') ?? 0
   if (now - verifiedAt <= VERIFIED_FOR_MS) return 'allowed'
   const [active, user, policy] = await Promise.all([activeTokensOfUser(db, userId), findUser(db, userId), effectivePolicy(db, userId)])
   if (active.length > 0) return 'code'
-  if (!user?.had_method && policy.settings.firstMethodWithPassword) return 'allowed'
+  if (user && !user.had_method && user.roles.length === 0 && policy.settings.firstMethodWithPassword) return 'allowed'
   return 'admin'
 }
 

@@ -15,7 +15,11 @@ export default async function loginRoutes(app: FastifyInstance): Promise<void> {
   app.get<{ Querystring: { signedOut?: string } }>('/login', async (request, reply) =>
     page(request, reply, 'login', { title: 'Sign in', notice: request.query.signedOut === '1' ? 'You have signed out.' : undefined }))
 
-  app.post<{ Body: { upn?: string; password?: string } }>('/login', async (request, reply) => {
+  // Passwords are limited by what fails (sign-in.ts); requests per address only by a flood guard high
+  // enough for an office behind one address.
+  app.post<{ Body: { upn?: string; password?: string } }>('/login', {
+    preHandler: app.rateLimit({ max: 300, timeWindow: '1 minute', keyGenerator: (r) => `login:${r.ip}` }),
+  }, async (request, reply) => {
     const upn = (request.body?.upn ?? '').trim()
     const password = request.body?.password ?? ''
     const errors: Record<string, string> = {}

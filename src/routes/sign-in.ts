@@ -7,8 +7,8 @@
 // - an unknown name is delayed like a known one, so the delay does not tell which accounts exist.
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { BRUTE_FORCE, recordSignIn, signInWithPassword } from '../commands/users.js'
-import { methodChangesSinceLastSignIn, type UsersTable } from '../read-models/users.js'
+import { accountWaitMs, BRUTE_FORCE, checkPassword, recordSignIn, recordSignInFailure, waitSecondsAfter } from '../commands/users.js'
+import { findUserByUpn, methodChangesSinceLastSignIn, type MethodChange, type UsersTable } from '../read-models/users.js'
 import { startSession } from './guards.js'
 
 export const ADDRESS_FAILURES = { max: 100, windowMs: 15 * 60_000 }
@@ -46,45 +46,76 @@ function rememberDevice(app: FastifyInstance, reply: FastifyReply, userId: strin
 
 const minutes = (ms: number) => Math.max(1, Math.ceil(ms / 60_000))
 
+/** At most this many attempts per account in a minute reach the password check from unknown browsers. */
+const ATTEMPTS_PER_MINUTE = BRUTE_FORCE.failureFactor
+
 /**
  * Checks a password under the limits above and, when it is right, starts the gateway session and records
  * the sign-in. Returns the user, or the status and message to show.
+ * Every attempt is counted (per address, per account name) before its password is checked, and the counts
+ * are taken back when it is right: a burst of guesses sent at once cannot all pass between a check and
+ * its count.
  */
 export async function passwordSignIn(
   app: FastifyInstance, request: FastifyRequest, reply: FastifyReply,
   input: { upn: string; password: string; relyingApplication?: string | null; interactionUid?: string },
 ): Promise<SignInResult> {
+  const upn = input.upn.trim().toLowerCase()
+  const now = app.commands.now()
   const address = `pwd-ip:${request.ip}`
-  const fromAddress = await app.failures.get(address)
-  if (fromAddress.count >= ADDRESS_FAILURES.max) {
+  const attemptsKey = `pwd-attempts:${upn}`
+  const unknownKey = `pwd-unknown:${upn}`
+  const unknownWaitKey = `pwd-unknown-wait:${upn}`
+  const user = await findUserByUpn(app.db, upn)
+  const device = readDevice(app, request)
+  const trusted = !!user && device?.userId === user.id && (await app.failures.get(`pwd-device:${device.id}`)).count < DEVICE_FAILURES.max
+
+  const fromAddress = await app.failures.add(address, ADDRESS_FAILURES.windowMs)
+  if (fromAddress.count > ADDRESS_FAILURES.max) {
     return { status: 429, message: `Too many wrong passwords from your network. Wait ${minutes(fromAddress.resetInMs)} minutes and try again.` }
   }
-  const upn = input.upn.trim().toLowerCase()
-  const device = readDevice(app, request)
-  const deviceTrusted = device ? (await app.failures.get(`pwd-device:${device.id}`)).count < DEVICE_FAILURES.max : false
-  const unknownName = `pwd-name:${upn}`
-  const meta = (userId: string | null) => app.eventMetadata(request, userId ? { type: 'user', id: userId } : { type: 'system', id: 'sign-in' }, input.relyingApplication ?? null)
-  const outcome = await signInWithPassword(app.commands, {
-    upn, password: input.password, trustedDevice: (userId) => deviceTrusted && device!.userId === userId,
-  }, meta(null))
   const delayed = { status: 429 as const, message: 'Too many wrong passwords for this account. Wait a minute and try again, or sign in from a browser you used before.' }
-  if (outcome.outcome === 'wait') return delayed
-  if (outcome.outcome === 'wrong') {
-    await app.failures.add(address, ADDRESS_FAILURES.windowMs)
+  if (!trusted) {
+    // A known account's delay comes from its events; a name nobody has gets the same one from counters,
+    // and neither checks a password while it waits: the answer and its time tell nothing.
+    const waiting = user ? accountWaitMs(user, now) > 0 : (await app.failures.get(unknownWaitKey)).count > 0
+    const attempts = await app.failures.add(attemptsKey, 60_000)
+    if (waiting || attempts.count > ATTEMPTS_PER_MINUTE) {
+      await app.failures.forgive(address)
+      await app.failures.forgive(attemptsKey)
+      return delayed
+    }
+  }
+
+  const meta = (userId: string | null) => app.eventMetadata(request, userId ? { type: 'user', id: userId } : { type: 'system', id: 'sign-in' }, input.relyingApplication ?? null)
+  if (!(await checkPassword(user, input.password))) {
     if (device) await app.failures.add(`pwd-device:${device.id}`, DEVICE_FAILURES.windowMs)
-    if (!outcome.userId) {
-      // The same delay for a name nobody has, so that the delay does not reveal which names exist.
-      const unknown = await app.failures.add(unknownName, BRUTE_FORCE.failureResetSeconds * 1000)
-      if (unknown.count > BRUTE_FORCE.failureFactor) return delayed
+    if (user) {
+      await recordSignInFailure(app.commands, user.upn, meta(null))
+    } else {
+      const run = await app.failures.add(unknownKey, BRUTE_FORCE.failureResetSeconds * 1000)
+      const wait = waitSecondsAfter(run.count)
+      if (wait > 0) await app.failures.add(unknownWaitKey, wait * 1000)
     }
     return { status: 401, message: WRONG_PASSWORD }
   }
-  const { user } = outcome
-  await startSession(request, app.db, user, app.commands.now().getTime(), input.interactionUid)
-  await noteChangesSinceLastSignIn(app, request, user.id)
-  await recordSignIn(app.commands, user.id, 'pwd', meta(user.id))
-  if (!device || device.userId !== user.id) rememberDevice(app, reply, user.id)
-  return { user }
+  // A right password ends the account's run, as its events do (UserSignedIn resets the count).
+  await app.failures.forgive(address)
+  await app.failures.clear(attemptsKey)
+  const { password_hash: _, ...signedIn } = user!
+  await startSession(request, app.db, signedIn, now.getTime(), input.interactionUid)
+  await noteChangesSinceLastSignIn(app, request, signedIn.id)
+  await recordSignIn(app.commands, signedIn.id, 'pwd', meta(signedIn.id))
+  if (!device || device.userId !== signedIn.id) rememberDevice(app, reply, signedIn.id)
+  return { user: signedIn }
+}
+
+/** One change in a sentence a person reads. */
+export function describeChange(c: MethodChange): string {
+  const what = c.type === 'SignInMethodAdded' ? 'added to' : 'removed from'
+  const who = c.by === 'admin' ? ' by an administrator' : ''
+  const where = c.sourceIp ? ` from address ${c.sourceIp}` : ''
+  return `A sign-in method (serial ${c.serial}) was ${what} your account${who} on ${when(c.at)} UTC${where}.`
 }
 
 const when = (d: Date) => d.toLocaleString('en-GB', { day: 'numeric', month: 'short', year: 'numeric', hour: '2-digit', minute: '2-digit', timeZone: 'UTC' })
@@ -96,10 +127,5 @@ const when = (d: Date) => d.toLocaleString('en-GB', { day: 'numeric', month: 'sh
 export async function noteChangesSinceLastSignIn(app: FastifyInstance, request: FastifyRequest, userId: string): Promise<void> {
   const changes = await methodChangesSinceLastSignIn(app.db, userId)
   if (changes.length === 0) return
-  request.session.set('notices', changes.map((c) => {
-    const what = c.type === 'SignInMethodAdded' ? 'added to' : 'removed from'
-    const who = c.by === 'admin' ? ' by an administrator' : ''
-    const where = c.sourceIp ? ` from address ${c.sourceIp}` : ''
-    return `A sign-in method (serial ${c.serial}) was ${what} your account${who} on ${when(c.at)} UTC${where}.`
-  }))
+  request.session.set('notices', changes.map(describeChange))
 }

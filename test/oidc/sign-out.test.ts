@@ -124,3 +124,24 @@ t.test('under an https public URL every cookie is Secure, with no X-Forwarded-Pr
   t.ok(gatewayCookies.some((c) => c.startsWith('tessera_session=')) && gatewayCookies.some((c) => c.startsWith('tessera_device=')))
   for (const c of gatewayCookies) t.match(c, /;\s*secure/i, `${c.split('=')[0]} is Secure`)
 })
+
+t.test("signing out through the provider (RP-initiated logout) ends the gateway's session too, for every copy", async (t) => {
+  const agent = new Agent(BASE)
+  await agent.get('/login')
+  await agent.post('/login', { upn: 'alice@example.com', password: 'correct horse battery' })
+  const sso = await authorize(agent, LEVELS.pwd)
+  t.match(sso.page.location, /^https:\/\/rp\.example\.com\/callback\?code=/, 'a provider session exists')
+  const copy = agent.copy()
+  const confirm = await agent.get('/oidc/session/end?client_id=payroll')
+  const xsrf = /name="xsrf" value="([^"]+)"/.exec(confirm.body)?.[1]
+  t.ok(xsrf, 'the provider asks to confirm')
+  const done = await agent.follow(await agent.post('/oidc/session/end/confirm', { xsrf: xsrf!, logout: 'yes' }, { csrf: false }))
+  t.match(done.body, /You have signed out/)
+  // The gateway's row is ended from the provider's event: give it its round trip.
+  let status = 0
+  for (let i = 0; i < 50 && status !== 303; i++) {
+    status = (await copy.get('/security-info')).status
+    if (status !== 303) await new Promise((r) => setTimeout(r, 20))
+  }
+  t.equal(status, 303, 'a copy of the gateway cookie no longer signs anyone in')
+})

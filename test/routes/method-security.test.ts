@@ -14,6 +14,9 @@ import { seedOf } from '../helpers/seeds.js'
 import { assertRebuildEqual } from '../helpers/rebuild.js'
 
 const { app, database, clock } = await testApp(t)
+// This file's users try many codes within a minute of real time: the per-user activation rate is not what it tests.
+const SETTINGS = { ...DEFAULT_SETTINGS, activationAttemptsPerMinute: 100 }
+await setPolicy(app.commands, 'default', { name: 'Default', priority: 0, settings: SETTINGS }, metadata({ actor: { type: 'admin', id: 'root' } }))
 let now = Math.floor(Date.UTC(2026, 10, 23, 9, 0, 15) / 1000)
 clock.now = new Date(now * 1000)
 /** Moves the clock to the next time step, so each code is a fresh one. */
@@ -83,7 +86,7 @@ t.test('with only the password, nothing about the methods changes and nothing is
   t.match(await tokenRow('100001'), { status: 'active', user_id: alice.userId }, "the victim's token is still active")
   t.equal((await tokenRow('100002')).status, 'inventory')
   const verify = await attacker.get('/security-info/verify')
-  t.match(text(verify.body), /Before you change a sign-in method, enter the code displayed on one of the tokens you already have/)
+  t.match(text(verify.body), /Before you add a sign-in method, enter the code displayed on one of the tokens you already have/, 'the last change tried is the one named')
 })
 
 t.test('with a code, the user renames and deletes; the last one with a warning; the token is then held for her', async (t) => {
@@ -100,6 +103,9 @@ t.test('with a code, the user renames and deletes; the last one with a warning; 
   t.match(confirm.body, /<button type="submit" class="danger">Delete my last method<\/button>/)
   t.equal((await b.post('/security-info/methods/100001/remove', {})).location, '/security-info?notice=removed')
   t.match(await tokenRow('100001'), { status: 'inventory', user_id: null, held_for: alice.userId }, 'held for alice, not claimable')
+  await b.get('/security-info/hardware-token/serial')
+  t.equal((await b.post('/security-info/hardware-token/serial', { serial: '100002' })).status, 422,
+    'the code that deleted her last method does not let her claim another: that needs an admin now')
   const events = await userEvents(alice.userId)
   t.same(events.filter((e) => e.type.startsWith('SignInMethod')).map((e) => [e.type, e.data.serial, e.data.by]),
     [['SignInMethodAdded', '100001', 'self'], ['SignInMethodRemoved', '100001', 'self']], 'each change is an event on her account')
@@ -185,13 +191,25 @@ t.test('a temporary code from an admin lets a user who lost every method add one
 })
 
 t.test('the policy can refuse a first method on the password alone', async (t) => {
-  await setPolicy(app.commands, 'default', { name: 'Default', priority: 0, settings: { ...DEFAULT_SETTINGS, firstMethodWithPassword: false } }, metadata({ actor: { type: 'admin', id: 'root' } }))
-  t.teardown(() => setPolicy(app.commands, 'default', { name: 'Default', priority: 0, settings: DEFAULT_SETTINGS }, metadata({ actor: { type: 'admin', id: 'root' } })))
+  await setPolicy(app.commands, 'default', { name: 'Default', priority: 0, settings: { ...SETTINGS, firstMethodWithPassword: false } }, metadata({ actor: { type: 'admin', id: 'root' } }))
+  t.teardown(() => setPolicy(app.commands, 'default', { name: 'Default', priority: 0, settings: SETTINGS }, metadata({ actor: { type: 'admin', id: 'root' } })))
   const b = await signedIn('dave@example.com')
   await b.get('/security-info/hardware-token/serial')
   const refused = await b.post('/security-info/hardware-token/serial', { serial: '100005' })
   t.equal(refused.status, 422, 'dave never had a method, and still needs an admin')
   t.equal((await tokenRow('100005')).status, 'inventory')
+})
+
+t.test('a user with a role never adds a first method on the password alone', async (t) => {
+  const { grantRole } = await import('../../src/commands/users.js')
+  const erin = await addUser(app, 'erin@example.com')
+  await grantRole(app.commands, 'erin@example.com', 'admin', metadata())
+  const b = await signedIn('erin@example.com')
+  await b.get('/security-info/hardware-token/serial')
+  const refused = await b.post('/security-info/hardware-token/serial', { serial: '100007' })
+  t.equal(refused.status, 422, "an admin's first token would open the admin pages: it needs a temporary code or an assignment")
+  t.equal((await tokenRow('100007')).status, 'inventory')
+  t.ok(erin.userId)
 })
 
 t.test('wrong activation codes count per user: a stranger cannot use up the holder\'s attempts', async (t) => {
@@ -233,6 +251,11 @@ t.test('the next sign-in says what changed on the account, once, with the addres
   const c = await signedIn('carol@example.com')
   const info2 = await c.get('/security-info')
   t.notMatch(text(info2.body), /Since you last signed in/, 'nothing new since carol last signed in')
+  // Signing in again does not hide a change: Security info lists the last 30 days' changes.
+  const later = await signedIn('alice@example.com')
+  const listed = text((await later.get('/security-info')).body)
+  t.match(listed, /Recent changes Changes to your sign-in methods in the last 30 days\./)
+  t.match(listed, /A sign-in method \(serial 100001\) was removed from your account on/)
 })
 
 t.test('form fields of the wrong type are bad input, before any limiter, and change nothing', async (t) => {

@@ -98,3 +98,17 @@ t.test('the OpenID sign-in is no longer blocked by a stranger with 10 wrong pass
   for (let i = 0; i < 12; i++) await browser(`198.51.103.${i + 1}`).signIn('bob@example.com', `guess ${i}`)
   t.equal((await browser('192.0.2.77').signIn('bob@example.com')).status, 303)
 })
+
+t.test('a burst of guesses sent at once passes the password check at most 30 times', async (t) => {
+  const dave = await addUser(app, 'dave@example.com')
+  const forms = await Promise.all(Array.from({ length: 60 }, async (_, i) => {
+    const b = browser(`198.51.104.${i + 1}`)
+    await b.get('/login')
+    return b
+  }))
+  const answers = await Promise.all(forms.map((b, i) => b.post('/login', { upn: 'dave@example.com', password: `burst ${i}` })))
+  const statuses = answers.map((a) => a.status)
+  t.ok(statuses.filter((s) => s === 401).length <= BRUTE_FORCE.failureFactor, `at most 30 checked (${statuses.filter((s) => s === 401).length})`)
+  t.same(statuses.filter((s) => s !== 401 && s !== 429), [], 'the rest wait (429), none fails')
+  t.equal((await failures(dave.userId)).length, statuses.filter((s) => s === 401).length, 'every checked guess is an event, none lost to a conflict')
+})

@@ -54,7 +54,7 @@ function download(reply: FastifyReply, headers: Record<string, string>): Writabl
     started = true
     reply.hijack()
     // onSend does not run for a hijacked reply: the export is no more cacheable than any other answer.
-    for (const [name, value] of Object.entries({ 'cache-control': 'no-store', ...reply.getHeaders(), ...headers })) if (value !== undefined) res.setHeader(name, value)
+    for (const [name, value] of Object.entries({ ...reply.getHeaders(), 'cache-control': 'no-store', ...headers })) if (value !== undefined) res.setHeader(name, value)
     res.writeHead(200)
   }
   const out = new Writable({

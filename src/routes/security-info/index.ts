@@ -15,6 +15,8 @@ import { DEFAULT_SETTINGS } from '../../domain/policy/events.js'
 import { effectivePolicy } from '../../read-models/policies.js'
 import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { methodChangeAccess, requireUser, signedIn, type SignedInUser } from '../guards.js'
+import { recentMethodChanges } from '../../read-models/users.js'
+import { describeChange } from '../sign-in.js'
 import { page } from '../render.js'
 import hardwareTokenRoutes from './hardware-token.js'
 
@@ -34,6 +36,9 @@ export function methodLabel(token: TokenState): string {
 export function defaultName(token: Pick<TokenState, 'manufacturer' | 'model'>): string {
   return [token.manufacturer, token.model].filter(Boolean).join(' ') || 'Hardware token'
 }
+
+/** Changes to the methods listed on Security info, however often the user signed in since. */
+const RECENT_DAYS = 30
 
 const WRONG_CODE = "That code didn't work. Check the code on your token and try again."
 
@@ -65,7 +70,8 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     // What changed on the account since the user last signed in: said once.
     const changes = request.session.get('notices') ?? []
     if (changes.length > 0) request.session.set('notices', undefined)
-    return page(request, reply, 'security-info/index', { title: 'Security info', methods, notice: notices[request.query.notice ?? ''], changes })
+    const recent = (await recentMethodChanges(app.db, user(request).id, new Date(now() - RECENT_DAYS * 86_400_000))).map(describeChange)
+    return page(request, reply, 'security-info/index', { title: 'Security info', methods, notice: notices[request.query.notice ?? ''], changes, recent, recentDays: RECENT_DAYS })
   })
 
   // The choice list is what the user's policy allows; none allowed says so instead of an empty list.
@@ -200,6 +206,9 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     if (!token) return reply
     const u = user(request)
     await removeToken(app.commands, { serial: token.serial, userId: u.id }, app.eventMetadata(request, { type: 'user', id: u.id }))
+    // Without a method left, the code entered for this removal vouches for nothing more: a new method now
+    // needs an admin, as the confirmation page said.
+    if ((await activeMethods(u.id)).length === 0) request.session.set('verifiedAt', undefined)
     return reply.redirect('/security-info?notice=removed', 303)
   })
 
