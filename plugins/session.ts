@@ -33,6 +33,8 @@ declare module '@fastify/secure-session' {
     returnTo: string
     /** The OpenID interaction in which the password was entered (prompt=login, max_age). */
     interactionPassword: string
+    /** A method activated in the middle of an OpenID sign-in (its first code proved possession). */
+    possession: { uid: string; serial: string; at: number }
     /** Said once on the next page: what changed on the account since the user last signed in, or a sign-out. */
     notices: string[]
   }

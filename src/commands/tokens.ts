@@ -5,7 +5,7 @@ import { checkHotp, checkTotp, type OtpCheck } from '../domain/otp/otp.js'
 import {
   ACTIVATION_WINDOW_STEPS, checkClaim, decide, HOTP_ACTIVATION_LOOK_AHEAD, policyAllows, type TokenCommand,
 } from '../domain/token/decide.js'
-import { NotAllowedByPolicy, SerialUnavailable, TokenError, WrongTokenState } from '../domain/token/errors.js'
+import { NotAllowedByPolicy, SerialUnavailable, TokenError, TokenLocked, WrongCode, WrongTokenState } from '../domain/token/errors.js'
 import type { RevocationReason } from '../domain/token/events.js'
 import type { TokenState } from '../domain/token/state.js'
 import type { PolicySettings } from '../domain/policy/events.js'
@@ -153,6 +153,43 @@ export async function verifyCode(
       data: { userId: input.userId, check, now, policy, relyingApplication: input.relyingApplication ?? null, level: input.level ?? 'mfa' },
     }
   })
+}
+
+/**
+ * Sign-in and step-up without choosing a token (as Entra and privacyIDEA do): the code is checked against
+ * each of the user's active tokens; the one it matches is the one used (and a replay on it is refused as
+ * such). A code that matches none counts as a failure on every token it could have come from, in one
+ * statement (group commit), so no innocent token locks before the others.
+ * Returns the token used; throws the refusal (the lock when every token is locked).
+ */
+export async function verifyCodeFromAny(
+  ctx: CommandContext,
+  input: { userId: string; code: string; relyingApplication?: string | null; level?: string },
+  meta: EventMetadata,
+): Promise<TokenState> {
+  const code = input.code.trim()
+  const now = ctx.now()
+  const candidates = (await activeTokensOfUser(ctx.db, input.userId)).filter((t) => String(t.digits) === String(code.length))
+  if (candidates.length === 0) throw new WrongCode()
+  for (const candidate of candidates) {
+    const { state, sealed, policy } = await loadToken(ctx.db, candidate.serial)
+    const usable = state.status === 'active' && state.userId === input.userId && !state.disabled
+      && !(state.lockedUntil && state.lockedUntil > now) && policyAllows(policy, state) && sealed !== null
+    if (!usable) continue
+    const check = checkCode(state, ctx.vault.open(state.serial, sealed!), code, now.getTime() / 1000, { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD })
+    if (check.valid) return verifyCode(ctx, { ...input, serial: state.serial }, meta)
+  }
+  const results = await Promise.allSettled(candidates.map((t) => verifyCode(ctx, { ...input, serial: t.serial }, meta)))
+  // A token accepted the code after all (it changed between the check and the write): it was used.
+  const used = results.find((r) => r.status === 'fulfilled')
+  if (used) return (used as PromiseFulfilledResult<TokenState>).value
+  const errors = results.map((r) => (r as PromiseRejectedResult).reason)
+  const other = errors.find((e) => !(e instanceof TokenError))
+  if (other) throw other
+  // Every token locked: say when the first one opens; otherwise the code was wrong.
+  const locks = errors.filter((e): e is TokenLocked => e instanceof TokenLocked)
+  if (locks.length === errors.length) throw locks.sort((a, b) => a.until.getTime() - b.until.getTime())[0]!
+  throw new WrongCode()
 }
 
 /** The enrollment's last step: the first code activates the token (and claims it, when unassigned). */

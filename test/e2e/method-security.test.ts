@@ -122,7 +122,7 @@ async function browserTests(t: Test) {
     // Now signed in as someone with no method yet (a password is all it takes for a first one).
     await signIn(page, 'newbie@example.com')
     await page.getByRole('link', { name: '+ Add sign-in method' }).click()
-    await page.getByRole('button', { name: 'Add', exact: true }).click()
+    await page.getByRole('link', { name: 'Hardware token', exact: true }).click()
     await page.getByLabel('Serial number', { exact: true }).fill(INSIDER_TOKEN)
     await page.getByRole('button', { name: 'Next' }).click()
     t.ok(await page.getByText("We couldn't find that serial number, or it can't be added to your account.").isVisible(), 'the removed token is not claimable')

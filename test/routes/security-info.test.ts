@@ -67,7 +67,8 @@ t.test('alice adds her hardware token by serial, name and first code, and sees i
   t.match(text(info.body), /You have no sign-in methods yet/)
 
   const add = await b.get('/security-info/add')
-  t.match(add.body, /<option value="hardware-token">Hardware token<\/option>/)
+  t.match(add.body, /<a href="\/security-info\/hardware-token\/serial">Hardware token<\/a>/, 'each method a link')
+  t.match(text(add.body), /Hardware token A key fob that shows a code\. You need its serial number, on its back\./, 'with a line that says what it is')
   const chosen = await b.post('/security-info/add', { method: 'hardware-token' })
   t.equal(chosen.location, '/security-info/hardware-token/serial')
 

@@ -8,16 +8,18 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import type { InteractionResults } from 'oidc-provider'
 import { TEMPORARY_CODE, useTemporaryCode } from '../../commands/temporary-codes.js'
-import { verifyCode } from '../../commands/tokens.js'
+import { verifyCodeFromAny } from '../../commands/tokens.js'
+import type { TokenState } from '../../domain/token/state.js'
+import { loadToken } from '../../read-models/tokens.js'
 import { recordSignIn } from '../../commands/users.js'
 import { TokenError } from '../../domain/token/errors.js'
 import { LEVELS, requestedLevel } from '../../oidc/provider.js'
 import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { clientName as clientNameOf } from '../../read-models/clients.js'
-import { signedIn } from '../guards.js'
+import { signedIn, VERIFIED_FOR_MS } from '../guards.js'
 import { passwordSignIn } from '../sign-in.js'
 import { errorPage, page } from '../render.js'
-import { defaultName } from '../security-info/index.js'
+import { kindOf, methodName } from '../../methods/index.js'
 
 type Provider = Awaited<ReturnType<FastifyInstance['oidcProvider']>>
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>
@@ -72,6 +74,13 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     return reply.redirect(d.returnTo, 303)
   }
 
+  /** Ends the interaction at mfa; amr names what the code came from (RFC 8176), between pwd and mfa. */
+  function finishMfa(reply: FastifyReply, d: Details, accountId: string, amr: readonly string[]) {
+    return finish(reply, d, {
+      login: { accountId, acr: LEVELS.mfa, amr: ['pwd', ...amr, 'mfa'], ts: Math.floor(app.commands.now().getTime() / 1000), remember: true },
+    })
+  }
+
   /** The user the gateway's session vouches for in this interaction, or null when a password is due. */
   function vouchedUser(request: FastifyRequest, d: Details) {
     const user = signedIn(request)
@@ -83,7 +92,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
   }
 
   async function activeMethods(userId: string) {
-    return (await activeTokensOfUser(app.db, userId)).map((t) => ({ serial: t.serial, name: t.name ?? defaultName(t) }))
+    return (await activeTokensOfUser(app.db, userId)).map((t) => ({ serial: t.serial, name: methodName(t) }))
   }
 
   app.get<{ Params: { uid: string } }>('/interaction/:uid', async (request, reply) => {
@@ -98,6 +107,16 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       return finish(reply, d, { consent: { grantId: await grant.save() } })
     }
     if (requestedLevel(d.params.acr_values) === LEVELS.mfa) {
+      // A method added in the middle of this sign-in proved possession with its first code: no second code.
+      const proof = request.session.get('possession')
+      if (proof?.uid === d.uid && app.commands.now().getTime() - proof.at <= VERIFIED_FOR_MS) {
+        request.session.set('possession', undefined)
+        const { state } = await loadToken(app.db, proof.serial)
+        if (state.status === 'active' && state.userId === user.id) {
+          await recordSignIn(app.commands, user.id, 'otp', app.eventMetadata(request, { type: 'user', id: user.id }, String(d.params.client_id)))
+          return finishMfa(reply, d, user.id, kindOf(state).amr)
+        }
+      }
       const methods = await activeMethods(user.id)
       const name = await clientName(d)
       if (methods.length === 0) return page(request, reply, 'interaction/no-method', { title: 'Add a sign-in method', uid: d.uid, clientName: name })
@@ -132,12 +151,11 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     const user = vouchedUser(request, d)
     if (!user) return reply.redirect(`/interaction/${d.uid}`, 303)
     const methods = await activeMethods(user.id)
-    const serial = request.body?.serial ?? methods[0]?.serial ?? ''
     const code = (request.body?.code ?? '').replace(/\s/g, '')
     const clientId = String(d.params.client_id)
     const meta = app.eventMetadata(request, { type: 'user', id: user.id }, clientId)
     const again = async (message: string) => page(request, reply, methods.length > 0 ? 'interaction/code' : 'interaction/no-method',
-      { title: 'Enter code', uid: d.uid, clientName: await clientName(d), methods, values: { serial }, errors: { code: message } }, 422)
+      { title: 'Enter code', uid: d.uid, clientName: await clientName(d), methods, errors: { code: message } }, 422)
     // A temporary code from an administrator stands in for a token (issued to users who lost theirs).
     if (TEMPORARY_CODE.test(code)) {
       if (!(await useTemporaryCode(app.commands, { userId: user.id, code, relyingApplication: clientId }, meta))) {
@@ -145,24 +163,21 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       }
       request.session.set('verifiedAt', app.commands.now().getTime())
       await recordSignIn(app.commands, user.id, 'otp', meta)
-      return finish(reply, d, {
-        login: { accountId: user.id, acr: LEVELS.mfa, amr: ['pwd', 'otp', 'mfa'], ts: Math.floor(app.commands.now().getTime() / 1000), remember: true },
-      })
+      // RFC 8176: a one-time password, from no particular device.
+      return finishMfa(reply, d, user.id, ['otp'])
     }
     if (!/^\d{6,8}$/.test(code)) return again('Enter the 6- or 8-digit code displayed on your token.')
-    if (!methods.some((m) => m.serial === serial)) return again("That code didn't work. Check the code on your token and try again.")
+    let used: TokenState
     try {
-      await verifyCode(app.commands, { serial, userId: user.id, code, relyingApplication: clientId, level: LEVELS.mfa }, meta)
+      used = await verifyCodeFromAny(app.commands, { userId: user.id, code, relyingApplication: clientId, level: LEVELS.mfa }, meta)
     } catch (error) {
       if (error instanceof TokenError) return again(error.message)
       throw error
     }
     request.session.set('verifiedAt', app.commands.now().getTime())
     request.session.set('tokenVerifiedAt', app.commands.now().getTime())
-    await recordSignIn(app.commands, user.id, 'otp', app.eventMetadata(request, { type: 'user', id: user.id }, clientId))
-    return finish(reply, d, {
-      login: { accountId: user.id, acr: LEVELS.mfa, amr: ['pwd', 'otp', 'hwk', 'mfa'], ts: Math.floor(app.commands.now().getTime() / 1000), remember: true },
-    })
+    await recordSignIn(app.commands, user.id, 'otp', meta)
+    return finishMfa(reply, d, user.id, kindOf(used).amr)
   })
 
   app.get<{ Params: { uid: string } }>('/interaction/:uid/add-method', async (request, reply) => {

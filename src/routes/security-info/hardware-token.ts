@@ -11,7 +11,7 @@ import { TokenError } from '../../domain/token/errors.js'
 import { loadToken } from '../../read-models/tokens.js'
 import { requireVerified, signedIn, type SignedInUser } from '../guards.js'
 import { page } from '../render.js'
-import { defaultName } from './index.js'
+import { methodName } from '../../methods/index.js'
 
 const BASE = '/security-info/hardware-token'
 /** The steps must be finished within this time, or begun again. */
@@ -62,7 +62,7 @@ export default async function hardwareTokenRoutes(
       if (!e) return reply.redirect(`${BASE}/serial`, 303)
       const { state } = await loadToken(app.db, e.serial)
       return page(request, reply, 'security-info/hardware-token/name', { title: 'Hardware token', serial: e.serial,
-        values: { name: e.name ?? defaultName(state) } })
+        values: { name: e.name ?? methodName(state) } })
     })
 
     steps.post<{ Body: { name?: string } }>(`${BASE}/name`, async (request, reply) => {
@@ -102,8 +102,11 @@ export default async function hardwareTokenRoutes(
         throw error
       }
       request.session.set('enroll', undefined)
-      // Entering a right code from the new token is a verification too.
+      // Entering a right code from the new token is a verification too; in the middle of an OpenID sign-in
+      // it is the proof of possession the sign-in asked for (routes/interaction).
       request.session.set('verifiedAt', now())
+      const returnTo = request.session.get('returnTo')
+      if (returnTo?.startsWith('/interaction/')) request.session.set('possession', { uid: returnTo.slice('/interaction/'.length), serial: e.serial, at: now() })
       return reply.redirect(`${BASE}/done?serial=${encodeURIComponent(e.serial)}`, 303)
     })
 
@@ -114,7 +117,7 @@ export default async function hardwareTokenRoutes(
       const returnTo = request.session.get('returnTo')
       const next = returnTo?.startsWith('/interaction/') ? returnTo : '/security-info'
       if (next !== '/security-info') request.session.set('returnTo', undefined)
-      return page(request, reply, 'security-info/hardware-token/done', { title: 'Hardware token', serial: state.serial, name: state.name ?? defaultName(state), next })
+      return page(request, reply, 'security-info/hardware-token/done', { title: 'Hardware token', serial: state.serial, name: methodName(state), next })
     })
   })
 }

@@ -19,22 +19,12 @@ import { recentMethodChanges } from '../../read-models/users.js'
 import { describeChange } from '../sign-in.js'
 import { page } from '../render.js'
 import hardwareTokenRoutes from './hardware-token.js'
+import { kindOf, METHOD_KINDS, methodName, type MethodKind } from '../../methods/index.js'
 
-/** The methods a user can add here, and the policy method each is. */
-export const METHOD_CHOICES = [{ value: 'hardware-token', label: 'Hardware token', method: 'hardware' }] as const
-
-/** The choices the user's effective policy allows. */
-export async function allowedChoices(app: FastifyInstance, userId: string) {
+/** The kinds of method the user's effective policy lets them add, in the registry's order. */
+export async function allowedKinds(app: FastifyInstance, userId: string): Promise<MethodKind[]> {
   const { settings } = await effectivePolicy(app.db, userId)
-  return METHOD_CHOICES.filter((c) => settings.methods.includes(c.method))
-}
-
-export function methodLabel(token: TokenState): string {
-  return token.kind === 'totp' || token.kind === 'hotp' ? 'Hardware token' : 'Authenticator'
-}
-
-export function defaultName(token: Pick<TokenState, 'manufacturer' | 'model'>): string {
-  return [token.manufacturer, token.model].filter(Boolean).join(' ') || 'Hardware token'
+  return METHOD_KINDS.filter((k) => settings.methods.includes(k.policyMethod))
 }
 
 /** Changes to the methods listed on Security info, however often the user signed in since. */
@@ -64,7 +54,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
 
   app.get<{ Querystring: { notice?: string } }>('/security-info', async (request, reply) => {
     const methods = (await activeMethods(user(request).id)).map((t) => ({
-      type: methodLabel(t), name: t.name ?? defaultName(t), serial: t.serial, added: t.activatedAt ?? new Date(0),
+      type: kindOf(t).label, name: methodName(t), serial: t.serial, added: t.activatedAt ?? new Date(0),
     }))
     const notices: Record<string, string> = { removed: 'The sign-in method was deleted.', renamed: 'The name was changed.' }
     // What changed on the account since the user last signed in: said once.
@@ -80,16 +70,16 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     const u = user(request)
     const access = await methodChangeAccess(app.db, request, u.id, now())
     if (access === 'code') return toVerify(request, reply)
-    return page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: await allowedChoices(app, u.id), needsAdmin: access === 'admin' })
+    return page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: await allowedKinds(app, u.id), needsAdmin: access === 'admin' })
   })
 
   app.post<{ Body: { method?: string } }>('/security-info/add', async (request, reply) => {
     const u = user(request)
     const access = await methodChangeAccess(app.db, request, u.id, now())
     if (access === 'code') return toVerify(request, reply)
-    const choices = await allowedChoices(app, u.id)
-    const chosen = choices.find((c) => c.value === request.body?.method)
-    if (chosen) return reply.redirect(`/security-info/${chosen.value}/serial`, 303)
+    const choices = await allowedKinds(app, u.id)
+    const chosen = choices.find((c) => c.kind === request.body?.method)
+    if (chosen) return reply.redirect(chosen.addPath, 303)
     return page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: choices, needsAdmin: access === 'admin',
       errors: { method: 'Choose a method from the list.' } }, 422)
   })
@@ -178,7 +168,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
   app.get<{ Params: { serial: string } }>('/security-info/methods/:serial/rename', async (request, reply) => {
     const token = await changeable(request, reply)
     if (!token) return reply
-    return page(request, reply, 'security-info/rename', { title: 'Change name', serial: token.serial, values: { name: token.name ?? defaultName(token) } })
+    return page(request, reply, 'security-info/rename', { title: 'Change name', serial: token.serial, values: { name: methodName(token) } })
   })
 
   app.post<{ Params: { serial: string }; Body: { name?: string } }>('/security-info/methods/:serial/rename', async (request, reply) => {
@@ -198,7 +188,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     const token = await changeable(request, reply)
     if (!token) return reply
     const last = (await activeMethods(user(request).id)).length === 1
-    return page(request, reply, 'security-info/remove', { title: 'Delete sign-in method', serial: token.serial, name: token.name ?? defaultName(token), last })
+    return page(request, reply, 'security-info/remove', { title: 'Delete sign-in method', serial: token.serial, name: methodName(token), last })
   })
 
   app.post<{ Params: { serial: string } }>('/security-info/methods/:serial/remove', async (request, reply) => {
@@ -216,5 +206,5 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
 }
 
 function named(t: TokenState) {
-  return { serial: t.serial, name: t.name ?? defaultName(t) }
+  return { serial: t.serial, name: methodName(t) }
 }

@@ -1,0 +1,26 @@
+// What every kind of sign-in method says about itself, so that a new kind is a folder of its own and an
+// entry in methods/index.ts, not a case in every switch:
+// - which policy method allows it, and how it is shown on Security info's list of methods to add;
+// - where adding it starts (its own routes) and which tokens are of this kind;
+// - what a code from it proves, as RFC 8176 authentication method references.
+import type { SignInMethod } from '../domain/policy/events.js'
+import type { TokenState } from '../domain/token/state.js'
+
+export interface MethodKind {
+  /** The kind's name in URLs and events. */
+  kind: string
+  /** The security policy method that allows it. */
+  policyMethod: SignInMethod
+  /** As Security info names it ("Hardware token"). */
+  label: string
+  /** One line under the label on Add sign-in method. */
+  description: string
+  /** The first page of adding one. */
+  addPath: string
+  /** Which tokens are of this kind. */
+  owns(token: Pick<TokenState, 'kind'>): boolean
+  /** What a verified code proves (RFC 8176), between `pwd` and `mfa` in the ID token's amr. */
+  amr: readonly string[]
+  /** The name a token of this kind gets when its user gives none. */
+  defaultName(token: Pick<TokenState, 'manufacturer' | 'model'>): string
+}

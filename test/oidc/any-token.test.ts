@@ -1,0 +1,125 @@
+// Enter code takes a code from any of the user's tokens, with no list to choose from (as Entra and
+// privacyIDEA do); a code that matches none counts on every token alike; a method added in the middle
+// of a sign-in proves possession, so the sign-in goes on at mfa; amr names the kind of method used.
+import t from 'tap'
+import { sql } from 'kysely'
+import * as oidc from 'openid-client'
+import { registerClient } from '../../src/commands/clients.js'
+import { setPolicy } from '../../src/commands/policies.js'
+import { activateToken } from '../../src/commands/tokens.js'
+import { DEFAULT_SETTINGS } from '../../src/domain/policy/events.js'
+import { LEVELS } from '../../src/oidc/provider.js'
+import { addUser, importEntra, testApp } from '../helpers/app.js'
+import { metadata } from '../helpers/database.js'
+import { Agent } from '../helpers/http-agent.js'
+import { totpAt } from '../helpers/oathtool.js'
+import { freePort } from '../helpers/net.js'
+import { seedOf } from '../helpers/seeds.js'
+
+const port = await freePort()
+const BASE = `http://127.0.0.1:${port}`
+const { app, database, clock } = await testApp(t, { PORT: String(port), PUBLIC_URL: BASE })
+await app.listen({ port, host: '127.0.0.1' })
+let now = Math.floor(Date.now() / 1000)
+clock.now = new Date(now * 1000)
+const next = () => {
+  now += 30
+  clock.now = new Date(now * 1000)
+}
+const code = (serial: string) => totpAt(seedOf(serial).hex, now)
+
+const CALLBACK = 'https://rp.example.com/callback'
+const client = await registerClient(app.commands, { clientId: 'payroll', name: 'Payroll', redirectUris: [CALLBACK], public: false }, metadata())
+const alice = await addUser(app, 'alice@example.com')
+await addUser(app, 'newbie@example.com')
+const [OLD, NEW, SPARE] = ['5100001', '5100002', '5100003']
+await importEntra(app, [OLD, NEW, SPARE].map((s) => `,${s},${seedOf(s).b32},30,Token2,C202`))
+await activateToken(app.commands, { serial: OLD, userId: alice.userId, name: 'Old fob', code: code(OLD) }, metadata())
+next()
+await activateToken(app.commands, { serial: NEW, userId: alice.userId, name: 'New fob', code: code(NEW) }, metadata())
+next()
+// Three wrong codes lock a token here, so that locking is reached within the per-user rate limit.
+await setPolicy(app.commands, 'default', { name: 'Default', priority: 0, settings: { ...DEFAULT_SETTINGS, lockThreshold: 3 } }, metadata({ actor: { type: 'admin', id: 'root' } }))
+const config = await oidc.discovery(new URL(`${BASE}/oidc`), 'payroll', { client_secret: client.secret! }, oidc.ClientSecretBasic(client.secret!), { execute: [oidc.allowInsecureRequests] })
+
+async function toEnterCode(agent: Agent, upn: string) {
+  const verifier = oidc.randomPKCECodeVerifier()
+  const nonce = oidc.randomNonce()
+  const url = oidc.buildAuthorizationUrl(config, { redirect_uri: CALLBACK, scope: 'openid', acr_values: LEVELS.mfa, nonce,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' })
+  const login = await agent.follow(await agent.get(url.toString()))
+  const page = await agent.follow(await agent.post(`${new URL(login.url).pathname}/login`, { upn, password: 'correct horse battery' }))
+  return { page, verifier, nonce, path: new URL(page.url).pathname }
+}
+const events = async (serial: string) =>
+  (await sql<{ type: string }>`select type from events where stream_id = ${`token-${serial}`} order by stream_version`.execute(database.db)).rows.map((r) => r.type)
+
+t.test('a code from the older of two tokens signs in, with no token to choose', async (t) => {
+  const agent = new Agent(BASE)
+  const at = await toEnterCode(agent, 'alice@example.com')
+  t.notMatch(at.page.body, /<select/, 'no list of tokens to pick from')
+  t.match(at.page.body, /A code from any of your tokens: /)
+  const done = await agent.follow(await agent.post(`${at.path}/code`, { code: code(OLD) }), CALLBACK)
+  t.match(done.location, /^https:\/\/rp\.example\.com\/callback\?code=/)
+  const tokens = await oidc.authorizationCodeGrant(config, new URL(done.location!), { pkceCodeVerifier: at.verifier, expectedNonce: at.nonce, idTokenExpected: true })
+  t.same(tokens.claims()!.amr, ['pwd', 'otp', 'hwk', 'mfa'], 'amr names a hardware token')
+  t.equal((await events(OLD)).at(-1), 'OtpVerified', 'the matching token is the one used')
+  t.notOk((await events(NEW)).includes('OtpRejected'), 'the other token counts no failure')
+  next()
+})
+
+t.test('the same code again is refused: the token that matched it saw it replayed', async (t) => {
+  const agent = new Agent(BASE)
+  const at = await toEnterCode(agent, 'alice@example.com')
+  const first = await agent.post(`${at.path}/code`, { code: code(NEW) })
+  t.equal(first.status, 303)
+  const other = new Agent(BASE)
+  const again = await toEnterCode(other, 'alice@example.com')
+  const replay = await other.post(`${again.path}/code`, { code: code(NEW) })
+  t.equal(replay.status, 422)
+  t.match(replay.body, /That code didn&#39;t work/)
+  t.equal((await events(NEW)).at(-1), 'OtpRejected', 'recorded as a failure of the token that matched')
+  next()
+})
+
+t.test('a code that matches no token counts on every token alike, and they lock together', async (t) => {
+  // A good code from the token that saw the replay: both start from no failures.
+  const warm = new Agent(BASE)
+  t.equal((await warm.post(`${(await toEnterCode(warm, 'alice@example.com')).path}/code`, { code: code(NEW) })).status, 303)
+  next()
+  const agent = new Agent(BASE)
+  const at = await toEnterCode(agent, 'alice@example.com')
+  const before = [(await events(OLD)).length, (await events(NEW)).length]
+  let last = ''
+  for (let i = 0; i < 3; i++) last = (await agent.post(`${at.path}/code`, { code: String(100000 + i) })).body
+  const oldEvents = (await events(OLD)).slice(before[0])
+  const newEvents = (await events(NEW)).slice(before[1])
+  t.same(oldEvents, ['OtpRejected', 'OtpRejected', 'OtpRejected', 'TokenLocked'])
+  t.same(newEvents, oldEvents, 'the same on both: no innocent token locks first')
+  t.match(last, /This token is locked after too many wrong codes/)
+  const right = await agent.post(`${at.path}/code`, { code: code(OLD) })
+  t.equal(right.status, 422, 'locked tokens refuse even a right code')
+})
+
+t.test('a method added in the middle of a sign-in proves possession: the sign-in goes on at mfa', async (t) => {
+  const agent = new Agent(BASE)
+  const at = await toEnterCode(agent, 'newbie@example.com')
+  t.match(at.page.body, /<h1>Add a sign-in method<\/h1>/)
+  const add = await agent.follow(await agent.get(`${at.path}/add-method`))
+  t.match(add.body, /Which method would you like to add\?/)
+  await agent.get('/security-info/hardware-token/serial')
+  await agent.post('/security-info/hardware-token/serial', { serial: SPARE })
+  await agent.get('/security-info/hardware-token/name')
+  await agent.post('/security-info/hardware-token/name', { name: 'Newbie fob' })
+  await agent.get('/security-info/hardware-token/code')
+  const done = await agent.follow(await agent.post('/security-info/hardware-token/code', { code: code(SPARE) }))
+  t.match(done.body, /Your hardware token has been added/)
+  const back = /href="(\/interaction\/[^"]+)"/.exec(done.body)?.[1]
+  t.ok(back, 'Done goes back to the sign-in')
+  const callback = await agent.follow(await agent.get(back!), CALLBACK)
+  t.match(callback.location, /^https:\/\/rp\.example\.com\/callback\?code=/, 'no second code is asked for')
+  const tokens = await oidc.authorizationCodeGrant(config, new URL(callback.location!), { pkceCodeVerifier: at.verifier, expectedNonce: at.nonce, idTokenExpected: true })
+  t.equal(tokens.claims()!.acr, LEVELS.mfa)
+  t.same(tokens.claims()!.amr, ['pwd', 'otp', 'hwk', 'mfa'])
+  t.same(await events(SPARE), ['TokenImported', 'TokenAssigned', 'TokenRenamed', 'TokenActivated'], 'no failure counted for the code the token still shows')
+})
