@@ -21,10 +21,29 @@ export const LEVELS = {
 
 export type Level = (typeof LEVELS)[keyof typeof LEVELS]
 
-/** The level the request asks for: the strongest of its acr_values that we know; pwd by default. */
-export function requestedLevel(acrValues: unknown): Level {
-  const values = typeof acrValues === 'string' ? acrValues.split(' ') : []
+/**
+ * The level the request asks for: the strongest we know of its acr_values and of the acr the claims
+ * parameter asks for in the ID token (OpenID Connect Core 5.5.1.1: "value" or "values"); pwd by default.
+ */
+export function requestedLevel(params: { acr_values?: unknown; claims?: unknown } | undefined): Level {
+  const values = typeof params?.acr_values === 'string' ? params.acr_values.split(' ') : []
+  values.push(...claimedAcr(params?.claims))
   return values.includes(LEVELS.mfa) ? LEVELS.mfa : LEVELS.pwd
+}
+
+function claimedAcr(claims: unknown): string[] {
+  let parsed: unknown = claims
+  if (typeof claims === 'string') {
+    try {
+      parsed = JSON.parse(claims)
+    } catch {
+      return []
+    }
+  }
+  const acr = (parsed as { id_token?: { acr?: { value?: unknown; values?: unknown } | null } } | null)?.id_token?.acr
+  if (!acr || typeof acr !== 'object') return []
+  const list = Array.isArray(acr.values) ? acr.values : acr.value !== undefined ? [acr.value] : []
+  return list.filter((v): v is string => typeof v === 'string')
 }
 
 export interface ProviderOptions {
@@ -52,7 +71,7 @@ export function createProvider(options: ProviderOptions): Provider {
   const policy = interactionPolicy.base()
   // Step-up: a session authenticated at a lower level than the request asks for must authenticate again.
   policy.get('login')!.checks.add(new interactionPolicy.Check('acr_values', 'a stronger authentication is required', (ctx) => {
-    const wanted = requestedLevel(ctx.oidc.params?.acr_values)
+    const wanted = requestedLevel(ctx.oidc.params)
     if (wanted === LEVELS.mfa && ctx.oidc.session?.accountId && ctx.oidc.acr !== LEVELS.mfa) return interactionPolicy.Check.REQUEST_PROMPT
     return interactionPolicy.Check.NO_NEED_TO_PROMPT
   }))
@@ -69,10 +88,15 @@ export function createProvider(options: ProviderOptions): Provider {
     pkce: { required: () => true },
     acrValues: [LEVELS.pwd, LEVELS.mfa],
     scopes: ['openid', 'email', 'profile', 'offline_access'],
-    // amr is a claim of the openid scope, so every ID token carries it (acr and auth_time already are).
-    claims: { acr: null, auth_time: null, sid: null, openid: ['sub', 'amr'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
+    // acr, amr and auth_time are claims of the openid scope, so every ID token carries them, whether or
+    // not the application asked with acr_values or the claims parameter.
+    claims: { sid: null, openid: ['sub', 'acr', 'amr', 'auth_time'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
+    // Only the authorization code flow is allowed to any client: discovery says so.
+    responseTypes: ['code'],
     features: {
       devInteractions: { enabled: false },
+      // The claims parameter (OpenID Connect Core 5.5): an essential acr asks for a level (requestedLevel).
+      claimsParameter: { enabled: true },
       userinfo: { enabled: true },
       revocation: { enabled: true },
       rpInitiatedLogout: {

@@ -123,3 +123,38 @@ t.test('a method added in the middle of a sign-in proves possession: the sign-in
   t.same(tokens.claims()!.amr, ['pwd', 'otp', 'hwk', 'mfa'])
   t.same(await events(SPARE), ['TokenImported', 'TokenAssigned', 'TokenRenamed', 'TokenActivated'], 'no failure counted for the code the token still shows')
 })
+
+t.test('every ID token carries acr, amr and auth_time, even when the application asks for no level', async (t) => {
+  const agent = new Agent(BASE)
+  const verifier = oidc.randomPKCECodeVerifier()
+  const nonce = oidc.randomNonce()
+  const url = oidc.buildAuthorizationUrl(config, { redirect_uri: CALLBACK, scope: 'openid', nonce,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' })
+  const login = await agent.follow(await agent.get(url.toString()))
+  const callback = await agent.follow(await agent.post(`${new URL(login.url).pathname}/login`, { upn: 'newbie@example.com', password: 'correct horse battery' }), CALLBACK)
+  const claims = (await oidc.authorizationCodeGrant(config, new URL(callback.location!), { pkceCodeVerifier: verifier, expectedNonce: nonce, idTokenExpected: true })).claims()!
+  t.equal(claims.acr, LEVELS.pwd, 'the level actually reached')
+  t.same(claims.amr, ['pwd'])
+  t.type(claims.auth_time, 'number')
+})
+
+t.test("the claims parameter's essential acr asks for a level as acr_values does (OpenID Connect Core 5.5.1.1)", async (t) => {
+  const agent = new Agent(BASE)
+  const verifier = oidc.randomPKCECodeVerifier()
+  const nonce = oidc.randomNonce()
+  const claims = JSON.stringify({ id_token: { acr: { essential: true, values: [LEVELS.mfa] } } })
+  const url = oidc.buildAuthorizationUrl(config, { redirect_uri: CALLBACK, scope: 'openid', nonce, claims,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' })
+  const login = await agent.follow(await agent.get(url.toString()))
+  const page = await agent.follow(await agent.post(`${new URL(login.url).pathname}/login`, { upn: 'newbie@example.com', password: 'correct horse battery' }))
+  t.match(page.body, /<h1>Enter code<\/h1>/, 'a code is asked for')
+  next()
+  const callback = await agent.follow(await agent.post(`${new URL(page.url).pathname}/code`, { code: code(SPARE) }), CALLBACK)
+  const idToken = (await oidc.authorizationCodeGrant(config, new URL(callback.location!), { pkceCodeVerifier: verifier, expectedNonce: nonce, idTokenExpected: true })).claims()!
+  t.equal(idToken.acr, LEVELS.mfa)
+})
+
+t.test('discovery advertises only the response type every client may use', async (t) => {
+  const meta = await (await fetch(`${BASE}/oidc/.well-known/openid-configuration`)).json()
+  t.same(meta.response_types_supported, ['code'])
+})

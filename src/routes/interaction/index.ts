@@ -106,7 +106,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       grant.addOIDCScope(String(d.params.scope ?? 'openid'))
       return finish(reply, d, { consent: { grantId: await grant.save() } })
     }
-    if (requestedLevel(d.params.acr_values) === LEVELS.mfa) {
+    if (requestedLevel(d.params) === LEVELS.mfa) {
       // A method added in the middle of this sign-in proved possession with its first code: no second code.
       const proof = request.session.get('possession')
       if (proof?.uid === d.uid && app.commands.now().getTime() - proof.at <= VERIFIED_FOR_MS) {
