@@ -3,7 +3,7 @@
 // a refused operation re-renders the page with the reason and writes nothing.
 import t from 'tap'
 import { sql } from 'kysely'
-import { activateToken, verifyCode } from '../../src/commands/tokens.js'
+import { activateToken, assignToken, verifyCode } from '../../src/commands/tokens.js'
 import { grantRole } from '../../src/commands/users.js'
 import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
 import { metadata } from '../helpers/database.js'
@@ -74,8 +74,8 @@ t.test('the admin pages need the admin role and a code: the sign-in page, then E
   t.match(text(post.body), /Admins only/)
 })
 
-t.test("activating a first token is not the code admin pages ask for; a form without its CSRF token is refused", async (t) => {
-  await addUser(app, 'eve@example.com')
+t.test("an admin's first token comes from an admin, and activating it is not the code admin pages ask for; a form without its CSRF token is refused", async (t) => {
+  const eve = await addUser(app, 'eve@example.com')
   await grantRole(app.commands, 'eve@example.com', 'admin', metadata())
   await importEntra(app, [`,EVE-1,${SEED_B32},30,Token2,C202`])
   const b = new Browser(app)
@@ -83,11 +83,14 @@ t.test("activating a first token is not the code admin pages ask for; a form wit
   step += 30
   clock.now = new Date(step * 1000)
   await b.get('/security-info/hardware-token/serial')
+  const claimed = await b.post('/security-info/hardware-token/serial', { serial: 'EVE-1' })
+  t.equal(claimed.status, 422, 'a password and a token from the inventory add no method to an admin')
+  await assignToken(app.commands, { serial: 'EVE-1', userId: eve.userId }, metadata({ actor: { type: 'admin', id: 'ada@example.com' } }))
   await b.post('/security-info/hardware-token/serial', { serial: 'EVE-1' })
   await b.post('/security-info/hardware-token/name', { name: 'Eve key' })
   const added = await b.post('/security-info/hardware-token/code', { code: totpAt(SEED_HEX, step) })
-  t.equal(added.status, 303, 'a password and a token from the inventory add a first method')
-  t.equal((await b.get('/admin/tokens')).location, '/security-info/verify', 'but do not open the admin pages')
+  t.match(added.location, /^\/security-info\/hardware-token\/done/, 'another admin assigned it: she activates it')
+  t.equal((await b.get('/admin/tokens')).location, '/security-info/verify', 'which does not open the admin pages')
   step += 30
   clock.now = new Date(step * 1000)
   await b.get('/security-info/verify')
