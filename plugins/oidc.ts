@@ -31,6 +31,7 @@ async function oidcPlugin(app: FastifyInstance): Promise<void> {
         signingKeys: await loadSigningKeys(app.db, app.commands.vault),
         cookieKeys: [app.deriveKey('oidc cookies')],
         secureCookies: app.config.publicUrl.startsWith('https://'),
+        onError: (details) => app.log.info(details, 'sign-in error page shown'),
       })
       provider.proxy = app.config.publicUrl.startsWith('https://')
       provider.on('server_error', (_ctx: unknown, error: Error) => app.log.error({ err: error }, 'OpenID provider error'))

@@ -68,7 +68,12 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
       : status === 429 ? 'Too many attempts' : status >= 500 ? 'Something went wrong' : 'That request could not be handled'
     const message = csrf ? 'Go back, reload the page and try again.'
       : status >= 500 ? 'Something went wrong on our side. Try again in a moment.' : error.message
-    if (wantsHtml(request.headers.accept)) return errorPage(reply, status, heading, message, status >= 500 ? request.id : null)
+    if (wantsHtml(request.headers.accept)) {
+      // In the middle of an OpenID sign-in, the way back is to the application (with an error it understands).
+      const uid = /^\/interaction\/([\w-]+)/.exec(request.url)?.[1]
+      return errorPage(reply, status, heading, message, request.id,
+        uid ? { action: `/interaction/${uid}/abort`, label: 'Back to the application' } : undefined)
+    }
     return reply.code(status).send(status >= 500
       ? { error: 'Internal Server Error', message, requestId: request.id }
       : { error: error.name === 'Error' ? heading : error.name, message })

@@ -4,7 +4,7 @@
 // - a session at `pwd` asked for `mfa` is sent to the interaction again (step-up);
 // - registered relying applications are first-party: no consent screen, the grant covers what they ask;
 // - client secrets are stored as hashes and compared as hashes.
-import type { JsonWebKey } from 'node:crypto'
+import { randomUUID, type JsonWebKey } from 'node:crypto'
 import Provider, { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
 import { compareClientSecret } from '../commands/clients.js'
 import type { Db } from '../read-models/database.js'
@@ -55,6 +55,19 @@ export interface ProviderOptions {
   sessionTtl?: number
   /** The public URL is https: every cookie is Secure, whether or not a proxy says X-Forwarded-Proto. */
   secureCookies?: boolean
+  /** Called with each error page's reference and the library's description of it (for the log). */
+  onError?: (details: { reference: string; error: string; description?: string }) => void
+}
+
+/** The provider's errors in words a person can act on (never the library's own text). */
+const ERROR_WORDS: Record<string, string> = {
+  invalid_client: 'The application is not registered here.',
+  invalid_redirect_uri: 'The application asked to return to an address it has not registered.',
+  invalid_request: 'The application sent an incomplete or malformed sign-in request.',
+  unsupported_response_type: 'The application asked for a kind of sign-in this gateway does not allow.',
+  invalid_scope: 'The application asked for access this gateway does not give.',
+  session_not_found: 'This sign-in has expired.',
+  server_error: 'Something went wrong on our side.',
 }
 
 function escapeHtml(value: unknown): string {
@@ -148,10 +161,18 @@ export function createProvider(options: ProviderOptions): Provider {
       await grant.save()
       return grant
     },
+    // Errors the provider cannot send back to the application (an unknown client, a redirect URI it does not
+    // have): a page in words, with a reference that is in the log with the library's own description.
     async renderError(ctx, out) {
+      const reference = randomUUID()
+      options.onError?.({ reference, error: out.error, description: out.error_description })
+      const client = ctx.oidc?.client
+      const app = client ? String((client as { clientName?: string }).clientName ?? client.clientId) : 'the application'
       ctx.type = 'html'
       ctx.body = page('Sign-in problem', `<h1>We couldn't complete the sign-in</h1>
-        <p>${escapeHtml(out.error_description ?? out.error)}</p><p class="hint">Go back to the application and try again.</p>`)
+        <p>${escapeHtml(ERROR_WORDS[out.error] ?? 'The application sent a sign-in request we cannot handle.')}</p>
+        <p>Go back to ${escapeHtml(app)} and try again. If it happens again, tell your helpdesk.</p>
+        <p class="hint">Reference: ${escapeHtml(reference)}</p>`)
     },
     extraParams: [],
     clockTolerance: 5,

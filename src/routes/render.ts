@@ -26,7 +26,21 @@ export function safeReturnTo(value: unknown): string | null {
   return typeof value === 'string' && /^\/(?![/\\])[\x21-\x7e]*$/.test(value) ? value : null
 }
 
-/** The error page, for a person: a heading, what to do, and for a server fault the request's reference. */
-export function errorPage(reply: FastifyReply, status: number, heading: string, message: string, requestId: string | null = null) {
-  return reply.code(status).type('text/html; charset=utf-8').view('error', { title: heading, heading, message, requestId, user: null, csrfToken: '' })
+/** Where an error page sends the person: Security info by default, or back to the application they came from. */
+export interface ErrorBack {
+  /** A link (GET). */
+  href?: string
+  /** Or a form posted with the page's CSRF token (ending an OpenID sign-in with an error for its application). */
+  action?: string
+  label: string
+}
+
+/**
+ * The error page, for a person: a heading, what to do, a reference a helpdesk can search the logs for (the
+ * request id), and the way back.
+ */
+export function errorPage(reply: FastifyReply, status: number, heading: string, message: string, requestId: string | null = reply.request.id,
+  back: ErrorBack = { href: '/security-info', label: 'Back to Security info' }) {
+  const csrfToken = back.action ? reply.generateCsrf() : ''
+  return reply.code(status).type('text/html; charset=utf-8').view('error', { title: heading, heading, message, requestId, user: null, csrfToken, back })
 }

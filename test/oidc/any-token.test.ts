@@ -18,7 +18,7 @@ import { seedOf } from '../helpers/seeds.js'
 
 const port = await freePort()
 const BASE = `http://127.0.0.1:${port}`
-const { app, database, clock } = await testApp(t, { PORT: String(port), PUBLIC_URL: BASE })
+const { app, database, clock, logs } = await testApp(t, { PORT: String(port), PUBLIC_URL: BASE })
 await app.listen({ port, host: '127.0.0.1' })
 let now = Math.floor(Date.now() / 1000)
 clock.now = new Date(now * 1000)
@@ -157,4 +157,29 @@ t.test("the claims parameter's essential acr asks for a level as acr_values does
 t.test('discovery advertises only the response type every client may use', async (t) => {
   const meta = await (await fetch(`${BASE}/oidc/.well-known/openid-configuration`)).json()
   t.same(meta.response_types_supported, ['code'])
+})
+
+t.test("the provider's error pages speak plainly, with a reference that is in the log", async (t) => {
+  const res = await fetch(`${BASE}/oidc/auth?client_id=nobody&redirect_uri=${encodeURIComponent(CALLBACK)}&response_type=code&scope=openid`)
+  const body = await res.text()
+  t.equal(res.status, 400)
+  t.match(body, /The application is not registered here\./)
+  t.notMatch(body, /client is invalid|invalid_client/, "never the library's own words")
+  const reference = /Reference: ([0-9a-f-]{36})/.exec(body)?.[1]
+  t.ok(reference, 'a reference for the helpdesk')
+  t.ok(logs.some((line) => line.includes(reference!) && line.includes('invalid_client')), 'the log has it with the error')
+})
+
+t.test('an error in the middle of a sign-in offers the way back to the application, with its reference', async (t) => {
+  const agent = new Agent(BASE)
+  const at = await toEnterCode(agent, 'alice@example.com')
+  const forged = await agent.post(`${at.path}/code`, { code: '123456' }, { csrf: false })
+  t.equal(forged.status, 403)
+  t.match(forged.body, /This form has expired/)
+  t.match(forged.body, /Reference: /)
+  t.match(forged.body, /<button type="submit" class="primary">Back to the application<\/button>/)
+  const action = /<form method="post" action="([^"]+)"/.exec(forged.body)?.[1]
+  t.equal(action, `${at.path}/abort`)
+  const back = await agent.follow(await agent.post(action!, {}), CALLBACK)
+  t.match(back.location, /^https:\/\/rp\.example\.com\/callback\?error=access_denied/, 'the application gets an OpenID error it understands')
 })

@@ -44,8 +44,10 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     }
   }
 
+  // Nothing is left of the sign-in to return to the application with: the person goes back to it themselves.
   const expired = (_request: FastifyRequest, reply: FastifyReply) =>
-    errorPage(reply, 400, 'This sign-in has expired', 'Go back to the application and sign in again.')
+    errorPage(reply, 400, 'This sign-in has expired', 'Go back to the application and sign in again.', reply.request.id,
+      { href: '/security-info', label: 'Go to Security info' })
 
   /**
    * The interaction's forms end in a redirect to the relying application, and browsers apply the CSP's
