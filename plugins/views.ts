@@ -19,6 +19,8 @@ async function viewsPlugin(app: FastifyInstance): Promise<void> {
     options: { async: false },
   })
   await app.register(fastifyStatic, { root: path.join(ROOT, 'public'), prefix: '/assets/', index: false, maxAge: '1h' })
+  // Browsers ask for /favicon.ico whatever the page says: the same icon, as SVG (which they all draw).
+  app.get('/favicon.ico', (_request, reply) => reply.header('cache-control', 'public, max-age=86400').type('image/svg+xml').sendFile('favicon.svg'))
 }
 
 export default fp(viewsPlugin, { name: 'views' })

@@ -10,6 +10,7 @@ import { CliError, openContext } from './context.js'
 
 const USAGE = `usage: tessera <command>
 
+  --version                        print the version
   migrate                          apply pending database migrations
   projections rebuild [name]       rebuild read models from the event log (all, or one of: ${allProjections.map((p) => p.name).join(', ')})
   audit verify [--stream ID]       check every stream's hash chain; exit 1 naming the first changed event
@@ -98,6 +99,12 @@ async function auditVerify(io: Out, streamId: string | undefined): Promise<numbe
   }
 }
 
+/** The version in package.json, which releases set. */
+async function packageVersion(): Promise<string> {
+  const { readFile } = await import('node:fs/promises')
+  return (JSON.parse(await readFile(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version
+}
+
 export async function main(argv: string[], io: Out = stdio): Promise<number> {
   io = { ...stdio, ...io }
   try {
@@ -119,9 +126,14 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
         'redirect-uri': { type: 'string', multiple: true },
         public: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
+        version: { type: 'boolean', short: 'v' },
       },
     })
     const [command, sub, arg, ...extra] = positionals
+    if (values.version) {
+      io.out(`tessera ${await packageVersion()}`)
+      return 0
+    }
     if (values.help || !command) {
       io.out(USAGE)
       return values.help ? 0 : 2

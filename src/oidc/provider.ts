@@ -76,7 +76,7 @@ function escapeHtml(value: unknown): string {
 
 function page(title: string, body: string): string {
   return `<!doctype html><html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width, initial-scale=1">
-<title>${escapeHtml(title)} - Tessera</title><link rel="stylesheet" href="/assets/tessera.css"></head>
+<title>${escapeHtml(title)} - Tessera</title><link rel="stylesheet" href="/assets/tessera.css"><link rel="icon" href="/assets/favicon.svg" type="image/svg+xml"></head>
 <body><header class="topbar"><span class="brand">Tessera</span></header><main id="main"><div class="card">${body}</div></main></body></html>`
 }
 

@@ -71,3 +71,15 @@ t.test('the gateway keeps the audit index behind the log while it serves', async
   }
   t.same(rows, [{ stream_id: 'token-9', actor_id: 'alice' }])
 })
+
+t.test('every page has an icon: /favicon.ico answers with it, and pages link it', async (t) => {
+  const { url } = await testDatabase(t)
+  const fastify = await build(t, url)
+  const icon = await fastify.inject('/favicon.ico')
+  t.equal(icon.statusCode, 200)
+  t.match(icon.headers['content-type'], /^image\/svg\+xml/)
+  t.match(icon.body, /^<svg /)
+  const login = await fastify.inject('/login')
+  t.match(login.body, /<link rel="icon" href="\/assets\/favicon.svg" type="image\/svg\+xml">/)
+  t.equal((await fastify.inject('/assets/favicon.svg')).statusCode, 200)
+})
