@@ -28,6 +28,8 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       return `${d.by === 'admin' ? `${actor} added` : d.by === 'backfill' ? 'recorded an earlier' : `${who(d.userId)} added`} sign-in method ${d.serial}${d.by === 'admin' ? ` for ${who(d.userId)}` : ''}`
     case 'SignInMethodRemoved':
       return `${d.by === 'admin' ? `${actor} removed` : `${who(d.userId)} removed`} sign-in method ${d.serial}${d.by === 'admin' ? ` from ${who(d.userId)}` : ''}`
+    case 'DefaultMethodChosen':
+      return `${who(d.userId)} made ${d.serial} their default sign-in method`
     case 'UserSignInFailed':
       return `a wrong password was entered for ${who(d.userId)} (${d.failures} in a row)`
     case 'TokenRenamed':

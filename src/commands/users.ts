@@ -2,12 +2,13 @@
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { DUMMY_HASH, hashPassword, verifyPassword } from '../crypto/password.js'
-import { decideUser, InvalidUser, UserAlreadyExists } from '../domain/user/decide.js'
+import { decideUser, InvalidUser, UserAlreadyExists, UserError } from '../domain/user/decide.js'
 import { ROLES, userStream, type Role } from '../domain/user/events.js'
 import { WrongExpectedVersion } from '../event-store/errors.js'
 import { initialUserState } from '../domain/user/state.js'
 import type { EventMetadata } from '../event-store/types.js'
-import { findUserByUpn, type UsersTable } from '../read-models/users.js'
+import { findUser, findUserByUpn, type UsersTable } from '../read-models/users.js'
+import { activeTokensOfUser } from '../read-models/tokens.js'
 import { appendWithProjections } from './append.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
 
@@ -129,4 +130,34 @@ export async function recordSignInFailure(ctx: Pick<CommandContext, 'db' | 'stor
       [{ type: 'UserSignInFailed', data: { userId: user.id, failures, at: ctx.now().toISOString() } }], meta)
   })
   ctx.store.committed()
+}
+
+export class NotYourMethod extends UserError {
+  override name = 'NotYourMethod'
+  constructor() {
+    super('Choose one of your sign-in methods.')
+  }
+}
+
+/** The user's default sign-in method: one of their active methods (the route checks the second factor). */
+export async function chooseDefaultMethod(ctx: Pick<CommandContext, 'db' | 'store'>, input: { userId: string; serial: string }, meta: EventMetadata): Promise<boolean> {
+  const active = await activeTokensOfUser(ctx.db, input.userId)
+  if (!active.some((t) => t.serial === input.serial)) throw new NotYourMethod()
+  for (let attempt = 0; ; attempt++) {
+    const user = await findUser(ctx.db, input.userId)
+    if (!user) throw new NotYourMethod()
+    if (user.default_method === input.serial) return false
+    try {
+      await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'DefaultMethodChosen', data: { userId: user.id, serial: input.serial } }], meta)
+      return true
+    } catch (error) {
+      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
+      throw error
+    }
+  }
+}
+
+/** The default method among the user's active ones: the chosen one while it is active, else the newest. */
+export function defaultMethodOf<T extends { serial: string }>(active: readonly T[], chosen: string | null): T | null {
+  return active.find((t) => t.serial === chosen) ?? active[0] ?? null
 }

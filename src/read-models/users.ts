@@ -11,6 +11,7 @@ export interface UsersTable {
   groups: string[]
   created_at: Date
   had_method: boolean
+  default_method: string | null
   sign_in_failures: number
   last_sign_in_failure_at: Date | null
   version: number
@@ -33,7 +34,7 @@ export async function findUserByUpn(db: Executor, upn: string): Promise<(UsersTa
 }
 
 /** The columns of users, listed: findUser is a prepared statement, which must not select `*` (db/prepared.ts). */
-const USER_COLUMNS = ['id', 'upn', 'display_name', 'roles', 'groups', 'created_at', 'had_method', 'sign_in_failures', 'last_sign_in_failure_at', 'version'] as const satisfies readonly (keyof UsersTable)[]
+const USER_COLUMNS = ['id', 'upn', 'display_name', 'roles', 'groups', 'created_at', 'had_method', 'default_method', 'sign_in_failures', 'last_sign_in_failure_at', 'version'] as const satisfies readonly (keyof UsersTable)[]
 // A column added to UsersTable but not listed above fails to compile here.
 const everyColumn: Record<Exclude<keyof UsersTable, (typeof USER_COLUMNS)[number]>, never> = {}
 void everyColumn

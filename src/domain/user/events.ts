@@ -20,6 +20,8 @@ export type UserEvent =
    */
   | { type: 'SignInMethodAdded'; data: { userId: string; serial: string; by: MethodChangedBy } }
   | { type: 'SignInMethodRemoved'; data: { userId: string; serial: string; by: MethodChangedBy } }
+  /** The method the user signs in with by default (Entra's "Default sign-in method"): a token's serial. */
+  | { type: 'DefaultMethodChosen'; data: { userId: string; serial: string } }
   /**
    * A wrong password for this account; failures: consecutive ones after this (a sign-in resets them);
    * at: the decision's clock, which the delay after it counts from.
@@ -38,4 +40,4 @@ export const ROLES: readonly Role[] = ['admin', 'auditor']
 
 export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream', 'UserRoleGranted',
   'TemporaryCodeIssued', 'TemporaryCodeUsed', 'UserAddedToGroup', 'UserRemovedFromGroup', 'SignInMethodAdded', 'SignInMethodRemoved',
-  'UserSignInFailed'] as const
+  'UserSignInFailed', 'DefaultMethodChosen'] as const

@@ -38,8 +38,11 @@ export default async function hardwareTokenRoutes(
   await app.register(async (steps) => {
     steps.addHook('preHandler', requireVerified(app.db, now))
 
-    steps.get(`${BASE}/serial`, async (request, reply) =>
-      page(request, reply, 'security-info/hardware-token/serial', { title: 'Hardware token', values: { serial: enrollment(request)?.serial ?? '' } }))
+    // ?serial= comes from Security info's Activate link for a token an admin assigned.
+    steps.get<{ Querystring: { serial?: unknown } }>(`${BASE}/serial`, async (request, reply) => {
+      const given = typeof request.query.serial === 'string' ? request.query.serial.slice(0, 64) : ''
+      return page(request, reply, 'security-info/hardware-token/serial', { title: 'Hardware token', values: { serial: given || enrollment(request)?.serial || '' } })
+    })
 
     steps.post<{ Body: { serial?: string } }>(`${BASE}/serial`, { preHandler: options.attemptLimits }, async (request, reply) => {
       const serial = (request.body?.serial ?? '').replace(/\s/g, '')

@@ -7,15 +7,15 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { removeToken, renameToken, verifyCode } from '../../commands/tokens.js'
 import { TEMPORARY_CODE, useTemporaryCode } from '../../commands/temporary-codes.js'
-import { recordSignIn } from '../../commands/users.js'
+import { chooseDefaultMethod, defaultMethodOf, NotYourMethod, recordSignIn } from '../../commands/users.js'
 import { normalizeName } from '../../domain/token/decide.js'
 import { TokenError } from '../../domain/token/errors.js'
 import type { TokenState } from '../../domain/token/state.js'
 import { DEFAULT_SETTINGS } from '../../domain/policy/events.js'
 import { effectivePolicy } from '../../read-models/policies.js'
-import { activeTokensOfUser } from '../../read-models/tokens.js'
+import { activeTokensOfUser, tokensOfUser } from '../../read-models/tokens.js'
 import { methodChangeAccess, requireUser, signedIn, type SignedInUser } from '../guards.js'
-import { recentMethodChanges } from '../../read-models/users.js'
+import { findUser, recentMethodChanges } from '../../read-models/users.js'
 import { describeChange } from '../sign-in.js'
 import { page } from '../render.js'
 import hardwareTokenRoutes from './hardware-token.js'
@@ -53,15 +53,25 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
   app.addHook('preHandler', requireUser)
 
   app.get<{ Querystring: { notice?: string } }>('/security-info', async (request, reply) => {
-    const methods = (await activeMethods(user(request).id)).map((t) => ({
+    const u = user(request)
+    const [tokens, account] = await Promise.all([tokensOfUser(app.db, u.id), findUser(app.db, u.id)])
+    const active = tokens.filter((t) => t.status === 'active')
+    const methods = active.map((t) => ({
       type: kindOf(t).label, name: methodName(t), serial: t.serial, added: t.activatedAt ?? new Date(0),
     }))
-    const notices: Record<string, string> = { removed: 'The sign-in method was deleted.', renamed: 'The name was changed.' }
+    // Tokens an admin assigned (or an import named the user for), waiting for their first code.
+    const pending = tokens.filter((t) => t.status === 'assigned').map((t) => ({ type: kindOf(t).label, name: methodName(t), serial: t.serial }))
+    const chosen = defaultMethodOf(active, account?.default_method ?? null)
+    const defaultMethod = chosen ? { type: kindOf(chosen).label, name: methodName(chosen) } : null
+    const notices: Record<string, string> = {
+      removed: 'The sign-in method was deleted.', renamed: 'The name was changed.', default: 'Your default sign-in method was changed.',
+    }
     // What changed on the account since the user last signed in: said once.
     const changes = request.session.get('notices') ?? []
     if (changes.length > 0) request.session.set('notices', undefined)
     const recent = (await recentMethodChanges(app.db, user(request).id, new Date(now() - RECENT_DAYS * 86_400_000))).map(describeChange)
-    return page(request, reply, 'security-info/index', { title: 'Security info', methods, notice: notices[request.query.notice ?? ''], changes, recent, recentDays: RECENT_DAYS })
+    return page(request, reply, 'security-info/index', { title: 'Security info', methods, pending, defaultMethod,
+      notice: notices[request.query.notice ?? ''], changes, recent, recentDays: RECENT_DAYS })
   })
 
   // The choice list is what the user's policy allows; none allowed says so instead of an empty list.
@@ -87,7 +97,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
   /** Where a verified code takes the user back to: a staff page, or a Security info change they started. */
   const afterVerify = (request: FastifyRequest) => {
     const returnTo = request.session.get('returnTo')
-    return returnTo && /^\/(audit|admin|security-info\/methods\/)/.test(returnTo) ? returnTo : null
+    return returnTo && /^\/(audit|admin|security-info\/(methods\/|default$))/.test(returnTo) ? returnTo : null
   }
   /** What the code opens, in the page's words. */
   const purposeOf = (request: FastifyRequest) => {
@@ -96,12 +106,13 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     if (returnTo?.startsWith('/admin')) return 'open the admin pages'
     if (returnTo?.endsWith('/remove')) return 'delete a sign-in method'
     if (returnTo?.endsWith('/rename')) return 'change a sign-in method'
+    if (returnTo === '/security-info/default') return 'change your default sign-in method'
     return 'add a sign-in method'
   }
   function toVerify(request: FastifyRequest, reply: FastifyReply) {
-    if (request.method === 'GET' && request.url.startsWith('/security-info/methods/')) request.session.set('returnTo', request.url)
+    if (request.method === 'GET' && /^\/security-info\/(methods\/|default$)/.test(request.url)) request.session.set('returnTo', request.url)
     // Adding: a change the user started earlier and left is not where the code leads now.
-    else if (request.session.get('returnTo')?.startsWith('/security-info/methods/')) request.session.set('returnTo', undefined)
+    else if (/^\/security-info\/(methods\/|default$)/.test(request.session.get('returnTo') ?? '')) request.session.set('returnTo', undefined)
     return reply.redirect('/security-info/verify', 303)
   }
 
@@ -200,6 +211,39 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     // needs an admin, as the confirmation page said.
     if ((await activeMethods(u.id)).length === 0) request.session.set('verifiedAt', undefined)
     return reply.redirect('/security-info?notice=removed', 303)
+  })
+
+  // Default sign-in method: one of the active methods, changed with a fresh code like any change.
+  async function defaultPage(request: FastifyRequest, reply: FastifyReply, extra: { error?: string } = {}, status = 200) {
+    const u = user(request)
+    const [active, account] = await Promise.all([activeMethods(u.id), findUser(app.db, u.id)])
+    if (active.length === 0) return reply.redirect('/security-info', 303)
+    const current = defaultMethodOf(active, account?.default_method ?? null)!
+    return page(request, reply, 'security-info/default', { title: 'Change default method',
+      methods: active.map((t) => ({ serial: t.serial, type: kindOf(t).label, name: methodName(t) })), current: current.serial,
+      errors: extra.error ? { serial: extra.error } : {} }, status)
+  }
+  const mayChange = async (request: FastifyRequest, reply: FastifyReply) => {
+    if ((await methodChangeAccess(app.db, request, user(request).id, now())) === 'allowed') return true
+    await toVerify(request, reply)
+    return false
+  }
+
+  app.get('/security-info/default', async (request, reply) => {
+    if (!(await mayChange(request, reply))) return reply
+    return defaultPage(request, reply)
+  })
+
+  app.post<{ Body: { serial?: string } }>('/security-info/default', async (request, reply) => {
+    if (!(await mayChange(request, reply))) return reply
+    const u = user(request)
+    try {
+      await chooseDefaultMethod(app.commands, { userId: u.id, serial: request.body?.serial ?? '' }, app.eventMetadata(request, { type: 'user', id: u.id }))
+    } catch (error) {
+      if (error instanceof NotYourMethod) return defaultPage(request, reply, { error: error.message }, 422)
+      throw error
+    }
+    return reply.redirect('/security-info?notice=default', 303)
   })
 
   await app.register(hardwareTokenRoutes, { attemptLimits })
