@@ -86,6 +86,9 @@ async function browserTests(t: Test) {
   await t.test('revoke it as lost: its seed is destroyed, its history stays', async (t) => {
     await page.getByLabel('Revoke for good (the seed is destroyed)').selectOption('lost')
     await page.getByRole('button', { name: 'Revoke', exact: true }).click()
+    t.ok(await page.getByText(/will be revoked for good \(lost\): its seed is destroyed/).isVisible(), 'the consequence, in words')
+    await screenshot(page, '04-confirm-revoke')
+    await page.getByRole('button', { name: 'Yes, revoke' }).click()
     await page.waitForURL('**/admin/tokens/8659623756140?done=revoke')
     t.ok(await page.getByRole('status').getByText('The token was revoked and its seed destroyed.').isVisible())
     t.ok(await page.getByRole('cell', { name: /revoked hardware token 8659623756140 \(lost\)/ }).isVisible(), 'the history tells it')

@@ -120,8 +120,22 @@ t.test('every lifecycle operation through the token page, each an event with the
   t.match(detail, /State inventory/)
   t.match(detail, /Token imported|imported hardware token INV-1/)
 
+  const destructive: Record<string, RegExp> = {
+    disable: /Disable token INV-1\? Token INV-1 will refuse every code until it is enabled again/,
+    unassign: /Unassign token INV-1\? Token INV-1 will be taken from its user and go back to the inventory/,
+    revoke: /Revoke token INV-1\? Token INV-1 will be revoked for good \(lost\): its seed is destroyed/,
+  }
   const run = async (operation: string, form: Record<string, string>, expect: string, notice: RegExp) => {
     await b.get('/admin/tokens/INV-1')
+    if (destructive[operation]) {
+      // First the consequence in words, and nothing written; then the confirmed post.
+      const before = await lastEvent('token-INV-1')
+      const ask = await b.post(`/admin/tokens/INV-1/${operation}`, form)
+      t.equal(ask.status, 200, `${operation}: asks to confirm`)
+      t.match(text(ask.body), destructive[operation]!)
+      t.same(await lastEvent('token-INV-1'), before, `${operation}: nothing written before the confirmation`)
+      form = { ...form, confirmed: 'yes' }
+    }
     const res = await b.post(`/admin/tokens/INV-1/${operation}`, form)
     t.equal(res.status, 303, `${operation}: redirected`)
     const shown = text((await b.follow(res)).body)
@@ -252,7 +266,10 @@ t.test('policies through the pages: create, assign to a group, change, refuse ba
   const removed = await b.post('/admin/policies/strict/unassign', { kind: 'group', target: 'finance' })
   t.match(text((await b.follow(removed)).body), /The assignment was removed.*Nobody yet/)
   await b.get('/admin/policies/strict')
-  const deleted = await b.post('/admin/policies/strict/delete', {})
+  const ask = await b.post('/admin/policies/strict/delete', {})
+  t.match(text(ask.body), /Delete security policy strict\? Its users and groups will fall back to the next policy/)
+  t.equal((await lastEvent('policy-strict')).type, 'PolicyUnassigned', 'not deleted before the confirmation')
+  const deleted = await b.post('/admin/policies/strict/delete', { confirmed: 'yes' })
   t.match(text((await b.follow(deleted)).body), /The policy was deleted/)
   t.equal((await b.get('/admin/policies/strict')).status, 404)
   t.equal((await b.get('/admin/policies/default')).status, 200, 'the default always has a page')

@@ -26,6 +26,10 @@ export class NotFound extends Error {
 export interface TokenOperation {
   /** The button's label on the token's page. */
   label: string
+  /** For a destructive operation: what it does, in words, asked to be confirmed on the admin pages. */
+  consequence?: (serial: string, input: Record<string, unknown>) => string
+  /** Throws BadInput for a form that cannot be run, before any confirmation is asked. */
+  check?: (input: Record<string, unknown>) => void
   run(app: FastifyInstance, serial: string, input: Record<string, unknown>, meta: EventMetadata): Promise<TokenState>
 }
 
@@ -43,14 +47,27 @@ export const TOKEN_OPERATIONS: Record<string, TokenOperation> = {
       return assignToken(app.commands, { serial, userId: user.id }, meta)
     },
   },
-  unassign: { label: 'Unassign', run: (app, serial, _input, meta) => unassignToken(app.commands, { serial }, meta) },
+  unassign: {
+    label: 'Unassign',
+    consequence: (serial) => `Token ${serial} will be taken from its user and go back to the inventory. If it was one of their sign-in methods, they can no longer sign in with it, and anyone who holds it may claim it.`,
+    run: (app, serial, _input, meta) => unassignToken(app.commands, { serial }, meta) },
   /** A token its user removed waits for this before anyone else can claim it. */
-  release: { label: 'Release to inventory', run: (app, serial, _input, meta) => releaseToken(app.commands, { serial }, meta) },
-  disable: { label: 'Disable', run: (app, serial, _input, meta) => disableToken(app.commands, { serial }, meta) },
+  release: {
+    label: 'Release to inventory',
+    consequence: (serial) => `Token ${serial} was removed by its user. Released, anyone who holds it may add it to their account.`,
+    run: (app, serial, _input, meta) => releaseToken(app.commands, { serial }, meta) },
+  disable: {
+    label: 'Disable',
+    consequence: (serial) => `Token ${serial} will refuse every code until it is enabled again: its user cannot sign in with it.`,
+    run: (app, serial, _input, meta) => disableToken(app.commands, { serial }, meta) },
   enable: { label: 'Enable', run: (app, serial, _input, meta) => enableToken(app.commands, { serial }, meta) },
   unlock: { label: 'Unlock', run: (app, serial, _input, meta) => unlockToken(app.commands, { serial }, meta) },
   revoke: {
     label: 'Revoke',
+    check(input) {
+      if (!REVOCATION_REASONS.includes(field(input, 'reason') as RevocationReason)) throw new BadInput(`Choose why the token is revoked: ${REVOCATION_REASONS.join(', ')}.`)
+    },
+    consequence: (serial, input) => `Token ${serial} will be revoked for good${field(input, 'reason') ? ` (${field(input, 'reason')})` : ''}: its seed is destroyed, it can never be used or assigned again, and its user can no longer sign in with it. Its history stays.`,
     async run(app, serial, input, meta) {
       const reason = field(input, 'reason') as RevocationReason
       if (!REVOCATION_REASONS.includes(reason)) throw new BadInput(`Choose why the token is revoked: ${REVOCATION_REASONS.join(', ')}.`)

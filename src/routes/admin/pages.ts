@@ -106,6 +106,20 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       const { serial, operation } = request.params
       const op = Object.hasOwn(TOKEN_OPERATIONS, operation) ? TOKEN_OPERATIONS[operation] : undefined
       if (!op) return tokenPage(request, reply, serial, { status: 404, error: `There is no operation "${operation}".` })
+      // A destructive operation says what it will do and waits for a second, confirmed post.
+      const form = request.body ?? {}
+      try {
+        op.check?.(form)
+      } catch (error) {
+        const { _csrf, ...values } = form
+        return tokenPage(request, reply, serial, { status: 400, error: (error as Error).message, values })
+      }
+      if (op.consequence && form.confirmed !== 'yes') {
+        const { _csrf, ...fields } = form
+        return page(request, reply, 'admin/confirm', { title: `${op.label} token ${serial}?`, heading: `${op.label} token ${serial}?`,
+          consequence: op.consequence(serial, form), action: request.url, fields, confirm: `Yes, ${op.label.toLowerCase()}`,
+          cancel: `/admin/tokens/${encodeURIComponent(serial)}` })
+      }
       try {
         await op.run(app, serial, request.body ?? {}, actor(request))
       } catch (error) {
@@ -219,6 +233,11 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       const form = request.body ?? {}
       try {
         if (change === 'delete') {
+          if (form.confirmed !== 'yes') {
+            return page(request, reply, 'admin/confirm', { title: `Delete policy ${id}?`, heading: `Delete security policy ${id}?`,
+              consequence: `Its users and groups will fall back to the next policy that applies to them (in the end, the default policy). This cannot be undone; its history stays.`,
+              action: request.url, fields: {}, confirm: 'Yes, delete', cancel: `/admin/policies/${encodeURIComponent(id)}` })
+          }
           await deletePolicy(app.commands, id, actor(request))
           return reply.redirect('/admin/policies?done=deleted', 303)
         }
