@@ -2,6 +2,7 @@
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import fp from 'fastify-plugin'
+import { plural, when } from '../src/routes/words.js'
 import view from '@fastify/view'
 import fastifyStatic from '@fastify/static'
 import ejs from 'ejs'
@@ -15,7 +16,7 @@ async function viewsPlugin(app: FastifyInstance): Promise<void> {
     root: path.join(ROOT, 'views'),
     layout: 'layout.ejs',
     viewExt: 'ejs',
-    defaultContext: { title: 'Tessera', user: null, upstream: null, csrfToken: '', errors: {}, values: {} },
+    defaultContext: { title: 'Tessera', user: null, upstream: null, csrfToken: '', errors: {}, values: {}, plural, when },
     options: { async: false },
   })
   await app.register(fastifyStatic, { root: path.join(ROOT, 'public'), prefix: '/assets/', index: false, maxAge: '1h' })

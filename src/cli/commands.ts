@@ -8,6 +8,7 @@ import { registerClient } from '../commands/clients.js'
 import { rotateSigningKey } from '../oidc/signing-keys.js'
 import { importTokens } from '../commands/import-tokens.js'
 import { releaseToken, revokeToken, unlockToken } from '../commands/tokens.js'
+import { plural } from '../routes/words.js'
 import { TokenError } from '../domain/token/errors.js'
 import { REVOCATION_REASONS, type RevocationReason } from '../domain/token/events.js'
 import { reencryptSeeds } from '../commands/rotate-keys.js'
@@ -42,7 +43,7 @@ export async function tokensImport(io: Io, file: string | undefined, format: str
     if (io.progress) io.progress('')
     for (const r of report.rejected) io.err(`line ${r.line}${r.serial ? `, serial ${r.serial}` : ''}: ${r.reason}`)
     const seconds = (performance.now() - started) / 1000
-    io.out(`imported ${report.imported} tokens, rejected ${report.rejected.length} rows (${seconds.toFixed(1)} s)`)
+    io.out(`imported ${plural(report.imported, 'token')}, rejected ${plural(report.rejected.length, 'row')} (${seconds.toFixed(1)} s)`)
     return report.rejected.length > 0 ? 1 : 0
   } catch (error) {
     if (error instanceof UnusableFile) {

@@ -20,6 +20,7 @@ import { signedIn, VERIFIED_FOR_MS } from '../guards.js'
 import { passwordSignIn } from '../sign-in.js'
 import { errorPage, page } from '../render.js'
 import { kindOf, methodName } from '../../methods/index.js'
+import { codeLength } from '../words.js'
 
 type Provider = Awaited<ReturnType<FastifyInstance['oidcProvider']>>
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>
@@ -94,7 +95,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
   }
 
   async function activeMethods(userId: string) {
-    return (await activeTokensOfUser(app.db, userId)).map((t) => ({ serial: t.serial, name: methodName(t) }))
+    return (await activeTokensOfUser(app.db, userId)).map((t) => ({ serial: t.serial, name: methodName(t), digits: t.digits }))
   }
 
   app.get<{ Params: { uid: string } }>('/interaction/:uid', async (request, reply) => {
@@ -168,7 +169,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       // RFC 8176: a one-time password, from no particular device.
       return finishMfa(reply, d, user.id, ['otp'])
     }
-    if (!/^\d{6,8}$/.test(code)) return again('Enter the 6- or 8-digit code displayed on your token.')
+    if (!/^\d{6,8}$/.test(code)) return again(`Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
     let used: TokenState
     try {
       used = await verifyCodeFromAny(app.commands, { userId: user.id, code, relyingApplication: clientId, level: LEVELS.mfa }, meta)

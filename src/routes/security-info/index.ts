@@ -18,6 +18,7 @@ import { methodChangeAccess, requireUser, signedIn, type SignedInUser } from '..
 import { findUser, recentMethodChanges } from '../../read-models/users.js'
 import { describeChange } from '../sign-in.js'
 import { page } from '../render.js'
+import { codeLength } from '../words.js'
 import hardwareTokenRoutes from './hardware-token.js'
 import { kindOf, METHOD_KINDS, methodName, type MethodKind } from '../../methods/index.js'
 
@@ -138,7 +139,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
       if (!(await useTemporaryCode(app.commands, { userId: u.id, code, relyingApplication: null }, meta))) return again("That code didn't work. Check the code and try again.")
     } else {
       if (methods.length === 0) return again('Enter the temporary code your administrator gave you (12 digits).')
-      if (!/^\d{6,8}$/.test(code)) return again('Enter the 6- or 8-digit code displayed on your token.')
+      if (!/^\d{6,8}$/.test(code)) return again(`Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
       if (!methods.some((m) => m.serial === serial)) return again(WRONG_CODE)
       try {
         await verifyCode(app.commands, { serial, userId: u.id, code, level: 'mfa' }, meta)
