@@ -7,7 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { ExportDestinationClosed, exportEventsTo, type ExportFormat } from '../../audit/export.js'
 import { INSTANT_EXAMPLE, parseInstant } from '../../audit/instant.js'
 import { tokenStateAsOf } from '../../audit/state-as-of.js'
-import { timeline, type TimelineFilter } from '../../audit/timeline.js'
+import { timeline, timelineNewestFirst, timelineTotal, type TimelineFilter } from '../../audit/timeline.js'
 import { checkApiKey } from '../../commands/api-keys.js'
 import { verifyChains } from '../../event-store/verify.js'
 import { findUserByUpn, upnsOf } from '../../read-models/users.js'
@@ -24,6 +24,7 @@ interface Query {
   from?: string
   to?: string
   after?: string
+  before?: string
   limit?: string
 }
 
@@ -115,10 +116,17 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
 
   const pageOf = (q: Query) => {
     const after = q.after ? Number(q.after) : undefined
+    const before = q.before ? Number(q.before) : undefined
     const limit = q.limit ? Number(q.limit) : undefined
-    if ((after !== undefined && !Number.isInteger(after)) || (limit !== undefined && !Number.isInteger(limit))) throw new BadQuery('after and limit must be whole numbers')
-    return { after, limit }
+    if ([after, before, limit].some((n) => n !== undefined && !Number.isInteger(n))) throw new BadQuery('after, before and limit must be whole numbers')
+    return { after, before, limit }
   }
+
+  /** The filters a page shows, in words. */
+  const filtersShown = (q: Query) => [
+    q.serial && `token ${q.serial}`, q.stream && `stream ${q.stream}`, q.user && `user ${q.user}`, q.actor && `actor ${q.actor}`,
+    q.app && `relying application ${q.app}`, q.type && `types ${q.type}`, q.from && `from ${q.from}`, q.to && `until ${q.to}`,
+  ].filter((x): x is string => !!x)
 
   app.register(async (audit) => {
     audit.addHook('preHandler', requireAuditor)
@@ -168,16 +176,20 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
       } catch (error) {
         // The form again, as it was filled in, with what is wrong.
         if (!(error instanceof BadQuery)) throw error
-        return page(request, reply, 'audit/index', { title: 'Audit', values: { ...q }, error: error.message, entries: [], nextQuery: null,
-          exportQuery: '', exportIgnores: [] }, 400)
+        return page(request, reply, 'audit/index', { title: 'Audit', values: { ...q }, error: error.message, entries: [], olderQuery: null, newerQuery: null,
+          exportQuery: '', exportIgnores: [], total: 0, filters: [] }, 400)
       }
-      const result = await timeline(app.db, filter, paging)
-      const nextQuery = result.next ? new URLSearchParams({ ...Object.fromEntries(Object.entries(q).filter(([, v]) => v)), after: String(result.next) }).toString() : null
+      // Newest first, a page at a time in either direction, with the total the filters match.
+      const [result, total] = await Promise.all([timelineNewestFirst(app.db, filter, paging), timelineTotal(app.db, filter)])
+      const kept = Object.fromEntries(Object.entries(q).filter(([k, v]) => v && k !== 'after' && k !== 'before'))
+      const olderQuery = result.older !== null ? new URLSearchParams({ ...kept, before: String(result.older) }).toString() : null
+      const newerQuery = result.newer !== null ? new URLSearchParams({ ...kept, after: String(result.newer) }).toString() : null
       // The export of what the page shows, as far as the export's filters go.
       const stream = q.serial ? `token-${q.serial}` : q.stream
       const exportQuery = new URLSearchParams(Object.entries({ stream, type: q.type, from: q.from, to: q.to }).filter((e): e is [string, string] => !!e[1])).toString()
       const exportIgnores = [q.user && 'user', q.app && 'relying application', q.actor && 'actor'].filter((x): x is string => !!x)
-      return page(request, reply, 'audit/index', { title: 'Audit', values: { ...q }, entries: result.entries, nextQuery, exportQuery, exportIgnores })
+      return page(request, reply, 'audit/index', { title: 'Audit', values: { ...q }, entries: result.entries, olderQuery, newerQuery, exportQuery, exportIgnores,
+        total, filters: filtersShown(q) })
     })
 
     audit.get<{ Params: { serial: string }; Querystring: { at?: string } }>('/audit/tokens/:serial', async (request, reply) => {
