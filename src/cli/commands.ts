@@ -9,6 +9,7 @@ import { rotateSigningKey } from '../oidc/signing-keys.js'
 import { importTokens } from '../commands/import-tokens.js'
 import { releaseToken, revokeToken, unlockToken } from '../commands/tokens.js'
 import { plural } from '../routes/words.js'
+import { resolveStream } from '../read-models/users.js'
 import { TokenError } from '../domain/token/errors.js'
 import { REVOCATION_REASONS, type RevocationReason } from '../domain/token/events.js'
 import { reencryptSeeds } from '../commands/rotate-keys.js'
@@ -197,7 +198,7 @@ export async function auditReplay(io: Io, streamId: string | undefined, until: s
   const limit = instant('--until', until)
   const ctx = await openContext()
   try {
-    const steps = await describedReplay(ctx.db, streamId, { until: limit })
+    const steps = await describedReplay(ctx.db, await resolveStream(ctx.db, streamId), { until: limit })
     if (steps.length === 0) throw new CliError(`stream ${streamId} has no events${limit ? ` by ${limit.toISOString()}` : ''}`, 1)
     for (const step of steps) {
       io.out(`v${step.streamVersion} #${step.position} ${step.recordedAt.toISOString()} ${step.type}: ${step.line}`)

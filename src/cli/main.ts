@@ -14,7 +14,7 @@ const USAGE = `usage: tessera <command>
   migrate                          apply pending database migrations
   projections rebuild [name]       rebuild read models from the event log (all, or one of: ${allProjections.map((p) => p.name).join(', ')})
   audit verify [--stream ID]       check every stream's hash chain; exit 1 naming the first changed event
-  audit replay --stream ID [--until ISO]
+  audit replay --stream ID|UPN [--until ISO]
                                    each event of a stream and the state after it
   audit export [--format jsonl|csv] [--from ISO] [--to ISO] [--stream ID] [--type T,..] [--out FILE]
                                    every event with its position and hash, checkable offline

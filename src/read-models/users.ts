@@ -96,3 +96,14 @@ export async function recentMethodChanges(db: Executor, userId: string, since: D
     order by stream_version desc limit ${limit}`.execute(db)
   return rows.rows.map((r) => ({ type: r.type, serial: r.serial, by: r.by, at: r.at, sourceIp: r.source_ip }))
 }
+
+/**
+ * A stream named the way a person would: a user's principal name (or user-<upn>) stands for their stream
+ * user-<id>; anything else is taken as a stream id. An unknown principal name stays as given (no events).
+ */
+export async function resolveStream(db: Executor, value: string): Promise<string> {
+  const upn = value.startsWith('user-') && value.includes('@') ? value.slice('user-'.length) : value.includes('@') ? value : null
+  if (!upn) return value
+  const user = await findUserByUpn(db, upn)
+  return user ? `user-${user.id}` : value
+}

@@ -10,7 +10,7 @@ import { tokenStateAsOf } from '../../audit/state-as-of.js'
 import { timeline, timelineNewestFirst, timelineTotal, type TimelineFilter } from '../../audit/timeline.js'
 import { checkApiKey } from '../../commands/api-keys.js'
 import { verifyChains } from '../../event-store/verify.js'
-import { findUserByUpn, upnsOf } from '../../read-models/users.js'
+import { findUserByUpn, resolveStream, upnsOf } from '../../read-models/users.js'
 import { requireStaff, signedIn } from '../guards.js'
 import { errorPage, page } from '../render.js'
 
@@ -104,7 +104,7 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
     let actorId = q.actor || undefined
     if (actorId?.includes('@')) actorId = (await findUserByUpn(app.db, actorId))?.id ?? `unknown:${actorId}`
     return {
-      streamId: q.serial ? `token-${q.serial}` : q.stream || undefined,
+      streamId: q.serial ? `token-${q.serial}` : q.stream ? await resolveStream(app.db, q.stream) : undefined,
       userId,
       relyingApplication: q.app || undefined,
       types: q.type ? q.type.split(',').map((t) => t.trim()).filter(Boolean) : undefined,
