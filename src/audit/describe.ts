@@ -28,6 +28,12 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       return `${d.by === 'admin' ? `${actor} added` : d.by === 'backfill' ? 'recorded an earlier' : `${who(d.userId)} added`} sign-in method ${d.serial}${d.by === 'admin' ? ` for ${who(d.userId)}` : ''}`
     case 'SignInMethodRemoved':
       return `${d.by === 'admin' ? `${actor} removed` : `${who(d.userId)} removed`} sign-in method ${d.serial}${d.by === 'admin' ? ` from ${who(d.userId)}` : ''}`
+    case 'UserDisabled':
+      return `${actor} disabled the account of ${who(d.userId)}`
+    case 'UserEnabled':
+      return `${actor} enabled the account of ${who(d.userId)}`
+    case 'UserRoleRevoked':
+      return `${actor} took the ${d.role} role from ${who(d.userId)}`
     case 'DefaultMethodChosen':
       return `${who(d.userId)} made ${d.serial} their default sign-in method`
     case 'UserSignInFailed':

@@ -161,3 +161,31 @@ export async function chooseDefaultMethod(ctx: Pick<CommandContext, 'db' | 'stor
 export function defaultMethodOf<T extends { serial: string }>(active: readonly T[], chosen: string | null): T | null {
   return active.find((t) => t.serial === chosen) ?? active[0] ?? null
 }
+
+/**
+ * An admin switches an account off or on. Switched off, every gateway session of the account ends in the
+ * same transaction, and no sign-in of any kind is accepted (password, upstream provider, the provider's own
+ * session). False when it changes nothing.
+ */
+export async function setUserDisabled(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, input: { upn: string; disabled: boolean }, meta: EventMetadata): Promise<boolean> {
+  const user = await findUserByUpn(ctx.db, input.upn)
+  if (!user) throw Object.assign(new InvalidUser(`no user ${input.upn}`), { statusCode: 404 })
+  if (user.disabled === input.disabled) return false
+  await ctx.db.transaction().execute(async (trx) => {
+    await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), user.version,
+      [{ type: input.disabled ? 'UserDisabled' : 'UserEnabled', data: { userId: user.id } }], meta)
+    if (input.disabled) await sql`update gateway_sessions set ended_at = ${ctx.now()} where user_id = ${user.id} and ended_at is null`.execute(trx)
+  })
+  ctx.store.committed()
+  return true
+}
+
+/** Takes a role from a user; false when they did not hold it. */
+export async function revokeRole(ctx: Pick<CommandContext, 'db' | 'store'>, upn: string, role: Role, meta: EventMetadata): Promise<boolean> {
+  if (!ROLES.includes(role)) throw new InvalidUser(`the role must be one of ${ROLES.join(', ')}`)
+  const user = await findUserByUpn(ctx.db, upn)
+  if (!user) throw Object.assign(new InvalidUser(`no user ${upn}`), { statusCode: 404 })
+  if (!user.roles.includes(role)) return false
+  await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'UserRoleRevoked', data: { userId: user.id, role } }], meta)
+  return true
+}

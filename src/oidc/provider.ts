@@ -143,7 +143,8 @@ export function createProvider(options: ProviderOptions): Provider {
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy },
     async findAccount(_ctx, sub) {
       const user = await findUser(options.db, sub)
-      if (!user) return undefined
+      // A disabled account has no claims to give: its provider session signs nobody in.
+      if (!user || user.disabled) return undefined
       return {
         accountId: user.id,
         async claims() {

@@ -12,6 +12,7 @@ export interface UsersTable {
   created_at: Date
   had_method: boolean
   default_method: string | null
+  disabled: boolean
   sign_in_failures: number
   last_sign_in_failure_at: Date | null
   version: number
@@ -34,7 +35,7 @@ export async function findUserByUpn(db: Executor, upn: string): Promise<(UsersTa
 }
 
 /** The columns of users, listed: findUser is a prepared statement, which must not select `*` (db/prepared.ts). */
-const USER_COLUMNS = ['id', 'upn', 'display_name', 'roles', 'groups', 'created_at', 'had_method', 'default_method', 'sign_in_failures', 'last_sign_in_failure_at', 'version'] as const satisfies readonly (keyof UsersTable)[]
+const USER_COLUMNS = ['id', 'upn', 'display_name', 'roles', 'groups', 'created_at', 'had_method', 'default_method', 'disabled', 'sign_in_failures', 'last_sign_in_failure_at', 'version'] as const satisfies readonly (keyof UsersTable)[]
 // A column added to UsersTable but not listed above fails to compile here.
 const everyColumn: Record<Exclude<keyof UsersTable, (typeof USER_COLUMNS)[number]>, never> = {}
 void everyColumn
@@ -106,4 +107,16 @@ export async function resolveStream(db: Executor, value: string): Promise<string
   if (!upn) return value
   const user = await findUserByUpn(db, upn)
   return user ? `user-${user.id}` : value
+}
+
+/** Admin list: users whose principal name or display name contains `q`, by principal name, a page at a time. */
+export async function listUsers(db: Executor, q: { q?: string; after?: string; limit: number }): Promise<{ users: UsersTable[]; next: string | null }> {
+  let query = db.selectFrom('users').select(USER_COLUMNS).orderBy('upn').limit(q.limit)
+  if (q.q) {
+    const like = `%${q.q.toLowerCase().replace(/[%_\\]/g, '\\$&')}%`
+    query = query.where((eb) => eb.or([eb(eb.fn('lower', ['upn']), 'like', like), eb(eb.fn('lower', ['display_name']), 'like', like)]))
+  }
+  if (q.after) query = query.where('upn', '>', q.after)
+  const users = await query.execute() as UsersTable[]
+  return { users, next: users.length === q.limit ? users[users.length - 1]!.upn : null }
 }

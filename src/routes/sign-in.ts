@@ -16,7 +16,7 @@ export const DEVICE_FAILURES = { max: 10, windowMs: 15 * 60_000 }
 export const DEVICE_COOKIE = 'tessera_device'
 const DEVICE_DAYS = 180
 
-export type SignInResult = { user: UsersTable } | { status: 401 | 429; message: string }
+export type SignInResult = { user: UsersTable } | { status: 401 | 403 | 429; message: string }
 
 export const WRONG_PASSWORD = 'Your account or password is incorrect.'
 
@@ -102,6 +102,8 @@ export async function passwordSignIn(
   // A right password ends the account's run, as its events do (UserSignedIn resets the count).
   await app.failures.forgive(address)
   await app.failures.clear(attemptsKey)
+  // Said only to whoever knows the password: it tells nobody else the account exists.
+  if (user!.disabled) return { status: 403, message: 'Your account is disabled. Contact your administrator.' }
   const { password_hash: _, ...signedIn } = user!
   await startSession(request, app.db, signedIn, now.getTime(), input.interactionUid)
   await noteChangesSinceLastSignIn(app, request, signedIn.id)

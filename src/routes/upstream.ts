@@ -9,6 +9,7 @@ import { createRemoteJWKSet, jwtVerify } from 'jose'
 import { NoLocalAccount, UnverifiedEmail, upstreamUser } from '../commands/upstream.js'
 import { recordSignIn } from '../commands/users.js'
 import { startSession } from './guards.js'
+import { findUser } from '../read-models/users.js'
 import { noteChangesSinceLastSignIn } from './sign-in.js'
 import { errorPage, safeReturnTo } from './render.js'
 
@@ -67,6 +68,7 @@ export default async function upstreamRoutes(app: FastifyInstance): Promise<void
       if (error instanceof NoLocalAccount || error instanceof UnverifiedEmail) return failed(reply, 403, error.message)
       throw error
     }
+    if ((await findUser(app.db, user.id))?.disabled) return failed(reply, 403, 'Your account is disabled. Contact your administrator.')
     const returnTo = safeReturnTo(request.session.get('returnTo')) ?? '/security-info'
     await startSession(request, app.db, user, app.commands.now().getTime(), /^\/interaction\/([^/]+)$/.exec(returnTo)?.[1])
     await noteChangesSinceLastSignIn(app, request, user.id)

@@ -20,6 +20,10 @@ export type UserEvent =
    */
   | { type: 'SignInMethodAdded'; data: { userId: string; serial: string; by: MethodChangedBy } }
   | { type: 'SignInMethodRemoved'; data: { userId: string; serial: string; by: MethodChangedBy } }
+  /** An admin switched the account off: no sign-in of any kind until it is enabled again; its sessions end. */
+  | { type: 'UserDisabled'; data: { userId: string } }
+  | { type: 'UserEnabled'; data: { userId: string } }
+  | { type: 'UserRoleRevoked'; data: { userId: string; role: Role } }
   /** The method the user signs in with by default (Entra's "Default sign-in method"): a token's serial. */
   | { type: 'DefaultMethodChosen'; data: { userId: string; serial: string } }
   /**
@@ -40,4 +44,4 @@ export const ROLES: readonly Role[] = ['admin', 'auditor']
 
 export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream', 'UserRoleGranted',
   'TemporaryCodeIssued', 'TemporaryCodeUsed', 'UserAddedToGroup', 'UserRemovedFromGroup', 'SignInMethodAdded', 'SignInMethodRemoved',
-  'UserSignInFailed', 'DefaultMethodChosen'] as const
+  'UserSignInFailed', 'DefaultMethodChosen', 'UserDisabled', 'UserEnabled', 'UserRoleRevoked'] as const

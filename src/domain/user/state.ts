@@ -10,6 +10,8 @@ export interface UserState {
   createdAt: Date | null
   /** Ever had an active sign-in method: a new one then needs a second factor or an admin, never the password alone. */
   hadMethod: boolean
+  /** Switched off by an admin: no sign-in until enabled. */
+  disabled: boolean
   /** The serial of the method chosen as default; when it is no longer active, the newest active one is. */
   defaultMethod: string | null
   /** Consecutive wrong passwords, and when the last one was entered. */
@@ -20,7 +22,7 @@ export interface UserState {
 
 export function initialUserState(userId: string): UserState {
   return { userId, exists: false, upn: '', displayName: '', roles: [], groups: [], createdAt: null,
-    hadMethod: false, defaultMethod: null, signInFailures: 0, lastSignInFailureAt: null, version: 0 }
+    hadMethod: false, disabled: false, defaultMethod: null, signInFailures: 0, lastSignInFailureAt: null, version: 0 }
 }
 
 export function evolveUser(state: UserState, event: UserEvent, at: Date): UserState {
@@ -35,6 +37,12 @@ export function evolveUser(state: UserState, event: UserEvent, at: Date): UserSt
       return { ...next, signInFailures: event.data.failures, lastSignInFailureAt: new Date(event.data.at) }
     case 'SignInMethodAdded':
       return { ...next, hadMethod: true }
+    case 'UserDisabled':
+      return { ...next, disabled: true }
+    case 'UserEnabled':
+      return { ...next, disabled: false }
+    case 'UserRoleRevoked':
+      return { ...next, roles: state.roles.filter((r) => r !== event.data.role) }
     case 'DefaultMethodChosen':
       return { ...next, defaultMethod: event.data.serial }
     case 'SignInMethodRemoved':

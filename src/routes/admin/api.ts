@@ -13,14 +13,15 @@ import { checkApiKey, type ApiRole } from '../../commands/api-keys.js'
 import { importTokens } from '../../commands/import-tokens.js'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
-import { changeGroup } from '../../commands/users.js'
+import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
+import { ROLES, type Role } from '../../domain/user/events.js'
 import { SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings } from '../../domain/policy/events.js'
 import { replayStream } from '../../audit/state-as-of.js'
 import { TokenError } from '../../domain/token/errors.js'
 import { REVOCATION_REASONS } from '../../domain/token/events.js'
 import { effectivePolicy, listPolicies } from '../../read-models/policies.js'
 import { searchTokens, stateFromRow, type TokensTable } from '../../read-models/tokens.js'
-import { findUserByUpn } from '../../read-models/users.js'
+import { findUserByUpn, listUsers } from '../../read-models/users.js'
 import { parseInventory } from '../../import/index.js'
 import { UnusableFile, type InventoryFormat } from '../../import/types.js'
 import { page } from '../render.js'
@@ -181,6 +182,30 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
       const changed = await changeGroup(app.commands, { upn: request.params.upn, group: request.params.group, member }, actor(request))
       const user = await findUserByUpn(app.db, request.params.upn)
       return { user: user!.upn, groups: user!.groups, changed }
+    })
+  }
+
+  // Users: listed by search, switched off and on, roles granted and taken. Each change an event.
+  const userView = (u: { upn: string; display_name: string; roles: string[]; groups: string[]; disabled: boolean }) =>
+    ({ upn: u.upn, name: u.display_name, roles: u.roles, groups: u.groups, disabled: u.disabled })
+  app.get<{ Querystring: { q?: string; after?: string } }>('/admin/api/users', {
+    ...admin, schema: { querystring: { type: 'object', properties: { q: { type: 'string', maxLength: 100 }, after: { type: 'string', maxLength: 320 } } } },
+  }, async (request) => {
+    const { users, next } = await listUsers(app.db, { q: request.query.q, after: request.query.after, limit: 100 })
+    return { users: users.map(userView), next }
+  })
+  for (const [path, disabled] of [['disable', true], ['enable', false]] as const) {
+    app.post<{ Params: { upn: string } }>(`/admin/api/users/:upn/${path}`, admin, async (request) => {
+      const changed = await setUserDisabled(app.commands, { upn: request.params.upn, disabled }, actor(request))
+      return { user: userView((await findUserByUpn(app.db, request.params.upn))!), changed }
+    })
+  }
+  for (const [method, grant] of [['post', true], ['delete', false]] as const) {
+    app[method]<{ Params: { upn: string; role: string } }>('/admin/api/users/:upn/roles/:role', admin, async (request) => {
+      if (!ROLES.includes(request.params.role as Role)) throw Object.assign(new Error(`the role must be one of ${ROLES.join(', ')}`), { statusCode: 400, name: 'BadInput' })
+      if (!(await findUserByUpn(app.db, request.params.upn))) throw new NotFound(`no user ${request.params.upn}`)
+      const changed = await (grant ? grantRole : revokeRole)(app.commands, request.params.upn, request.params.role as Role, actor(request))
+      return { user: userView((await findUserByUpn(app.db, request.params.upn))!), changed }
     })
   }
 

@@ -6,14 +6,15 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
-import { changeGroup } from '../../commands/users.js'
+import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
+import type { Role } from '../../domain/user/events.js'
 import { describedReplay } from '../../audit/state-as-of.js'
 import { DEFAULT_SETTINGS, SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings, type SignInMethod } from '../../domain/policy/events.js'
 import { TokenError } from '../../domain/token/errors.js'
 import { REVOCATION_REASONS } from '../../domain/token/events.js'
 import { effectivePolicy, listPolicies, loadPolicy } from '../../read-models/policies.js'
 import { loadToken, searchTokens, tokensOfUser } from '../../read-models/tokens.js'
-import { findUserByUpn, upnsOf } from '../../read-models/users.js'
+import { findUserByUpn, listUsers, upnsOf } from '../../read-models/users.js'
 import { requireStaff, signedIn } from '../guards.js'
 import { page } from '../render.js'
 import { BadInput, NotFound, policyTarget, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
@@ -133,14 +134,18 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     })
 
     // Users: groups, effective policy, tokens, temporary code.
-    admin.get<{ Querystring: { upn?: string } }>('/admin/users', async (request, reply) => {
+    // Users: a list searched by name, a page at a time (an exact principal name goes to the user's page).
+    admin.get<{ Querystring: { upn?: string; q?: string; after?: string } }>('/admin/users', async (request, reply) => {
       const upn = request.query.upn?.trim()
       if (upn) {
         const user = await findUserByUpn(app.db, upn)
         if (user) return reply.redirect(`/admin/users/${encodeURIComponent(user.upn)}`, 303)
-        return page(request, reply, 'admin/users', { title: 'Users', values: { upn }, errors: { upn: `No user ${upn}.` } }, 404)
+        return page(request, reply, 'admin/users', { title: 'Users', values: { upn }, errors: { upn: `No user ${upn}.` }, users: [], next: null }, 404)
       }
-      return page(request, reply, 'admin/users', { title: 'Users' })
+      const q = String(request.query.q ?? '').trim().slice(0, 100)
+      const { users, next } = await listUsers(app.db, { q, after: typeof request.query.after === 'string' ? request.query.after : undefined, limit: 50 })
+      const nextQuery = next ? new URLSearchParams({ ...(q ? { q } : {}), after: next }).toString() : null
+      return page(request, reply, 'admin/users', { title: 'Users', values: { q }, users, nextQuery })
     })
 
     async function userPage(request: FastifyRequest, reply: FastifyReply, upn: string, extra: { status?: number; error?: string; notice?: string; issued?: { code: string; expiresAt: Date; oneTime: boolean }; values?: Form } = {}) {
@@ -155,7 +160,31 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     }
 
     admin.get<{ Params: { upn: string }; Querystring: { done?: string } }>('/admin/users/:upn', async (request, reply) =>
-      userPage(request, reply, request.params.upn, { notice: ({ joined: 'The user was added to the group.', left: 'The user was removed from the group.' } as Record<string, string>)[request.query.done ?? ''] }))
+      userPage(request, reply, request.params.upn, { notice: ({
+        joined: 'The user was added to the group.', left: 'The user was removed from the group.', disabled: 'The account was disabled; its sessions ended.',
+        enabled: 'The account was enabled.', granted: 'The role was granted.', revoked: 'The role was taken away.',
+      } as Record<string, string>)[request.query.done ?? ''] }))
+
+    // Disable (confirmed first) or enable the account; grant or take a role.
+    admin.post<{ Params: { upn: string; change: string }; Body: Form }>('/admin/users/:upn/account/:change', async (request, reply) => {
+      const { upn, change } = request.params
+      const form = request.body ?? {}
+      if (change !== 'disable' && change !== 'enable' && change !== 'grant' && change !== 'revoke') return reply.callNotFound()
+      if (change === 'disable' && form.confirmed !== 'yes') {
+        return page(request, reply, 'admin/confirm', { title: `Disable ${upn}?`, heading: `Disable the account of ${upn}?`,
+          consequence: `${upn} will be signed out everywhere and cannot sign in, by any method, until the account is enabled again. Their tokens and history stay.`,
+          action: request.url, fields: {}, confirm: 'Yes, disable', cancel: `/admin/users/${encodeURIComponent(upn)}` })
+      }
+      try {
+        if (change === 'disable' || change === 'enable') await setUserDisabled(app.commands, { upn, disabled: change === 'disable' }, actor(request))
+        else await (change === 'grant' ? grantRole : revokeRole)(app.commands, upn, String(form.role ?? '') as Role, actor(request))
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        return userPage(request, reply, upn, { status: r.status, error: r.message })
+      }
+      return reply.redirect(`/admin/users/${encodeURIComponent(upn)}?done=${{ disable: 'disabled', enable: 'enabled', grant: 'granted', revoke: 'revoked' }[change]}`, 303)
+    })
 
     admin.post<{ Params: { upn: string }; Body: Form }>('/admin/users/:upn/groups', async (request, reply) => {
       const remove = typeof request.body?.remove === 'string'
