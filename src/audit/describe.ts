@@ -94,6 +94,12 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
     }
     case 'PolicyDeleted':
       return `${actor} deleted security policy ${d.policyId}`
+    case 'ClientChanged':
+      return `${actor} changed relying application ${d.clientId} (${d.name}; ${(d.redirectUris ?? []).join(', ')})`
+    case 'ClientSecretRotated':
+      return `${actor} gave relying application ${d.clientId} a new secret`
+    case 'ClientDeleted':
+      return `${actor} deleted relying application ${d.clientId}`
     case 'ClientRegistered':
       return `${actor} registered relying application ${d.clientId} (${d.name})`
     case 'ApiKeyCreated':

@@ -1,6 +1,9 @@
 // Registering a relying application. A confidential client's secret is shown once and stored as a hash.
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
-import { clientStream, decideRegisterClient, initialClientState } from '../domain/client/client.js'
+import { clientStream, decideChangeClient, decideDeleteClient, decideRegisterClient, decideRotateSecret, initialClientState, type ClientEvent, type ClientState } from '../domain/client/client.js'
+import { loadClient } from '../read-models/clients.js'
+import { WrongExpectedVersion } from '../event-store/errors.js'
+import { MAX_CONFLICT_RETRIES } from './context.js'
 import type { EventMetadata } from '../event-store/types.js'
 import { appendWithProjections } from './append.js'
 import type { CommandContext } from './context.js'
@@ -30,4 +33,48 @@ export async function registerClient(
   })
   ctx.store.committed()
   return { clientId: input.clientId, secret }
+}
+
+/** Loads, decides, appends with the expected version (and, in the same transaction, what `also` does). */
+async function changeClient(
+  ctx: Pick<CommandContext, 'db' | 'store'>, clientId: string, meta: EventMetadata,
+  decide: (state: ClientState) => ClientEvent[], also?: (trx: CommandContext['db']) => Promise<void>,
+): Promise<boolean> {
+  for (let attempt = 0; ; attempt++) {
+    const state = await loadClient(ctx.db, clientId)
+    const events = decide(state)
+    if (events.length === 0) return false
+    try {
+      await ctx.db.transaction().execute(async (trx) => {
+        await appendWithProjections({ ...ctx, db: trx as never, deferCommit: true }, clientStream(clientId), state.version, events, meta)
+        if (also) await also(trx as never)
+      })
+      ctx.store.committed()
+      return true
+    } catch (error) {
+      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
+      throw error
+    }
+  }
+}
+
+export function updateClient(ctx: Pick<CommandContext, 'db' | 'store'>, input: { clientId: string; name: string; redirectUris: string[] }, meta: EventMetadata) {
+  return changeClient(ctx, input.clientId, meta, (state) => decideChangeClient(state, input))
+}
+
+/** A new secret, shown once; the old one stops working in the same transaction. */
+export async function rotateClientSecret(ctx: Pick<CommandContext, 'db' | 'store'>, clientId: string, meta: EventMetadata): Promise<string> {
+  const secret = randomBytes(32).toString('base64url')
+  await changeClient(ctx, clientId, meta, decideRotateSecret, async (trx) => {
+    await trx.insertInto('client_secrets').values({ client_id: clientId, secret_hash: hashClientSecret(secret) })
+      .onConflict((oc) => oc.column('client_id').doUpdateSet({ secret_hash: hashClientSecret(secret) })).execute()
+  })
+  return secret
+}
+
+/** Deleted for good: the provider no longer knows it, its secret is destroyed; its history stays. */
+export function deleteClient(ctx: Pick<CommandContext, 'db' | 'store'>, clientId: string, meta: EventMetadata) {
+  return changeClient(ctx, clientId, meta, decideDeleteClient, async (trx) => {
+    await trx.deleteFrom('client_secrets').where('client_id', '=', clientId).execute()
+  })
 }

@@ -48,7 +48,7 @@ export function kyselyAdapter(db: Db) {
     private async findClient(id: string): Promise<AdapterPayload | undefined> {
       const query = db.selectFrom('clients').leftJoin('client_secrets', 'client_secrets.client_id', 'clients.client_id')
         .select(['clients.client_id', 'clients.name', 'clients.redirect_uris', 'clients.public', 'client_secrets.secret_hash'])
-        .where('clients.client_id', '=', id)
+        .where('clients.client_id', '=', id).where('clients.deleted', '=', false)
       const row = (await executePrepared(db, query)).rows[0]
       return row ? (clientMetadata(row, row.secret_hash) as unknown as AdapterPayload) : undefined
     }

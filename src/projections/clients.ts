@@ -1,28 +1,28 @@
-// Inline read model `clients`: the relying applications the OpenID provider knows.
-import type { Kysely } from 'kysely'
-import { sql } from 'kysely'
-import { evolveClient, initialClientState, type ClientEvent } from '../domain/client/client.js'
-import { byStream } from './fold.js'
-import type { Projection } from './types.js'
+// Inline read model `clients`: the relying applications the OpenID provider knows, folded from each
+// client's stream (from its stored row when the batch does not start the stream).
+import { CLIENT_EVENT_TYPES, evolveClient, initialClientState, type ClientEvent, type ClientState } from '../domain/client/client.js'
+import { stateProjection } from './fold.js'
 
-export const clientsProjection: Projection = {
-  name: 'clients',
-  kind: 'inline',
-  tables: ['clients'],
-  handles: ['ClientRegistered'],
-  async apply(db: Kysely<any>, events) {
-    const rows = [...byStream(events)].map(([streamId, list]) => {
-      const first = list[0]!
-      let state = initialClientState(streamId.slice('client-'.length))
-      for (const e of list) state = evolveClient(state, { type: e.type, data: e.data } as ClientEvent)
-      return { client_id: state.clientId, name: state.name, redirect_uris: JSON.stringify(state.redirectUris), public: state.public,
-        created_at: first.recordedAt, version: list[list.length - 1]!.streamVersion }
-    })
-    await db.insertInto('clients').values(rows)
-      .onConflict((oc) => oc.column('client_id').doUpdateSet({
-        name: sql.ref('excluded.name'), redirect_uris: sql.ref('excluded.redirect_uris'), public: sql.ref('excluded.public'),
-        version: sql.ref('excluded.version'),
-      }))
-      .execute()
-  },
+interface ClientRow extends Record<string, unknown> {
+  client_id: string
+  name: string
+  redirect_uris: string[] | string
+  public: boolean
+  deleted: boolean
+  created_at: Date
+  version: number
 }
+
+type Folded = ClientState & { createdAt: Date | null }
+
+export const clientsProjection = stateProjection<Folded, ClientEvent, ClientRow>({
+  name: 'clients',
+  table: 'clients',
+  key: 'client_id',
+  prefix: 'client-',
+  handles: CLIENT_EVENT_TYPES,
+  initial: (clientId) => ({ ...initialClientState(clientId), createdAt: null }),
+  evolve: (state, event, at) => ({ ...evolveClient(state, event), createdAt: state.createdAt ?? at }),
+  fromRow: (r) => ({ clientId: r.client_id, exists: !r.deleted, name: r.name, redirectUris: r.redirect_uris as string[], public: r.public, version: r.version, createdAt: r.created_at }),
+  toRow: (s) => ({ client_id: s.clientId, name: s.name, redirect_uris: JSON.stringify(s.redirectUris), public: s.public, deleted: !s.exists, created_at: s.createdAt!, version: s.version }),
+})

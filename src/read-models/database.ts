@@ -79,6 +79,7 @@ export interface ClientsTable {
   name: string
   redirect_uris: string[]
   public: boolean
+  deleted: boolean
   created_at: Date
   version: number
 }

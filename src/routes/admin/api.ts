@@ -22,6 +22,8 @@ import { REVOCATION_REASONS } from '../../domain/token/events.js'
 import { effectivePolicy, listPolicies } from '../../read-models/policies.js'
 import { searchTokens, stateFromRow, type TokensTable } from '../../read-models/tokens.js'
 import { findUserByUpn, listUsers } from '../../read-models/users.js'
+import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
+import { listClients, loadClient } from '../../read-models/clients.js'
 import { parseInventory } from '../../import/index.js'
 import { UnusableFile, type InventoryFormat } from '../../import/types.js'
 import { page } from '../render.js'
@@ -184,6 +186,35 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
       return { user: user!.upn, groups: user!.groups, changed }
     })
   }
+
+  // Relying applications: listed, registered (the secret returned once), changed, a new secret, deleted.
+  const clientView = (c: { clientId: string; name: string; redirectUris: string[]; public: boolean }) =>
+    ({ clientId: c.clientId, name: c.name, redirectUris: c.redirectUris, public: c.public })
+  const uris = { type: 'array', minItems: 1, maxItems: 20, items: { type: 'string', minLength: 1, maxLength: 2000 } }
+  app.get('/admin/api/clients', admin, async () => ({
+    clients: (await listClients(app.db)).map((c) => clientView({ clientId: c.client_id, name: c.name, redirectUris: c.redirect_uris, public: c.public })),
+  }))
+  app.post<{ Body: { clientId: string; name?: string; redirectUris: string[]; public?: boolean } }>('/admin/api/clients', {
+    ...admin, schema: { body: { type: 'object', required: ['clientId', 'redirectUris'], additionalProperties: false,
+      properties: { clientId: { type: 'string', maxLength: 64 }, name: { type: 'string', maxLength: 100 }, redirectUris: uris, public: { type: 'boolean' } } } },
+  }, async (request, reply) => {
+    const b = request.body
+    const { secret } = await registerClient(app.commands, { clientId: b.clientId, name: b.name ?? '', redirectUris: b.redirectUris, public: b.public ?? false }, actor(request))
+    return reply.code(201).send({ client: clientView(await loadClient(app.db, b.clientId)), secret })
+  })
+  app.put<{ Params: { id: string }; Body: { name: string; redirectUris: string[] } }>('/admin/api/clients/:id', {
+    ...admin, schema: { body: { type: 'object', required: ['name', 'redirectUris'], additionalProperties: false,
+      properties: { name: { type: 'string', maxLength: 100 }, redirectUris: uris } } },
+  }, async (request) => {
+    const changed = await updateClient(app.commands, { clientId: request.params.id, ...request.body }, actor(request))
+    return { client: clientView(await loadClient(app.db, request.params.id)), changed }
+  })
+  app.post<{ Params: { id: string } }>('/admin/api/clients/:id/rotate-secret', admin, async (request) =>
+    ({ client: request.params.id, secret: await rotateClientSecret(app.commands, request.params.id, actor(request)) }))
+  app.delete<{ Params: { id: string } }>('/admin/api/clients/:id', admin, async (request) => {
+    await deleteClient(app.commands, request.params.id, actor(request))
+    return { deleted: request.params.id }
+  })
 
   // Users: listed by search, switched off and on, roles granted and taken. Each change an event.
   const userView = (u: { upn: string; display_name: string; roles: string[]; groups: string[]; disabled: boolean }) =>

@@ -7,6 +7,8 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
 import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
+import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
+import { listClients, loadClient } from '../../read-models/clients.js'
 import type { Role } from '../../domain/user/events.js'
 import { describedReplay } from '../../audit/state-as-of.js'
 import { DEFAULT_SETTINGS, SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings, type SignInMethod } from '../../domain/policy/events.js'
@@ -164,6 +166,67 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
         joined: 'The user was added to the group.', left: 'The user was removed from the group.', disabled: 'The account was disabled; its sessions ended.',
         enabled: 'The account was enabled.', granted: 'The role was granted.', revoked: 'The role was taken away.',
       } as Record<string, string>)[request.query.done ?? ''] }))
+
+    // Relying applications: listed, added (the secret shown once), changed, a new secret (confirmed first,
+    // shown once), deleted (confirmed first). Each an event.
+    const lines = (value: unknown) => String(value ?? '').split(/\s+/).map((l) => l.trim()).filter(Boolean)
+    async function clientsPage(request: FastifyRequest, reply: FastifyReply, extra: { status?: number; error?: string; notice?: string; values?: Form } = {}) {
+      return page(request, reply, 'admin/clients', { title: 'Relying applications', clients: await listClients(app.db), error: extra.error,
+        notice: extra.notice, values: extra.values ?? {} }, extra.status ?? 200)
+    }
+    async function clientPage(request: FastifyRequest, reply: FastifyReply, clientId: string, extra: { status?: number; error?: string; notice?: string; values?: Form; secret?: string } = {}) {
+      const client = await loadClient(app.db, clientId)
+      if (!client.exists) return page(request, reply, 'admin/not-found', { title: 'Not found', message: `No relying application ${clientId}.` }, 404)
+      return page(request, reply, 'admin/client', { title: client.name, client, error: extra.error, notice: extra.notice, values: extra.values ?? {}, secret: extra.secret },
+        extra.status ?? 200)
+    }
+    admin.get<{ Querystring: { done?: string } }>('/admin/clients', async (request, reply) =>
+      clientsPage(request, reply, { notice: request.query.done === 'deleted' ? 'The relying application was deleted.' : undefined }))
+    admin.post<{ Body: Form }>('/admin/clients', async (request, reply) => {
+      const form = request.body ?? {}
+      try {
+        const { clientId, secret } = await registerClient(app.commands, { clientId: String(form.clientId ?? '').trim(), name: String(form.name ?? ''),
+          redirectUris: lines(form.redirectUris), public: form.public === 'on' }, actor(request))
+        return clientPage(request, reply, clientId, { notice: 'The relying application was added.', secret: secret ?? undefined })
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        return clientsPage(request, reply, { status: r.status, error: r.message, values: form })
+      }
+    })
+    admin.get<{ Params: { id: string }; Querystring: { done?: string } }>('/admin/clients/:id', async (request, reply) =>
+      clientPage(request, reply, request.params.id, { notice: request.query.done === 'changed' ? 'The changes were saved.' : undefined }))
+    admin.post<{ Params: { id: string; change: string }; Body: Form }>('/admin/clients/:id/:change', async (request, reply) => {
+      const { id, change } = request.params
+      const form = request.body ?? {}
+      const confirmations: Record<string, string> = {
+        'rotate-secret': `The application's current secret stops working at once: ${id} cannot sign anyone in until its operator installs the new one, shown once on the next page.`,
+        delete: `${id} will no longer be able to sign anyone in, and its secret is destroyed. This cannot be undone; its history stays.`,
+      }
+      if (change !== 'change' && !confirmations[change]) return reply.callNotFound()
+      if (confirmations[change] && form.confirmed !== 'yes') {
+        return page(request, reply, 'admin/confirm', { title: `${change === 'delete' ? 'Delete' : 'New secret for'} ${id}?`,
+          heading: change === 'delete' ? `Delete relying application ${id}?` : `Give ${id} a new secret?`, consequence: confirmations[change],
+          action: request.url, fields: {}, confirm: change === 'delete' ? 'Yes, delete' : 'Yes, a new secret', cancel: `/admin/clients/${encodeURIComponent(id)}` })
+      }
+      try {
+        if (change === 'change') {
+          await updateClient(app.commands, { clientId: id, name: String(form.name ?? ''), redirectUris: lines(form.redirectUris) }, actor(request))
+          return reply.redirect(`/admin/clients/${encodeURIComponent(id)}?done=changed`, 303)
+        }
+        if (change === 'delete') {
+          await deleteClient(app.commands, id, actor(request))
+          return reply.redirect('/admin/clients?done=deleted', 303)
+        }
+        const secret = await rotateClientSecret(app.commands, id, actor(request))
+        reply.header('cache-control', 'no-store')
+        return clientPage(request, reply, id, { notice: 'The old secret no longer works.', secret })
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        return clientPage(request, reply, id, { status: r.status, error: r.message, values: change === 'change' ? form : {} })
+      }
+    })
 
     // Disable (confirmed first) or enable the account; grant or take a role.
     admin.post<{ Params: { upn: string; change: string }; Body: Form }>('/admin/users/:upn/account/:change', async (request, reply) => {
