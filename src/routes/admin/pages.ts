@@ -8,6 +8,11 @@ import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../com
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
 import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
 import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
+import multipart from '@fastify/multipart'
+import { importTokens } from '../../commands/import-tokens.js'
+import { parseInventory } from '../../import/index.js'
+import { UnusableFile, type InventoryFormat } from '../../import/types.js'
+import { MAX_IMPORT_BYTES } from './api.js'
 import { listClients, loadClient } from '../../read-models/clients.js'
 import type { Role } from '../../domain/user/events.js'
 import { describedReplay } from '../../audit/state-as-of.js'
@@ -166,6 +171,40 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
         joined: 'The user was added to the group.', left: 'The user was removed from the group.', disabled: 'The account was disabled; its sessions ended.',
         enabled: 'The account was enabled.', granted: 'The role was granted.', revoked: 'The role was taken away.',
       } as Record<string, string>)[request.query.done ?? ''] }))
+
+    // Import an inventory file (Entra CSV, privacyIDEA OATH CSV) from the page: multipart, streamed into the
+    // same import as the CLI and the API, with the same report. The CSRF token is the form's first field,
+    // checked before the file is read (the body is not parsed before the handler).
+    await admin.register(multipart, { limits: { files: 1, fields: 4, fileSize: MAX_IMPORT_BYTES } })
+    admin.get('/admin/import', async (request, reply) => page(request, reply, 'admin/import', { title: 'Import tokens' }))
+    admin.post('/admin/import', { config: { skipCsrf: true } }, async (request, reply) => {
+      const again = (status: number, error: string, format = 'entra') => page(request, reply, 'admin/import', { title: 'Import tokens', error, values: { format } }, status)
+      if (!request.isMultipart()) return again(400, 'Choose a file to import.')
+      const fields: Record<string, string> = {}
+      for await (const part of request.parts()) {
+        if (part.type === 'field') {
+          fields[part.fieldname] = String(part.value)
+          continue
+        }
+        // The file: only after the CSRF token and the format, which the form sends first.
+        await new Promise<void>((resolve, reject) => {
+          request.body = { _csrf: fields._csrf }
+          app.csrfProtection(request, reply, (error?: Error) => (error ? reject(error) : resolve()))
+        })
+        const format = (fields.format ?? 'entra') as InventoryFormat
+        if (format !== 'entra' && format !== 'oath') return again(400, 'Choose the file\'s format: Entra CSV or privacyIDEA OATH CSV.')
+        if (!part.filename) return again(400, 'Choose a file to import.', format)
+        try {
+          const report = await importTokens(app.commands, parseInventory(format, part.file), actor(request), { format })
+          if (part.file.truncated) return again(413, `The file is larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MiB.`, format)
+          return page(request, reply, 'admin/import', { title: 'Import tokens', report, filename: part.filename, values: { format } })
+        } catch (error) {
+          if (error instanceof UnusableFile) return again(400, error.message, format)
+          throw error
+        }
+      }
+      return again(400, 'Choose a file to import.', fields.format)
+    })
 
     // Relying applications: listed, added (the secret shown once), changed, a new secret (confirmed first,
     // shown once), deleted (confirmed first). Each an event.

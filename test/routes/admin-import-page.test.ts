@@ -1,0 +1,56 @@
+// The admin import page: an inventory file posted as a form (multipart), streamed into the same import
+// as the CLI and the API, with the same report; the CSRF token is checked before the file is read.
+import t from 'tap'
+import { sql } from 'kysely'
+import { activateToken } from '../../src/commands/tokens.js'
+import { grantRole } from '../../src/commands/users.js'
+import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
+import { metadata } from '../helpers/database.js'
+import { totpAt } from '../helpers/oathtool.js'
+import { SEED_B32, SEED_HEX } from '../fixtures/rfc-vectors.js'
+
+const { app, database, clock } = await testApp(t)
+let step = 1_800_000_000
+clock.now = new Date(step * 1000)
+const ada = await addUser(app, 'ada@example.com')
+await grantRole(app.commands, 'ada@example.com', 'admin', metadata())
+await importEntra(app, [`ada@example.com,AD-1,${SEED_B32},30,Token2,C202`])
+await activateToken(app.commands, { serial: 'AD-1', userId: ada.userId, name: 'Ada key', code: totpAt(SEED_HEX, step) }, metadata())
+
+function multipart(fields: [string, string][], file: { name: string; content: string } | null) {
+  const boundary = '----tessera-test-boundary'
+  const parts = fields.map(([name, value]) => `--${boundary}\r\nContent-Disposition: form-data; name="${name}"\r\n\r\n${value}\r\n`)
+  if (file) parts.push(`--${boundary}\r\nContent-Disposition: form-data; name="inventory"; filename="${file.name}"\r\nContent-Type: text/csv\r\n\r\n${file.content}\r\n`)
+  return { payload: `${parts.join('')}--${boundary}--\r\n`, type: `multipart/form-data; boundary=${boundary}` }
+}
+
+t.test('an admin imports a file from the page and reads the report; a form without its token imports nothing', async (t) => {
+  const b = new Browser(app)
+  await b.signIn('ada@example.com')
+  step += 30
+  clock.now = new Date(step * 1000)
+  await b.get('/security-info/verify')
+  await b.post('/security-info/verify', { serial: 'AD-1', code: totpAt(SEED_HEX, step) })
+  const form = await b.get('/admin/import')
+  t.match(text(form.body), /Import tokens .* Format .* File/)
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(form.body)![1]!
+  const csv = ['upn,serial number,secret key,time interval,manufacturer,model', `,IMP-1,${SEED_B32},30,Token2,C202`, `,IMP-2,not-base32!,30,Token2,C202`].join('\n')
+  const post = (fields: [string, string][], file: { name: string; content: string } | null) => {
+    const body = multipart(fields, file)
+    return app.inject({ method: 'POST', url: '/admin/import', payload: body.payload, headers: { 'content-type': body.type, cookie: b.cookieHeader(), accept: 'text/html' } })
+  }
+  const forged = await post([['format', 'entra']], { name: 'tokens.csv', content: csv })
+  t.equal(forged.statusCode, 403)
+  t.equal((await sql`select 1 from tokens where serial = 'IMP-1'`.execute(database.db)).rows.length, 0, 'nothing imported without the token')
+
+  const res = await post([['_csrf', csrf], ['format', 'entra']], { name: 'tokens.csv', content: csv })
+  t.equal(res.statusCode, 200)
+  t.match(text(res.body), /tokens\.csv: imported 1 token, refused 1 row Line 3, serial IMP-2: /)
+  t.equal((await sql`select 1 from tokens where serial = 'IMP-1'`.execute(database.db)).rows.length, 1)
+  const none = await post([['_csrf', csrf], ['format', 'entra']], null)
+  t.equal(none.statusCode, 400)
+  t.match(text(none.body), /Choose a file to import\./)
+  const wrongFormat = await post([['_csrf', csrf], ['format', 'pdf']], { name: 'x.csv', content: csv })
+  t.equal(wrongFormat.statusCode, 400)
+  t.match(text(wrongFormat.body), /Choose the file's format/)
+})
