@@ -5,7 +5,7 @@
 // - An account that had methods and lost them all needs an admin: a temporary code, or an assigned token.
 // - Deleting the last method is allowed with that code, and the page says what it means.
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
-import { removeToken, renameToken, verifyCode } from '../../commands/tokens.js'
+import { removeToken, renameToken, verifyCodeFromAny } from '../../commands/tokens.js'
 import { TEMPORARY_CODE, useTemporaryCode } from '../../commands/temporary-codes.js'
 import { chooseDefaultMethod, defaultMethodOf, NotYourMethod, recordSignIn } from '../../commands/users.js'
 import { normalizeName } from '../../domain/token/decide.js'
@@ -30,8 +30,6 @@ export async function allowedKinds(app: FastifyInstance, userId: string): Promis
 
 /** Changes to the methods listed on Security info, however often the user signed in since. */
 const RECENT_DAYS = 30
-
-const WRONG_CODE = "That code didn't work. Check the code on your token and try again."
 
 export default async function securityInfoRoutes(app: FastifyInstance): Promise<void> {
   const user = (request: FastifyRequest) => signedIn(request) as SignedInUser
@@ -126,13 +124,12 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
 
   app.get('/security-info/verify', async (request, reply) => verifyPage(request, reply))
 
-  app.post<{ Body: { serial?: string; code?: string } }>('/security-info/verify', { preHandler: attemptLimits }, async (request, reply) => {
+  app.post<{ Body: { code?: string } }>('/security-info/verify', { preHandler: attemptLimits }, async (request, reply) => {
     const u = user(request)
     const methods = await activeMethods(u.id)
-    const serial = request.body?.serial ?? methods[0]?.serial ?? ''
     const code = (request.body?.code ?? '').replace(/\s/g, '')
     const meta = app.eventMetadata(request, { type: 'user', id: u.id })
-    const again = (message: string) => verifyPage(request, reply, { values: { serial }, errors: { code: message } }, 422)
+    const again = (message: string) => verifyPage(request, reply, { errors: { code: message } }, 422)
     let fromToken = false
     if (TEMPORARY_CODE.test(code)) {
       // A temporary code from an admin: enough to change methods, never to open staff pages.
@@ -140,9 +137,9 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     } else {
       if (methods.length === 0) return again('Enter the temporary code your administrator gave you (12 digits).')
       if (!/^\d{6,8}$/.test(code)) return again(`Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
-      if (!methods.some((m) => m.serial === serial)) return again(WRONG_CODE)
+      // A code from any of the user's tokens (as Enter code takes it).
       try {
-        await verifyCode(app.commands, { serial, userId: u.id, code, level: 'mfa' }, meta)
+        await verifyCodeFromAny(app.commands, { userId: u.id, code, level: 'mfa' }, meta)
       } catch (error) {
         if (error instanceof TokenError) return again(error.message)
         throw error
