@@ -66,14 +66,30 @@ export class CatchUpSubscription {
   ) {}
 
   /** Handles every event there is now; resolves when caught up, or after the batch in hand once stopped. */
-  async catchUp(): Promise<number> {
+  /**
+   * Processes batches until every event committed before the call is handled. A short batch is not
+   * enough: a transaction that is still running holds back the events of later ones (readAll reads
+   * below the oldest running transaction), so it waits for the checkpoint to reach the head seen at the
+   * call, for at most `waitMs`.
+   */
+  async catchUp(waitMs = 10_000): Promise<number> {
     const size = this.options.batchSize ?? 1000
+    const head = (await sql<{ tx_id: string; position: string }>`
+      select tx_id, position from events order by tx_id desc, position desc limit 1`.execute(this.db)).rows[0]
+    const deadline = Date.now() + waitMs
     let total = 0
     for (;;) {
       const n = await processBatch(this.db, this.store, this.options.name, size, this.options.handle)
       total += n
       // A stop during a long backlog takes effect between batches; the checkpoint says where to go on.
-      if (n < size || this.stopping) return total
+      if (this.stopping) return total
+      if (n === size) continue
+      if (!head || Date.now() > deadline) return total
+      const at = (await sql<{ reached: boolean }>`
+        select (tx_id, position) >= (${head.tx_id}::xid8, ${head.position}::bigint) as reached
+        from subscription_checkpoints where name = ${this.options.name}`.execute(this.db)).rows[0]
+      if (at?.reached) return total
+      await new Promise((resolve) => setTimeout(resolve, 10))
     }
   }
 

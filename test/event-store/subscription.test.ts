@@ -115,3 +115,26 @@ t.test('stop during a long backlog returns after the batch in hand; the next sta
   const total = (await store.readAll({ txId: '0', position: 0 }, 10_000)).events.length
   t.equal(handled, total, 'every event handled once, across the stop')
 })
+
+t.test('catchUp includes every event committed before it was called, even behind an older transaction still running', async (t) => {
+  const handled: string[] = []
+  const subscription = new CatchUpSubscription(db, store, {
+    name: 'behind-a-slow-one',
+    handle: async (_trx, events) => void handled.push(...events.map((e) => e.streamId)),
+  })
+  await subscription.catchUp()
+  handled.length = 0
+  // An older transaction takes its id (a row lock) and keeps running; a later append commits meanwhile.
+  const slow = await db.connection().execute(async (conn) => {
+    await sql`begin`.execute(conn)
+    await sql`select pg_current_xact_id()`.execute(conn)
+    await store.append('later-stream', 'no-stream', [{ type: 'Noted', data: {} }], metadata())
+    const caught = subscription.catchUp(5000)
+    await new Promise((r) => setTimeout(r, 150))
+    t.same(handled, [], 'the later event waits behind the older transaction')
+    await sql`commit`.execute(conn)
+    return caught
+  })
+  t.ok(slow >= 1)
+  t.same(handled, ['later-stream'], 'and is handled before catchUp returns')
+})
