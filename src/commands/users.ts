@@ -168,16 +168,28 @@ export function defaultMethodOf<T extends { serial: string }>(active: readonly T
  * session). False when it changes nothing.
  */
 export async function setUserDisabled(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, input: { upn: string; disabled: boolean }, meta: EventMetadata): Promise<boolean> {
-  const user = await findUserByUpn(ctx.db, input.upn)
-  if (!user) throw Object.assign(new InvalidUser(`no user ${input.upn}`), { statusCode: 404 })
-  if (user.disabled === input.disabled) return false
-  await ctx.db.transaction().execute(async (trx) => {
-    await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), user.version,
-      [{ type: input.disabled ? 'UserDisabled' : 'UserEnabled', data: { userId: user.id } }], meta)
-    if (input.disabled) await sql`update gateway_sessions set ended_at = ${ctx.now()} where user_id = ${user.id} and ended_at is null`.execute(trx)
-  })
-  ctx.store.committed()
-  return true
+  for (let attempt = 0; ; attempt++) {
+    const user = await findUserByUpn(ctx.db, input.upn)
+    if (!user) throw Object.assign(new InvalidUser(`no user ${input.upn}`), { statusCode: 404 })
+    if (user.disabled === input.disabled) return false
+    try {
+      await ctx.db.transaction().execute(async (trx) => {
+        await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), user.version,
+          [{ type: input.disabled ? 'UserDisabled' : 'UserEnabled', data: { userId: user.id } }], meta)
+        if (input.disabled) {
+          await sql`update gateway_sessions set ended_at = ${ctx.now()} where user_id = ${user.id} and ended_at is null`.execute(trx)
+          // The provider's sessions, grants and tokens of the account go too: enabling it again must not
+          // bring back what someone else may have held (a refresh token lives for days).
+          await sql`delete from oidc_payloads where payload->>'accountId' = ${user.id}`.execute(trx)
+        }
+      })
+      ctx.store.committed()
+      return true
+    } catch (error) {
+      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
+      throw error
+    }
+  }
 }
 
 /** Takes a role from a user; false when they did not hold it. */
@@ -186,6 +198,12 @@ export async function revokeRole(ctx: Pick<CommandContext, 'db' | 'store'>, upn:
   const user = await findUserByUpn(ctx.db, upn)
   if (!user) throw Object.assign(new InvalidUser(`no user ${upn}`), { statusCode: 404 })
   if (!user.roles.includes(role)) return false
-  await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'UserRoleRevoked', data: { userId: user.id, role } }], meta)
+  try {
+    await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'UserRoleRevoked', data: { userId: user.id, role } }], meta)
+  } catch (error) {
+    // Another change to the account at the same moment (a wrong password recorded): decide again.
+    if (error instanceof WrongExpectedVersion) return revokeRole(ctx, upn, role, meta)
+    throw error
+  }
   return true
 }

@@ -130,7 +130,8 @@ export class CatchUpSubscription {
     while (this.running) {
       this.pending = false
       try {
-        await this.catchUp()
+        // The background loop does not wait behind a running transaction: the next wake-up or poll goes on.
+        await this.catchUp(0)
       } catch (error) {
         this.options.onError?.(error)
       }

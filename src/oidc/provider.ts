@@ -59,6 +59,28 @@ export interface ProviderOptions {
   onError?: (details: { reference: string; error: string; description?: string }) => void
 }
 
+/** Every claim the gateway gives, whichever way it is asked for. */
+export const GIVEN_CLAIMS = new Set(['sub', 'acr', 'amr', 'auth_time', 'sid', 'email', 'email_verified', 'name', 'preferred_username'])
+
+/**
+ * An essential acr the claims parameter asks for that the gateway knows none of: the sign-in cannot meet it
+ * (OpenID Connect Core 5.5.1.1) and ends with unmet_authentication_requirements.
+ */
+export function unmetEssentialAcr(claims: unknown): boolean {
+  let parsed: unknown = claims
+  if (typeof claims === 'string') {
+    try {
+      parsed = JSON.parse(claims)
+    } catch {
+      return false
+    }
+  }
+  const acr = (parsed as { id_token?: { acr?: { essential?: unknown; value?: unknown; values?: unknown } | null } } | null)?.id_token?.acr
+  if (!acr || typeof acr !== 'object' || acr.essential !== true) return false
+  const wanted = Array.isArray(acr.values) ? acr.values : acr.value !== undefined ? [acr.value] : []
+  return wanted.length > 0 && !wanted.some((v) => v === LEVELS.pwd || v === LEVELS.mfa)
+}
+
 /** The provider's errors in words a person can act on (never the library's own text). */
 const ERROR_WORDS: Record<string, string> = {
   invalid_client: 'The application is not registered here.',
@@ -159,6 +181,9 @@ export function createProvider(options: ProviderOptions): Provider {
       const grant = grantId ? await oidc.provider.Grant.find(grantId) : new oidc.provider.Grant({ clientId: oidc.client!.clientId, accountId: oidc.session!.accountId! })
       if (!grant) return undefined
       grant.addOIDCScope(String(oidc.params!.scope ?? 'openid'))
+      // Claims asked for by name (the claims parameter), as far as the gateway gives them.
+      const asked = [...(oidc.requestParamClaims ?? [])].filter((c) => GIVEN_CLAIMS.has(c))
+      if (asked.length > 0) grant.addOIDCClaims(asked)
       await grant.save()
       return grant
     },

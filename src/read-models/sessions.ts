@@ -22,8 +22,8 @@ export async function startGatewaySession(db: Executor, userId: string, now: Dat
 
 /** True while the session has not been ended and its absolute lifetime has not run out. */
 export async function gatewaySessionLive(db: Executor, id: string, userId: string, now: Date): Promise<boolean> {
-  const result = await executePrepared(db, sql<{ live: boolean }>`select true as live from gateway_sessions
-    where id = ${id} and user_id = ${userId} and ended_at is null and expires_at > ${now}`)
+  const result = await executePrepared(db, sql<{ live: boolean }>`select true as live from gateway_sessions s join users u on u.id = s.user_id
+    where s.id = ${id} and s.user_id = ${userId} and s.ended_at is null and s.expires_at > ${now} and not u.disabled`)
   return result.rows.length > 0
 }
 

@@ -17,6 +17,15 @@ const isText = (v: unknown) => typeof v === 'string' && v.length <= MAX_FIELD &&
 const OWN_SCHEMAS = /^\/(admin\/api|audit\/api|oidc)(\/|$)/
 
 export async function checkFormShape(request: FastifyRequest): Promise<void> {
+  // The address too: each parameter once, as text without NUL (the provider checks its own).
+  if (!request.url.startsWith('/oidc')) {
+    for (const [name, value] of Object.entries((request.query ?? {}) as Record<string, unknown>)) {
+      if (!isText(value)) throw new MalformedForm(`The address's "${name.slice(0, 40)}" must be given once, as text.`)
+    }
+    for (const value of Object.values((request.params ?? {}) as Record<string, unknown>)) {
+      if (typeof value === 'string' && value.includes('\u0000')) throw new MalformedForm('The address holds a character that is not allowed.')
+    }
+  }
   const body = request.body
   // A body that is not an object (a text/plain post) has no fields to read: the CSRF check refuses it.
   if (typeof body !== 'object' || body === null || OWN_SCHEMAS.test(request.url)) return

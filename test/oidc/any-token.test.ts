@@ -183,3 +183,18 @@ t.test('an error in the middle of a sign-in offers the way back to the applicati
   const back = await agent.follow(await agent.post(action!, {}), CALLBACK)
   t.match(back.location, /^https:\/\/rp\.example\.com\/callback\?error=access_denied/, 'the application gets an OpenID error it understands')
 })
+
+t.test('claims asked for by name, and an essential acr the gateway does not know, end the sign-in without a loop', async (t) => {
+  const start = async (claims: string) => {
+    const agent = new Agent(BASE)
+    const verifier = oidc.randomPKCECodeVerifier()
+    const url = oidc.buildAuthorizationUrl(config, { redirect_uri: CALLBACK, scope: 'openid email', nonce: 'n', claims,
+      code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' })
+    const login = await agent.follow(await agent.get(url.toString()))
+    return agent.follow(await agent.post(`${new URL(login.url).pathname}/login`, { upn: 'newbie@example.com', password: 'correct horse battery' }), CALLBACK)
+  }
+  const named = await start(JSON.stringify({ userinfo: { email: null }, id_token: { email: { essential: true } } }))
+  t.match(named.location, /^https:\/\/rp\.example\.com\/callback\?code=/, 'the claims asked for by name are granted')
+  const unknown = await start(JSON.stringify({ id_token: { acr: { essential: true, values: ['urn:example:loa:gold'] } } }))
+  t.match(unknown.location, /^https:\/\/rp\.example\.com\/callback\?error=unmet_authentication_requirements/, 'an acr it cannot give is an error for the application')
+})

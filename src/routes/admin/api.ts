@@ -50,7 +50,7 @@ function requireRole(app: FastifyInstance, role: ApiRole) {
   }
 }
 
-function limited(max: number) {
+export function limited(max: number) {
   let seen = 0
   return new Transform({
     transform(chunk: Buffer, _encoding, callback) {

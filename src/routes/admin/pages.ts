@@ -12,7 +12,7 @@ import multipart from '@fastify/multipart'
 import { importTokens } from '../../commands/import-tokens.js'
 import { parseInventory } from '../../import/index.js'
 import { UnusableFile, type InventoryFormat } from '../../import/types.js'
-import { MAX_IMPORT_BYTES } from './api.js'
+import { limited, MAX_IMPORT_BYTES } from './api.js'
 import { listClients, loadClient } from '../../read-models/clients.js'
 import type { Role } from '../../domain/user/events.js'
 import { describedReplay } from '../../audit/state-as-of.js'
@@ -175,7 +175,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     // Import an inventory file (Entra CSV, privacyIDEA OATH CSV) from the page: multipart, streamed into the
     // same import as the CLI and the API, with the same report. The CSRF token is the form's first field,
     // checked before the file is read (the body is not parsed before the handler).
-    await admin.register(multipart, { limits: { files: 1, fields: 4, fileSize: MAX_IMPORT_BYTES } })
+    await admin.register(multipart, { limits: { files: 1, fields: 4, fileSize: MAX_IMPORT_BYTES + 1 } })
     admin.get('/admin/import', async (request, reply) => page(request, reply, 'admin/import', { title: 'Import tokens' }))
     admin.post('/admin/import', { config: { skipCsrf: true } }, async (request, reply) => {
       const again = (status: number, error: string, format = 'entra') => page(request, reply, 'admin/import', { title: 'Import tokens', error, values: { format } }, status)
@@ -186,17 +186,27 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
           fields[part.fieldname] = String(part.value)
           continue
         }
-        // The file: only after the CSRF token and the format, which the form sends first.
-        await new Promise<void>((resolve, reject) => {
+        // The file: only after the CSRF token and the format, which the form sends first. A refused token
+        // answers 403 through the error handler (the check sends it and calls no callback).
+        const accepted = await new Promise<boolean>((resolve) => {
+          const refused = () => resolve(false)
+          reply.raw.once('finish', refused)
           request.body = { _csrf: fields._csrf }
-          app.csrfProtection(request, reply, (error?: Error) => (error ? reject(error) : resolve()))
+          app.csrfProtection(request, reply, (error?: Error) => {
+            reply.raw.off('finish', refused)
+            resolve(!error)
+          })
         })
+        if (!accepted) {
+          part.file.resume()
+          return reply
+        }
         const format = (fields.format ?? 'entra') as InventoryFormat
         if (format !== 'entra' && format !== 'oath') return again(400, 'Choose the file\'s format: Entra CSV or privacyIDEA OATH CSV.')
         if (!part.filename) return again(400, 'Choose a file to import.', format)
         try {
-          const report = await importTokens(app.commands, parseInventory(format, part.file), actor(request), { format })
-          if (part.file.truncated) return again(413, `The file is larger than ${MAX_IMPORT_BYTES / 1024 / 1024} MiB.`, format)
+          // Over the limit the stream fails (413) as the API's does; what was imported before it is reported by the error.
+          const report = await importTokens(app.commands, parseInventory(format, part.file.pipe(limited(MAX_IMPORT_BYTES))), actor(request), { format })
           return page(request, reply, 'admin/import', { title: 'Import tokens', report, filename: part.filename, values: { format } })
         } catch (error) {
           if (error instanceof UnusableFile) return again(400, error.message, format)
@@ -242,8 +252,9 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
         'rotate-secret': `The application's current secret stops working at once: ${id} cannot sign anyone in until its operator installs the new one, shown once on the next page.`,
         delete: `${id} will no longer be able to sign anyone in, and its secret is destroyed. This cannot be undone; its history stays.`,
       }
-      if (change !== 'change' && !confirmations[change]) return reply.callNotFound()
-      if (confirmations[change] && form.confirmed !== 'yes') {
+      const destructive = Object.hasOwn(confirmations, change)
+      if (change !== 'change' && !destructive) return reply.callNotFound()
+      if (destructive && form.confirmed !== 'yes') {
         return page(request, reply, 'admin/confirm', { title: `${change === 'delete' ? 'Delete' : 'New secret for'} ${id}?`,
           heading: change === 'delete' ? `Delete relying application ${id}?` : `Give ${id} a new secret?`, consequence: confirmations[change],
           action: request.url, fields: {}, confirm: change === 'delete' ? 'Yes, delete' : 'Yes, a new secret', cancel: `/admin/clients/${encodeURIComponent(id)}` })
@@ -272,6 +283,10 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       const { upn, change } = request.params
       const form = request.body ?? {}
       if (change !== 'disable' && change !== 'enable' && change !== 'grant' && change !== 'revoke') return reply.callNotFound()
+      // An admin does not lock themself out: another admin disables them or takes their role.
+      if (upn.toLowerCase() === signedIn(request)!.upn.toLowerCase() && (change === 'disable' || (change === 'revoke' && form.role === 'admin'))) {
+        return userPage(request, reply, upn, { status: 409, error: "You can't disable your own account or take your own admin role. Ask another admin." })
+      }
       if (change === 'disable' && form.confirmed !== 'yes') {
         return page(request, reply, 'admin/confirm', { title: `Disable ${upn}?`, heading: `Disable the account of ${upn}?`,
           consequence: `${upn} will be signed out everywhere and cannot sign in, by any method, until the account is enabled again. Their tokens and history stay.`,

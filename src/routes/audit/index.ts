@@ -118,7 +118,7 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
     const after = q.after ? Number(q.after) : undefined
     const before = q.before ? Number(q.before) : undefined
     const limit = q.limit ? Number(q.limit) : undefined
-    if ([after, before, limit].some((n) => n !== undefined && !Number.isInteger(n))) throw new BadQuery('after, before and limit must be whole numbers')
+    if ([after, before, limit].some((n) => n !== undefined && !(Number.isSafeInteger(n) && n >= 0))) throw new BadQuery('after, before and limit must be whole numbers')
     return { after, before, limit }
   }
 

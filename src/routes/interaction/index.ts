@@ -13,7 +13,7 @@ import type { TokenState } from '../../domain/token/state.js'
 import { loadToken } from '../../read-models/tokens.js'
 import { recordSignIn } from '../../commands/users.js'
 import { TokenError } from '../../domain/token/errors.js'
-import { LEVELS, requestedLevel } from '../../oidc/provider.js'
+import { GIVEN_CLAIMS, LEVELS, requestedLevel, unmetEssentialAcr } from '../../oidc/provider.js'
 import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { clientName as clientNameOf } from '../../read-models/clients.js'
 import { signedIn, VERIFIED_FOR_MS } from '../guards.js'
@@ -104,9 +104,14 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     allowReturn(reply, d)
     const user = vouchedUser(request, d)
     if (!user) return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: await clientName(d) })
+    if (unmetEssentialAcr(d.params.claims)) {
+      return finish(reply, d, { error: 'unmet_authentication_requirements', error_description: 'The essential acr asked for is not one this gateway gives.' })
+    }
     if (d.prompt.name === 'consent') {
       const grant = new (await app.oidcProvider()).Grant({ accountId: user.id, clientId: String(d.params.client_id) })
       grant.addOIDCScope(String(d.params.scope ?? 'openid'))
+      const asked = [...((d.prompt.details.missingOIDCClaims as string[] | undefined) ?? [])].filter((c) => GIVEN_CLAIMS.has(c))
+      if (asked.length > 0) grant.addOIDCClaims(asked)
       return finish(reply, d, { consent: { grantId: await grant.save() } })
     }
     if (requestedLevel(d.params) === LEVELS.mfa) {
