@@ -4,20 +4,13 @@
 import t from 'tap'
 import { sql } from 'kysely'
 import { createApiKey } from '../../src/commands/api-keys.js'
-import { activateToken } from '../../src/commands/tokens.js'
-import { grantRole } from '../../src/commands/users.js'
-import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
+import { testApp, text } from '../helpers/app.js'
+import { addAdmin, signedInAdmin } from '../helpers/staff.js'
 import { metadata } from '../helpers/database.js'
-import { totpAt } from '../helpers/oathtool.js'
-import { SEED_B32, SEED_HEX } from '../fixtures/rfc-vectors.js'
 
 const { app, database, clock } = await testApp(t)
-let step = 1_800_000_000
-clock.now = new Date(step * 1000)
-const ada = await addUser(app, 'ada@example.com')
-await grantRole(app.commands, 'ada@example.com', 'admin', metadata())
-await importEntra(app, [`ada@example.com,AD-1,${SEED_B32},30,Token2,C202`])
-await activateToken(app.commands, { serial: 'AD-1', userId: ada.userId, name: 'Ada key', code: totpAt(SEED_HEX, step) }, metadata())
+clock.now = new Date(1_800_000_000 * 1000)
+await addAdmin(app, clock)
 const { key } = await createApiKey(app.commands, { role: 'admin', name: 'ops' }, metadata())
 const api = (method: 'GET' | 'POST' | 'PUT' | 'DELETE', url: string, payload?: object) =>
   app.inject({ method, url: `/admin/api${url}`, payload, headers: { authorization: `Bearer ${key}` } })
@@ -59,12 +52,7 @@ t.test('the API registers, changes, renews the secret of, and deletes a relying 
 })
 
 t.test('the pages add one (its secret shown once), renew its secret and delete it, each confirmed first', async (t) => {
-  const b = new Browser(app)
-  await b.signIn('ada@example.com')
-  step += 30
-  clock.now = new Date(step * 1000)
-  await b.get('/security-info/verify')
-  await b.post('/security-info/verify', { serial: 'AD-1', code: totpAt(SEED_HEX, step) })
+  const b = await signedInAdmin(app, clock)
   await b.get('/admin/clients')
   const added = await b.post('/admin/clients', { clientId: 'board', name: 'Team board', redirectUris: 'https://board.example.com/cb\nhttps://board.example.com/cb2' })
   t.match(text(added.body), /The relying application was added\. Client secret Give this secret to the application's operator\. It is shown only now\./)

@@ -2,20 +2,13 @@
 // as the CLI and the API, with the same report; the CSRF token is checked before the file is read.
 import t from 'tap'
 import { sql } from 'kysely'
-import { activateToken } from '../../src/commands/tokens.js'
-import { grantRole } from '../../src/commands/users.js'
-import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
-import { metadata } from '../helpers/database.js'
-import { totpAt } from '../helpers/oathtool.js'
-import { SEED_B32, SEED_HEX } from '../fixtures/rfc-vectors.js'
+import { testApp, text } from '../helpers/app.js'
+import { addAdmin, signedInAdmin } from '../helpers/staff.js'
+import { SEED_B32 } from '../fixtures/rfc-vectors.js'
 
 const { app, database, clock } = await testApp(t)
-let step = 1_800_000_000
-clock.now = new Date(step * 1000)
-const ada = await addUser(app, 'ada@example.com')
-await grantRole(app.commands, 'ada@example.com', 'admin', metadata())
-await importEntra(app, [`ada@example.com,AD-1,${SEED_B32},30,Token2,C202`])
-await activateToken(app.commands, { serial: 'AD-1', userId: ada.userId, name: 'Ada key', code: totpAt(SEED_HEX, step) }, metadata())
+clock.now = new Date(1_800_000_000 * 1000)
+await addAdmin(app, clock)
 
 function multipart(fields: [string, string][], file: { name: string; content: string } | null) {
   const boundary = '----tessera-test-boundary'
@@ -25,12 +18,7 @@ function multipart(fields: [string, string][], file: { name: string; content: st
 }
 
 t.test('an admin imports a file from the page and reads the report; a form without its token imports nothing', async (t) => {
-  const b = new Browser(app)
-  await b.signIn('ada@example.com')
-  step += 30
-  clock.now = new Date(step * 1000)
-  await b.get('/security-info/verify')
-  await b.post('/security-info/verify', { serial: 'AD-1', code: totpAt(SEED_HEX, step) })
+  const b = await signedInAdmin(app, clock)
   const form = await b.get('/admin/import')
   t.match(text(form.body), /Import tokens .* Format .* File/)
   const csrf = /name="_csrf" value="([^"]+)"/.exec(form.body)![1]!

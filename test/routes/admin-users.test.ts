@@ -4,37 +4,23 @@
 import t from 'tap'
 import { sql } from 'kysely'
 import { createApiKey } from '../../src/commands/api-keys.js'
-import { activateToken } from '../../src/commands/tokens.js'
 import { grantRole } from '../../src/commands/users.js'
-import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
+import { addUser, Browser, testApp, text } from '../helpers/app.js'
+import { addAdmin, signedInAdmin } from '../helpers/staff.js'
 import { metadata } from '../helpers/database.js'
-import { totpAt } from '../helpers/oathtool.js'
-import { SEED_B32, SEED_HEX } from '../fixtures/rfc-vectors.js'
 
 const { app, database, clock } = await testApp(t)
-let step = 1_800_000_000
-clock.now = new Date(step * 1000)
-const ada = await addUser(app, 'ada@example.com', 'correct horse battery', 'Ada Admin')
+clock.now = new Date(1_800_000_000 * 1000)
+const ada = await addAdmin(app, clock, 'ada@example.com', 'AD-1', 'Ada Admin')
 const alice = await addUser(app, 'alice@example.com', 'correct horse battery', 'Alice Example')
 await addUser(app, 'alicia@example.com', 'correct horse battery', 'Alicia Other')
 await addUser(app, 'bob@example.com')
-await grantRole(app.commands, 'ada@example.com', 'admin', metadata())
-await importEntra(app, [`ada@example.com,AD-1,${SEED_B32},30,Token2,C202`])
-await activateToken(app.commands, { serial: 'AD-1', userId: ada.userId, name: 'Ada key', code: totpAt(SEED_HEX, step) }, metadata())
 const { key } = await createApiKey(app.commands, { role: 'admin', name: 'ops' }, metadata())
 const api = (method: 'GET' | 'POST' | 'DELETE', url: string) => app.inject({ method, url: `/admin/api${url}`, headers: { authorization: `Bearer ${key}` } })
 const lastUserEvent = async (userId: string) =>
   (await sql<{ type: string; data: any; metadata: any }>`select type, data, metadata from events where stream_id = ${`user-${userId}`} order by stream_version desc limit 1`.execute(database.db)).rows[0]!
 
-async function admin(): Promise<Browser> {
-  const b = new Browser(app)
-  await b.signIn('ada@example.com')
-  step += 30
-  clock.now = new Date(step * 1000)
-  await b.get('/security-info/verify')
-  t.equal((await b.post('/security-info/verify', { serial: 'AD-1', code: totpAt(SEED_HEX, step) })).status, 303)
-  return b
-}
+const admin = () => signedInAdmin(app, clock)
 
 t.test('the users list searches names and principal names', async (t) => {
   const b = await admin()
