@@ -2,11 +2,9 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto'
 import { clientStream, decideChangeClient, decideDeleteClient, decideRegisterClient, decideRotateSecret, initialClientState, type ClientEvent, type ClientState } from '../domain/client/client.js'
 import { loadClient } from '../read-models/clients.js'
-import { WrongExpectedVersion } from '../event-store/errors.js'
-import { MAX_CONFLICT_RETRIES } from './context.js'
 import type { EventMetadata } from '../event-store/types.js'
 import { appendWithProjections } from './append.js'
-import type { CommandContext } from './context.js'
+import { retryOnConflict, type CommandContext } from './context.js'
 
 export function hashClientSecret(secret: string): string {
   return `sha256$${createHash('sha256').update(secret).digest('hex')}`
@@ -40,22 +38,17 @@ async function changeClient(
   ctx: Pick<CommandContext, 'db' | 'store'>, clientId: string, meta: EventMetadata,
   decide: (state: ClientState) => ClientEvent[], also?: (trx: CommandContext['db']) => Promise<void>,
 ): Promise<boolean> {
-  for (let attempt = 0; ; attempt++) {
+  return retryOnConflict(async () => {
     const state = await loadClient(ctx.db, clientId)
     const events = decide(state)
     if (events.length === 0) return false
-    try {
-      await ctx.db.transaction().execute(async (trx) => {
-        await appendWithProjections({ ...ctx, db: trx as never, deferCommit: true }, clientStream(clientId), state.version, events, meta)
-        if (also) await also(trx as never)
-      })
-      ctx.store.committed()
-      return true
-    } catch (error) {
-      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
-      throw error
-    }
-  }
+    await ctx.db.transaction().execute(async (trx) => {
+      await appendWithProjections({ ...ctx, db: trx as never, deferCommit: true }, clientStream(clientId), state.version, events, meta)
+      if (also) await also(trx as never)
+    })
+    ctx.store.committed()
+    return true
+  })
 }
 
 export function updateClient(ctx: Pick<CommandContext, 'db' | 'store'>, input: { clientId: string; name: string; redirectUris: string[] }, meta: EventMetadata) {

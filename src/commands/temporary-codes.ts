@@ -6,11 +6,10 @@
 import { createHash, randomInt, timingSafeEqual } from 'node:crypto'
 import { sql } from 'kysely'
 import { userStream } from '../domain/user/events.js'
-import { WrongExpectedVersion } from '../event-store/errors.js'
 import type { EventMetadata } from '../event-store/types.js'
 import { effectivePolicy } from '../read-models/policies.js'
 import { appendWithProjections } from './append.js'
-import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
+import { retryOnConflict, type CommandContext } from './context.js'
 
 export const TEMPORARY_CODE = /^\d{4}-?\d{4}-?\d{4}$/
 
@@ -22,14 +21,7 @@ export class InvalidTemporaryCode extends Error {
 const hash = (code: string) => createHash('sha256').update(code.replace(/-/g, '')).digest()
 
 async function appendUserEvent(ctx: Pick<CommandContext, 'db' | 'store'>, userId: string, event: { type: string; data: Record<string, unknown> }, meta: EventMetadata) {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      return await appendWithProjections(ctx, userStream(userId), 'any', [event], meta)
-    } catch (error) {
-      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
-      throw error
-    }
-  }
+  return retryOnConflict(() => appendWithProjections(ctx, userStream(userId), 'any', [event], meta))
 }
 
 /**

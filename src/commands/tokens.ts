@@ -81,12 +81,16 @@ async function run(
   }
 }
 
+/** The token events that can make a token a usable method or stop it being one (not a verification's). */
+const ACTIVENESS_EVENTS: ReadonlySet<TokenEvent['type']> = new Set(['TokenActivated', 'TokenUnassigned', 'TokenRevoked'])
+
 /**
  * The user event that goes with token events which make a token a usable sign-in method of its user, or
  * stop it being one (removed, unassigned, revoked), or null. Verification never changes that, so the hot
  * path keeps its one-statement write.
  */
 function methodChange(before: TokenState, events: readonly TokenEvent[], meta: EventMetadata): UserEvent | null {
+  if (!events.some((e) => ACTIVENESS_EVENTS.has(e.type))) return null
   let after = before
   for (const e of events) after = evolve(after, e, new Date(0))
   const by: MethodChangedBy = meta.actor.type === 'user' ? 'self' : 'admin'

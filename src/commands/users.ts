@@ -4,13 +4,12 @@ import { sql } from 'kysely'
 import { DUMMY_HASH, hashPassword, verifyPassword } from '../crypto/password.js'
 import { decideUser, InvalidUser, UserAlreadyExists, UserError } from '../domain/user/decide.js'
 import { ROLES, userStream, type Role } from '../domain/user/events.js'
-import { WrongExpectedVersion } from '../event-store/errors.js'
 import { initialUserState } from '../domain/user/state.js'
 import type { EventMetadata } from '../event-store/types.js'
 import { findUser, findUserByUpn, type UsersTable } from '../read-models/users.js'
 import { activeTokensOfUser } from '../read-models/tokens.js'
 import { appendWithProjections } from './append.js'
-import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
+import { retryOnConflict, type CommandContext } from './context.js'
 
 export const MIN_PASSWORD_LENGTH = 8
 
@@ -41,15 +40,7 @@ export async function registerUser(
 
 /** Records a sign-in on the user's stream (method: pwd, otp, ...). */
 export async function recordSignIn(ctx: Pick<CommandContext, 'db' | 'store'>, userId: string, method: string, meta: EventMetadata): Promise<void> {
-  for (let attempt = 0; ; attempt++) {
-    try {
-      await appendWithProjections(ctx, userStream(userId), 'any', [{ type: 'UserSignedIn', data: { userId, method } }], meta)
-      return
-    } catch (error) {
-      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
-      throw error
-    }
-  }
+  await retryOnConflict(() => appendWithProjections(ctx, userStream(userId), 'any', [{ type: 'UserSignedIn', data: { userId, method } }], meta))
 }
 
 /** Grants a role (admin, auditor) to a user; granting one they have changes nothing. */
@@ -68,20 +59,15 @@ export async function changeGroup(
   input: { upn: string; group: string; member: boolean },
   meta: EventMetadata,
 ): Promise<boolean> {
-  for (let attempt = 0; ; attempt++) {
+  return retryOnConflict(async () => {
     const user = await findUserByUpn(ctx.db, input.upn)
     if (!user) throw Object.assign(new InvalidUser(`no user ${input.upn}`), { statusCode: 404 })
     const state = { ...initialUserState(user.id), exists: true, upn: user.upn, groups: user.groups, version: user.version }
     const events = decideUser(state, { type: input.member ? 'JoinGroup' : 'LeaveGroup', data: { group: input.group } })
     if (events.length === 0) return false
-    try {
-      await appendWithProjections(ctx, userStream(user.id), user.version, events, meta)
-      return true
-    } catch (error) {
-      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
-      throw error
-    }
-  }
+    await appendWithProjections(ctx, userStream(user.id), user.version, events, meta)
+    return true
+  })
 }
 
 /**
@@ -99,12 +85,16 @@ export function waitSecondsAfter(failures: number): number {
   return Math.min(BRUTE_FORCE.maxWaitSeconds, BRUTE_FORCE.waitIncrementSeconds * Math.floor(failures / BRUTE_FORCE.failureFactor))
 }
 
+/** The account's run of wrong passwords: forgotten failureResetSeconds after the last one. */
+function currentRun(user: Pick<UsersTable, 'sign_in_failures' | 'last_sign_in_failure_at'>, now: Date): number {
+  const last = user.last_sign_in_failure_at
+  return last && now.getTime() - last.getTime() <= BRUTE_FORCE.failureResetSeconds * 1000 ? user.sign_in_failures : 0
+}
+
 /** Milliseconds the account must still wait before a password is checked again (0: none). */
 export function accountWaitMs(user: Pick<UsersTable, 'sign_in_failures' | 'last_sign_in_failure_at'>, now: Date): number {
-  const last = user.last_sign_in_failure_at
-  if (!last || user.sign_in_failures < BRUTE_FORCE.failureFactor) return 0
-  if (now.getTime() - last.getTime() > BRUTE_FORCE.failureResetSeconds * 1000) return 0
-  return Math.max(0, last.getTime() + waitSecondsAfter(user.sign_in_failures) * 1000 - now.getTime())
+  const wait = waitSecondsAfter(currentRun(user, now))
+  return wait === 0 ? 0 : Math.max(0, user.last_sign_in_failure_at!.getTime() + wait * 1000 - now.getTime())
 }
 
 /** True when the password is the user's (an unknown user takes as long as a known one and is never right). */
@@ -124,8 +114,7 @@ export async function recordSignInFailure(ctx: Pick<CommandContext, 'db' | 'stor
   await ctx.db.transaction().execute(async (trx) => {
     await sql`select pg_advisory_xact_lock(hashtext(${userStream(user.id)}))`.execute(trx)
     const current = (await findUserByUpn(trx, upn))!
-    const stale = !current.last_sign_in_failure_at || ctx.now().getTime() - current.last_sign_in_failure_at.getTime() > BRUTE_FORCE.failureResetSeconds * 1000
-    const failures = (stale ? 0 : current.sign_in_failures) + 1
+    const failures = currentRun(current, ctx.now()) + 1
     await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), current.version,
       [{ type: 'UserSignInFailed', data: { userId: user.id, failures, at: ctx.now().toISOString() } }], meta)
   })
@@ -143,18 +132,13 @@ export class NotYourMethod extends UserError {
 export async function chooseDefaultMethod(ctx: Pick<CommandContext, 'db' | 'store'>, input: { userId: string; serial: string }, meta: EventMetadata): Promise<boolean> {
   const active = await activeTokensOfUser(ctx.db, input.userId)
   if (!active.some((t) => t.serial === input.serial)) throw new NotYourMethod()
-  for (let attempt = 0; ; attempt++) {
+  return retryOnConflict(async () => {
     const user = await findUser(ctx.db, input.userId)
     if (!user) throw new NotYourMethod()
     if (user.default_method === input.serial) return false
-    try {
-      await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'DefaultMethodChosen', data: { userId: user.id, serial: input.serial } }], meta)
-      return true
-    } catch (error) {
-      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
-      throw error
-    }
-  }
+    await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'DefaultMethodChosen', data: { userId: user.id, serial: input.serial } }], meta)
+    return true
+  })
 }
 
 /** The default method among the user's active ones: the chosen one while it is active, else the newest. */
@@ -168,42 +152,33 @@ export function defaultMethodOf<T extends { serial: string }>(active: readonly T
  * session). False when it changes nothing.
  */
 export async function setUserDisabled(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, input: { upn: string; disabled: boolean }, meta: EventMetadata): Promise<boolean> {
-  for (let attempt = 0; ; attempt++) {
+  return retryOnConflict(async () => {
     const user = await findUserByUpn(ctx.db, input.upn)
     if (!user) throw Object.assign(new InvalidUser(`no user ${input.upn}`), { statusCode: 404 })
     if (user.disabled === input.disabled) return false
-    try {
-      await ctx.db.transaction().execute(async (trx) => {
-        await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), user.version,
-          [{ type: input.disabled ? 'UserDisabled' : 'UserEnabled', data: { userId: user.id } }], meta)
-        if (input.disabled) {
-          await sql`update gateway_sessions set ended_at = ${ctx.now()} where user_id = ${user.id} and ended_at is null`.execute(trx)
-          // The provider's sessions, grants and tokens of the account go too: enabling it again must not
-          // bring back what someone else may have held (a refresh token lives for days).
-          await sql`delete from oidc_payloads where payload->>'accountId' = ${user.id}`.execute(trx)
-        }
-      })
-      ctx.store.committed()
-      return true
-    } catch (error) {
-      if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
-      throw error
-    }
-  }
+    await ctx.db.transaction().execute(async (trx) => {
+      await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), user.version,
+        [{ type: input.disabled ? 'UserDisabled' : 'UserEnabled', data: { userId: user.id } }], meta)
+      if (input.disabled) {
+        await sql`update gateway_sessions set ended_at = ${ctx.now()} where user_id = ${user.id} and ended_at is null`.execute(trx)
+        // The provider's sessions, grants and tokens of the account go too: enabling it again must not
+        // bring back what someone else may have held (a refresh token lives for days).
+        await sql`delete from oidc_payloads where payload->>'accountId' = ${user.id}`.execute(trx)
+      }
+    })
+    ctx.store.committed()
+    return true
+  })
 }
 
 /** Takes a role from a user; false when they did not hold it. */
 export async function revokeRole(ctx: Pick<CommandContext, 'db' | 'store'>, upn: string, role: Role, meta: EventMetadata): Promise<boolean> {
   if (!ROLES.includes(role)) throw new InvalidUser(`the role must be one of ${ROLES.join(', ')}`)
-  const user = await findUserByUpn(ctx.db, upn)
-  if (!user) throw Object.assign(new InvalidUser(`no user ${upn}`), { statusCode: 404 })
-  if (!user.roles.includes(role)) return false
-  try {
+  return retryOnConflict(async () => {
+    const user = await findUserByUpn(ctx.db, upn)
+    if (!user) throw Object.assign(new InvalidUser(`no user ${upn}`), { statusCode: 404 })
+    if (!user.roles.includes(role)) return false
     await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'UserRoleRevoked', data: { userId: user.id, role } }], meta)
-  } catch (error) {
-    // Another change to the account at the same moment (a wrong password recorded): decide again.
-    if (error instanceof WrongExpectedVersion) return revokeRole(ctx, upn, role, meta)
-    throw error
-  }
-  return true
+    return true
+  })
 }
