@@ -1,6 +1,6 @@
-// Every page at phone width (390 px) in headless Chromium with scripts off: nothing wider than the screen
-// (a wide table scrolls inside its own box), no value broken one letter per line. A screenshot of each goes
-// to .tessera-test/screens/phone/ (gitignored), to be looked at.
+// Every page at phone width (390 px) and at desktop width (1280 px) in headless Chromium with scripts off:
+// nothing wider than the screen (a wide table scrolls inside its own box), no value broken one letter per
+// line. A screenshot of each goes to .tessera-test/screens/phone/ and desktop/ (gitignored), to be looked at.
 import t, { type Test } from 'tap'
 import { registerClient } from '../../src/commands/clients.js'
 import { activateToken, revokeToken } from '../../src/commands/tokens.js'
@@ -13,7 +13,7 @@ import { seedOf } from '../helpers/seeds.js'
 
 const missing = browserMissing()
 if (missing) t.plan(0, missing)
-else t.test('every page fits a 390 px screen', phoneTests)
+else t.test('every page fits a 390 px and a 1280 px screen', phoneTests)
 
 async function phoneTests(t: Test) {
   const { app, clock } = await testApp(t)
@@ -31,6 +31,7 @@ async function phoneTests(t: Test) {
   await registerClient(app.commands, { clientId: 'payroll-application-with-a-long-id', name: 'Payroll', redirectUris: ['https://payroll.internal.example.com/oidc/callback/with/a/long/path'], public: false }, metadata())
 
   await clearScreens('phone')
+  await clearScreens('desktop')
   const browser = await launchBrowser(t)
   const context = await browser.newContext({ baseURL: base, javaScriptEnabled: false, viewport: { width: 390, height: 844 } })
   t.teardown(() => context.close())
@@ -56,17 +57,20 @@ async function phoneTests(t: Test) {
     `/admin/users/${encodeURIComponent(ada.upn)}`, '/admin/policies', '/admin/policies/default', '/admin/clients',
     '/admin/clients/payroll-application-with-a-long-id', '/audit', `/audit/tokens/${SERIALS[0]}`, '/audit/verify',
   ]
+  for (const [folder, viewport] of [['phone', 390], ['desktop', 1280]] as const) {
+  await page.setViewportSize({ width: viewport, height: 844 })
   for (const path of pages) {
     await page.goto(path)
     const name = path.replace(/[^a-z0-9]+/gi, '-').replace(/^-|-$/g, '')
-    await screenshot(page, `phone/${name}`)
+    await screenshot(page, `${folder}/${name}`)
     const width = await page.evaluate(() => document.documentElement.scrollWidth)
-    t.ok(width <= 390, `${path}: ${width} px wide at 390 px`)
+    t.ok(width <= viewport, `${path}: ${width} px wide at ${viewport} px`)
     // A value broken one letter per line shows as a cell or definition far taller than wide with little text.
     const squeezed = await page.evaluate(() => [...document.querySelectorAll('td, dd')].filter((e) => {
       const r = e.getBoundingClientRect()
       return r.width > 0 && r.width < 40 && r.height > 120
     }).map((e) => (e.textContent ?? '').trim().slice(0, 30)))
-    t.same(squeezed, [], `${path}: no value squeezed into a narrow column`)
+    t.same(squeezed, [], `${path}: no value squeezed into a narrow column at ${viewport} px`)
+  }
   }
 }
