@@ -14,6 +14,7 @@ import sessionPlugin from '../plugins/session.js'
 import viewsPlugin from '../plugins/views.js'
 import formbody from '@fastify/formbody'
 import healthRoutes from './routes/health.js'
+import passwordRoutes from './routes/password.js'
 import loginRoutes from './routes/login.js'
 import securityInfoRoutes from './routes/security-info/index.js'
 import adminApiRoutes from './routes/admin/api.js'
@@ -91,6 +92,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   // Routes
   await fastify.register(healthRoutes)
   await fastify.register(loginRoutes)
+  await fastify.register(passwordRoutes)
   await fastify.register(upstreamRoutes)
   await fastify.register(securityInfoRoutes)
   await fastify.register(adminApiRoutes)

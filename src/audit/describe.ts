@@ -21,7 +21,8 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
     case 'TokenAssigned':
       return d.by === 'self' ? `${who(d.userId)} claimed ${token}` : `${actor} assigned ${token} to ${who(d.userId)}`
     case 'TokenUnassigned':
-      return d.by === 'self' ? `${who(d.userId)} removed ${token} from their sign-in methods` : `${actor} unassigned ${token} from ${who(d.userId)}`
+      return d.by === 'self' ? `${who(d.userId)} removed ${token} from their sign-in methods`
+        : `${actor} unassigned ${token} from ${who(d.userId)}${d.held ? ', held until an admin releases it' : ''}`
     case 'TokenReleased':
       return `${actor} released ${token} to the inventory`
     case 'SignInMethodAdded':
@@ -30,6 +31,10 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       return `${d.by === 'admin' ? `${actor} removed` : `${who(d.userId)} removed`} sign-in method ${d.serial}${d.by === 'admin' ? ` from ${who(d.userId)}` : ''}`
     case 'UserDisabled':
       return `${actor} disabled the account of ${who(d.userId)}`
+    case 'UserPasswordReset':
+      return `${actor} reset the password of ${who(d.userId)} (a temporary one, until ${d.expiresAt})`
+    case 'UserDeleted':
+      return `${actor} deleted the account of ${d.upn}`
     case 'UserEnabled':
       return `${actor} enabled the account of ${who(d.userId)}`
     case 'UserRoleRevoked':

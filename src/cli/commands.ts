@@ -14,6 +14,8 @@ import { TokenError } from '../domain/token/errors.js'
 import { REVOCATION_REASONS, type RevocationReason } from '../domain/token/events.js'
 import { reencryptSeeds } from '../commands/rotate-keys.js'
 import { grantRole, registerUser } from '../commands/users.js'
+import { deleteUser, resetPassword } from '../commands/accounts.js'
+import { UserError } from '../domain/user/decide.js'
 import type { Role } from '../domain/user/events.js'
 import { addKeyringKey, openVault } from '../crypto/keyring.js'
 import { parseInventory } from '../import/index.js'
@@ -179,6 +181,31 @@ export async function usersGrant(io: Io, upn: string | undefined, role: string |
     return 0
   } catch (error) {
     if ((error as Error).name === 'InvalidUser') throw new CliError((error as Error).message, 1)
+    throw error
+  } finally {
+    await ctx.close()
+  }
+}
+
+/** tessera users reset-password UPN | tessera users delete UPN --yes */
+export async function usersAccount(io: Io, change: 'reset-password' | 'delete', upn: string | undefined, yes: boolean): Promise<number> {
+  if (!upn) throw new CliError(`tessera users ${change} needs a user: tessera users ${change} alice@example.com${change === 'delete' ? ' --yes' : ''}`)
+  if (change === 'delete' && !yes) {
+    throw new CliError(`deleting ${upn} signs them out everywhere, for good, and holds their tokens; add --yes to do it`)
+  }
+  const ctx = await openContext()
+  try {
+    if (change === 'reset-password') {
+      const reset = await resetPassword({ db: ctx.db, store: ctx.store, now: () => new Date() }, { upn }, ctx.meta())
+      io.out(`temporary password for ${reset.upn} (shown once; it works until ${reset.expiresAt.toISOString()}, only to choose a new one):`)
+      io.out(reset.password)
+    } else {
+      const deleted = await deleteUser({ db: ctx.db, store: ctx.store, now: () => new Date() }, { upn }, ctx.meta())
+      io.out(`deleted ${deleted.upn}${deleted.tokens.length ? `; tokens held until released: ${deleted.tokens.join(', ')}` : ''}`)
+    }
+    return 0
+  } catch (error) {
+    if (error instanceof UserError) throw new CliError(error.message, 1)
     throw error
   } finally {
     await ctx.close()

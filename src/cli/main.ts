@@ -5,7 +5,7 @@ import { sql } from 'kysely'
 import { verifyChains } from '../event-store/verify.js'
 import { allProjections, projectionNamed } from '../projections/index.js'
 import { rebuildProjection } from '../projections/rebuild.js'
-import { apiKeysCreate, apiKeysRevoke, clientsAdd, keysRotate, keysRotateSigning, tokensImport, tokensLifecycle, usersAdd, usersGrant, auditReplay, auditExport, type Io } from './commands.js'
+import { apiKeysCreate, apiKeysRevoke, clientsAdd, keysRotate, keysRotateSigning, tokensImport, tokensLifecycle, usersAccount, usersAdd, usersGrant, auditReplay, auditExport, type Io } from './commands.js'
 import { CliError, openContext } from './context.js'
 
 const USAGE = `usage: tessera <command>
@@ -29,6 +29,9 @@ const USAGE = `usage: tessera <command>
                                    add a local user; the password is read from standard input
   users grant UPN --role admin|auditor
                                    give a user a role (they sign in with a code to use it)
+  users reset-password UPN         print a temporary password (72 hours, only to choose a new one);
+                                   the user is signed out everywhere
+  users delete UPN --yes           delete an account: signed out, never signs in again, tokens held
   keys rotate                      new master key for seeds; re-encrypt every seed under it
   keys rotate-signing              new ES256 key for ID tokens; the old one stays in the JWKS
   clients add ID --redirect-uri URI [--public] [--name NAME]
@@ -125,6 +128,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
         'password-stdin': { type: 'boolean' },
         'redirect-uri': { type: 'string', multiple: true },
         public: { type: 'boolean' },
+        yes: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -146,6 +150,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     if (command === 'tokens' && sub === 'import' && extra.length === 0) return await tokensImport(io, arg, values.format)
     if (command === 'tokens' && (sub === 'unlock' || sub === 'release' || sub === 'revoke') && extra.length === 0) return await tokensLifecycle(io, sub, arg, values.reason)
     if (command === 'users' && sub === 'grant' && extra.length === 0) return await usersGrant(io, arg, values.role)
+    if (command === 'users' && (sub === 'reset-password' || sub === 'delete') && extra.length === 0) return await usersAccount(io, sub, arg, !!values.yes)
     if (command === 'users' && sub === 'add' && extra.length === 0) return await usersAdd(io, arg, values.name, !!values['password-stdin'])
     if (command === 'keys' && sub === 'rotate' && !arg) return await keysRotate(io)
     if (command === 'keys' && sub === 'rotate-signing' && !arg) return await keysRotateSigning(io)

@@ -15,6 +15,8 @@ export interface UsersTable {
   disabled: boolean
   sign_in_failures: number
   last_sign_in_failure_at: Date | null
+  /** Deleted by an admin: kept for the audit, found by no sign-in or admin lookup; its name is free again. */
+  deleted: boolean
   version: number
 }
 
@@ -22,32 +24,52 @@ export interface UserCredentialsTable {
   user_id: string
   password_hash: string
   updated_at: Date
+  /** A temporary password set by an admin: it signs in only to choose a new one. */
+  must_change: boolean
+  /** When a temporary password stops working (null: a password the user chose, which does not expire). */
+  expires_at: Date | null
 }
 
-export async function findUserByUpn(db: Executor, upn: string): Promise<(UsersTable & { password_hash: string | null }) | undefined> {
+export type UserWithCredentials = UsersTable & { password_hash: string | null; must_change: boolean | null; password_expires_at: Date | null; password_updated_at: Date | null }
+
+/** A live (not deleted) user by principal name, with their credentials. */
+export async function findUserByUpn(db: Executor, upn: string): Promise<UserWithCredentials | undefined> {
   return db
     .selectFrom('users')
     .leftJoin('user_credentials', 'user_credentials.user_id', 'users.id')
     .selectAll('users')
-    .select('user_credentials.password_hash')
+    .select(['user_credentials.password_hash', 'user_credentials.must_change', 'user_credentials.expires_at as password_expires_at',
+      'user_credentials.updated_at as password_updated_at'])
     .where((eb) => eb(eb.fn('lower', ['users.upn']), '=', upn.trim().toLowerCase()))
+    .where('users.deleted', '=', false)
     .executeTakeFirst()
 }
 
+/**
+ * For the audit: the user a principal name names, the live one or, when none, the one deleted last (a name
+ * is free again after its user is deleted, so a deleted account's history stays reachable by name).
+ */
+export async function findUserForAudit(db: Executor, upn: string): Promise<UsersTable | undefined> {
+  return db.selectFrom('users').select(USER_COLUMNS)
+    .where((eb) => eb(eb.fn('lower', ['upn']), '=', upn.trim().toLowerCase()))
+    .orderBy('deleted').orderBy('created_at', 'desc').limit(1)
+    .executeTakeFirst() as Promise<UsersTable | undefined>
+}
+
 /** The columns of users, listed: findUser is a prepared statement, which must not select `*` (db/prepared.ts). */
-const USER_COLUMNS = ['id', 'upn', 'display_name', 'roles', 'groups', 'created_at', 'had_method', 'default_method', 'disabled', 'sign_in_failures', 'last_sign_in_failure_at', 'version'] as const satisfies readonly (keyof UsersTable)[]
+const USER_COLUMNS = ['id', 'upn', 'display_name', 'roles', 'groups', 'created_at', 'had_method', 'default_method', 'disabled', 'sign_in_failures', 'last_sign_in_failure_at', 'deleted', 'version'] as const satisfies readonly (keyof UsersTable)[]
 // A column added to UsersTable but not listed above fails to compile here.
 const everyColumn: Record<Exclude<keyof UsersTable, (typeof USER_COLUMNS)[number]>, never> = {}
 void everyColumn
 
-/** A user by id; the provider asks for the signed-in account twice a flow, so it is a prepared statement. */
+/** A live user by id; the provider asks for the signed-in account twice a flow, so it is a prepared statement. */
 export async function findUser(db: Executor, id: string): Promise<UsersTable | undefined> {
-  return (await executePrepared(db, db.selectFrom('users').select(USER_COLUMNS).where('id', '=', id))).rows[0]
+  return (await executePrepared(db, db.selectFrom('users').select(USER_COLUMNS).where('id', '=', id).where('deleted', '=', false))).rows[0]
 }
 
 export async function usersByUpn(db: Executor, upns: readonly string[]): Promise<Map<string, string>> {
   if (upns.length === 0) return new Map()
-  const rows = await db.selectFrom('users').select(['id', 'upn'])
+  const rows = await db.selectFrom('users').select(['id', 'upn']).where('deleted', '=', false)
     .where((eb) => eb(eb.fn('lower', ['upn']), 'in', upns.map((u) => u.toLowerCase()))).execute()
   return new Map(rows.map((r) => [r.upn.toLowerCase(), r.id]))
 }
@@ -105,13 +127,13 @@ export async function recentMethodChanges(db: Executor, userId: string, since: D
 export async function resolveStream(db: Executor, value: string): Promise<string> {
   const upn = value.startsWith('user-') && value.includes('@') ? value.slice('user-'.length) : value.includes('@') ? value : null
   if (!upn) return value
-  const user = await findUserByUpn(db, upn)
+  const user = await findUserForAudit(db, upn)
   return user ? `user-${user.id}` : value
 }
 
 /** Admin list: users whose principal name or display name contains `q`, by principal name, a page at a time. */
 export async function listUsers(db: Executor, q: { q?: string; after?: string; limit: number }): Promise<{ users: UsersTable[]; next: string | null }> {
-  let query = db.selectFrom('users').select(USER_COLUMNS).orderBy('upn').limit(q.limit)
+  let query = db.selectFrom('users').select(USER_COLUMNS).where('deleted', '=', false).orderBy('upn').limit(q.limit)
   if (q.q) {
     const like = `%${q.q.toLowerCase().replace(/[%_\\]/g, '\\$&')}%`
     query = query.where((eb) => eb.or([eb(eb.fn('lower', ['upn']), 'like', like), eb(eb.fn('lower', ['display_name']), 'like', like)]))

@@ -28,7 +28,8 @@ export default async function loginRoutes(app: FastifyInstance): Promise<void> {
     if (Object.keys(errors).length > 0) return page(request, reply, 'login', { title: 'Sign in', values: { upn }, errors }, 422)
 
     const returnTo = safeReturnTo(request.session.get('returnTo')) ?? '/security-info'
-    const result = await passwordSignIn(app, request, reply, { upn, password })
+    const result = await passwordSignIn(app, request, reply, { upn, password, returnTo })
+    if ('changePassword' in result) return reply.redirect('/password/change', 303)
     if (!('user' in result)) return page(request, reply, 'login', { title: 'Sign in', values: { upn }, errors: { form: result.message } }, result.status)
     return reply.redirect(returnTo, 303)
   })

@@ -16,7 +16,20 @@ export const DEVICE_FAILURES = { max: 10, windowMs: 15 * 60_000 }
 export const DEVICE_COOKIE = 'tessera_device'
 const DEVICE_DAYS = 180
 
-export type SignInResult = { user: UsersTable } | { status: 401 | 403 | 429; message: string }
+/** Signed in; or the password was a temporary one, to be changed first (routes/password.ts); or refused. */
+export type SignInResult = { user: UsersTable } | { changePassword: true } | { status: 401 | 403 | 429; message: string }
+
+/** What the session keeps between a right temporary password and the new one (10 minutes to choose it). */
+export interface PendingPasswordChange {
+  userId: string
+  /** When the temporary password was set: a newer one makes this one void. */
+  since: number
+  at: number
+  interactionUid?: string
+  relyingApplication?: string | null
+  returnTo?: string
+}
+export const PASSWORD_CHANGE_MS = 10 * 60_000
 
 export const WRONG_PASSWORD = 'Your account or password is incorrect.'
 
@@ -58,7 +71,7 @@ const ATTEMPTS_PER_MINUTE = BRUTE_FORCE.failureFactor
  */
 export async function passwordSignIn(
   app: FastifyInstance, request: FastifyRequest, reply: FastifyReply,
-  input: { upn: string; password: string; relyingApplication?: string | null; interactionUid?: string },
+  input: { upn: string; password: string; relyingApplication?: string | null; interactionUid?: string; returnTo?: string },
 ): Promise<SignInResult> {
   const upn = input.upn.trim().toLowerCase()
   const now = app.commands.now()
@@ -104,12 +117,32 @@ export async function passwordSignIn(
   await app.failures.clear(attemptsKey)
   // Said only to whoever knows the password: it tells nobody else the account exists.
   if (user!.disabled) return { status: 403, message: 'Your account is disabled. Contact your administrator.' }
-  const { password_hash: _, ...signedIn } = user!
-  await startSession(request, app.db, signedIn, now.getTime(), input.interactionUid)
-  await noteChangesSinceLastSignIn(app, request, signedIn.id)
-  await recordSignIn(app.commands, signedIn.id, 'pwd', meta(signedIn.id))
-  if (!device || device.userId !== signedIn.id) rememberDevice(app, reply, signedIn.id)
-  return { user: signedIn }
+  if (user!.must_change) {
+    if (!user!.password_expires_at || user!.password_expires_at <= now) {
+      return { status: 403, message: 'Your temporary password has expired. Ask your administrator for a new one.' }
+    }
+    // No session yet: the temporary password opens only the page that replaces it.
+    request.session.regenerate()
+    const pending: PendingPasswordChange = { userId: user!.id, since: user!.password_updated_at!.getTime(), at: now.getTime(),
+      interactionUid: input.interactionUid, relyingApplication: input.relyingApplication ?? null, returnTo: input.returnTo }
+    request.session.set('passwordChange', pending)
+    return { changePassword: true }
+  }
+  const { password_hash: _, must_change: _m, password_expires_at: _e, password_updated_at: _u, ...signedIn } = user!
+  return { user: await completeSignIn(app, request, reply, signedIn, { interactionUid: input.interactionUid, relyingApplication: input.relyingApplication ?? null }) }
+}
+
+/** A right password (or a temporary one just replaced): the session starts and the sign-in is recorded. */
+export async function completeSignIn(
+  app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, user: UsersTable,
+  input: { interactionUid?: string; relyingApplication: string | null },
+): Promise<UsersTable> {
+  await startSession(request, app.db, user, app.commands.now().getTime(), input.interactionUid)
+  await noteChangesSinceLastSignIn(app, request, user.id)
+  await recordSignIn(app.commands, user.id, 'pwd', app.eventMetadata(request, { type: 'user', id: user.id }, input.relyingApplication))
+  const device = readDevice(app, request)
+  if (!device || device.userId !== user.id) rememberDevice(app, reply, user.id)
+  return user
 }
 
 /** One change in a sentence a person reads. */

@@ -89,3 +89,29 @@ t.test('issued and used are events; the code is in no event and no log line', as
   const after = await sql`select 1 from events where stream_id = ${`user-${bob.userId}`}`.execute(database.db)
   t.equal(after.rows.length, before, 'a refused code writes nothing')
 })
+
+t.test('the helpdesk case: a reset password and a temporary code, in the middle of an application sign-in', async (t) => {
+  const { code } = await issue({ validDays: 1 })
+  const reset = await app.inject({ method: 'POST', url: '/admin/api/users/bob@example.com/reset-password', headers: { authorization: `Bearer ${admin.key}` } })
+  const { temporaryPassword } = reset.json()
+  const agent = new Agent(BASE)
+  const verifier = oidc.randomPKCECodeVerifier()
+  const nonce = oidc.randomNonce()
+  const url = oidc.buildAuthorizationUrl(config, { redirect_uri: CALLBACK, scope: 'openid', acr_values: LEVELS.mfa, nonce,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' })
+  const login = await agent.follow(await agent.get(url.toString()))
+  const interaction = new URL(login.url).pathname
+  const signedIn = await agent.post(`${interaction}/login`, { upn: 'bob@example.com', password: temporaryPassword })
+  t.equal(signedIn.location, `${BASE}/password/change`, 'the temporary password leads to choosing a new one')
+  const form = await agent.follow(signedIn)
+  t.match(form.body, /Update your password/)
+  const changed = await agent.post('/password/change', { password: 'bob chose this one', confirm: 'bob chose this one' })
+  t.equal(changed.location, `${BASE}${interaction}`, 'then back to the sign-in the application started')
+  const codeStep = await agent.follow(changed)
+  t.match(codeStep.body, /Temporary code/, 'which asks for the second factor as before: the new password is not enough')
+  const done = await agent.follow(await agent.post(`${interaction}/code`, { code }), 'https://rp.example.com')
+  const claims = (await oidc.authorizationCodeGrant(config, new URL(done.location!), { pkceCodeVerifier: verifier, expectedNonce: nonce })).claims()!
+  t.equal(claims.acr, LEVELS.mfa)
+  t.same(claims.amr, ['pwd', 'otp', 'mfa'])
+  t.notOk(logs.join('').includes(temporaryPassword), 'the temporary password is in no log line')
+})

@@ -85,7 +85,7 @@ t.test("an admin cannot disable their own account or take their own admin role; 
   await b.get('/admin/users/ada@example.com')
   const self = await b.post('/admin/users/ada@example.com/account/disable', { confirmed: 'yes' })
   t.equal(self.status, 409)
-  t.match(text(self.body), /You can't disable your own account or take your own admin role/)
+  t.match(text(self.body), /You can't disable, delete or reset your own account, or take your own admin role\. Ask another admin\./)
   await b.get('/admin/users/ada@example.com')
   t.equal((await b.post('/admin/users/ada@example.com/account/revoke', { role: 'admin' })).status, 409)
   t.equal((await lastUserEvent(ada.userId)).type, 'UserSignedIn', 'nothing written')

@@ -52,7 +52,8 @@ export type TokenCommand =
   /** first and second: the checks of the two codes; second.step must follow first.step. */
   | { type: 'ResyncToken'; data: { first: OtpCheck; second: OtpCheck; currentStep: number } }
   | { type: 'RevokeToken'; data: { reason: RevocationReason } }
-  | { type: 'UnassignToken'; data: { userId: string; by: AssignedBy } }
+  /** held: nobody may claim the token until an admin releases it (its user was deleted, the fob may be out there). */
+  | { type: 'UnassignToken'; data: { userId: string; by: AssignedBy; held?: boolean } }
   | { type: 'ReleaseToken'; data: Record<string, never> }
 
 export interface Decision {
@@ -201,7 +202,7 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
     }
     case 'UnassignToken': {
       if (state.status === 'absent' || state.userId !== command.data.userId) return refuse(new SerialUnavailable())
-      return ok({ type: 'TokenUnassigned', data: { serial: state.serial, userId: command.data.userId, by: command.data.by } })
+      return ok({ type: 'TokenUnassigned', data: { serial: state.serial, userId: command.data.userId, by: command.data.by, ...(command.data.held ? { held: true as const } : {}) } })
     }
     case 'ReleaseToken': {
       // - Only a token its user removed (held for them) is released, back to the claimable inventory.

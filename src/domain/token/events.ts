@@ -24,8 +24,9 @@ export type TokenEvent =
   /**
    * by 'self': the user removed it from their sign-in methods. It is then held for them: nobody else can
    * claim it until an admin releases it (TokenReleased); they may add it again with a second factor.
+   * held: held although an admin took it (the tokens of a deleted user: the fob may still be out there).
    */
-  | { type: 'TokenUnassigned'; data: { serial: string; userId: string; by: AssignedBy } }
+  | { type: 'TokenUnassigned'; data: { serial: string; userId: string; by: AssignedBy; held?: true } }
   /** An admin released a token its user removed: it is claimable from the inventory again. */
   | { type: 'TokenReleased'; data: { serial: string } }
   | { type: 'TokenRenamed'; data: { serial: string; name: string } }

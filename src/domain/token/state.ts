@@ -65,7 +65,7 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
       return { ...next, status: 'assigned', userId: event.data.userId, activationFailures: 0, claimFailures: {}, heldFor: null }
     case 'TokenUnassigned':
       return { ...next, status: 'inventory', userId: null, name: null, activationFailures: 0, claimFailures: {}, activatedAt: null,
-        failures: 0, lockedUntil: null, lockCount: 0, heldFor: event.data.by === 'self' ? event.data.userId : null }
+        failures: 0, lockedUntil: null, lockCount: 0, heldFor: event.data.by === 'self' || event.data.held ? event.data.userId : null }
     case 'TokenReleased':
       return { ...next, heldFor: null }
     case 'TokenRenamed':

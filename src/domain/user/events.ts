@@ -31,6 +31,16 @@ export type UserEvent =
    * at: the decision's clock, which the delay after it counts from.
    */
   | { type: 'UserSignInFailed'; data: { userId: string; failures: number; at: string } }
+  /**
+   * An admin set a temporary password (never recorded): it works until expiresAt, only to choose a new one
+   * (UserPasswordSet). The account's sessions end and its run of wrong passwords is over.
+   */
+  | { type: 'UserPasswordReset'; data: { userId: string; expiresAt: string } }
+  /**
+   * An admin deleted the account: nothing signs in as it again, its name is free, its tokens are held (an
+   * admin releases each one), its history stays. Written with the tokens' and its methods' events.
+   */
+  | { type: 'UserDeleted'; data: { userId: string; upn: string } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`
@@ -44,4 +54,4 @@ export const ROLES: readonly Role[] = ['admin', 'auditor']
 
 export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream', 'UserRoleGranted',
   'TemporaryCodeIssued', 'TemporaryCodeUsed', 'UserAddedToGroup', 'UserRemovedFromGroup', 'SignInMethodAdded', 'SignInMethodRemoved',
-  'UserSignInFailed', 'DefaultMethodChosen', 'UserDisabled', 'UserEnabled', 'UserRoleRevoked'] as const
+  'UserSignInFailed', 'DefaultMethodChosen', 'UserDisabled', 'UserEnabled', 'UserRoleRevoked', 'UserPasswordReset', 'UserDeleted'] as const

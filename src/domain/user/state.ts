@@ -17,12 +17,14 @@ export interface UserState {
   /** Consecutive wrong passwords, and when the last one was entered. */
   signInFailures: number
   lastSignInFailureAt: Date | null
+  /** Deleted by an admin: no sign-in, no role, no group, for good. */
+  deleted: boolean
   version: number
 }
 
 export function initialUserState(userId: string): UserState {
   return { userId, exists: false, upn: '', displayName: '', roles: [], groups: [], createdAt: null,
-    hadMethod: false, disabled: false, defaultMethod: null, signInFailures: 0, lastSignInFailureAt: null, version: 0 }
+    hadMethod: false, disabled: false, defaultMethod: null, signInFailures: 0, lastSignInFailureAt: null, deleted: false, version: 0 }
 }
 
 export function evolveUser(state: UserState, event: UserEvent, at: Date): UserState {
@@ -43,6 +45,10 @@ export function evolveUser(state: UserState, event: UserEvent, at: Date): UserSt
       return { ...next, disabled: false }
     case 'UserRoleRevoked':
       return { ...next, roles: state.roles.filter((r) => r !== event.data.role) }
+    case 'UserPasswordReset':
+      return { ...next, signInFailures: 0, lastSignInFailureAt: null }
+    case 'UserDeleted':
+      return { ...next, deleted: true, disabled: true, roles: [], groups: [], defaultMethod: null }
     case 'DefaultMethodChosen':
       return { ...next, defaultMethod: event.data.serial }
     case 'SignInMethodRemoved':

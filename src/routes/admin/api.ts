@@ -4,6 +4,7 @@
 // - POST /admin/api/tokens/:serial/{assign,unassign,disable,enable,unlock,revoke,resync}: each an event
 //   with the key as actor; a refused operation is a 4xx with the reason, and writes nothing.
 // - POST /admin/api/users/:upn/temporary-code: a code shown once, valid as the user's policy allows.
+// - POST /admin/api/users/:upn/reset-password: a temporary password shown once; DELETE /admin/api/users/:upn.
 // - Security policies: GET /admin/api/policies, PUT and DELETE /admin/api/policies/:id,
 //   POST /admin/api/policies/:id/{assign,unassign} ({ user } or { group }), GET /admin/api/users/:upn/policy,
 //   POST and DELETE /admin/api/users/:upn/groups/:group.
@@ -14,6 +15,7 @@ import { importTokens } from '../../commands/import-tokens.js'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
 import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
+import { deleteUser, resetPassword } from '../../commands/accounts.js'
 import { ROLES, type Role } from '../../domain/user/events.js'
 import { SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings } from '../../domain/policy/events.js'
 import { replayStream } from '../../audit/state-as-of.js'
@@ -231,6 +233,17 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
       return { user: userView((await findUserByUpn(app.db, request.params.upn))!), changed }
     })
   }
+  // A temporary password, in this answer only (no-store); it works only to choose a new one.
+  app.post<{ Params: { upn: string } }>('/admin/api/users/:upn/reset-password', admin, async (request, reply) => {
+    const reset = await resetPassword(app.commands, { upn: request.params.upn }, actor(request))
+    reply.header('cache-control', 'no-store')
+    return { user: reset.upn, temporaryPassword: reset.password, expiresAt: reset.expiresAt.toISOString() }
+  })
+  // The account goes, with everything that signs in as it; its tokens are held (released one by one).
+  app.delete<{ Params: { upn: string } }>('/admin/api/users/:upn', admin, async (request) => {
+    const deleted = await deleteUser(app.commands, { upn: request.params.upn }, actor(request))
+    return { deleted: deleted.upn, heldTokens: deleted.tokens }
+  })
   for (const [method, grant] of [['post', true], ['delete', false]] as const) {
     app[method]<{ Params: { upn: string; role: string } }>('/admin/api/users/:upn/roles/:role', admin, async (request) => {
       if (!ROLES.includes(request.params.role as Role)) throw Object.assign(new Error(`the role must be one of ${ROLES.join(', ')}`), { statusCode: 400, name: 'BadInput' })

@@ -7,6 +7,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
 import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
+import { deleteUser, resetPassword, TEMPORARY_PASSWORD_HOURS } from '../../commands/accounts.js'
 import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
 import multipart from '@fastify/multipart'
 import { importTokens } from '../../commands/import-tokens.js'
@@ -24,6 +25,7 @@ import { loadToken, searchTokens, tokensOfUser } from '../../read-models/tokens.
 import { findUserByUpn, listUsers, upnsOf } from '../../read-models/users.js'
 import { requireStaff, signedIn } from '../guards.js'
 import { page } from '../render.js'
+import { plural } from '../words.js'
 import { BadInput, NotFound, policyTarget, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
 
 type Form = Record<string, string | string[] | undefined>
@@ -142,7 +144,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
 
     // Users: groups, effective policy, tokens, temporary code.
     // Users: a list searched by name, a page at a time (an exact principal name goes to the user's page).
-    admin.get<{ Querystring: { upn?: string; q?: string; after?: string } }>('/admin/users', async (request, reply) => {
+    admin.get<{ Querystring: { upn?: string; q?: string; after?: string; deleted?: string } }>('/admin/users', async (request, reply) => {
       const upn = request.query.upn?.trim()
       if (upn) {
         const user = await findUserByUpn(app.db, upn)
@@ -152,17 +154,22 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       const q = String(request.query.q ?? '').trim().slice(0, 100)
       const { users, next } = await listUsers(app.db, { q, after: typeof request.query.after === 'string' ? request.query.after : undefined, limit: 50 })
       const nextQuery = next ? new URLSearchParams({ ...(q ? { q } : {}), after: next }).toString() : null
-      return page(request, reply, 'admin/users', { title: 'Users', values: { q }, users, nextQuery })
+      const deleted = typeof request.query.deleted === 'string' ? request.query.deleted.slice(0, 320) : null
+      return page(request, reply, 'admin/users', { title: 'Users', values: { q }, users, nextQuery,
+        notice: deleted ? `The account of ${deleted} was deleted. Its tokens are held until you release them; its history stays in the audit log.` : undefined })
     })
 
-    async function userPage(request: FastifyRequest, reply: FastifyReply, upn: string, extra: { status?: number; error?: string; notice?: string; issued?: { code: string; expiresAt: Date; oneTime: boolean }; values?: Form } = {}) {
+    async function userPage(request: FastifyRequest, reply: FastifyReply, upn: string, extra: {
+      status?: number; error?: string; notice?: string; issued?: { code: string; expiresAt: Date; oneTime: boolean }
+      password?: { password: string; expiresAt: Date }; values?: Form
+    } = {}) {
       const user = await findUserByUpn(app.db, upn)
       if (!user) return page(request, reply, 'admin/not-found', { title: 'User not found', message: `No user ${upn}.` }, 404)
       const [tokens, policy] = await Promise.all([tokensOfUser(app.db, user.id), effectivePolicy(app.db, user.id)])
-      if (extra.issued) reply.header('cache-control', 'no-store')
+      if (extra.issued || extra.password) reply.header('cache-control', 'no-store')
       return page(request, reply, 'admin/user', {
         title: user.upn, subject: user, tokens, policy, methodLabels: METHOD_LABELS, error: extra.error, notice: extra.notice,
-        issued: extra.issued, values: extra.values ?? {},
+        issued: extra.issued, password: extra.password, values: extra.values ?? {},
       }, extra.status ?? 200)
     }
 
@@ -278,23 +285,51 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       }
     })
 
-    // Disable (confirmed first) or enable the account; grant or take a role.
+    // Disable (confirmed first) or enable the account; grant or take a role; reset the password or delete the
+    // account (each confirmed first, with what it does in words).
+    const ACCOUNT_CHANGES = ['disable', 'enable', 'grant', 'revoke', 'reset-password', 'delete'] as const
+    type AccountChange = (typeof ACCOUNT_CHANGES)[number]
     admin.post<{ Params: { upn: string; change: string }; Body: Form }>('/admin/users/:upn/account/:change', async (request, reply) => {
-      const { upn, change } = request.params
+      const upn = request.params.upn
+      const change = request.params.change as AccountChange
       const form = request.body ?? {}
-      if (change !== 'disable' && change !== 'enable' && change !== 'grant' && change !== 'revoke') return reply.callNotFound()
-      // An admin does not lock themself out: another admin disables them or takes their role.
-      if (upn.toLowerCase() === signedIn(request)!.upn.toLowerCase() && (change === 'disable' || (change === 'revoke' && form.role === 'admin'))) {
-        return userPage(request, reply, upn, { status: 409, error: "You can't disable your own account or take your own admin role. Ask another admin." })
+      if (!ACCOUNT_CHANGES.includes(change)) return reply.callNotFound()
+      const user = await findUserByUpn(app.db, upn)
+      if (!user) return userPage(request, reply, upn)
+      // An admin does not lock themself out: another admin disables, deletes or resets them, or takes their role.
+      const self = user.id === signedIn(request)!.id
+      if (self && (change === 'disable' || change === 'delete' || change === 'reset-password' || (change === 'revoke' && form.role === 'admin'))) {
+        return userPage(request, reply, upn, { status: 409, error: "You can't disable, delete or reset your own account, or take your own admin role. Ask another admin." })
       }
-      if (change === 'disable' && form.confirmed !== 'yes') {
-        return page(request, reply, 'admin/confirm', { title: `Disable ${upn}?`, heading: `Disable the account of ${upn}?`,
-          consequence: `${upn} will be signed out everywhere and cannot sign in, by any method, until the account is enabled again. Their tokens and history stay.`,
-          action: request.url, fields: {}, confirm: 'Yes, disable', cancel: `/admin/users/${encodeURIComponent(upn)}` })
+      const confirmations: Partial<Record<AccountChange, () => Promise<{ heading: string; consequence: string; confirm: string }>>> = {
+        disable: async () => ({ heading: `Disable the account of ${user.upn}?`, confirm: 'Yes, disable',
+          consequence: `${user.upn} will be signed out everywhere and cannot sign in, by any method, until the account is enabled again. Their tokens and history stay.` }),
+        'reset-password': async () => ({ heading: `Reset the password of ${user.upn}?`, confirm: 'Yes, reset the password',
+          consequence: `${user.upn}'s password stops working now and they are signed out everywhere. You will see a temporary password once, to give them: it works for ${TEMPORARY_PASSWORD_HOURS} hours, only to choose a new password. Their sign-in methods do not change: they still need one to step up.` }),
+        delete: async () => {
+          const held = (await tokensOfUser(app.db, user.id)).filter((t) => t.status === 'active' || t.status === 'assigned').length
+          return { heading: `Delete the account of ${user.upn}?`, confirm: 'Yes, delete the account',
+            consequence: `${user.upn} will be signed out everywhere and can never sign in again; the name becomes free for a new account. `
+              + `${held === 0 ? 'They have no tokens.' : `Their ${plural(held, 'token')} will be taken from them and held: nobody can add ${held === 1 ? 'it' : 'them'} until you release ${held === 1 ? 'it' : 'each one'}.`} `
+              + 'Their history stays in the audit log. This cannot be undone.' }
+        },
+      }
+      const confirmation = confirmations[change]
+      if (confirmation && form.confirmed !== 'yes') {
+        const c = await confirmation()
+        return page(request, reply, 'admin/confirm', { title: c.heading, heading: c.heading, consequence: c.consequence,
+          action: request.url, fields: {}, confirm: c.confirm, cancel: `/admin/users/${encodeURIComponent(user.upn)}` })
       }
       try {
         if (change === 'disable' || change === 'enable') await setUserDisabled(app.commands, { upn, disabled: change === 'disable' }, actor(request))
-        else await (change === 'grant' ? grantRole : revokeRole)(app.commands, upn, String(form.role ?? '') as Role, actor(request))
+        else if (change === 'grant' || change === 'revoke') await (change === 'grant' ? grantRole : revokeRole)(app.commands, upn, String(form.role ?? '') as Role, actor(request))
+        else if (change === 'reset-password') {
+          const reset = await resetPassword(app.commands, { upn }, actor(request))
+          return userPage(request, reply, reset.upn, { password: reset })
+        } else {
+          const deleted = await deleteUser(app.commands, { upn }, actor(request))
+          return reply.redirect(`/admin/users?deleted=${encodeURIComponent(deleted.upn)}`, 303)
+        }
       } catch (error) {
         const r = refusal(error)
         if (!r) throw error

@@ -10,7 +10,7 @@ import { tokenStateAsOf } from '../../audit/state-as-of.js'
 import { timeline, timelineNewestFirst, timelineTotal, type TimelineFilter } from '../../audit/timeline.js'
 import { checkApiKey } from '../../commands/api-keys.js'
 import { verifyChains } from '../../event-store/verify.js'
-import { findUserByUpn, resolveStream, upnsOf } from '../../read-models/users.js'
+import { findUserForAudit, resolveStream, upnsOf } from '../../read-models/users.js'
 import { requireStaff, signedIn } from '../guards.js'
 import { errorPage, page } from '../render.js'
 
@@ -97,12 +97,12 @@ export default async function auditRoutes(app: FastifyInstance): Promise<void> {
   async function filterOf(q: Query): Promise<TimelineFilter> {
     let userId: string | undefined
     if (q.user) {
-      const user = await findUserByUpn(app.db, q.user)
+      const user = await findUserForAudit(app.db, q.user)
       userId = user?.id ?? `unknown:${q.user}`
     }
     // An actor by user principal name, or by its id as events record it (cli:root, api-key:...).
     let actorId = q.actor || undefined
-    if (actorId?.includes('@')) actorId = (await findUserByUpn(app.db, actorId))?.id ?? `unknown:${actorId}`
+    if (actorId?.includes('@')) actorId = (await findUserForAudit(app.db, actorId))?.id ?? `unknown:${actorId}`
     return {
       streamId: q.serial ? `token-${q.serial}` : q.stream ? await resolveStream(app.db, q.stream) : undefined,
       userId,

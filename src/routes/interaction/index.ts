@@ -145,6 +145,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
         errors: { ...(upn ? {} : { upn: 'Enter your email or username.' }), ...(password ? {} : { password: 'Enter your password.' }) } }, 422)
     }
     const result = await passwordSignIn(app, request, reply, { upn, password, relyingApplication: String(d.params.client_id), interactionUid: d.uid })
+    if ('changePassword' in result) return reply.redirect('/password/change', 303)
     if (!('user' in result)) {
       return page(request, reply, 'interaction/login', { title: 'Sign in', uid: d.uid, clientName: await clientName(d), values: { upn },
         errors: { form: result.message } }, result.status)
