@@ -38,7 +38,7 @@ declare module '@fastify/secure-session' {
     /** Said once on the next page: what changed on the account since the user last signed in, or a sign-out. */
     notices: string[]
     /** A right temporary password, waiting for the user's new one (routes/password.ts); no session yet. */
-    passwordChange: { userId: string; since: number; at: number; interactionUid?: string; relyingApplication?: string | null; returnTo?: string }
+    passwordChange: import('../src/routes/sign-in.js').PendingPasswordChange
   }
 }
 

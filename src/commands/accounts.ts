@@ -19,44 +19,34 @@ import type { EventMetadata } from '../event-store/types.js'
 import { loadPolicy } from '../read-models/policies.js'
 import { tokensOfUser } from '../read-models/tokens.js'
 import { findUser, findUserByUpn } from '../read-models/users.js'
-import type { Executor } from '../read-models/database.js'
 import { appendStreamsWithProjections, appendWithProjections } from './append.js'
 import { retryOnConflict, type CommandContext } from './context.js'
-import { MIN_PASSWORD_LENGTH } from './users.js'
+import { assertAnotherAdmin, endSignIns, MIN_PASSWORD_LENGTH } from './users.js'
+
+/** The account a confirmation was asked for is not the one that has the name now (deleted and added again). */
+export class AccountChanged extends UserError {
+  override name = 'AccountChanged'
+  override statusCode = 409
+  constructor(upn: string) {
+    super(`The account ${upn} changed since you asked: it was deleted and added again. Check it and try again.`)
+  }
+}
 
 /** How long a temporary password works. */
 export const TEMPORARY_PASSWORD_HOURS = 72
 
 const noUser = (upn: string) => Object.assign(new InvalidUser(`no user ${upn}`), { statusCode: 404 })
 
-export class LastAdmin extends UserError {
-  override name = 'LastAdmin'
-  override statusCode = 409
-  constructor(upn: string) {
-    super(`${upn} is the only admin left. Grant the admin role to someone else first.`)
-  }
-}
-
-/** Everything that signs in as the user ends: gateway sessions, the provider's sessions, grants and tokens. */
-async function endSignIns(trx: Executor, userId: string, now: Date): Promise<void> {
-  await sql`update gateway_sessions set ended_at = ${now} where user_id = ${userId} and ended_at is null`.execute(trx)
-  await sql`delete from oidc_payloads where payload->>'accountId' = ${userId}`.execute(trx)
-}
-
 /**
  * Deletes a user: UserDeleted, with SignInMethodRemoved for each active method and TokenUnassigned (held)
  * for each token assigned to or activated by them, and their direct policy assignments taken back; all
  * appended at the versions read, or retried. The last admin is not deleted.
  */
-export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, input: { upn: string }, meta: EventMetadata): Promise<{ upn: string; tokens: string[] }> {
+export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, input: { upn: string; userId?: string }, meta: EventMetadata): Promise<{ upn: string; tokens: string[] }> {
   return retryOnConflict(async () => {
     const user = await findUserByUpn(ctx.db, input.upn)
     if (!user) throw noUser(input.upn)
-    if (user.roles.includes('admin')) {
-      const others = await sql<{ n: number }>`select count(*)::int as n from users
-        where roles ? 'admin' and not deleted and not disabled and id <> ${user.id}`.execute(ctx.db)
-      if (others.rows[0]!.n === 0) throw new LastAdmin(user.upn)
-    }
+    if (input.userId && input.userId !== user.id) throw new AccountChanged(user.upn)
     const writes: StreamWrite[] = []
     const userEvents: UserEvent[] = []
     const taken: string[] = []
@@ -76,6 +66,7 @@ export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now
     userEvents.push({ type: 'UserDeleted', data: { userId: user.id, upn: user.upn } })
     writes.push({ streamId: userStream(user.id), expected: user.version, events: userEvents })
     await ctx.db.transaction().execute(async (trx) => {
+      await assertAnotherAdmin(trx, user)
       await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, writes, meta)
       await sql`delete from user_credentials where user_id = ${user.id}`.execute(trx)
       await sql`delete from temporary_codes where user_id = ${user.id}`.execute(trx)
@@ -96,12 +87,13 @@ export function temporaryPassword(): string {
 }
 
 /** Sets a temporary password for the user, ends their sessions; the password is returned, never recorded. */
-export async function resetPassword(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, input: { upn: string }, meta: EventMetadata): Promise<{ upn: string; password: string; expiresAt: Date }> {
+export async function resetPassword(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, input: { upn: string; userId?: string }, meta: EventMetadata): Promise<{ upn: string; password: string; expiresAt: Date }> {
   const password = temporaryPassword()
   const hash = await hashPassword(password)
   return retryOnConflict(async () => {
     const user = await findUserByUpn(ctx.db, input.upn)
     if (!user) throw noUser(input.upn)
+    if (input.userId && input.userId !== user.id) throw new AccountChanged(user.upn)
     const now = ctx.now()
     const expiresAt = new Date(now.getTime() + TEMPORARY_PASSWORD_HOURS * 3_600_000)
     await ctx.db.transaction().execute(async (trx) => {
@@ -136,9 +128,9 @@ export function passwordProblem(password: string, confirm: string): { field: 'pa
  */
 export async function changeTemporaryPassword(
   ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, input: { userId: string; since: number; password: string }, meta: EventMetadata,
-): Promise<void> {
+): Promise<Date> {
   const hash = await hashPassword(input.password)
-  await retryOnConflict(async () => {
+  return retryOnConflict(async () => {
     const user = await findUser(ctx.db, input.userId)
     const credentials = user && await ctx.db.selectFrom('user_credentials').selectAll().where('user_id', '=', user.id).executeTakeFirst()
     const now = ctx.now()
@@ -152,10 +144,11 @@ export async function changeTemporaryPassword(
     await ctx.db.transaction().execute(async (trx) => {
       await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), user.version, [{ type: 'UserPasswordSet', data: { userId: user.id } }], meta)
       const changed = await sql`update user_credentials set password_hash = ${hash}, updated_at = ${now}, must_change = false, expires_at = null
-        where user_id = ${user.id} and updated_at = ${credentials.updated_at}`.execute(trx)
+        where user_id = ${user.id} and date_trunc('milliseconds', updated_at) = ${credentials.updated_at}`.execute(trx)
       // An admin reset it again meanwhile: that one wins.
       if (Number(changed.numAffectedRows) !== 1) throw new PasswordNotChanged('Your temporary password no longer works. Sign in again, or ask your administrator for a new one.')
     })
     ctx.store.committed()
+    return now
   })
 }

@@ -7,11 +7,18 @@ import { ROLES, userStream, type Role } from '../domain/user/events.js'
 import { initialUserState } from '../domain/user/state.js'
 import type { EventMetadata } from '../event-store/types.js'
 import { findUser, findUserByUpn, type UsersTable } from '../read-models/users.js'
+import type { Executor } from '../read-models/database.js'
 import { activeTokensOfUser } from '../read-models/tokens.js'
 import { appendWithProjections } from './append.js'
 import { retryOnConflict, type CommandContext } from './context.js'
 
 export const MIN_PASSWORD_LENGTH = 8
+
+/** Everything that signs in as the user ends: gateway sessions, the provider's sessions, grants and tokens. */
+export async function endSignIns(trx: Executor, userId: string, now: Date): Promise<void> {
+  await sql`update gateway_sessions set ended_at = ${now} where user_id = ${userId} and ended_at is null`.execute(trx)
+  await sql`delete from oidc_payloads where payload->>'accountId' = ${userId}`.execute(trx)
+}
 
 export async function registerUser(
   ctx: Pick<CommandContext, 'db' | 'store'>,
@@ -113,7 +120,9 @@ export async function recordSignInFailure(ctx: Pick<CommandContext, 'db' | 'stor
   if (!user) return
   await ctx.db.transaction().execute(async (trx) => {
     await sql`select pg_advisory_xact_lock(hashtext(${userStream(user.id)}))`.execute(trx)
-    const current = (await findUserByUpn(trx, upn))!
+    // Deleted meanwhile: nothing left to count against.
+    const current = await findUser(trx, user.id)
+    if (!current) return
     const failures = currentRun(current, ctx.now()) + 1
     await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), current.version,
       [{ type: 'UserSignInFailed', data: { userId: user.id, failures, at: ctx.now().toISOString() } }], meta)
@@ -157,28 +166,50 @@ export async function setUserDisabled(ctx: Pick<CommandContext, 'db' | 'store' |
     if (!user) throw Object.assign(new InvalidUser(`no user ${input.upn}`), { statusCode: 404 })
     if (user.disabled === input.disabled) return false
     await ctx.db.transaction().execute(async (trx) => {
+      if (input.disabled) await assertAnotherAdmin(trx, user)
       await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), user.version,
         [{ type: input.disabled ? 'UserDisabled' : 'UserEnabled', data: { userId: user.id } }], meta)
-      if (input.disabled) {
-        await sql`update gateway_sessions set ended_at = ${ctx.now()} where user_id = ${user.id} and ended_at is null`.execute(trx)
-        // The provider's sessions, grants and tokens of the account go too: enabling it again must not
-        // bring back what someone else may have held (a refresh token lives for days).
-        await sql`delete from oidc_payloads where payload->>'accountId' = ${user.id}`.execute(trx)
-      }
+      // Enabling it again must not bring back what someone else may have held (a refresh token lives for days).
+      if (input.disabled) await endSignIns(trx, user.id, ctx.now())
     })
     ctx.store.committed()
     return true
   })
 }
 
-/** Takes a role from a user; false when they did not hold it. */
+/** Takes a role from a user; false when they did not hold it. The last enabled admin keeps theirs. */
 export async function revokeRole(ctx: Pick<CommandContext, 'db' | 'store'>, upn: string, role: Role, meta: EventMetadata): Promise<boolean> {
   if (!ROLES.includes(role)) throw new InvalidUser(`the role must be one of ${ROLES.join(', ')}`)
   return retryOnConflict(async () => {
     const user = await findUserByUpn(ctx.db, upn)
     if (!user) throw Object.assign(new InvalidUser(`no user ${upn}`), { statusCode: 404 })
     if (!user.roles.includes(role)) return false
-    await appendWithProjections(ctx, userStream(user.id), user.version, [{ type: 'UserRoleRevoked', data: { userId: user.id, role } }], meta)
+    await ctx.db.transaction().execute(async (trx) => {
+      if (role === 'admin') await assertAnotherAdmin(trx, user)
+      await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), user.version, [{ type: 'UserRoleRevoked', data: { userId: user.id, role } }], meta)
+    })
+    ctx.store.committed()
     return true
   })
+}
+
+export class LastAdmin extends UserError {
+  override name = 'LastAdmin'
+  override statusCode = 409
+  constructor(upn: string) {
+    super(`${upn} is the only admin left. Grant the admin role to someone else first.`)
+  }
+}
+
+/**
+ * Inside the transaction that disables, deletes or takes the admin role from `user`: refuses when no other
+ * enabled admin would be left. One such check at a time on every process (an advisory lock held to the
+ * commit), so two admins removing each other at once cannot both pass.
+ */
+export async function assertAnotherAdmin(trx: Executor, user: Pick<UsersTable, 'id' | 'upn' | 'roles'>): Promise<void> {
+  if (!user.roles.includes('admin')) return
+  await sql`select pg_advisory_xact_lock(hashtext('tessera:admins'))`.execute(trx)
+  const others = await sql<{ n: number }>`select count(*)::int as n from users
+    where roles ? 'admin' and not deleted and not disabled and id <> ${user.id}`.execute(trx)
+  if (others.rows[0]!.n === 0) throw new LastAdmin(user.upn)
 }

@@ -12,18 +12,27 @@ export interface GatewaySessionsTable {
   started_at: Date
   expires_at: Date
   ended_at: Date | null
+  /** The password it was started with (its user_credentials.updated_at); null for an upstream provider's sign-in. */
+  password_at: Date | null
 }
 
-export async function startGatewaySession(db: Executor, userId: string, now: Date, lifetimeMs: number): Promise<string> {
+export async function startGatewaySession(db: Executor, userId: string, now: Date, lifetimeMs: number, passwordAt: Date | null = null): Promise<string> {
   const id = randomBytes(18).toString('base64url')
-  await sql`insert into gateway_sessions (id, user_id, started_at, expires_at) values (${id}, ${userId}, ${now}, ${new Date(now.getTime() + lifetimeMs)})`.execute(db)
+  await sql`insert into gateway_sessions (id, user_id, started_at, expires_at, password_at)
+    values (${id}, ${userId}, ${now}, ${new Date(now.getTime() + lifetimeMs)}, ${passwordAt})`.execute(db)
   return id
 }
 
-/** True while the session has not been ended and its absolute lifetime has not run out. */
+/**
+ * True while the session has not been ended, its absolute lifetime has not run out, its account is enabled
+ * and not deleted, and (started by a password) that password is still the account's: a reset or a change
+ * ends it however the sign-in and the reset interleaved.
+ */
 export async function gatewaySessionLive(db: Executor, id: string, userId: string, now: Date): Promise<boolean> {
   const result = await executePrepared(db, sql<{ live: boolean }>`select true as live from gateway_sessions s join users u on u.id = s.user_id
-    where s.id = ${id} and s.user_id = ${userId} and s.ended_at is null and s.expires_at > ${now} and not u.disabled`)
+    left join user_credentials c on c.user_id = s.user_id
+    where s.id = ${id} and s.user_id = ${userId} and s.ended_at is null and s.expires_at > ${now} and not u.disabled and not u.deleted
+      and (s.password_at is null or s.password_at = date_trunc('milliseconds', c.updated_at))`)
   return result.rows.length > 0
 }
 

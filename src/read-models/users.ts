@@ -74,12 +74,15 @@ export async function usersByUpn(db: Executor, upns: readonly string[]): Promise
   return new Map(rows.map((r) => [r.upn.toLowerCase(), r.id]))
 }
 
-/** User principal names by user id, for the ids given (unknown ids are left out). */
+/**
+ * User principal names by user id, for the ids given (unknown ids are left out); a deleted account's says so,
+ * since its name may belong to someone else now.
+ */
 export async function upnsOf(db: Executor, ids: Iterable<string>): Promise<Map<string, string>> {
   const list = [...new Set(ids)]
   if (list.length === 0) return new Map()
-  const rows = await db.selectFrom('users').select(['id', 'upn']).where('id', 'in', list).execute()
-  return new Map(rows.map((u) => [u.id, u.upn]))
+  const rows = await db.selectFrom('users').select(['id', 'upn', 'deleted']).where('id', 'in', list).execute()
+  return new Map(rows.map((u) => [u.id, u.deleted ? `${u.upn} (deleted)` : u.upn]))
 }
 
 export interface MethodChange {

@@ -119,8 +119,9 @@ export function requireStaff(db: Executor, role: Role, now: () => number = Date.
  */
 export async function startSession(
   request: FastifyRequest, db: Executor, user: Pick<UsersTable, 'id' | 'upn' | 'display_name'>, at: number, interactionUid?: string,
+  passwordAt: Date | null = null,
 ): Promise<void> {
-  const sid = await startGatewaySession(db, user.id, new Date(at), SESSION_HOURS * 3600 * 1000)
+  const sid = await startGatewaySession(db, user.id, new Date(at), SESSION_HOURS * 3600 * 1000, passwordAt)
   request.session.regenerate()
   request.session.set('sid', sid)
   request.session.set('userId', user.id)

@@ -43,8 +43,9 @@ export default async function passwordRoutes(app: FastifyInstance): Promise<void
     const problem = passwordProblem(password, confirm)
     if (problem) return form(request, reply, pending, { [problem.field]: problem.message }, 422)
     const meta = app.eventMetadata(request, { type: 'user', id: pending.userId }, pending.relyingApplication ?? null)
+    let passwordAt: Date
     try {
-      await changeTemporaryPassword(app.commands, { userId: pending.userId, since: pending.since, password }, meta)
+      passwordAt = await changeTemporaryPassword(app.commands, { userId: pending.userId, since: pending.since, password }, meta)
     } catch (error) {
       if (!(error instanceof PasswordNotChanged)) throw error
       if ((error as { field?: string }).field) return form(request, reply, pending, { password: error.message }, 422)
@@ -53,7 +54,7 @@ export default async function passwordRoutes(app: FastifyInstance): Promise<void
     }
     const user = await findUser(app.db, pending.userId)
     if (!user || user.disabled) return startAgain(request, reply)
-    await completeSignIn(app, request, reply, user, { interactionUid: pending.interactionUid, relyingApplication: pending.relyingApplication ?? null })
+    await completeSignIn(app, request, reply, user, { interactionUid: pending.interactionUid, relyingApplication: pending.relyingApplication ?? null, passwordAt })
     request.session.set('notices', [...(request.session.get('notices') ?? []), 'Your password was changed.'])
     if (pending.interactionUid) return reply.redirect(`/interaction/${encodeURIComponent(pending.interactionUid)}`, 303)
     return reply.redirect(safeReturnTo(pending.returnTo) ?? '/security-info', 303)

@@ -128,16 +128,18 @@ export async function passwordSignIn(
     request.session.set('passwordChange', pending)
     return { changePassword: true }
   }
-  const { password_hash: _, must_change: _m, password_expires_at: _e, password_updated_at: _u, ...signedIn } = user!
-  return { user: await completeSignIn(app, request, reply, signedIn, { interactionUid: input.interactionUid, relyingApplication: input.relyingApplication ?? null }) }
+  const { password_hash: _, must_change: _m, password_expires_at: _e, password_updated_at: passwordAt, ...signedIn } = user!
+  return { user: await completeSignIn(app, request, reply, signedIn,
+    { interactionUid: input.interactionUid, relyingApplication: input.relyingApplication ?? null, passwordAt }) }
 }
 
 /** A right password (or a temporary one just replaced): the session starts and the sign-in is recorded. */
 export async function completeSignIn(
   app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, user: UsersTable,
-  input: { interactionUid?: string; relyingApplication: string | null },
+  input: { interactionUid?: string; relyingApplication: string | null; passwordAt: Date | null },
 ): Promise<UsersTable> {
-  await startSession(request, app.db, user, app.commands.now().getTime(), input.interactionUid)
+  // The password it was checked against: if it changes before or after this (a reset), the session is dead.
+  await startSession(request, app.db, user, app.commands.now().getTime(), input.interactionUid, input.passwordAt)
   await noteChangesSinceLastSignIn(app, request, user.id)
   await recordSignIn(app.commands, user.id, 'pwd', app.eventMetadata(request, { type: 'user', id: user.id }, input.relyingApplication))
   const device = readDevice(app, request)

@@ -68,7 +68,8 @@ export default async function upstreamRoutes(app: FastifyInstance): Promise<void
       if (error instanceof NoLocalAccount || error instanceof UnverifiedEmail) return failed(reply, 403, error.message)
       throw error
     }
-    if ((await findUser(app.db, user.id))?.disabled) return failed(reply, 403, 'Your account is disabled. Contact your administrator.')
+    const live = await findUser(app.db, user.id)
+    if (!live || live.disabled) return failed(reply, 403, 'Your account is disabled. Contact your administrator.')
     const returnTo = safeReturnTo(request.session.get('returnTo')) ?? '/security-info'
     await startSession(request, app.db, user, app.commands.now().getTime(), /^\/interaction\/([^/]+)$/.exec(returnTo)?.[1])
     await noteChangesSinceLastSignIn(app, request, user.id)

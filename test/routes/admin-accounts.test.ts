@@ -7,7 +7,10 @@ import { sql } from 'kysely'
 import { createApiKey } from '../../src/commands/api-keys.js'
 import { activateToken, checkSerial } from '../../src/commands/tokens.js'
 import { assignPolicy, setPolicy } from '../../src/commands/policies.js'
-import { grantRole } from '../../src/commands/users.js'
+import { grantRole, setUserDisabled } from '../../src/commands/users.js'
+import { deleteUser } from '../../src/commands/accounts.js'
+import { gatewaySessionLive, startGatewaySession } from '../../src/read-models/sessions.js'
+import { findUser } from '../../src/read-models/users.js'
 import { DEFAULT_SETTINGS } from '../../src/domain/policy/events.js'
 import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
 import { addAdmin, signedInAdmin } from '../helpers/staff.js'
@@ -205,4 +208,55 @@ t.test('from the API; a temporary password expires, and so does the page that re
   t.match(text(expired.body), /Your temporary password has expired\. Ask your administrator for a new one\./)
   const wrong = await new Browser(app).signIn('frank@example.com', 'not the password')
   t.equal(wrong.status, 401, 'without the right password, nothing says a reset happened')
+})
+
+t.test('a sign-in whose password was checked before a reset and whose session starts after it is dead', async (t) => {
+  const hana = await addUser(app, 'hana@example.com')
+  const before = (await sql<{ at: Date }>`select date_trunc('milliseconds', updated_at) as at from user_credentials where user_id = ${hana.userId}`.execute(database.db)).rows[0]!.at
+  const browser = new Browser(app)
+  await browser.signIn('hana@example.com')
+  await api('POST', '/users/hana@example.com/reset-password')
+  t.equal((await browser.get('/security-info')).location, '/login', 'a session of the old password ends')
+  // The race: the old password was right a moment before the reset; the session row is written after it.
+  const late = await startGatewaySession(database.db, hana.userId, clock.now, 3600_000, before)
+  t.notOk(await gatewaySessionLive(database.db, late, hana.userId, clock.now), 'it is born dead: its password is no longer the account\'s')
+  const after = (await sql<{ at: Date }>`select date_trunc('milliseconds', updated_at) as at from user_credentials where user_id = ${hana.userId}`.execute(database.db)).rows[0]!.at
+  const fresh = await startGatewaySession(database.db, hana.userId, clock.now, 3600_000, after)
+  t.ok(await gatewaySessionLive(database.db, fresh, hana.userId, clock.now), 'a session of the current password is live')
+})
+
+t.test('two admins deleting or disabling each other at once leave one admin', async (t) => {
+  await addUser(app, 'ivan@example.com')
+  await grantRole(app.commands, 'ivan@example.com', 'admin', metadata())
+  await addUser(app, 'jane@example.com')
+  await grantRole(app.commands, 'jane@example.com', 'admin', metadata())
+  // Ada steps aside first so that Ivan and Jane are the last two.
+  await setUserDisabled(app.commands, { upn: 'ada@example.com', disabled: true }, metadata())
+  const results = await Promise.allSettled([
+    deleteUser(app.commands, { upn: 'ivan@example.com' }, metadata({ actor: { type: 'admin', id: 'jane@example.com' } })),
+    deleteUser(app.commands, { upn: 'jane@example.com' }, metadata({ actor: { type: 'admin', id: 'ivan@example.com' } })),
+  ])
+  t.equal(results.filter((r) => r.status === 'fulfilled').length, 1, 'one delete wins')
+  t.match(results.find((r) => r.status === 'rejected'), { reason: { name: 'LastAdmin' } })
+  const jane = await api('DELETE', '/users/jane@example.com/roles/admin')
+  const ivan = await api('POST', '/users/ivan@example.com/disable')
+  t.ok([jane.statusCode, ivan.statusCode].includes(409), 'nor can the last one lose the role or be disabled')
+  const admins = (await sql<{ n: number }>`select count(*)::int as n from users where roles ? 'admin' and not deleted and not disabled`.execute(database.db)).rows[0]!.n
+  t.equal(admins, 1)
+  await setUserDisabled(app.commands, { upn: 'ada@example.com', disabled: false }, metadata())
+})
+
+t.test('a confirmation names the account by id: one deleted and added again under the name is not touched', async (t) => {
+  const kim = await addUser(app, 'kim@example.com')
+  const b = await admin()
+  await b.get('/admin/users/kim@example.com')
+  const ask = await b.post('/admin/users/kim@example.com/account/delete', {})
+  t.match(ask.body, new RegExp(`name="userId" value="${kim.userId}"`))
+  await api('DELETE', '/users/kim@example.com')
+  const newKim = await addUser(app, 'kim@example.com')
+  const refused = await b.post('/admin/users/kim@example.com/account/delete', { confirmed: 'yes', userId: kim.userId })
+  t.equal(refused.status, 409)
+  t.match(text(refused.body), /The account kim@example\.com changed since you asked: it was deleted and added again\./)
+  t.ok(await findUser(database.db, newKim.userId), 'the new account is still there')
+  t.match(text((await b.get(`/audit?stream=user-${kim.userId}`)).body), /kim@example\.com \(deleted\)/, 'the audit tells the two apart')
 })

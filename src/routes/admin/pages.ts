@@ -317,17 +317,18 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       const confirmation = confirmations[change]
       if (confirmation && form.confirmed !== 'yes') {
         const c = await confirmation()
+        // The account asked about, by id: a name deleted and taken again meanwhile is another person.
         return page(request, reply, 'admin/confirm', { title: c.heading, heading: c.heading, consequence: c.consequence,
-          action: request.url, fields: {}, confirm: c.confirm, cancel: `/admin/users/${encodeURIComponent(user.upn)}` })
+          action: request.url, fields: { userId: user.id }, confirm: c.confirm, cancel: `/admin/users/${encodeURIComponent(user.upn)}` })
       }
       try {
         if (change === 'disable' || change === 'enable') await setUserDisabled(app.commands, { upn, disabled: change === 'disable' }, actor(request))
         else if (change === 'grant' || change === 'revoke') await (change === 'grant' ? grantRole : revokeRole)(app.commands, upn, String(form.role ?? '') as Role, actor(request))
         else if (change === 'reset-password') {
-          const reset = await resetPassword(app.commands, { upn }, actor(request))
+          const reset = await resetPassword(app.commands, { upn, userId: typeof form.userId === 'string' ? form.userId : undefined }, actor(request))
           return userPage(request, reply, reset.upn, { password: reset })
         } else {
-          const deleted = await deleteUser(app.commands, { upn }, actor(request))
+          const deleted = await deleteUser(app.commands, { upn, userId: typeof form.userId === 'string' ? form.userId : undefined }, actor(request))
           return reply.redirect(`/admin/users?deleted=${encodeURIComponent(deleted.upn)}`, 303)
         }
       } catch (error) {
