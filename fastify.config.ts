@@ -27,6 +27,26 @@ export interface AppConfig {
   sessionKey: string | null
   /** An upstream OpenID provider users may sign in with (identity brokering); null when not configured. */
   upstream: UpstreamConfig | null
+  /** Where sent codes go (methods/sent-code): providers in failover order per channel, and the gateway-wide send budgets. */
+  delivery: DeliveryConfig
+}
+
+export type ProviderConfig =
+  | { name: string; type: 'smtp'; url: string; from: string }
+  | { name: string; type: 'smpp'; url: string; source?: string }
+  /** Kannel's sendsms interface (a preset of the generic HTTP template). */
+  | { name: string; type: 'kannel'; url: string; username: string; password: string; from?: string; dlrUrl?: string }
+  /** Any HTTP SMS gateway: {phone} and {text} are filled in (URL-encoded in the URL, JSON-escaped in a JSON body). */
+  | { name: string; type: 'http'; url: string; method?: 'GET' | 'POST'; headers?: Record<string, string>; body?: string; success?: string }
+
+export interface DeliveryConfig {
+  providers: ProviderConfig[]
+  /** Codes sent per source address in an hour, whoever they are for. */
+  sendsPerAddressPerHour: number
+  /** Codes sent by the whole gateway in a minute (a guard against SMS pumping fraud). */
+  sendsPerMinute: number
+  /** How long a provider may take to accept a message before the next try. */
+  timeoutMs: number
 }
 
 export interface UpstreamConfig {
@@ -89,6 +109,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     fingerprintKey: optional(env, 'TESSERA_FINGERPRINT_KEY'),
     sessionKey: optional(env, 'TESSERA_SESSION_KEY'),
     upstream: upstreamConfig(env),
+    delivery: deliveryConfig(env),
   }
 }
 
@@ -97,6 +118,41 @@ function trustProxy(value: string | null): boolean | string | number {
   if (value === 'true') return true
   if (/^\d+$/.test(value)) return Number(value)
   return value // addresses or CIDR ranges, comma-separated
+}
+
+const PROVIDER_TYPES = ['smtp', 'smpp', 'kannel', 'http'] as const
+
+function deliveryConfig(env: NodeJS.ProcessEnv): DeliveryConfig {
+  const raw = optional(env, 'TESSERA_DELIVERY_PROVIDERS')
+  let providers: ProviderConfig[] = []
+  if (raw) {
+    try {
+      providers = JSON.parse(raw)
+    } catch {
+      throw new ConfigError('TESSERA_DELIVERY_PROVIDERS must be a JSON list of providers, like [{"name":"mail","type":"smtp","url":"smtp://127.0.0.1:25","from":"no-reply@example.com"}]')
+    }
+    if (!Array.isArray(providers)) throw new ConfigError('TESSERA_DELIVERY_PROVIDERS must be a JSON list')
+    for (const [i, p] of providers.entries()) {
+      if (typeof p !== 'object' || p === null || typeof p.name !== 'string' || !p.name || typeof p.url !== 'string' || !PROVIDER_TYPES.includes(p.type)) {
+        throw new ConfigError(`TESSERA_DELIVERY_PROVIDERS[${i}] needs a name, a url and a type (${PROVIDER_TYPES.join(', ')})`)
+      }
+      if (p.type === 'smtp' && typeof p.from !== 'string') throw new ConfigError(`TESSERA_DELIVERY_PROVIDERS[${i}] (smtp) needs "from"`)
+      if (p.type === 'kannel' && (typeof p.username !== 'string' || typeof p.password !== 'string')) throw new ConfigError(`TESSERA_DELIVERY_PROVIDERS[${i}] (kannel) needs "username" and "password"`)
+    }
+    if (new Set(providers.map((p) => p.name)).size !== providers.length) throw new ConfigError('TESSERA_DELIVERY_PROVIDERS: each provider needs its own name')
+  }
+  const count = (name: string, fallback: number) => {
+    const value = optional(env, name)
+    if (value === null) return fallback
+    if (!/^\d+$/.test(value) || Number(value) < 1) throw new ConfigError(`${name} must be a whole number above 0`)
+    return Number(value)
+  }
+  return {
+    providers,
+    sendsPerAddressPerHour: count('TESSERA_SENDS_PER_ADDRESS_PER_HOUR', 30),
+    sendsPerMinute: count('TESSERA_SENDS_PER_MINUTE', 600),
+    timeoutMs: count('TESSERA_DELIVERY_TIMEOUT_MS', 3000),
+  }
 }
 
 function upstreamConfig(env: NodeJS.ProcessEnv): UpstreamConfig | null {

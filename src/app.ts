@@ -11,6 +11,7 @@ import csrfPlugin from '../plugins/csrf.js'
 import rateLimitPlugin from '../plugins/rate-limit.js'
 import securityHeadersPlugin from '../plugins/security-headers.js'
 import sessionPlugin from '../plugins/session.js'
+import deliveryPlugin from '../plugins/delivery.js'
 import viewsPlugin from '../plugins/views.js'
 import formbody from '@fastify/formbody'
 import healthRoutes from './routes/health.js'
@@ -44,6 +45,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(eventStorePlugin)
   await fastify.register(projectionsPlugin, { databaseUrl: options.databaseUrl })
   await fastify.register(commandsPlugin, { now: options.now })
+  await fastify.register(deliveryPlugin)
   await fastify.register(securityHeadersPlugin)
   await fastify.register(formbody, { bodyLimit: 16 * 1024 })
   await fastify.register(sessionPlugin)

@@ -19,6 +19,7 @@ import { tokenStream, type TokenEvent } from '../domain/token/events.js'
 import { evolve } from '../domain/token/state.js'
 import { userStream, type MethodChangedBy, type UserEvent } from '../domain/user/events.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
+import { challengeCheck, isSentCode } from '../methods/sent-code/challenge.js'
 
 /** Too many hardware and software OTP methods for the user's policy (Entra's default: five). */
 export class TooManyMethods extends TokenError {
@@ -53,7 +54,7 @@ async function run(
   ctx: CommandContext,
   serial: string,
   meta: EventMetadata,
-  command: (state: TokenState, seed: () => Buffer, policy: PolicySettings) => TokenCommand,
+  command: (state: TokenState, seed: () => Buffer, policy: PolicySettings) => TokenCommand | Promise<TokenCommand>,
 ): Promise<TokenState> {
   if (!SERIAL.test(serial)) throw new SerialUnavailable()
   for (let attempt = 0; ; attempt++) {
@@ -63,7 +64,7 @@ async function run(
       if (!sealed) throw new SerialUnavailable()
       return ctx.vault.open(serial, sealed)
     }
-    const decision = decide(state, command(state, seed, policy))
+    const decision = decide(state, await command(state, seed, policy))
     let after = state
     if (decision.events.length > 0) {
       try {
@@ -129,12 +130,22 @@ export const HOTP_LOOK_AHEAD = 10
  */
 export function checkCode(state: TokenState, seed: Buffer, code: string, nowSeconds: number, window: { steps: number; lookAhead: number }): OtpCheck {
   try {
-    return state.kind === 'hotp'
-      ? checkHotp(seed, state, code, state.counter ?? 0, window.lookAhead)
-      : checkTotp(seed, state, code, nowSeconds, window.steps, state.drift)
+    if (state.kind === 'hotp') return checkHotp(seed, { ...state, kind: 'hotp' }, code, state.counter ?? 0, window.lookAhead)
+    if (state.kind === 'totp') return checkTotp(seed, { ...state, kind: 'totp' }, code, nowSeconds, window.steps, state.drift)
+    // A method codes are sent to has no seed to compute them from: its challenge says (codeCheck).
+    return { valid: false }
   } finally {
     seed.fill(0)
   }
+}
+
+/**
+ * The check of a code for a token: against its seed (hardware), or against the newest challenge sent to it
+ * (a phone, an e-mail address). The seed, when opened, is wiped at once.
+ */
+async function codeCheck(ctx: CommandContext, state: TokenState, seed: () => Buffer, code: string, window: { steps: number; lookAhead: number }): Promise<OtpCheck> {
+  if (isSentCode(state)) return challengeCheck(ctx, state.serial, code, ctx.now())
+  return checkCode(state, seed(), code, ctx.now().getTime() / 1000, window)
 }
 
 /**
@@ -147,11 +158,11 @@ export async function verifyCode(
   input: { serial: string; userId: string; code: string; relyingApplication?: string | null; level?: string },
   meta: EventMetadata,
 ): Promise<TokenState> {
-  return run(ctx, input.serial, meta, (state, seed, policy) => {
+  return run(ctx, input.serial, meta, async (state, seed, policy) => {
     const now = ctx.now()
     const usable = state.status === 'active' && state.userId === input.userId && !(state.lockedUntil && state.lockedUntil > now)
       && policyAllows(policy, state)
-    const check = usable ? checkCode(state, seed(), input.code.trim(), now.getTime() / 1000, { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD }) : { valid: false as const }
+    const check = usable ? await codeCheck(ctx, state, seed, input.code.trim(), { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD }) : { valid: false as const }
     return {
       type: 'VerifyCode',
       data: { userId: input.userId, check, now, policy, relyingApplication: input.relyingApplication ?? null, level: input.level ?? 'mfa' },
@@ -180,7 +191,7 @@ export async function verifyCodeFromAny(
     const usable = state.status === 'active' && state.userId === input.userId && !state.disabled
       && !(state.lockedUntil && state.lockedUntil > now) && policyAllows(policy, state) && sealed !== null
     if (!usable) continue
-    const check = checkCode(state, ctx.vault.open(state.serial, sealed!), code, now.getTime() / 1000, { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD })
+    const check = await codeCheck(ctx, state, () => ctx.vault.open(state.serial, sealed!), code, { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD })
     if (check.valid) return verifyCode(ctx, { ...input, serial: state.serial }, meta)
   }
   const results = await Promise.allSettled(candidates.map((t) => verifyCode(ctx, { ...input, serial: t.serial }, meta)))
@@ -203,12 +214,12 @@ export async function activateToken(
   meta: EventMetadata,
 ): Promise<TokenState> {
   await checkSerial(ctx, input.serial, input.userId, { assignedOnly: input.assignedOnly })
-  return run(ctx, input.serial, meta, (state, seed) => {
+  return run(ctx, input.serial, meta, async (state, seed) => {
     // No decryption for a token the user may not activate: decide refuses before looking at the code.
     if (input.assignedOnly && !(state.status === 'assigned' && state.userId === input.userId)) throw new SerialUnavailable()
     const claimable = checkClaim(state, input.userId) === null
     const check = claimable
-      ? checkCode(state, seed(), input.code.trim(), ctx.now().getTime() / 1000, { steps: ACTIVATION_WINDOW_STEPS, lookAhead: HOTP_ACTIVATION_LOOK_AHEAD })
+      ? await codeCheck(ctx, state, seed, input.code.trim(), { steps: ACTIVATION_WINDOW_STEPS, lookAhead: HOTP_ACTIVATION_LOOK_AHEAD })
       : { valid: false as const }
     return { type: 'ActivateToken', data: { userId: input.userId, name: input.name, check } }
   })
@@ -266,19 +277,21 @@ export async function resyncToken(ctx: CommandContext, input: { serial: string; 
   return run(ctx, input.serial, meta, (state, seed) => {
     const nowSeconds = ctx.now().getTime() / 1000
     const currentStep = state.kind === 'hotp' ? state.counter ?? 0 : Math.floor(nowSeconds / (state.period ?? 30))
-    if (state.status !== 'active') {
+    // Only a hardware token has a clock or counter to drift.
+    if (state.status !== 'active' || isSentCode(state)) {
       return { type: 'ResyncToken', data: { first: { valid: false }, second: { valid: false }, currentStep } }
     }
+    const otp = state as TokenState & { kind: 'totp' | 'hotp' }
     const key = seed()
     try {
-      const first = state.kind === 'hotp'
-        ? checkHotp(key, state, input.first.trim(), state.counter ?? 0, RESYNC_WINDOW_STEPS)
-        : checkTotp(key, state, input.first.trim(), nowSeconds, RESYNC_WINDOW_STEPS)
+      const first = otp.kind === 'hotp'
+        ? checkHotp(key, otp, input.first.trim(), state.counter ?? 0, RESYNC_WINDOW_STEPS)
+        : checkTotp(key, otp, input.first.trim(), nowSeconds, RESYNC_WINDOW_STEPS)
       let second: OtpCheck = { valid: false }
       if (first.valid) {
-        const next = state.kind === 'hotp'
-          ? checkHotp(key, state, input.second.trim(), first.step + 1, 0)
-          : checkTotp(key, state, input.second.trim(), (first.step + 1) * (state.period ?? 30), 0)
+        const next = otp.kind === 'hotp'
+          ? checkHotp(key, otp, input.second.trim(), first.step + 1, 0)
+          : checkTotp(key, otp, input.second.trim(), (first.step + 1) * (state.period ?? 30), 0)
         if (next.valid) second = { valid: true, step: first.step + 1, drift: next.drift }
       }
       return { type: 'ResyncToken', data: { first, second, currentStep } }

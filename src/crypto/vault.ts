@@ -104,6 +104,11 @@ export class SeedVault {
     }
   }
 
+  /** A keyed hash of a short secret or identifier (a sent code, a phone number), for one purpose: compared, never reversed. */
+  keyedHash(purpose: string, value: string): Buffer {
+    return createHmac('sha256', this.fingerprintKey).update(`${purpose}\u0000${value}`).digest()
+  }
+
   /** A keyed fingerprint of a seed: equal seeds give equal fingerprints, and it reveals nothing else. */
   fingerprint(seed: Buffer): string {
     return createHmac('sha256', this.fingerprintKey).update(seed).digest('hex').slice(0, 32)

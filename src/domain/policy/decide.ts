@@ -1,6 +1,6 @@
 // Policy commands -> events. Pure: the id and the settings come in with the command.
 import {
-  DEFAULT_POLICY_ID, SETTING_BOUNDS, SIGN_IN_METHODS, type PolicyEvent, type PolicySettings, type PolicyTarget,
+  DEFAULT_POLICY_ID, DEFAULT_SETTINGS, SETTING_BOUNDS, SIGN_IN_METHODS, type PolicyEvent, type PolicySettings, type PolicyTarget,
 } from './events.js'
 import { sameTarget, type PolicyState } from './state.js'
 
@@ -50,6 +50,8 @@ export function checkSettings(settings: PolicySettings): PolicySettings {
   if (settings.firstMethodWithPassword !== undefined && typeof settings.firstMethodWithPassword !== 'boolean') {
     throw new InvalidPolicy('firstMethodWithPassword must be true or false')
   }
+  // Policies written before a number setting existed take its default.
+  settings = { ...DEFAULT_SETTINGS, ...settings }
   for (const [name, [min, max]] of Object.entries(SETTING_BOUNDS)) {
     const value = settings[name as keyof typeof SETTING_BOUNDS]
     if (!Number.isInteger(value) || value < min || value > max) throw new InvalidPolicy(`${name} must be a whole number from ${min} to ${max}`)
@@ -61,6 +63,7 @@ export function checkSettings(settings: PolicySettings): PolicySettings {
     temporaryCodeMaxDays: settings.temporaryCodeMaxDays,
     // Policies written before this setting existed allowed it.
     firstMethodWithPassword: settings.firstMethodWithPassword ?? true,
+    sentCodeLength: settings.sentCodeLength, sentCodeMinutes: settings.sentCodeMinutes, sendsPerHour: settings.sendsPerHour,
   }
 }
 

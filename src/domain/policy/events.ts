@@ -2,8 +2,8 @@
 // who has no policy of their own or of a group; until it is first changed, DEFAULT_SETTINGS stand for it.
 
 /** Sign-in methods a policy can allow; the list grows as the gateway learns new kinds. */
-export type SignInMethod = 'hardware' | 'temporary_code'
-export const SIGN_IN_METHODS: readonly SignInMethod[] = ['hardware', 'temporary_code']
+export type SignInMethod = 'hardware' | 'sms' | 'email' | 'temporary_code'
+export const SIGN_IN_METHODS: readonly SignInMethod[] = ['hardware', 'sms', 'email', 'temporary_code']
 
 export interface PolicySettings {
   /** Methods users may add and sign in with. */
@@ -27,6 +27,12 @@ export interface PolicySettings {
    * method too needs a temporary code or a token an admin assigned. (A user who had one always needs them.)
    */
   firstMethodWithPassword: boolean
+  /** Digits of a code sent by text or e-mail. */
+  sentCodeLength: number
+  /** Minutes a sent code stays valid (NIST SP 800-63B-4: at most 10). */
+  sentCodeMinutes: number
+  /** Codes sent per user, and per phone number or address, in an hour (the send budget; wrong codes are the guess budget: lockThreshold). */
+  sendsPerHour: number
 }
 
 export const DEFAULT_SETTINGS: PolicySettings = {
@@ -39,6 +45,9 @@ export const DEFAULT_SETTINGS: PolicySettings = {
   maxMethods: 5,
   temporaryCodeMaxDays: 30,
   firstMethodWithPassword: true,
+  sentCodeLength: 6,
+  sentCodeMinutes: 5,
+  sendsPerHour: 10,
 }
 
 /** Bounds of each number setting: outside them a policy is refused. */
@@ -49,6 +58,9 @@ export const SETTING_BOUNDS = {
   activationAttemptsPerMinute: [1, 100],
   maxMethods: [1, 20],
   temporaryCodeMaxDays: [1, 90],
+  sentCodeLength: [6, 8],
+  sentCodeMinutes: [1, 10],
+  sendsPerHour: [1, 100],
 } as const satisfies Partial<Record<keyof PolicySettings, readonly [number, number]>>
 
 export type PolicyTarget = { kind: 'user'; id: string } | { kind: 'group'; id: string }

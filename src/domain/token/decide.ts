@@ -20,14 +20,15 @@ type ImportedData = Extract<TokenEvent, { type: 'TokenImported' }>['data']
 /** The security policy's part in a sign-in decision: the owner's effective policy. */
 export type VerificationPolicy = Pick<PolicySettings, 'methods' | 'digits' | 'lockThreshold' | 'lockSeconds'>
 
-/** The sign-in method a token is: every token of the inventory is a hardware token (for now). */
-export function methodOf(_state: TokenState): SignInMethod {
-  return 'hardware'
+/** The sign-in method a token is: a hardware token from the inventory, or a phone or address codes are sent to. */
+export function methodOf(state: Pick<TokenState, 'kind'>): SignInMethod {
+  return state.kind === 'sms' || state.kind === 'email' ? state.kind : 'hardware'
 }
 
-/** Does the policy let this token be used (its kind of method, its number of digits)? */
+/** Does the policy let this token be used (its kind of method; a hardware token's number of digits)? */
 export function policyAllows(policy: Pick<PolicySettings, 'methods' | 'digits'>, state: TokenState): boolean {
-  return policy.methods.includes(methodOf(state)) && policy.digits.includes(state.digits)
+  const method = methodOf(state)
+  return policy.methods.includes(method) && (method !== 'hardware' || policy.digits.includes(state.digits))
 }
 
 export type TokenCommand =

@@ -20,6 +20,19 @@ export type TokenEvent =
         source: 'entra-csv' | 'oath-csv'
       }
     }
+  /**
+   * A method that is sent codes (a phone or an e-mail address) was registered for a user, not yet
+   * activated: destination is masked ("+44 ••• ••• 789"); the full one is sealed with the token's secrets.
+   */
+  | { type: 'TokenRegistered'; data: { serial: string; kind: 'sms' | 'email'; userId: string; destination: string; digits: number; fingerprint: string; by: AssignedBy } }
+  /** A code was made for the method and handed to the delivery pipeline; challenge numbers only grow. The code is never here. */
+  | { type: 'ChallengeIssued'; data: { serial: string; userId: string; challenge: number; destination: string; expiresAt: string } }
+  /** One try at handing a challenge's message to a provider. */
+  | { type: 'DeliveryAttempted'; data: { serial: string; challenge: number; provider: string; result: 'accepted' | 'refused' | 'timeout'; messageId: string | null; error: string | null } }
+  /** The provider reported the message delivered (an SMPP receipt, Kannel's dlr-url). */
+  | { type: 'CodeDelivered'; data: { serial: string; challenge: number; provider: string; messageId: string } }
+  /** No provider took the message while the code was valid. */
+  | { type: 'ChallengeUndelivered'; data: { serial: string; challenge: number; reason: 'expired' | 'no-provider' } }
   | { type: 'TokenAssigned'; data: { serial: string; userId: string; by: AssignedBy } }
   /**
    * by 'self': the user removed it from their sign-in methods. It is then held for them: nobody else can
@@ -57,6 +70,7 @@ export const TOKEN_EVENT_TYPES: readonly TokenEventType[] = [
   'TokenImported', 'TokenAssigned', 'TokenUnassigned', 'TokenRenamed', 'TokenActivated', 'TokenActivationFailed',
   'OtpVerified', 'OtpRejected', 'TokenLocked', 'TokenUnlocked', 'TokenRevoked', 'TokenSecretDestroyed',
   'TokenDisabled', 'TokenEnabled', 'TokenResynced', 'TokenReleased',
+  'TokenRegistered', 'ChallengeIssued', 'DeliveryAttempted', 'CodeDelivered', 'ChallengeUndelivered',
 ]
 
 export function tokenStream(serial: string): string {

@@ -7,7 +7,10 @@ export type TokenStatus = 'absent' | 'inventory' | 'assigned' | 'active' | 'revo
 export interface TokenState {
   serial: string
   status: TokenStatus
-  kind: 'totp' | 'hotp'
+  /** totp, hotp: a hardware token's OTP algorithm; sms, email: codes are sent (methods/sent-code). */
+  kind: 'totp' | 'hotp' | 'sms' | 'email'
+  /** Where codes are sent, masked ("+44 ••• ••• 789"), for a method that is sent codes. */
+  destination: string | null
   algorithm: OtpAlgorithm
   digits: 6 | 8
   period: number | null
@@ -46,7 +49,7 @@ export interface TokenState {
 
 export function initialState(serial: string): TokenState {
   return {
-    serial, status: 'absent', kind: 'totp', algorithm: 'SHA1', digits: 6, period: 30, counter: null,
+    serial, status: 'absent', kind: 'totp', destination: null, algorithm: 'SHA1', digits: 6, period: 30, counter: null,
     manufacturer: null, model: null, userId: null, name: null, lastStep: null, drift: 0,
     activationFailures: 0, claimFailures: {}, heldFor: null, failures: 0, lockedUntil: null, disabled: false, lockCount: 0, lastUsedAt: null, seedFingerprint: null, activatedAt: null,
     importedAt: null, version: 0,
@@ -68,6 +71,14 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
         failures: 0, lockedUntil: null, lockCount: 0, heldFor: event.data.by === 'self' || event.data.held ? event.data.userId : null }
     case 'TokenReleased':
       return { ...next, heldFor: null }
+    case 'TokenRegistered':
+      return { ...next, status: 'assigned', kind: event.data.kind, destination: event.data.destination, digits: event.data.digits as 6 | 8,
+        algorithm: 'SHA1', period: null, counter: null, userId: event.data.userId, seedFingerprint: event.data.fingerprint, importedAt: at }
+    case 'ChallengeIssued':
+    case 'DeliveryAttempted':
+    case 'CodeDelivered':
+    case 'ChallengeUndelivered':
+      return next
     case 'TokenRenamed':
       return { ...next, name: event.data.name }
     case 'TokenActivated':

@@ -33,7 +33,10 @@ type Form = Record<string, string | string[] | undefined>
 const STATUSES = ['inventory', 'assigned', 'active', 'revoked']
 /** Events shown on a token's page, newest first. */
 const HISTORY_SHOWN = 100
-const METHOD_LABELS: Record<SignInMethod, string> = { hardware: 'Hardware token', temporary_code: 'Temporary code' }
+const METHOD_LABELS: Record<SignInMethod, string> = {
+  hardware: 'Hardware token', sms: 'Phone (text message; restricted by NIST SP 800-63B-4)',
+  email: 'Email (not an authenticator under NIST SP 800-63B-4: a mailbox is not something the user holds)', temporary_code: 'Temporary code',
+}
 const SETTING_LABELS: Record<keyof typeof SETTING_BOUNDS, string> = {
   totpWindow: 'Time steps accepted either side of now',
   lockThreshold: 'Wrong codes before the token locks',
@@ -41,6 +44,9 @@ const SETTING_LABELS: Record<keyof typeof SETTING_BOUNDS, string> = {
   activationAttemptsPerMinute: 'Activation attempts per user per minute',
   maxMethods: 'Authenticator methods per user at most',
   temporaryCodeMaxDays: 'Longest temporary code validity (days)',
+  sentCodeLength: 'Digits of a code sent by text or e-mail',
+  sentCodeMinutes: 'Minutes a sent code is valid',
+  sendsPerHour: 'Codes sent per user, and per number or address, in an hour',
 }
 
 /** The status and message of an error a person can act on (a 4xx); null for anything else (a fault). */

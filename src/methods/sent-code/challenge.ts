@@ -1,0 +1,176 @@
+// A method that is sent codes: registered with its destination (sealed), then a code per challenge.
+// - A code is digits from the cryptographic source, the policy's length, valid the policy's minutes, kept
+//   as a keyed hash with its challenge number. Only the newest challenge of a method counts; its number is
+//   what the token's replay guard compares, so a code is accepted once (domain/token/decide.ts).
+// - Issuing writes the challenge, the delivery job (the message sealed) and ChallengeIssued in one
+//   transaction: nothing is lost between issuing and sending (delivery.ts sends it).
+// - The send budget (per user, per destination, per source address, per minute for the whole gateway) is
+//   counted in the database, so every gateway process shares it; the guess budget is the token's lock.
+import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
+import { sql } from 'kysely'
+import type { DeliveryConfig } from '../../../fastify.config.js'
+import { appendStreamsWithProjections } from '../../commands/append.js'
+import { retryOnConflict, type CommandContext } from '../../commands/context.js'
+import { policyAllows } from '../../domain/token/decide.js'
+import { NotAllowedByPolicy, SerialUnavailable, TokenDisabledError, TokenError, TokenLocked } from '../../domain/token/errors.js'
+import { tokenStream, type AssignedBy, type TokenEvent } from '../../domain/token/events.js'
+import type { TokenState } from '../../domain/token/state.js'
+import type { OtpCheck } from '../../domain/otp/otp.js'
+import type { EventMetadata } from '../../event-store/types.js'
+import { effectivePolicy } from '../../read-models/policies.js'
+import { activeTokensOfUser, loadToken, tokensOfUser } from '../../read-models/tokens.js'
+import { maskEmail, maskMobile } from './destination.js'
+
+export type SentKind = 'sms' | 'email'
+
+export const isSentCode = (token: Pick<TokenState, 'kind'>): token is TokenState & { kind: SentKind } => token.kind === 'sms' || token.kind === 'email'
+
+export class TooManySends extends TokenError {
+  override name = 'TooManySends'
+  constructor(readonly minutes: number) {
+    super(`You asked for too many codes. Wait ${minutes} ${minutes === 1 ? 'minute' : 'minutes'}, or choose another way to verify.`)
+  }
+}
+
+export class AlreadyYourMethod extends TokenError {
+  override name = 'AlreadyYourMethod'
+  constructor(kind: SentKind) {
+    super(kind === 'sms' ? 'This phone number is already one of your sign-in methods.' : 'This email address is already one of your sign-in methods.')
+  }
+}
+
+export class TooManyMethodsOfKind extends TokenError {
+  override name = 'TooManyMethodsOfKind'
+  constructor(max: number) {
+    super(`You already have ${max} sign-in ${max === 1 ? 'method' : 'methods'}. Remove one before adding another.`)
+  }
+}
+
+const destinationHash = (ctx: Pick<CommandContext, 'vault'>, destination: string) => ctx.vault.keyedHash('destination', destination)
+const codeHash = (ctx: Pick<CommandContext, 'vault'>, serial: string, number: number, code: string) => ctx.vault.keyedHash('code', `${serial}\u0000${number}\u0000${code}`)
+
+/**
+ * Registers a phone or an e-mail address as a method of the user, not yet active (TokenRegistered): its
+ * first code activates it. Registering the same destination again reuses the pending one.
+ */
+export async function registerSentCodeMethod(
+  ctx: CommandContext, input: { userId: string; kind: SentKind; destination: string; by?: AssignedBy }, meta: EventMetadata,
+): Promise<TokenState> {
+  const [policy, mine] = await Promise.all([effectivePolicy(ctx.db, input.userId), tokensOfUser(ctx.db, input.userId)])
+  if (!policy.settings.methods.includes(input.kind)) throw new NotAllowedByPolicy()
+  const fingerprint = destinationHash(ctx, input.destination).toString('hex').slice(0, 32)
+  const same = mine.filter((t) => t.kind === input.kind && t.seedFingerprint === fingerprint)
+  if (same.some((t) => t.status === 'active')) throw new AlreadyYourMethod(input.kind)
+  const pending = same.find((t) => t.status === 'assigned')
+  if (pending) return pending
+  if (mine.filter((t) => t.status === 'active').length >= policy.settings.maxMethods) throw new TooManyMethodsOfKind(policy.settings.maxMethods)
+  const serial = `${input.kind === 'sms' ? 'PHONE' : 'EMAIL'}-${randomBytes(8).toString('hex').toUpperCase()}`
+  const masked = input.kind === 'sms' ? maskMobile(input.destination) : maskEmail(input.destination)
+  const event: TokenEvent = { type: 'TokenRegistered', data: { serial, kind: input.kind, userId: input.userId, destination: masked,
+    digits: policy.settings.sentCodeLength, fingerprint, by: input.by ?? 'self' } }
+  const sealed = ctx.vault.seal(serial, Buffer.from(input.destination, 'utf8'))
+  await ctx.db.transaction().execute(async (trx) => {
+    await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(serial), expected: 'no-stream', events: [event] }], meta)
+    await sql`insert into token_secrets (serial, key_id, nonce, ciphertext) values (${serial}, ${sealed.keyId}, ${sealed.nonce}, ${sealed.ciphertext})`.execute(trx)
+  })
+  ctx.store.committed()
+  return (await loadToken(ctx.db, serial)).state
+}
+
+/** The destination of a method codes are sent to (decrypted; for the delivery worker only). */
+export async function destinationOf(ctx: Pick<CommandContext, 'db' | 'vault'>, serial: string): Promise<string | null> {
+  const { sealed } = await loadToken(ctx.db, serial)
+  if (!sealed) return null
+  const plain = ctx.vault.open(serial, sealed)
+  try {
+    return plain.toString('utf8')
+  } finally {
+    plain.fill(0)
+  }
+}
+
+export interface IssuedChallenge {
+  serial: string
+  challenge: number
+  deliveryId: string
+  expiresAt: Date
+  destination: string
+}
+
+/**
+ * Makes a code for the user's method and queues its message (challenge, job and ChallengeIssued in one
+ * transaction). purpose 'activation': the method is the user's, registered, not yet active. Throws the
+ * reason when no code may be sent (locked, disabled, not allowed, over a budget).
+ */
+export async function issueChallenge(
+  ctx: CommandContext, limits: Pick<DeliveryConfig, 'sendsPerAddressPerHour' | 'sendsPerMinute'>,
+  input: { serial: string; userId: string; sourceIp: string | null; purpose: 'sign-in' | 'activation' }, meta: EventMetadata,
+): Promise<IssuedChallenge> {
+  return retryOnConflict(async () => {
+    const { state, sealed, policy } = await loadToken(ctx.db, input.serial)
+    const wanted = input.purpose === 'activation' ? 'assigned' : 'active'
+    if (!isSentCode(state) || state.userId !== input.userId || state.status !== wanted || !sealed) throw new SerialUnavailable()
+    const now = ctx.now()
+    if (state.disabled) throw new TokenDisabledError()
+    if (state.lockedUntil && state.lockedUntil > now) throw new TokenLocked(state.lockedUntil)
+    if (!policyAllows(policy, state)) throw new NotAllowedByPolicy()
+    const to = await destinationOf(ctx, input.serial)
+    if (!to) throw new SerialUnavailable()
+    const digits = policy.sentCodeLength
+    const code = String(randomInt(0, 10 ** digits)).padStart(digits, '0')
+    const expiresAt = new Date(now.getTime() + policy.sentCodeMinutes * 60_000)
+    const text = state.kind === 'sms'
+      ? `${code} is your Tessera code. It expires in ${policy.sentCodeMinutes} minutes. Never share it.`
+      : `Your Tessera sign-in code is ${code}.\n\nIt expires in ${policy.sentCodeMinutes} minutes. If you did not ask for it, someone has your password: change it and tell your administrator.`
+    const hash = destinationHash(ctx, to)
+    const result = await ctx.db.transaction().execute(async (trx) => {
+      // One user's sends are counted one at a time, on every process; the whole gateway's per minute too.
+      await sql`select pg_advisory_xact_lock(hashtext(${`sends:${input.userId}`}))`.execute(trx)
+      const hourAgo = new Date(now.getTime() - 3_600_000)
+      const counts = (await sql<{ user: number; destination: number; source: number; first: Date | null }>`
+        select (select count(*)::int from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as user,
+               (select count(*)::int from deliveries where destination_hash = ${hash} and created_at > ${hourAgo} and challenge is not null) as destination,
+               (select count(*)::int from deliveries where source_ip = ${input.sourceIp} and created_at > ${hourAgo} and challenge is not null) as source,
+               (select min(created_at) from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as first`.execute(trx)).rows[0]!
+      const waitMinutes = () => Math.max(1, Math.ceil(((counts.first?.getTime() ?? now.getTime()) + 3_600_000 - now.getTime()) / 60_000))
+      if (counts.user >= policy.sendsPerHour || counts.destination >= policy.sendsPerHour) throw new TooManySends(waitMinutes())
+      if (input.sourceIp && counts.source >= limits.sendsPerAddressPerHour) throw new TooManySends(60)
+      const minute = new Date(Math.floor(now.getTime() / 60_000) * 60_000)
+      const total = (await sql<{ sent: number }>`insert into send_budget (minute, sent) values (${minute}, 1)
+        on conflict (minute) do update set sent = send_budget.sent + 1 returning sent`.execute(trx)).rows[0]!.sent
+      if (total > limits.sendsPerMinute) throw new TooManySends(1)
+
+      const current = (await sql<{ number: string }>`select number from challenges where serial = ${input.serial} for update`.execute(trx)).rows[0]
+      const number = Math.max(Number(current?.number ?? 0), state.lastStep ?? 0) + 1
+      await sql`insert into challenges (serial, number, code_hash, expires_at, issued_at)
+        values (${input.serial}, ${number}, ${codeHash(ctx, input.serial, number, code)}, ${expiresAt}, ${now})
+        on conflict (serial) do update set number = excluded.number, code_hash = excluded.code_hash, expires_at = excluded.expires_at, issued_at = excluded.issued_at`.execute(trx)
+      const message = ctx.vault.seal(`delivery:${input.serial}:${number}`, Buffer.from(text, 'utf8'))
+      const job = (await sql<{ id: string }>`insert into deliveries (serial, challenge, user_id, channel, destination_hash, source_ip, key_id, nonce, message,
+          next_attempt_at, expires_at, created_at)
+        values (${input.serial}, ${number}, ${input.userId}, ${state.kind}, ${hash}, ${input.sourceIp}, ${message.keyId}, ${message.nonce}, ${message.ciphertext},
+          ${now}, ${expiresAt}, ${now}) returning id`.execute(trx)).rows[0]!
+      await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(input.serial), expected: state.version,
+        events: [{ type: 'ChallengeIssued', data: { serial: input.serial, userId: input.userId, challenge: number, destination: state.destination ?? '', expiresAt: expiresAt.toISOString() } }] }], meta)
+      await sql`select pg_notify('tessera_deliveries', ${String(job.id)})`.execute(trx)
+      return { challenge: number, deliveryId: String(job.id) }
+    })
+    ctx.store.committed()
+    return { serial: input.serial, ...result, expiresAt, destination: state.destination ?? '' }
+  })
+}
+
+/** The check of a code against the method's newest challenge: valid while unexpired, its number as the step. */
+export async function challengeCheck(ctx: Pick<CommandContext, 'db' | 'vault'>, serial: string, code: string, now: Date): Promise<OtpCheck> {
+  const row = (await sql<{ number: string; code_hash: Buffer; expires_at: Date }>`
+    select number, code_hash, expires_at from challenges where serial = ${serial}`.execute(ctx.db)).rows[0]
+  if (!row || row.expires_at <= now || !/^\d{4,10}$/.test(code)) return { valid: false }
+  const number = Number(row.number)
+  const given = codeHash(ctx, serial, number, code)
+  return timingSafeEqual(given, row.code_hash) ? { valid: true, step: number, drift: 0 } : { valid: false }
+}
+
+/** The user's active methods that are sent codes. */
+export async function sentCodeMethodsOf(ctx: Pick<CommandContext, 'db'>, userId: string): Promise<TokenState[]> {
+  return (await activeTokensOfUser(ctx.db, userId)).filter(isSentCode)
+}
