@@ -27,6 +27,8 @@ declare module '@fastify/secure-session' {
      * from the inventory, or a code an admin handed out, must not open them.
      */
     tokenVerifiedAt: number
+    /** Adding a phone or an e-mail address, between its steps (methods/sent-code/routes.ts). */
+    enrollSent: { kind: 'sms' | 'email'; serial: string; at: number }
     /** The hardware token flow between its steps. */
     enroll: { serial: string; name?: string; claimedAt: number }
     /** Where to go after signing in or entering a code. */

@@ -21,6 +21,8 @@ import { passwordSignIn } from '../sign-in.js'
 import { errorPage, page } from '../render.js'
 import { kindOf, methodName } from '../../methods/index.js'
 import { codeLength } from '../words.js'
+import { methodChoice } from '../../methods/sent-code/choice.js'
+import { sendAndWait } from '../../methods/sent-code/routes.js'
 
 type Provider = Awaited<ReturnType<FastifyInstance['oidcProvider']>>
 type Details = Awaited<ReturnType<Provider['interactionDetails']>>
@@ -95,7 +97,16 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
   }
 
   async function activeMethods(userId: string) {
-    return (await activeTokensOfUser(app.db, userId)).map((t) => ({ serial: t.serial, name: methodName(t), digits: t.digits }))
+    return (await activeTokensOfUser(app.db, userId)).map(methodChoice)
+  }
+
+  /** The Enter code page, with the methods a code can be sent to (a notice or error after sending one). */
+  async function codePage(request: FastifyRequest, reply: FastifyReply, d: Details, userId: string, extra: { sent?: string; errors?: Record<string, string> } = {}, status = 200) {
+    const methods = await activeMethods(userId)
+    const name = await clientName(d)
+    if (methods.length === 0) return page(request, reply, 'interaction/no-method', { title: 'Add a sign-in method', uid: d.uid, clientName: name, errors: extra.errors ?? {} }, status)
+    return page(request, reply, 'interaction/code', { title: 'Enter code', uid: d.uid, clientName: name, methods, sent: extra.sent, errors: extra.errors ?? {},
+      sendAction: `/interaction/${d.uid}/send` }, status)
   }
 
   app.get<{ Params: { uid: string } }>('/interaction/:uid', async (request, reply) => {
@@ -125,10 +136,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
           return finishMfa(reply, d, user.id, kindOf(state).amr)
         }
       }
-      const methods = await activeMethods(user.id)
-      const name = await clientName(d)
-      if (methods.length === 0) return page(request, reply, 'interaction/no-method', { title: 'Add a sign-in method', uid: d.uid, clientName: name })
-      return page(request, reply, 'interaction/code', { title: 'Enter code', uid: d.uid, clientName: name, methods })
+      return codePage(request, reply, d, user.id)
     }
     const ts = Math.floor((request.session.get('authenticatedAt') ?? app.commands.now().getTime()) / 1000)
     return finish(reply, d, { login: { accountId: user.id, acr: LEVELS.pwd, amr: ['pwd'], ts, remember: true } })
@@ -163,8 +171,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     const code = (request.body?.code ?? '').replace(/\s/g, '')
     const clientId = String(d.params.client_id)
     const meta = app.eventMetadata(request, { type: 'user', id: user.id }, clientId)
-    const again = async (message: string) => page(request, reply, methods.length > 0 ? 'interaction/code' : 'interaction/no-method',
-      { title: 'Enter code', uid: d.uid, clientName: await clientName(d), methods, errors: { code: message } }, 422)
+    const again = async (message: string) => codePage(request, reply, d, user.id, { errors: { code: message } }, 422)
     // A temporary code from an administrator stands in for a token (issued to users who lost theirs).
     if (TEMPORARY_CODE.test(code)) {
       if (!(await useTemporaryCode(app.commands, { userId: user.id, code, relyingApplication: clientId }, meta))) {
@@ -187,6 +194,18 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     request.session.set('tokenVerifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, user.id, 'otp', meta)
     return finishMfa(reply, d, user.id, kindOf(used).amr)
+  })
+
+  // A code sent to the user's phone or address, only when they ask for it (never on page load).
+  app.post<{ Params: { uid: string }; Body: { serial?: string } }>('/interaction/:uid/send', { preHandler: codeLimits }, async (request, reply) => {
+    const d = await details(request, reply)
+    if (!d) return expired(request, reply)
+    allowReturn(reply, d)
+    const user = vouchedUser(request, d)
+    if (!user) return reply.redirect(`/interaction/${d.uid}`, 303)
+    const sent = await sendAndWait(app, request, { serial: String(request.body?.serial ?? ''), userId: user.id, purpose: 'sign-in' }, String(d.params.client_id))
+    if (!sent.ok) return codePage(request, reply, d, user.id, { errors: { send: sent.message } }, sent.status)
+    return codePage(request, reply, d, user.id, { sent: `We sent a code to ${sent.destination}. It expires in ${sent.minutes} minutes.` })
   })
 
   app.get<{ Params: { uid: string } }>('/interaction/:uid/add-method', async (request, reply) => {

@@ -20,6 +20,8 @@ import { describeChange } from '../sign-in.js'
 import { page } from '../render.js'
 import { codeLength } from '../words.js'
 import hardwareTokenRoutes from './hardware-token.js'
+import sentCodeRoutes, { sendAndWait } from '../../methods/sent-code/routes.js'
+import { methodChoice } from '../../methods/sent-code/choice.js'
 import { kindOf, METHOD_KINDS, methodName, type MethodKind } from '../../methods/index.js'
 
 /** The kinds of method the user's effective policy lets them add, in the registry's order. */
@@ -119,10 +121,18 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
   // admin) before a change to the methods, or before a staff page opens.
   const verifyPage = async (request: FastifyRequest, reply: FastifyReply, extra: Record<string, unknown> = {}, status = 200) => {
     const methods = await activeMethods(user(request).id)
-    return page(request, reply, 'security-info/verify', { title: 'Verify your identity', methods: methods.map(named), purpose: purposeOf(request), ...extra }, status)
+    return page(request, reply, 'security-info/verify', { title: 'Verify your identity', methods: methods.map(methodChoice), purpose: purposeOf(request),
+      sendAction: '/security-info/verify/send', ...extra }, status)
   }
 
   app.get('/security-info/verify', async (request, reply) => verifyPage(request, reply))
+
+  // A code sent to the user's phone or address, when they ask for it.
+  app.post<{ Body: { serial?: string } }>('/security-info/verify/send', { preHandler: attemptLimits }, async (request, reply) => {
+    const sent = await sendAndWait(app, request, { serial: String(request.body?.serial ?? ''), userId: user(request).id, purpose: 'sign-in' })
+    if (!sent.ok) return verifyPage(request, reply, { errors: { send: sent.message } }, sent.status)
+    return verifyPage(request, reply, { sent: `We sent a code to ${sent.destination}. It expires in ${sent.minutes} minutes.` })
+  })
 
   app.post<{ Body: { code?: string } }>('/security-info/verify', { preHandler: attemptLimits }, async (request, reply) => {
     const u = user(request)
@@ -245,8 +255,5 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
   })
 
   await app.register(hardwareTokenRoutes, { attemptLimits })
-}
-
-function named(t: TokenState) {
-  return { serial: t.serial, name: methodName(t) }
+  await app.register(sentCodeRoutes, { attemptLimits })
 }
