@@ -179,12 +179,13 @@ export async function verifyCode(
  */
 export async function verifyCodeFromAny(
   ctx: CommandContext,
-  input: { userId: string; code: string; relyingApplication?: string | null; level?: string },
+  input: { userId: string; code: string; relyingApplication?: string | null; level?: string; only?: (token: TokenState) => boolean },
   meta: EventMetadata,
 ): Promise<TokenState> {
   const code = input.code.trim()
   const now = ctx.now()
-  const candidates = (await activeTokensOfUser(ctx.db, input.userId)).filter((t) => String(t.digits) === String(code.length))
+  const candidates = (await activeTokensOfUser(ctx.db, input.userId))
+    .filter((t) => String(t.digits) === String(code.length) && (!input.only || input.only(t)))
   if (candidates.length === 0) throw new WrongCode()
   for (const candidate of candidates) {
     const { state, sealed, policy } = await loadToken(ctx.db, candidate.serial)

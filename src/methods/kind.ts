@@ -19,6 +19,8 @@ export interface MethodKind {
   addPath: string
   /** Which tokens are of this kind. */
   owns(token: Pick<TokenState, 'kind'>): boolean
+  /** NIST SP 800-63B-4 restricts it (a text message) or does not count it (e-mail): it does not reach mfa-unrestricted. */
+  restricted: boolean
   /** What a verified code proves (RFC 8176), between `pwd` and `mfa` in the ID token's amr. */
   amr: readonly string[]
   /** The name a token of this kind gets when its user gives none. */

@@ -15,9 +15,18 @@ import { kyselyAdapter } from './adapter.js'
 export const LEVELS = {
   /** Password only. */
   pwd: 'urn:tessera:loa:pwd',
-  /** Password and proof of possession of a token (a code from it). */
+  /** Password and proof of possession of a sign-in method (a code from it, or sent to it; or a temporary code). */
   mfa: 'urn:tessera:loa:mfa',
+  /**
+   * Password and a code from a method NIST SP 800-63B-4 does not restrict: a hardware token (not a text
+   * message, an e-mail or a temporary code).
+   */
+  mfaUnrestricted: 'urn:tessera:loa:mfa-unrestricted',
 } as const
+
+/** Levels from weakest to strongest: a session at one satisfies a request for any before it. */
+const ORDER: readonly Level[] = [LEVELS.pwd, LEVELS.mfa, LEVELS.mfaUnrestricted]
+export const levelAtLeast = (reached: unknown, wanted: Level) => ORDER.indexOf(reached as Level) >= ORDER.indexOf(wanted)
 
 export type Level = (typeof LEVELS)[keyof typeof LEVELS]
 
@@ -28,7 +37,7 @@ export type Level = (typeof LEVELS)[keyof typeof LEVELS]
 export function requestedLevel(params: { acr_values?: unknown; claims?: unknown } | undefined): Level {
   const values = typeof params?.acr_values === 'string' ? params.acr_values.split(' ') : []
   values.push(...claimedAcr(params?.claims))
-  return values.includes(LEVELS.mfa) ? LEVELS.mfa : LEVELS.pwd
+  return values.includes(LEVELS.mfaUnrestricted) ? LEVELS.mfaUnrestricted : values.includes(LEVELS.mfa) ? LEVELS.mfa : LEVELS.pwd
 }
 
 function claimedAcr(claims: unknown): string[] {
@@ -78,7 +87,7 @@ export function unmetEssentialAcr(claims: unknown): boolean {
   const acr = (parsed as { id_token?: { acr?: { essential?: unknown; value?: unknown; values?: unknown } | null } } | null)?.id_token?.acr
   if (!acr || typeof acr !== 'object' || acr.essential !== true) return false
   const wanted = Array.isArray(acr.values) ? acr.values : acr.value !== undefined ? [acr.value] : []
-  return wanted.length > 0 && !wanted.some((v) => v === LEVELS.pwd || v === LEVELS.mfa)
+  return wanted.length > 0 && !wanted.some((v) => ORDER.includes(v as Level))
 }
 
 /** The provider's errors in words a person can act on (never the library's own text). */
@@ -107,7 +116,7 @@ export function createProvider(options: ProviderOptions): Provider {
   // Step-up: a session authenticated at a lower level than the request asks for must authenticate again.
   policy.get('login')!.checks.add(new interactionPolicy.Check('acr_values', 'a stronger authentication is required', (ctx) => {
     const wanted = requestedLevel(ctx.oidc.params)
-    if (wanted === LEVELS.mfa && ctx.oidc.session?.accountId && ctx.oidc.acr !== LEVELS.mfa) return interactionPolicy.Check.REQUEST_PROMPT
+    if (wanted !== LEVELS.pwd && ctx.oidc.session?.accountId && !levelAtLeast(ctx.oidc.acr, wanted)) return interactionPolicy.Check.REQUEST_PROMPT
     return interactionPolicy.Check.NO_NEED_TO_PROMPT
   }))
 
@@ -121,7 +130,7 @@ export function createProvider(options: ProviderOptions): Provider {
       short: { signed: true, ...(options.secureCookies ? { secure: true } : {}) },
     },
     pkce: { required: () => true },
-    acrValues: [LEVELS.pwd, LEVELS.mfa],
+    acrValues: [LEVELS.pwd, LEVELS.mfa, LEVELS.mfaUnrestricted],
     scopes: ['openid', 'email', 'profile', 'offline_access'],
     // acr, amr and auth_time are claims of the openid scope, so every ID token carries them, whether or
     // not the application asked with acr_values or the claims parameter.

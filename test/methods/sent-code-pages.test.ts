@@ -148,3 +148,38 @@ t.test('an application asking for mfa: Enter code, Text me, the texted code, amr
   const issued = (await sql<{ type: string; data: any }>`select type, data from events where stream_id = ${`token-${serial}`} and type in ('ChallengeIssued', 'OtpVerified') order by stream_version desc limit 2`.execute(database.db)).rows
   t.match(issued, [{ type: 'OtpVerified', data: { relyingApplication: 'payroll' } }, { type: 'ChallengeIssued' }])
 })
+
+t.test('an application asking for mfa-unrestricted: a texted code is not offered nor taken; the hardware token is', async (t) => {
+  const config = await oidc.discovery(new URL(`${BASE}/oidc`), 'payroll', {}, oidc.None(), { execute: [oidc.allowInsecureRequests] })
+  t.ok((config.serverMetadata().acr_values_supported ?? []).includes(LEVELS.mfaUnrestricted), 'advertised')
+  const secret = (await import('../../src/commands/clients.js')).rotateClientSecret
+  const fresh = await secret(app.commands, 'payroll', metadata())
+  const client = await oidc.discovery(new URL(`${BASE}/oidc`), 'payroll', { client_secret: fresh }, oidc.ClientSecretBasic(fresh), { execute: [oidc.allowInsecureRequests] })
+  const agent = new Agent(BASE)
+  const verifier = oidc.randomPKCECodeVerifier()
+  const url = oidc.buildAuthorizationUrl(client, { redirect_uri: 'https://rp.example.com/callback', scope: 'openid', acr_values: LEVELS.mfaUnrestricted,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' })
+  const login = await agent.follow(await agent.get(url.toString()))
+  const interaction = new URL(login.url).pathname
+  const codePage = await agent.follow(await agent.post(`${interaction}/login`, { upn: 'rosa@example.com', password: 'correct horse battery' }))
+  t.match(text(codePage.body), /Payroll asks for a code from a hardware token to confirm it's you: a text message or an email is not enough for it\./)
+  t.notMatch(text(codePage.body), /Text \+44/, 'the phone is not offered')
+  const serial = (await database.db.selectFrom('tokens').select('serial').where('user_id', '=', rosa.userId).where('kind', '=', 'sms').executeTakeFirstOrThrow()).serial
+  const before = smsc.messages.length
+  const send = await agent.post(`${interaction}/send`, { serial })
+  t.equal(send.status, 422)
+  t.match(text(send.body), /Payroll needs a code from a hardware token: a text message or an email is not enough\./)
+  t.equal(smsc.messages.length, before, 'nothing is sent that the sign-in could not take')
+  // A code texted for another purpose moments ago is refused here too.
+  const b = new Browser(app)
+  await b.signIn('rosa@example.com')
+  await b.post('/security-info/verify/send', { serial })
+  await received(smsc.messages, before + 1)
+  const refused = await agent.post(`${interaction}/code`, { code: codeIn(smsc.messages.at(-1)) })
+  t.equal(refused.status, 422, 'the texted code is refused')
+  clock.now = new Date(clock.now.getTime() + 30_000)
+  const done = await agent.follow(await agent.post(`${interaction}/code`, { code: totpAt(seedOf('RO-1').hex, unix()) }), 'https://rp.example.com')
+  const claims = (await oidc.authorizationCodeGrant(client, new URL(done.location!), { pkceCodeVerifier: verifier })).claims()!
+  t.equal(claims.acr, LEVELS.mfaUnrestricted)
+  t.same(claims.amr, ['pwd', 'otp', 'hwk', 'mfa'])
+})

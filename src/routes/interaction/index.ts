@@ -79,12 +79,19 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     return reply.redirect(d.returnTo, 303)
   }
 
-  /** Ends the interaction at mfa; amr names what the code came from (RFC 8176), between pwd and mfa. */
-  function finishMfa(reply: FastifyReply, d: Details, accountId: string, amr: readonly string[]) {
+  /**
+   * Ends the interaction at mfa, or at mfa-unrestricted when the application asked for it and the code came
+   * from a method NIST does not restrict; amr names what the code came from (RFC 8176), between pwd and mfa.
+   */
+  function finishMfa(reply: FastifyReply, d: Details, accountId: string, method: { amr: readonly string[]; restricted: boolean }) {
+    const acr = requestedLevel(d.params) === LEVELS.mfaUnrestricted && !method.restricted ? LEVELS.mfaUnrestricted : LEVELS.mfa
     return finish(reply, d, {
-      login: { accountId, acr: LEVELS.mfa, amr: ['pwd', ...amr, 'mfa'], ts: Math.floor(app.commands.now().getTime() / 1000), remember: true },
+      login: { accountId, acr, amr: ['pwd', ...method.amr, 'mfa'], ts: Math.floor(app.commands.now().getTime() / 1000), remember: true },
     })
   }
+
+  /** Only methods NIST does not restrict answer a request for mfa-unrestricted. */
+  const unrestrictedOnly = (d: Details) => requestedLevel(d.params) === LEVELS.mfaUnrestricted
 
   /** The user the gateway's session vouches for in this interaction, or null when a password is due. */
   function vouchedUser(request: FastifyRequest, d: Details) {
@@ -102,11 +109,12 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
 
   /** The Enter code page, with the methods a code can be sent to (a notice or error after sending one). */
   async function codePage(request: FastifyRequest, reply: FastifyReply, d: Details, userId: string, extra: { sent?: string; errors?: Record<string, string> } = {}, status = 200) {
-    const methods = await activeMethods(userId)
+    const strict = unrestrictedOnly(d)
+    const methods = (await activeMethods(userId)).filter((m) => !strict || !m.restricted)
     const name = await clientName(d)
     if (methods.length === 0) return page(request, reply, 'interaction/no-method', { title: 'Add a sign-in method', uid: d.uid, clientName: name, errors: extra.errors ?? {} }, status)
     return page(request, reply, 'interaction/code', { title: 'Enter code', uid: d.uid, clientName: name, methods, sent: extra.sent, errors: extra.errors ?? {},
-      sendAction: `/interaction/${d.uid}/send` }, status)
+      sendAction: `/interaction/${d.uid}/send`, strict }, status)
   }
 
   app.get<{ Params: { uid: string } }>('/interaction/:uid', async (request, reply) => {
@@ -125,15 +133,15 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       if (asked.length > 0) grant.addOIDCClaims(asked)
       return finish(reply, d, { consent: { grantId: await grant.save() } })
     }
-    if (requestedLevel(d.params) === LEVELS.mfa) {
+    if (requestedLevel(d.params) !== LEVELS.pwd) {
       // A method added in the middle of this sign-in proved possession with its first code: no second code.
       const proof = request.session.get('possession')
       if (proof?.uid === d.uid && app.commands.now().getTime() - proof.at <= VERIFIED_FOR_MS) {
         request.session.set('possession', undefined)
         const { state } = await loadToken(app.db, proof.serial)
-        if (state.status === 'active' && state.userId === user.id) {
+        if (state.status === 'active' && state.userId === user.id && !(unrestrictedOnly(d) && kindOf(state).restricted)) {
           await recordSignIn(app.commands, user.id, 'otp', app.eventMetadata(request, { type: 'user', id: user.id }, String(d.params.client_id)))
-          return finishMfa(reply, d, user.id, kindOf(state).amr)
+          return finishMfa(reply, d, user.id, kindOf(state))
         }
       }
       return codePage(request, reply, d, user.id)
@@ -174,26 +182,29 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     const again = async (message: string) => codePage(request, reply, d, user.id, { errors: { code: message } }, 422)
     // A temporary code from an administrator stands in for a token (issued to users who lost theirs).
     if (TEMPORARY_CODE.test(code)) {
+      if (unrestrictedOnly(d)) return again(`${await clientName(d)} needs a code from a hardware token: a temporary code is not enough.`)
       if (!(await useTemporaryCode(app.commands, { userId: user.id, code, relyingApplication: clientId }, meta))) {
         return again("That code didn't work. Check the code and try again.")
       }
       request.session.set('verifiedAt', app.commands.now().getTime())
       await recordSignIn(app.commands, user.id, 'otp', meta)
       // RFC 8176: a one-time password, from no particular device.
-      return finishMfa(reply, d, user.id, ['otp'])
+      return finishMfa(reply, d, user.id, { amr: ['otp'], restricted: true })
     }
     if (!/^\d{6,8}$/.test(code)) return again(`Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
     let used: TokenState
     try {
-      used = await verifyCodeFromAny(app.commands, { userId: user.id, code, relyingApplication: clientId, level: LEVELS.mfa }, meta)
+      used = await verifyCodeFromAny(app.commands, { userId: user.id, code, relyingApplication: clientId, level: requestedLevel(d.params),
+        only: unrestrictedOnly(d) ? (t) => !kindOf(t).restricted : undefined }, meta)
     } catch (error) {
       if (error instanceof TokenError) return again(error.message)
       throw error
     }
     request.session.set('verifiedAt', app.commands.now().getTime())
-    request.session.set('tokenVerifiedAt', app.commands.now().getTime())
+    // Staff pages open on a code from a method NIST does not restrict (routes/guards.ts).
+    if (!kindOf(used).restricted) request.session.set('tokenVerifiedAt', app.commands.now().getTime())
     await recordSignIn(app.commands, user.id, 'otp', meta)
-    return finishMfa(reply, d, user.id, kindOf(used).amr)
+    return finishMfa(reply, d, user.id, kindOf(used))
   })
 
   // A code sent to the user's phone or address, only when they ask for it (never on page load).
@@ -203,6 +214,8 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     allowReturn(reply, d)
     const user = vouchedUser(request, d)
     if (!user) return reply.redirect(`/interaction/${d.uid}`, 303)
+    // Nothing is sent that the sign-in could not take.
+    if (unrestrictedOnly(d)) return codePage(request, reply, d, user.id, { errors: { send: `${await clientName(d)} needs a code from a hardware token: a text message or an email is not enough.` } }, 422)
     const sent = await sendAndWait(app, request, { serial: String(request.body?.serial ?? ''), userId: user.id, purpose: 'sign-in' }, String(d.params.client_id))
     if (!sent.ok) return codePage(request, reply, d, user.id, { errors: { send: sent.message } }, sent.status)
     return codePage(request, reply, d, user.id, { sent: `We sent a code to ${sent.destination}. It expires in ${sent.minutes} minutes.` })
