@@ -207,5 +207,8 @@ export function serverOptions(config: AppConfig): FastifyServerOptions {
       : config.trustProxy,
     forceCloseConnections: 'idle',
     bodyLimit: 1024 * 1024,
+    // A list where the schema wants one value is bad input (400), not its first element: Fastify's default
+    // coerceTypes 'array' would take ["x"] for "x". Numbers in query strings are still read as numbers.
+    ajv: { customOptions: { coerceTypes: true } },
   }
 }

@@ -13,7 +13,9 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
   const who = (id: unknown) => (typeof id === 'string' ? names.get(id) ?? id : 'someone')
   const actor = e.metadata.actor.type === 'user' ? who(e.metadata.actor.id)
     : e.metadata.actor.type === 'admin' ? `admin ${e.metadata.actor.id}` : `${e.metadata.actor.type} ${e.metadata.actor.id}`
-  const token = `hardware token ${d.serial ?? e.streamId.replace(/^token-/, '')}`
+  const serial = String(d.serial ?? e.streamId.replace(/^token-/, ''))
+  // A phone or e-mail method's serial says which it is; every other token is a hardware one.
+  const token = serial.startsWith('PHONE-') ? `phone ${serial}` : serial.startsWith('EMAIL-') ? `email method ${serial}` : `hardware token ${serial}`
   const app = d.relyingApplication ?? e.metadata.relyingApplication
   switch (e.type) {
     case 'TokenImported':
@@ -33,6 +35,8 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       return `${actor} disabled the account of ${who(d.userId)}`
     case 'UserPasswordReset':
       return `${actor} reset the password of ${who(d.userId)} (a temporary one, until ${d.expiresAt})`
+    case 'UserContactChanged':
+      return `${actor} set how ${who(d.userId)} is reached: email ${d.email ?? 'none'}, mobile ${d.mobile ?? 'none'}`
     case 'UserDeleted':
       return `${actor} deleted the account of ${d.upn}`
     case 'UserEnabled':
@@ -57,6 +61,18 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       return `${token} locked after ${d.failures} wrong codes, until ${d.until}`
     case 'TokenUnlocked':
       return `${actor} unlocked ${token}`
+    case 'TokenRegistered':
+      return `${d.by === 'self' ? who(d.userId) : actor} registered ${token} (${d.destination}) for ${who(d.userId)}, waiting for its first code`
+    case 'ChallengeIssued':
+      return `a code (challenge ${d.challenge}) was made for ${token} (${d.destination})${app ? ` for ${app}` : ''}, valid until ${d.expiresAt}`
+    case 'DeliveryAttempted':
+      return d.result === 'accepted'
+        ? `${d.provider} took the message of challenge ${d.challenge} for ${token}${d.messageId ? ` (message ${d.messageId})` : ''}`
+        : `${d.provider} ${d.result === 'refused' ? 'refused' : 'did not answer for'} the message of challenge ${d.challenge} for ${token}${d.error ? `: ${d.error}` : ''}`
+    case 'CodeDelivered':
+      return `${d.provider} reported the message of challenge ${d.challenge} for ${token} delivered`
+    case 'ChallengeUndelivered':
+      return `the message of challenge ${d.challenge} for ${token} was not sent: ${d.reason === 'expired' ? 'the code expired first' : 'no provider took it'}`
     case 'TokenDisabled':
       return `${actor} disabled ${token}`
     case 'TokenEnabled':
@@ -72,7 +88,7 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
     case 'UserPasswordSet':
       return `${actor} set the password of ${who(d.userId)}`
     case 'UserSignedIn':
-      return `${who(d.userId)} signed in with ${({ pwd: 'a password', otp: 'a code from a token', fed: 'an upstream provider' } as Record<string, string>)[d.method] ?? d.method}${app ? ` to ${app}` : ''}`
+      return `${who(d.userId)} signed in with ${({ pwd: 'a password', otp: 'a code', fed: 'an upstream provider' } as Record<string, string>)[d.method] ?? d.method}${app ? ` to ${app}` : ''}`
     case 'UserLinkedToUpstream':
       return `${who(d.userId)} was linked to ${d.subject} at ${d.issuer}`
     case 'UserRoleGranted':

@@ -15,6 +15,8 @@ import { REVOCATION_REASONS, type RevocationReason } from '../domain/token/event
 import { reencryptSeeds } from '../commands/rotate-keys.js'
 import { grantRole, registerUser } from '../commands/users.js'
 import { deleteUser, resetPassword } from '../commands/accounts.js'
+import { setUserContact } from '../commands/contacts.js'
+import { BadDestination, parseEmail, parseMobile } from '../methods/sent-code/destination.js'
 import { UserError } from '../domain/user/decide.js'
 import type { Role } from '../domain/user/events.js'
 import { addKeyringKey, openVault } from '../crypto/keyring.js'
@@ -59,14 +61,26 @@ export async function tokensImport(io: Io, file: string | undefined, format: str
 }
 
 /** tessera users add <upn> --name "..." --password-stdin */
-export async function usersAdd(io: Io, upn: string | undefined, name: string | undefined, passwordStdin: boolean): Promise<number> {
+export async function usersAdd(io: Io, upn: string | undefined, name: string | undefined, passwordStdin: boolean, contact: { email?: string; phone?: string } = {}): Promise<number> {
   if (!upn) throw new CliError('tessera users add needs a user principal name: tessera users add alice@example.com --name "Alice" --password-stdin')
   if (!passwordStdin) throw new CliError('give the password on standard input with --password-stdin (never as an argument)')
+  // Where the user is reached is checked before anything is written.
+  try {
+    if (contact.email) parseEmail(contact.email)
+    if (contact.phone) parseMobile(contact.phone, '')
+  } catch (error) {
+    if (error instanceof BadDestination) throw new CliError(error.message, 1)
+    throw error
+  }
   const password = (await io.stdin()).replace(/\r?\n$/, '')
   const ctx = await openContext()
   try {
     const user = await registerUser(ctx, { upn, displayName: name ?? upn.split('@')[0]!, password }, ctx.meta())
     io.out(`added ${user.upn} (id ${user.userId})`)
+    if (contact.email || contact.phone) {
+      const set = await setUserContact({ db: ctx.db, store: ctx.store, now: () => new Date() }, { upn: user.upn, email: contact.email, mobile: contact.phone }, ctx.meta())
+      io.out(`reached at${set.email ? ` ${set.email}` : ''}${set.mobile ? ` ${set.mobile}` : ''}`)
+    }
     return 0
   } catch (error) {
     if ((error as Error).name === 'UserAlreadyExists' || (error as Error).name === 'InvalidUser') throw new CliError((error as Error).message, 1)

@@ -25,8 +25,9 @@ const USAGE = `usage: tessera <command>
   tokens release SERIAL            release a token its user removed, back to the claimable inventory
   tokens revoke SERIAL --reason lost|stolen|retired|compromised
                                    revoke a token for good and destroy its seed
-  users add UPN --name NAME --password-stdin
-                                   add a local user; the password is read from standard input
+  users add UPN --name NAME --password-stdin [--email ADDRESS] [--phone +NUMBER]
+                                   add a local user; the password is read from standard input;
+                                   the address and number are where codes and notices can go
   users grant UPN --role admin|auditor
                                    give a user a role (they sign in with a code to use it)
   users reset-password UPN         print a temporary password (72 hours, only to choose a new one);
@@ -129,6 +130,8 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
         'redirect-uri': { type: 'string', multiple: true },
         public: { type: 'boolean' },
         yes: { type: 'boolean' },
+        email: { type: 'string' },
+        phone: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -151,7 +154,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     if (command === 'tokens' && (sub === 'unlock' || sub === 'release' || sub === 'revoke') && extra.length === 0) return await tokensLifecycle(io, sub, arg, values.reason)
     if (command === 'users' && sub === 'grant' && extra.length === 0) return await usersGrant(io, arg, values.role)
     if (command === 'users' && (sub === 'reset-password' || sub === 'delete') && extra.length === 0) return await usersAccount(io, sub, arg, !!values.yes)
-    if (command === 'users' && sub === 'add' && extra.length === 0) return await usersAdd(io, arg, values.name, !!values['password-stdin'])
+    if (command === 'users' && sub === 'add' && extra.length === 0) return await usersAdd(io, arg, values.name, !!values['password-stdin'], { email: values.email, phone: values.phone })
     if (command === 'keys' && sub === 'rotate' && !arg) return await keysRotate(io)
     if (command === 'keys' && sub === 'rotate-signing' && !arg) return await keysRotateSigning(io)
     if (command === 'clients' && sub === 'add' && extra.length === 0) {

@@ -71,6 +71,7 @@ export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now
       await sql`delete from user_credentials where user_id = ${user.id}`.execute(trx)
       await sql`delete from temporary_codes where user_id = ${user.id}`.execute(trx)
       await sql`delete from upstream_links where user_id = ${user.id}`.execute(trx)
+      await sql`delete from user_contacts where user_id = ${user.id}`.execute(trx)
       await endSignIns(trx, user.id, ctx.now())
     })
     ctx.store.committed()

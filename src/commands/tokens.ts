@@ -20,6 +20,13 @@ import { evolve } from '../domain/token/state.js'
 import { userStream, type MethodChangedBy, type UserEvent } from '../domain/user/events.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
 import { challengeCheck, isSentCode } from '../methods/sent-code/challenge.js'
+import { kindOf, methodName } from '../methods/index.js'
+import { methodChangeNotice, queueNotice } from './contacts.js'
+
+/** A method in a sentence: "Phone (+44 ••• ••• 456)", "Hardware token Token2 C202 (serial 123)". */
+function describeMethod(t: TokenState): string {
+  return t.destination ? `${kindOf(t).label} (${t.destination})` : `${kindOf(t).label} ${methodName(t)} (serial ${t.serial})`
+}
 
 /** Too many hardware and software OTP methods for the user's policy (Entra's default: five). */
 export class TooManyMethods extends TokenError {
@@ -114,6 +121,10 @@ async function appendWithMethodChange(
       { streamId: userStream((change.data as { userId: string }).userId), expected: 'any', events: [change] },
     ], meta)
     if (events.some((e) => e.type === 'TokenSecretDestroyed')) await trx.deleteFrom('token_secrets').where('serial', '=', before.serial).execute()
+    // The user hears of it by e-mail too (sent if and only if this commits).
+    const d = change.data as { userId: string; by: string }
+    const notice = methodChangeNotice({ added: change.type === 'SignInMethodAdded', method: describeMethod(before), byAdmin: d.by === 'admin', sourceIp: meta.sourceIp, at: ctx.now() })
+    await queueNotice(trx, ctx.vault, { userId: d.userId, ...notice, now: ctx.now() })
     return token!
   })
   ctx.store.committed()

@@ -40,3 +40,15 @@ t.test('delete needs --yes and a user who exists; then the account is gone', asy
   t.equal(await findUserByUpn(db, 'gina@example.com'), undefined)
   t.equal((await tessera(['users', 'reset-password', 'gina@example.com'], { DATABASE_URL: url })).code, 1, 'a deleted user has no password to reset')
 })
+
+t.test('users add takes where the user is reached; a bad number is refused before anything is written', async (t) => {
+  const refused = await tessera(['users', 'add', 'wanda@example.com', '--password-stdin', '--phone', '12'], { DATABASE_URL: url }, 'correct horse battery\n')
+  t.not(refused.code, 0)
+  t.match(refused.stderr, /That doesn't look like a phone number/)
+  t.equal(await findUserByUpn(db, 'wanda@example.com'), undefined, 'no user was added')
+  const run = await tessera(['users', 'add', 'xena@example.com', '--password-stdin', '--email', 'xena@mail.example.com', '--phone', '+44 7400 123480'], { DATABASE_URL: url }, 'correct horse battery\n')
+  t.equal(run.code, 0, run.stderr)
+  t.match(run.stdout, /reached at xena@mail\.example\.com \+447400123480/)
+  const row = (await sql<{ email: string; mobile: string }>`select email, mobile from user_contacts c join users u on u.id = c.user_id where u.upn = 'xena@example.com'`.execute(db)).rows[0]
+  t.same(row, { email: 'xena@mail.example.com', mobile: '+447400123480' })
+})

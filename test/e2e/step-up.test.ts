@@ -192,7 +192,7 @@ async function browserTests(t: Test) {
     t.match(new URL(page.url()).pathname, /^\/interaction\/[^/]+$/, 'on the gateway')
     t.ok(await heading(page, 'Enter code'), 'the Enter code page')
     t.ok(await page.getByText('Enter the code displayed on your authentication token').isVisible(), 'asking for the code on the token')
-    t.ok(await page.getByText(`${RP_NAME} asks for it to confirm it's you`).isVisible(), `naming ${RP_NAME}`)
+    t.ok(await page.getByText(`${RP_NAME} asks for a code to confirm it's you`).isVisible(), `naming ${RP_NAME}`)
     t.ok(await page.getByText(`Key fob (serial ${SERIAL})`).isVisible(), 'naming the token')
     t.equal(await page.getByLabel('Password', { exact: true }).count(), 0, 'no password field')
   }

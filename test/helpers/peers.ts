@@ -49,7 +49,9 @@ export async function smtpPeer(t: Test) {
       stream.on('end', () => {
         if (peer.mode === 'silent') return // never answers: the client times out
         const raw = Buffer.concat(chunks).toString('utf8')
-        const body = raw.split(/\r?\n\r?\n/).slice(1).join('\n\n').replace(/=\r?\n/g, '')
+        // The body, quoted-printable decoded (RFC 2045 section 6.7) as nodemailer encodes non-ASCII text.
+        const encoded = raw.split(/\r?\n\r?\n/).slice(1).join('\n\n').replace(/=\r?\n/g, '')
+        const body = Buffer.from(encoded.replace(/=([0-9A-F]{2})/g, (_, hex: string) => String.fromCharCode(parseInt(hex, 16))), 'latin1').toString('utf8')
         for (const to of session.envelope.rcptTo) messages.push({ to: to.address, text: body, at: Date.now() })
         callback(null, `queued as m${messages.length}`)
       })

@@ -72,10 +72,10 @@ async function otpEvents() {
   return (await sql<{ type: string; data: any; metadata: any }>`select type, data, metadata from events where stream_id = 'token-8659623756140' and type like 'Otp%' order by stream_version`.execute(database.db)).rows
 }
 
-t.test('discovery and JWKS publish one ES256 key and the two levels', async (t) => {
+t.test('discovery and JWKS publish one ES256 key and the three levels', async (t) => {
   const meta = payroll.serverMetadata()
   t.equal(meta.issuer, `${BASE}/oidc`)
-  t.same(meta.acr_values_supported, [LEVELS.pwd, LEVELS.mfa])
+  t.same(meta.acr_values_supported, [LEVELS.pwd, LEVELS.mfa, LEVELS.mfaUnrestricted])
   t.same(meta.code_challenge_methods_supported, ['S256'])
   const jwks = await (await fetch(meta.jwks_uri!)).json()
   t.equal(jwks.keys.length, 1)

@@ -227,7 +227,8 @@ t.test('policies through the pages: create, assign to a group, change, refuse ba
   const b = await signedInAndVerified('ada@example.com', 'AD-1')
   t.match(text((await b.get('/admin/policies')).body), /Default \(default\) everyone else Hardware token, Temporary code/)
   const form = { id: 'strict', name: 'Strict', priority: '10', methods: 'hardware', digits: '6', totpWindow: '0', lockThreshold: '3',
-    lockSeconds: '600', activationAttemptsPerMinute: '5', maxMethods: '2', temporaryCodeMaxDays: '3' }
+    lockSeconds: '600', activationAttemptsPerMinute: '5', maxMethods: '2', temporaryCodeMaxDays: '3',
+    sentCodeLength: '6', sentCodeMinutes: '5', sendsPerHour: '10' }
   const created = await b.post('/admin/policies', form)
   t.equal(created.location, '/admin/policies/strict?done=saved')
   t.match(text((await b.follow(created)).body), /The policy was saved/)

@@ -41,6 +41,8 @@ export type UserEvent =
    * admin releases each one), its history stays. Written with the tokens' and its methods' events.
    */
   | { type: 'UserDeleted'; data: { userId: string; upn: string } }
+  /** Where the user can be reached changed (user_contacts): masked here, or null when removed. */
+  | { type: 'UserContactChanged'; data: { userId: string; email: string | null; mobile: string | null } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`
@@ -54,4 +56,4 @@ export const ROLES: readonly Role[] = ['admin', 'auditor']
 
 export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream', 'UserRoleGranted',
   'TemporaryCodeIssued', 'TemporaryCodeUsed', 'UserAddedToGroup', 'UserRemovedFromGroup', 'SignInMethodAdded', 'SignInMethodRemoved',
-  'UserSignInFailed', 'DefaultMethodChosen', 'UserDisabled', 'UserEnabled', 'UserRoleRevoked', 'UserPasswordReset', 'UserDeleted'] as const
+  'UserSignInFailed', 'DefaultMethodChosen', 'UserDisabled', 'UserEnabled', 'UserRoleRevoked', 'UserPasswordReset', 'UserDeleted', 'UserContactChanged'] as const

@@ -52,6 +52,7 @@ export function evolveUser(state: UserState, event: UserEvent, at: Date): UserSt
     case 'DefaultMethodChosen':
       return { ...next, defaultMethod: event.data.serial }
     case 'SignInMethodRemoved':
+    case 'UserContactChanged':
     case 'UserPasswordSet':
     case 'UserLinkedToUpstream':
     case 'TemporaryCodeIssued':

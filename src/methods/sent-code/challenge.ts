@@ -20,6 +20,8 @@ import type { EventMetadata } from '../../event-store/types.js'
 import { effectivePolicy } from '../../read-models/policies.js'
 import { activeTokensOfUser, loadToken, tokensOfUser } from '../../read-models/tokens.js'
 import { maskEmail, maskMobile } from './destination.js'
+import { contactOf, methodChangeNotice, queueNotice } from '../../commands/contacts.js'
+import { userStream } from '../../domain/user/events.js'
 
 export type SentKind = 'sms' | 'email'
 
@@ -173,4 +175,37 @@ export async function challengeCheck(ctx: Pick<CommandContext, 'db' | 'vault'>, 
 /** The user's active methods that are sent codes. */
 export async function sentCodeMethodsOf(ctx: Pick<CommandContext, 'db'>, userId: string): Promise<TokenState[]> {
   return (await activeTokensOfUser(ctx.db, userId)).filter(isSentCode)
+}
+
+export class NoContact extends TokenError {
+  override name = 'NoContact'
+  constructor(kind: SentKind) {
+    super(kind === 'sms' ? 'The user has no mobile number. Set one first.' : 'The user has no email address. Set one first.')
+  }
+}
+
+/**
+ * An admin programs a phone or e-mail method for a user from their mobile number or address (Defender's
+ * Token Programming Wizard): registered and active at once, as the admin vouches for the destination; the
+ * user hears of it at their next sign-in and by e-mail. TokenRegistered, TokenActivated and
+ * SignInMethodAdded in one transaction.
+ */
+export async function programSentCodeMethod(ctx: CommandContext, input: { userId: string; kind: SentKind }, meta: EventMetadata): Promise<TokenState> {
+  const contact = await contactOf(ctx.db, input.userId)
+  const destination = input.kind === 'sms' ? contact.mobile : contact.email
+  if (!destination) throw new NoContact(input.kind)
+  const registered = await registerSentCodeMethod(ctx, { ...input, destination, by: 'admin' }, meta)
+  const now = ctx.now()
+  await ctx.db.transaction().execute(async (trx) => {
+    await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [
+      { streamId: tokenStream(registered.serial), expected: registered.version,
+        events: [{ type: 'TokenActivated', data: { serial: registered.serial, userId: input.userId, step: 0, drift: 0 } }] },
+      { streamId: userStream(input.userId), expected: 'any', events: [{ type: 'SignInMethodAdded', data: { userId: input.userId, serial: registered.serial, by: 'admin' } }] },
+    ], meta)
+    const label = input.kind === 'sms' ? 'Phone' : 'Email'
+    await queueNotice(trx, ctx.vault, { userId: input.userId, now,
+      ...methodChangeNotice({ added: true, method: `${label} (${registered.destination})`, byAdmin: true, sourceIp: meta.sourceIp, at: now }) })
+  })
+  ctx.store.committed()
+  return (await loadToken(ctx.db, registered.serial)).state
 }

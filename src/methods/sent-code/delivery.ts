@@ -111,26 +111,37 @@ export class DeliveryWorker {
   }
 
   private async work(job: Job): Promise<void> {
+    // A notice (a method added or removed) has no challenge: its whole message is sealed, and no event follows it.
+    const notice = job.challenge === null
     const challenge = Number(job.challenge)
     const now = this.ctx.now()
     const candidates = this.providers.filter((p) => p.channel === job.channel)
-    if (job.expires_at <= now || !job.message) return this.finish(job, 'expired', [{ type: 'ChallengeUndelivered', data: { serial: job.serial, challenge, reason: 'expired' } }])
+    const undelivered = (reason: 'expired' | 'no-provider'): TokenEvent[] => notice ? [] : [{ type: 'ChallengeUndelivered', data: { serial: job.serial, challenge, reason } }]
+    if (job.expires_at <= now || !job.message) return this.finish(job, 'expired', undelivered('expired'))
     const provider = candidates[job.provider_index]
-    if (!provider) return this.finish(job, 'failed', [{ type: 'ChallengeUndelivered', data: { serial: job.serial, challenge, reason: 'no-provider' } }])
-    const to = await destinationOf(this.ctx, job.serial)
-    if (!to) return this.finish(job, 'failed', [{ type: 'ChallengeUndelivered', data: { serial: job.serial, challenge, reason: 'no-provider' } }])
-    const plain = this.ctx.vault.open(`delivery:${job.serial}:${challenge}`, { keyId: job.key_id, nonce: job.nonce, ciphertext: job.message })
-    const text = plain.toString('utf8')
-    plain.fill(0)
+    if (!provider) return this.finish(job, 'failed', undelivered('no-provider'))
+    let message: { to: string; subject: string; text: string }
+    const plain = this.ctx.vault.open(notice ? `notice:${job.id}` : `delivery:${job.serial}:${challenge}`, { keyId: job.key_id, nonce: job.nonce, ciphertext: job.message })
     try {
-      const { messageId } = await provider.send({ to, text, subject: 'Your sign-in code' }, AbortSignal.timeout(this.options.timeoutMs))
+      if (notice) message = JSON.parse(plain.toString('utf8'))
+      else {
+        const to = await destinationOf(this.ctx, job.serial)
+        if (!to) return this.finish(job, 'failed', undelivered('no-provider'))
+        message = { to, subject: 'Your sign-in code', text: plain.toString('utf8') }
+      }
+    } finally {
+      plain.fill(0)
+    }
+    try {
+      const { messageId } = await provider.send(message, AbortSignal.timeout(this.options.timeoutMs))
+      if (notice) return await this.finish(job, 'sent', [], { provider: provider.name, messageId })
       await this.finish(job, 'sent', [{ type: 'DeliveryAttempted', data: { serial: job.serial, challenge, provider: provider.name, result: 'accepted', messageId, error: null } }],
         { provider: provider.name, messageId })
     } catch (error) {
       const refused = error instanceof ProviderRefused
       const timeout = (error as Error).name === 'TimeoutError' || (error as Error).name === 'AbortError'
       const reason = refused || timeout ? (error as Error).message : `${(error as Error).name}: ${(error as Error).message}`
-      const attempt: TokenEvent = { type: 'DeliveryAttempted', data: { serial: job.serial, challenge, provider: provider.name,
+      const attempt: TokenEvent | null = notice ? null : { type: 'DeliveryAttempted', data: { serial: job.serial, challenge, provider: provider.name,
         result: refused ? 'refused' : 'timeout', messageId: null, error: (timeout ? 'no answer in time' : reason).slice(0, 200) } }
       // Once more on this provider after a wait, unless it refused or the wait would outlast the code.
       const retryAt = new Date(this.ctx.now().getTime() + RETRY_MS * 2 ** (job.attempts - 1))
@@ -149,19 +160,19 @@ export class DeliveryWorker {
           provider = ${sent?.provider ?? null}, message_id = ${sent?.messageId ?? null}
         where id = ${job.id} and status = 'sending'`.execute(trx)
       // Another process took it after our lease ran out and ended it: its events stand.
-      if (Number(updated.numAffectedRows) !== 1) return
+      if (Number(updated.numAffectedRows) !== 1 || events.length === 0) return
       await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(job.serial), expected: 'any', events }], workerMeta())
     }))
     this.ctx.store.committed()
     this.settled.emit(job.id, status)
   }
 
-  private async retry(job: Job, next: { providerIndex: number; attempts: number; at: Date }, attempt: TokenEvent) {
+  private async retry(job: Job, next: { providerIndex: number; attempts: number; at: Date }, attempt: TokenEvent | null) {
     await retryOnConflict(() => this.ctx.db.transaction().execute(async (trx) => {
       const updated = await sql`update deliveries set status = 'pending', lease_until = null, provider_index = ${next.providerIndex},
           attempts = ${next.attempts}, next_attempt_at = ${next.at}
         where id = ${job.id} and status = 'sending'`.execute(trx)
-      if (Number(updated.numAffectedRows) !== 1) return
+      if (Number(updated.numAffectedRows) !== 1 || !attempt) return
       await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(job.serial), expected: 'any', events: [attempt] }], workerMeta())
     }))
     this.ctx.store.committed()

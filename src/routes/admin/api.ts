@@ -16,6 +16,8 @@ import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../com
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
 import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
 import { deleteUser, resetPassword } from '../../commands/accounts.js'
+import { setUserContact } from '../../commands/contacts.js'
+import { programSentCodeMethod } from '../../methods/sent-code/challenge.js'
 import { ROLES, type Role } from '../../domain/user/events.js'
 import { SETTING_BOUNDS, SIGN_IN_METHODS, type PolicySettings } from '../../domain/policy/events.js'
 import { replayStream } from '../../audit/state-as-of.js'
@@ -238,6 +240,28 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
     const reset = await resetPassword(app.commands, { upn: request.params.upn }, actor(request))
     reply.header('cache-control', 'no-store')
     return { user: reset.upn, temporaryPassword: reset.password, expiresAt: reset.expiresAt.toISOString() }
+  })
+  // Where the user is reached (a null or empty value removes it), and a phone or e-mail method programmed from it.
+  const contactText = { anyOf: [{ type: 'string', maxLength: 254 }, { type: 'null' }] }
+  app.put<{ Params: { upn: string }; Body: { email?: string | null; mobile?: string | null; country?: string } }>('/admin/api/users/:upn/contact', {
+    ...admin, schema: { body: { type: 'object', additionalProperties: false, properties: { email: contactText, mobile: contactText, country: { type: 'string', pattern: '^[A-Za-z]{2}$' } } } },
+  }, async (request) => {
+    const contact = await setUserContact(app.commands, { upn: request.params.upn, ...request.body }, actor(request))
+    return { user: request.params.upn.toLowerCase(), ...contact }
+  })
+  app.post<{ Params: { upn: string }; Body: { kind: 'sms' | 'email' } }>('/admin/api/users/:upn/methods', {
+    ...admin, schema: { body: { type: 'object', required: ['kind'], additionalProperties: false, properties: { kind: { type: 'string', enum: ['sms', 'email'] } } } },
+  }, async (request, reply) => {
+    const user = await findUserByUpn(app.db, request.params.upn)
+    if (!user) throw new NotFound(`no user ${request.params.upn}`)
+    let method
+    try {
+      method = await programSentCodeMethod(app.commands, { userId: user.id, kind: request.body.kind }, actor(request))
+    } catch (error) {
+      if (error instanceof TokenError) return reply.code(error.name === 'NotAllowedByPolicy' ? 422 : 409).send({ error: error.name, message: error.message })
+      throw error
+    }
+    return reply.code(201).send({ user: user.upn, serial: method.serial, kind: method.kind, destination: method.destination, status: method.status })
   })
   // The account goes, with everything that signs in as it; its tokens are held (released one by one).
   app.delete<{ Params: { upn: string } }>('/admin/api/users/:upn', admin, async (request) => {

@@ -8,6 +8,10 @@ import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../com
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
 import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
 import { deleteUser, resetPassword, TEMPORARY_PASSWORD_HOURS } from '../../commands/accounts.js'
+import { contactOf, setUserContact } from '../../commands/contacts.js'
+import { programSentCodeMethod } from '../../methods/sent-code/challenge.js'
+import { kindOf } from '../../methods/index.js'
+import type { TokenState } from '../../domain/token/state.js'
 import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
 import multipart from '@fastify/multipart'
 import { importTokens } from '../../commands/import-tokens.js'
@@ -171,11 +175,11 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     } = {}) {
       const user = await findUserByUpn(app.db, upn)
       if (!user) return page(request, reply, 'admin/not-found', { title: 'User not found', message: `No user ${upn}.` }, 404)
-      const [tokens, policy] = await Promise.all([tokensOfUser(app.db, user.id), effectivePolicy(app.db, user.id)])
+      const [tokens, policy, contact] = await Promise.all([tokensOfUser(app.db, user.id), effectivePolicy(app.db, user.id), contactOf(app.db, user.id)])
       if (extra.issued || extra.password) reply.header('cache-control', 'no-store')
       return page(request, reply, 'admin/user', {
         title: user.upn, subject: user, tokens, policy, methodLabels: METHOD_LABELS, error: extra.error, notice: extra.notice,
-        issued: extra.issued, password: extra.password, values: extra.values ?? {},
+        issued: extra.issued, password: extra.password, values: extra.values ?? {}, contact, tokenLabel: (t: TokenState) => kindOf(t).label,
       }, extra.status ?? 200)
     }
 
@@ -183,6 +187,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       userPage(request, reply, request.params.upn, { notice: ({
         joined: 'The user was added to the group.', left: 'The user was removed from the group.', disabled: 'The account was disabled; its sessions ended.',
         enabled: 'The account was enabled.', granted: 'The role was granted.', revoked: 'The role was taken away.',
+        contact: 'How the user is reached was saved.', phone: 'A phone method was added for the user; they were told.', email: 'An email method was added for the user; they were told.',
       } as Record<string, string>)[request.query.done ?? ''] }))
 
     // Import an inventory file (Entra CSV, privacyIDEA OATH CSV) from the page: multipart, streamed into the
@@ -343,6 +348,35 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
         return userPage(request, reply, upn, { status: r.status, error: r.message })
       }
       return reply.redirect(`/admin/users/${encodeURIComponent(upn)}?done=${{ disable: 'disabled', enable: 'enabled', grant: 'granted', revoke: 'revoked' }[change]}`, 303)
+    })
+
+    // Where the user is reached, and a phone or e-mail method programmed from it (Defender's wizard).
+    admin.post<{ Params: { upn: string }; Body: Form }>('/admin/users/:upn/contact', async (request, reply) => {
+      const form = request.body ?? {}
+      const values = { email: String(form.email ?? ''), mobile: String(form.mobile ?? ''), country: String(form.country ?? '') }
+      try {
+        await setUserContact(app.commands, { upn: request.params.upn, email: values.email.trim() || null, mobile: values.mobile.trim() || null, country: values.country }, actor(request))
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        return userPage(request, reply, request.params.upn, { status: r.status, error: r.message, values })
+      }
+      return reply.redirect(`/admin/users/${encodeURIComponent(request.params.upn)}?done=contact`, 303)
+    })
+
+    admin.post<{ Params: { upn: string }; Body: Form }>('/admin/users/:upn/methods', async (request, reply) => {
+      const user = await findUserByUpn(app.db, request.params.upn)
+      if (!user) return userPage(request, reply, request.params.upn)
+      const kind = request.body?.kind
+      if (kind !== 'sms' && kind !== 'email') return userPage(request, reply, user.upn, { status: 400, error: 'Choose a phone or an email method.' })
+      try {
+        await programSentCodeMethod(app.commands, { userId: user.id, kind }, actor(request))
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        return userPage(request, reply, user.upn, { status: r.status, error: r.message })
+      }
+      return reply.redirect(`/admin/users/${encodeURIComponent(user.upn)}?done=${kind === 'sms' ? 'phone' : 'email'}`, 303)
     })
 
     admin.post<{ Params: { upn: string }; Body: Form }>('/admin/users/:upn/groups', async (request, reply) => {
