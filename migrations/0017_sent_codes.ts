@@ -38,7 +38,9 @@ export async function up(db: Kysely<any>): Promise<void> {
       created_at timestamptz not null,
       provider text,
       message_id text,
-      error text
+      error text,
+      -- A delivery report that came before the worker recorded the provider's answer.
+      reported boolean not null default false
     )`.execute(db)
   await sql`create table send_budget (minute timestamptz primary key, sent integer not null)`.execute(db)
   await sql`create index deliveries_due on deliveries (next_attempt_at) where status in ('pending', 'sending')`.execute(db)

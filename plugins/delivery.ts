@@ -31,8 +31,19 @@ async function deliveryPlugin(app: FastifyInstance): Promise<void> {
     log: (message, detail) => app.log.error(detail ?? {}, message),
   })
   app.decorate('delivery', worker)
+  // Kannel's delivery reports (dlr-url): the reference names the job and carries a MAC; type 1 is "delivered
+  // to the phone". Public, as Kannel calls it, and answers the same for anything it does not know.
+  app.get<{ Querystring: { ref?: string; type?: string } }>('/delivery/kannel', {
+    config: { rateLimit: false },
+    preHandler: app.rateLimit({ max: 3000, timeWindow: '1 minute', keyGenerator: (r) => `dlr:${r.ip}` }),
+  }, async (request, reply) => {
+    const id = worker.jobOf(String(request.query.ref ?? ''))
+    if (!id) return reply.code(404).type('text/plain').send('unknown report')
+    await worker.receiptForJob(id, request.query.type === '1')
+    return reply.type('text/plain').send('ok')
+  })
   app.addHook('onReady', async () => worker.start())
   app.addHook('preClose', async () => worker.stop())
 }
 
-export default fp(deliveryPlugin, { name: 'delivery', dependencies: ['commands'] })
+export default fp(deliveryPlugin, { name: 'delivery', dependencies: ['commands', 'rate-limit'] })

@@ -1,5 +1,6 @@
 // The write path shared by every command: append with the expected version and apply the inline
 // projections in the same transaction, so a crash leaves the whole change or none of it.
+import { sql } from 'kysely'
 import type { Db, Executor } from '../read-models/database.js'
 import type { PostgresEventStore, StreamWrite } from '../event-store/postgres.js'
 import type { AppendResult, EventMetadata, ExpectedVersion, NewEvent } from '../event-store/types.js'
@@ -32,7 +33,12 @@ export async function appendStreamsWithProjections(
   metadata: EventMetadata,
 ): Promise<AppendResult[]> {
   const inline = ctx.inline ?? inlineProjections
+  // Token rows are locked before their events go in, in serial order: the verification's one statement
+  // (token-writer.ts) updates the row before it inserts the event, and an append that took the event's
+  // key first and the row after could deadlock with it.
+  const serials = writes.filter((w) => w.expected !== 'no-stream' && w.streamId.startsWith('token-')).map((w) => w.streamId.slice('token-'.length)).sort()
   const work = async (trx: Executor) => {
+    if (serials.length > 0) await sql`select 1 from tokens where serial = any(${serials}::text[]) order by serial for update`.execute(trx)
     const appended = await ctx.store.appendStreams(writes, metadata, trx)
     const all = appended.flatMap((a) => a.events)
     for (const projection of inline) {

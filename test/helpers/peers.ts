@@ -112,7 +112,7 @@ export async function smscPeer(t: Test, options: { receipts?: boolean } = {}) {
 /** An HTTP SMS gateway with Kannel's sendsms interface (GET, username/password, 202 "0: Accepted for delivery"). */
 export async function kannelPeer(t: Test) {
   const messages: Received[] = []
-  const peer = { messages, mode: 'accept' as Mode, url: '', requests: 0 }
+  const peer = { messages, mode: 'accept' as Mode, url: '', requests: 0, reports: [] as number[] }
   const server = http.createServer((request, response) => {
     peer.requests++
     const url = new URL(request.url ?? '/', 'http://x')
@@ -124,6 +124,9 @@ export async function kannelPeer(t: Test) {
     if (peer.mode === 'refuse') return response.writeHead(400).end('Not routable. Do not try again.')
     messages.push({ to: url.searchParams.get('to') ?? '', text: url.searchParams.get('text') ?? '', at: Date.now() })
     response.writeHead(202).end('0: Accepted for delivery')
+    // As Kannel does: the delivery report goes to dlr-url with %d the report's type (1: delivered to the phone).
+    const dlr = url.searchParams.get('dlr-url')
+    if (dlr) setTimeout(() => void fetch(dlr.replace('%d', '1')).then((r) => peer.reports.push(r.status), () => peer.reports.push(0)), 20)
   })
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', () => resolve()))
   peer.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}/cgi-bin/sendsms`

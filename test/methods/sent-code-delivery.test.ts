@@ -15,16 +15,21 @@ import { makeProvider } from '../../plugins/delivery.js'
 import { addUser, testApp } from '../helpers/app.js'
 import { metadata } from '../helpers/database.js'
 import { codeIn, kannelPeer, received, smscPeer, smtpPeer } from '../helpers/peers.js'
+import { freePort } from '../helpers/net.js'
 
 const smsc = await smscPeer(t, { receipts: true })
 const kannel = await kannelPeer(t)
 const mail = await smtpPeer(t)
+const port = await freePort()
+const BASE = `http://127.0.0.1:${port}`
 const providers = [
   { name: 'smsc', type: 'smpp', url: smsc.url, source: 'Tessera' },
-  { name: 'kannel', type: 'kannel', url: kannel.url, username: 'tessera', password: 'secret' },
+  { name: 'kannel', type: 'kannel', url: kannel.url, username: 'tessera', password: 'secret', dlrUrl: `${BASE}/delivery/kannel` },
   { name: 'mail', type: 'smtp', url: mail.url, from: 'Tessera <no-reply@example.com>' },
 ]
-const { app, database, clock, logs } = await testApp(t, { TESSERA_DELIVERY_PROVIDERS: JSON.stringify(providers), TESSERA_DELIVERY_TIMEOUT_MS: '400' })
+const { app, database, clock, logs } = await testApp(t, { TESSERA_DELIVERY_PROVIDERS: JSON.stringify(providers), TESSERA_DELIVERY_TIMEOUT_MS: '400',
+  PORT: String(port), PUBLIC_URL: BASE })
+await app.listen({ port, host: '127.0.0.1' })
 // A running clock that a test may move: the worker's retries wait on it.
 let offset = 0
 Object.defineProperty(clock, 'now', { get: () => new Date(Date.now() + offset), set: (d: Date) => { offset = d.getTime() - Date.now() } })
@@ -99,6 +104,14 @@ t.test('a provider that refuses, stays silent or is down: the next one takes the
     t.match(attempts.at(0), { data: { provider: 'smsc', result: mode === 'refuse' ? 'refused' : 'timeout' } })
     t.match(attempts.at(-1), { data: { provider: 'kannel', result: 'accepted' } })
     if (mode === 'silent') t.equal(attempts.filter((a) => a.data.provider === 'smsc').length, 2, 'silent: tried twice before moving on')
+    // Kannel's delivery report comes back to dlr-url, naming the job with its MAC.
+    const deadline = Date.now() + 3000
+    let delivered = false
+    while (!delivered && Date.now() < deadline) {
+      delivered = (await eventsOf(noor.serial)).some((e) => e.type === 'CodeDelivered' && e.data.challenge === issued.challenge && e.data.provider === 'kannel')
+      if (!delivered) await new Promise((r) => setTimeout(r, 20))
+    }
+    t.ok(delivered, `${mode}: Kannel's delivery report is recorded`)
   }
   smsc.mode = 'accept'
   kannel.mode = 'refuse'
@@ -108,6 +121,8 @@ t.test('a provider that refuses, stays silent or is down: the next one takes the
   t.match((await eventsOf(noor.serial)).at(-1), { type: 'ChallengeUndelivered', data: { reason: 'no-provider' } })
   smsc.mode = 'accept'
   kannel.mode = 'accept'
+  const forged = await fetch(`${BASE}/delivery/kannel?ref=1.AAAAAAAAAAAAAAAAAAAAAA&type=1`)
+  t.equal(forged.status, 404, 'a report that names no job of ours is refused')
 })
 
 t.test('e-mail goes through SMTP', async (t) => {

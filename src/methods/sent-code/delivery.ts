@@ -8,7 +8,7 @@
 //   once. Nothing is tried after the code expired. Every try is an event on the method's stream, in the
 //   same transaction as the job's new state; the message (it holds the code) is erased once a provider
 //   took it or the job ended.
-import { randomUUID } from 'node:crypto'
+import { randomUUID, timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { sql } from 'kysely'
 import { appendStreamsWithProjections } from '../../commands/append.js'
@@ -16,6 +16,7 @@ import { retryOnConflict, type CommandContext } from '../../commands/context.js'
 import { tokenStream, type TokenEvent } from '../../domain/token/events.js'
 import type { EventMetadata } from '../../event-store/types.js'
 import { destinationOf } from './challenge.js'
+import type { Executor } from '../../read-models/database.js'
 import { ProviderRefused, type Provider } from './providers/provider.js'
 
 /** Tries on one provider before the next one. */
@@ -133,7 +134,7 @@ export class DeliveryWorker {
       plain.fill(0)
     }
     try {
-      const { messageId } = await provider.send(message, AbortSignal.timeout(this.options.timeoutMs))
+      const { messageId } = await provider.send({ ...message, reference: this.reference(job.id) }, AbortSignal.timeout(this.options.timeoutMs))
       if (notice) return await this.finish(job, 'sent', [], { provider: provider.name, messageId })
       await this.finish(job, 'sent', [{ type: 'DeliveryAttempted', data: { serial: job.serial, challenge, provider: provider.name, result: 'accepted', messageId, error: null } }],
         { provider: provider.name, messageId })
@@ -156,12 +157,17 @@ export class DeliveryWorker {
   private async finish(job: Job, status: 'sent' | 'failed' | 'expired', events: TokenEvent[], sent?: { provider: string; messageId: string | null }) {
     // Appends at 'any' version race with the method's other writers (a verification, a receipt): again on a conflict.
     await retryOnConflict(() => this.ctx.db.transaction().execute(async (trx) => {
-      const updated = await sql`update deliveries set status = ${status}, message = null, nonce = null, lease_until = null,
+      const updated = (await sql<{ reported: boolean }>`update deliveries set message = null, nonce = null, lease_until = null,
+          status = case when ${status} = 'sent' and reported then 'delivered' else ${status} end,
           provider = ${sent?.provider ?? null}, message_id = ${sent?.messageId ?? null}
-        where id = ${job.id} and status = 'sending'`.execute(trx)
+        where id = ${job.id} and status = 'sending' returning reported`.execute(trx)).rows[0]
       // Another process took it after our lease ran out and ended it: its events stand.
-      if (Number(updated.numAffectedRows) !== 1 || events.length === 0) return
-      await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(job.serial), expected: 'any', events }], workerMeta())
+      if (!updated || events.length === 0) return
+      // The provider's delivery report came first (Kannel may call back before we have its answer).
+      const early: TokenEvent[] = status === 'sent' && updated.reported && sent
+        ? [{ type: 'CodeDelivered', data: { serial: job.serial, challenge: Number(job.challenge), provider: sent.provider, messageId: sent.messageId ?? `job-${job.id}` } }]
+        : []
+      await this.appendToMethod(trx, job.serial, [...events, ...early])
     }))
     this.ctx.store.committed()
     this.settled.emit(job.id, status)
@@ -173,21 +179,57 @@ export class DeliveryWorker {
           attempts = ${next.attempts}, next_attempt_at = ${next.at}
         where id = ${job.id} and status = 'sending'`.execute(trx)
       if (Number(updated.numAffectedRows) !== 1 || !attempt) return
-      await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(job.serial), expected: 'any', events: [attempt] }], workerMeta())
+      await this.appendToMethod(trx, job.serial, [attempt])
     }))
     this.ctx.store.committed()
     this.wake()
   }
 
+  /**
+   * Appends to the method's stream at the version its row holds, like every other writer of a token: two
+   * writers then meet at the stream's next version and one retries (an append at 'any' version took its
+   * locks in another order than the verification's statement and could deadlock with it).
+   */
+  private async appendToMethod(trx: Executor, serial: string, events: TokenEvent[]): Promise<void> {
+    const row = (await sql<{ version: number }>`select version from tokens where serial = ${serial} for update`.execute(trx)).rows[0]
+    if (!row) return
+    await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(serial), expected: row.version, events }], workerMeta())
+  }
+
+  /** The job's id and a MAC over it: a delivery report that names it is one we asked for. */
+  reference(id: string): string {
+    return `${id}.${this.ctx.vault.keyedHash('delivery report', id).toString('base64url').slice(0, 22)}`
+  }
+
+  /** The job a reference names, when its MAC is right. */
+  jobOf(reference: string): string | null {
+    const [id, mac] = reference.split('.')
+    if (!id || !/^\d{1,18}$/.test(id) || !mac) return null
+    const expected = Buffer.from(this.reference(id))
+    const given = Buffer.from(reference)
+    return given.length === expected.length && timingSafeEqual(given, expected) ? id : null
+  }
+
+  /** A delivery report that names the job (Kannel's dlr-url): CodeDelivered, once. */
+  async receiptForJob(id: string, delivered: boolean): Promise<void> {
+    if (!delivered) return
+    // Before the worker recorded the provider's answer: kept, and told when it does.
+    const early = await sql`update deliveries set reported = true where id = ${id} and status in ('pending', 'sending')`.execute(this.ctx.db)
+    if (Number(early.numAffectedRows) === 1) return
+    const job = (await sql<{ provider: string | null; message_id: string | null }>`select provider, message_id from deliveries where id = ${id}`.execute(this.ctx.db)).rows[0]
+    if (job?.provider) await this.receipt(job.provider, job.message_id ?? `job-${id}`, delivered, id)
+  }
+
   /** A provider's delivery report: CodeDelivered on the method's stream, once. */
-  async receipt(provider: string, messageId: string, delivered: boolean): Promise<void> {
+  async receipt(provider: string, messageId: string, delivered: boolean, id?: string): Promise<void> {
     if (!delivered) return
     await retryOnConflict(() => this.ctx.db.transaction().execute(async (trx) => {
-      const job = (await sql<{ serial: string; challenge: string }>`update deliveries set status = 'delivered'
-        where provider = ${provider} and message_id = ${messageId} and status = 'sent' returning serial, challenge`.execute(trx)).rows[0]
-      if (!job) return
-      await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(job.serial), expected: 'any',
-        events: [{ type: 'CodeDelivered', data: { serial: job.serial, challenge: Number(job.challenge), provider, messageId } }] }], workerMeta())
+      const job = (await (id
+        ? sql<{ serial: string; challenge: string | null }>`update deliveries set status = 'delivered' where id = ${id} and status = 'sent' returning serial, challenge`
+        : sql<{ serial: string; challenge: string | null }>`update deliveries set status = 'delivered'
+            where provider = ${provider} and message_id = ${messageId} and status = 'sent' returning serial, challenge`).execute(trx)).rows[0]
+      if (!job || job.challenge === null) return
+      await this.appendToMethod(trx, job.serial, [{ type: 'CodeDelivered', data: { serial: job.serial, challenge: Number(job.challenge), provider, messageId } }])
     }))
     this.ctx.store.committed()
   }

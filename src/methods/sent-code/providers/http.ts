@@ -1,6 +1,7 @@
 // SMS through an HTTP gateway: Kannel's sendsms interface (GET with username, password, to, text; 202
-// "Accepted for delivery"), or any gateway described by a template: {phone} and {text} are filled in
-// (URL-encoded in the URL, JSON-escaped in a body that is JSON), and the answer must match `success`.
+// "Accepted for delivery"), or any gateway described by a template: {phone}, {text} and {reference} are
+// filled in (URL-encoded in the URL, JSON-escaped in a body that is JSON), and the answer must match
+// `success`. Kannel's delivery reports come back to dlrUrl (routes: /delivery/kannel) naming {reference}.
 import type { ProviderConfig } from '../../../../fastify.config.js'
 import { abortable, ProviderRefused, type OutgoingMessage, type Provider } from './provider.js'
 
@@ -12,7 +13,7 @@ export function kannelTemplate(config: KannelConfig): HttpConfig {
   const query = new URLSearchParams({ username: config.username, password: config.password })
   if (config.from) query.set('from', config.from)
   // Delivery reports: Kannel calls dlr-url with %d (the report type) filled in; mask 3 = delivered or failed.
-  const dlr = config.dlrUrl ? `&dlr-mask=3&dlr-url=${encodeURIComponent(config.dlrUrl)}` : ''
+  const dlr = config.dlrUrl ? `&dlr-mask=3&dlr-url=${encodeURIComponent(`${config.dlrUrl}?ref=`)}{reference}${encodeURIComponent('&type=%d')}` : ''
   return { name: config.name, type: 'http', method: 'GET', url: `${config.url}?${query}&to={phone}&text={text}${dlr}`, success: '^(0: )?Accepted|^Sent' }
 }
 
@@ -22,7 +23,8 @@ export function httpProvider(config: HttpConfig): Provider {
     name: config.name,
     channel: 'sms',
     async send(message: OutgoingMessage, signal: AbortSignal) {
-      const fill = (template: string, escape: (s: string) => string) => template.replace(/\{phone\}/g, escape(message.to)).replace(/\{text\}/g, escape(message.text))
+      const fill = (template: string, escape: (s: string) => string) => template.replace(/\{phone\}/g, escape(message.to))
+        .replace(/\{text\}/g, escape(message.text)).replace(/\{reference\}/g, escape(message.reference))
       const url = fill(config.url, encodeURIComponent)
       const json = (config.headers?.['content-type'] ?? config.headers?.['Content-Type'] ?? '').includes('json')
       const body = config.body ? fill(config.body, json ? (s) => JSON.stringify(s).slice(1, -1) : encodeURIComponent) : undefined

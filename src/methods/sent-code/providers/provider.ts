@@ -6,6 +6,8 @@ export interface OutgoingMessage {
   to: string
   text: string
   subject: string
+  /** The job's id with a MAC: what a delivery report names (Kannel's dlr-url), unforgeable. */
+  reference: string
 }
 
 export interface Provider {
