@@ -11,6 +11,7 @@ import { findUserByUpn } from '../read-models/users.js'
 import { appendWithProjections } from './append.js'
 import { retryOnConflict, type CommandContext } from './context.js'
 import type { SeedVault } from '../crypto/vault.js'
+import { noticeAad } from '../methods/sent-code/challenge.js'
 
 export interface Contact {
   email: string | null
@@ -68,7 +69,7 @@ export async function queueNotice(trx: Executor, vault: SeedVault, input: { user
   const { email } = await contactOf(trx, input.userId)
   if (!email) return false
   const id = (await sql<{ id: string }>`select nextval(pg_get_serial_sequence('deliveries', 'id')) as id`.execute(trx)).rows[0]!.id
-  const sealed = vault.seal(`notice:${id}`, Buffer.from(JSON.stringify({ to: email, subject: input.subject, text: input.text }), 'utf8'))
+  const sealed = vault.seal(noticeAad(id), Buffer.from(JSON.stringify({ to: email, subject: input.subject, text: input.text }), 'utf8'))
   await sql`insert into deliveries (id, serial, challenge, user_id, channel, destination_hash, key_id, nonce, message, next_attempt_at, expires_at, created_at)
     values (${id}, '', null, ${input.userId}, 'email', ${vault.keyedHash('destination', email)}, ${sealed.keyId}, ${sealed.nonce}, ${sealed.ciphertext},
       ${input.now}, ${new Date(input.now.getTime() + NOTICE_HOURS * 3_600_000)}, ${input.now})`.execute(trx)

@@ -10,6 +10,7 @@ import { randomBytes, randomInt, timingSafeEqual } from 'node:crypto'
 import { sql } from 'kysely'
 import type { DeliveryConfig } from '../../../fastify.config.js'
 import { appendStreamsWithProjections } from '../../commands/append.js'
+import { appendTokenEvents } from '../../commands/token-writer.js'
 import { retryOnConflict, type CommandContext } from '../../commands/context.js'
 import { policyAllows } from '../../domain/token/decide.js'
 import { NotAllowedByPolicy, SerialUnavailable, TokenDisabledError, TokenError, TokenLocked } from '../../domain/token/errors.js'
@@ -24,6 +25,10 @@ import { contactOf, methodChangeNotice, queueNotice } from '../../commands/conta
 import { userStream } from '../../domain/user/events.js'
 
 export type SentKind = 'sms' | 'email'
+
+/** What a job's sealed message is bound to: its method and challenge, or (a notice) the job itself. */
+export const deliveryAad = (serial: string, challenge: number | string) => `delivery:${serial}:${challenge}`
+export const noticeAad = (id: string) => `notice:${id}`
 
 export const isSentCode = (token: Pick<TokenState, 'kind'>): token is TokenState & { kind: SentKind } => token.kind === 'sms' || token.kind === 'email'
 
@@ -49,7 +54,8 @@ export class TooManyMethodsOfKind extends TokenError {
 }
 
 const destinationHash = (ctx: Pick<CommandContext, 'vault'>, destination: string) => ctx.vault.keyedHash('destination', destination)
-const codeHash = (ctx: Pick<CommandContext, 'vault'>, serial: string, number: number, code: string) => ctx.vault.keyedHash('code', `${serial}\u0000${number}\u0000${code}`)
+/** A code's keyed hash, bound to its method; which challenge it answers is the row's number. */
+const codeHash = (ctx: Pick<CommandContext, 'vault'>, serial: string, code: string) => ctx.vault.keyedHash('code', `${serial}\u0000${code}`)
 
 /**
  * Registers a phone or an e-mail address as a method of the user, not yet active (TokenRegistered): its
@@ -79,18 +85,6 @@ export async function registerSentCodeMethod(
   return (await loadToken(ctx.db, serial)).state
 }
 
-/** The destination of a method codes are sent to (decrypted; for the delivery worker only). */
-export async function destinationOf(ctx: Pick<CommandContext, 'db' | 'vault'>, serial: string): Promise<string | null> {
-  const { sealed } = await loadToken(ctx.db, serial)
-  if (!sealed) return null
-  const plain = ctx.vault.open(serial, sealed)
-  try {
-    return plain.toString('utf8')
-  } finally {
-    plain.fill(0)
-  }
-}
-
 export interface IssuedChallenge {
   serial: string
   challenge: number
@@ -116,8 +110,9 @@ export async function issueChallenge(
     if (state.disabled) throw new TokenDisabledError()
     if (state.lockedUntil && state.lockedUntil > now) throw new TokenLocked(state.lockedUntil)
     if (!policyAllows(policy, state)) throw new NotAllowedByPolicy()
-    const to = await destinationOf(ctx, input.serial)
-    if (!to) throw new SerialUnavailable()
+    const plain = ctx.vault.open(input.serial, sealed)
+    const to = plain.toString('utf8')
+    plain.fill(0)
     const digits = policy.sentCodeLength
     const code = String(randomInt(0, 10 ** digits)).padStart(digits, '0')
     const expiresAt = new Date(now.getTime() + policy.sentCodeMinutes * 60_000)
@@ -125,36 +120,43 @@ export async function issueChallenge(
       ? `${code} is your Tessera code. It expires in ${policy.sentCodeMinutes} minutes. Never share it.`
       : `Your Tessera sign-in code is ${code}.\n\nIt expires in ${policy.sentCodeMinutes} minutes. If you did not ask for it, someone has your password: change it and tell your administrator.`
     const hash = destinationHash(ctx, to)
+    // The whole gateway's sends this minute: counted on its own, outside the transaction, so that one row
+    // is not locked for as long as each issue takes (every issue on every process would queue behind it).
+    const minute = new Date(Math.floor(now.getTime() / 60_000) * 60_000)
+    const total = (await sql<{ sent: number }>`insert into send_budget (minute, sent) values (${minute}, 1)
+      on conflict (minute) do update set sent = send_budget.sent + 1 returning sent`.execute(ctx.db)).rows[0]!.sent
+    if (total > limits.sendsPerMinute) throw new TooManySends(1)
     const result = await ctx.db.transaction().execute(async (trx) => {
-      // One user's sends are counted one at a time, on every process; the whole gateway's per minute too.
-      await sql`select pg_advisory_xact_lock(hashtext(${`sends:${input.userId}`}))`.execute(trx)
+      // One user's sends are counted one at a time, on every process: the lock first, then the counts.
       const hourAgo = new Date(now.getTime() - 3_600_000)
       const counts = (await sql<{ user: number; destination: number; source: number; first: Date | null }>`
+        with locked as (select pg_advisory_xact_lock(hashtext(${`sends:${input.userId}`})))
         select (select count(*)::int from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as user,
                (select count(*)::int from deliveries where destination_hash = ${hash} and created_at > ${hourAgo} and challenge is not null) as destination,
                (select count(*)::int from deliveries where source_ip = ${input.sourceIp} and created_at > ${hourAgo} and challenge is not null) as source,
-               (select min(created_at) from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as first`.execute(trx)).rows[0]!
+               (select min(created_at) from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as first
+        from locked`.execute(trx)).rows[0]!
       const waitMinutes = () => Math.max(1, Math.ceil(((counts.first?.getTime() ?? now.getTime()) + 3_600_000 - now.getTime()) / 60_000))
       if (counts.user >= policy.sendsPerHour || counts.destination >= policy.sendsPerHour) throw new TooManySends(waitMinutes())
       if (input.sourceIp && counts.source >= limits.sendsPerAddressPerHour) throw new TooManySends(60)
-      const minute = new Date(Math.floor(now.getTime() / 60_000) * 60_000)
-      const total = (await sql<{ sent: number }>`insert into send_budget (minute, sent) values (${minute}, 1)
-        on conflict (minute) do update set sent = send_budget.sent + 1 returning sent`.execute(trx)).rows[0]!.sent
-      if (total > limits.sendsPerMinute) throw new TooManySends(1)
 
-      const current = (await sql<{ number: string }>`select number from challenges where serial = ${input.serial} for update`.execute(trx)).rows[0]
-      const number = Math.max(Number(current?.number ?? 0), state.lastStep ?? 0) + 1
-      await sql`insert into challenges (serial, number, code_hash, expires_at, issued_at)
-        values (${input.serial}, ${number}, ${codeHash(ctx, input.serial, number, code)}, ${expiresAt}, ${now})
-        on conflict (serial) do update set number = excluded.number, code_hash = excluded.code_hash, expires_at = excluded.expires_at, issued_at = excluded.issued_at`.execute(trx)
-      const message = ctx.vault.seal(`delivery:${input.serial}:${number}`, Buffer.from(text, 'utf8'))
-      const job = (await sql<{ id: string }>`insert into deliveries (serial, challenge, user_id, channel, destination_hash, source_ip, key_id, nonce, message,
-          next_attempt_at, expires_at, created_at)
-        values (${input.serial}, ${number}, ${input.userId}, ${state.kind}, ${hash}, ${input.sourceIp}, ${message.keyId}, ${message.nonce}, ${message.ciphertext},
-          ${now}, ${expiresAt}, ${now}) returning id`.execute(trx)).rows[0]!
-      await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(input.serial), expected: state.version,
-        events: [{ type: 'ChallengeIssued', data: { serial: input.serial, userId: input.userId, challenge: number, destination: state.destination ?? '', expiresAt: expiresAt.toISOString() } }] }], meta)
-      await sql`select pg_notify('tessera_deliveries', ${String(job.id)})`.execute(trx)
+      // The challenge's number only grows, past the last one accepted: one statement makes and returns it.
+      const number = Number((await sql<{ number: string }>`insert into challenges (serial, number, code_hash, expires_at, issued_at)
+        values (${input.serial}, ${(state.lastStep ?? 0) + 1}, ${codeHash(ctx, input.serial, code)}, ${expiresAt}, ${now})
+        on conflict (serial) do update set number = greatest(challenges.number, ${state.lastStep ?? 0}) + 1, code_hash = excluded.code_hash,
+          expires_at = excluded.expires_at, issued_at = excluded.issued_at
+        returning number`.execute(trx)).rows[0]!.number)
+      // The whole message (where to, and the text holding the code) is sealed in the job: the worker needs nothing else.
+      const message = ctx.vault.seal(deliveryAad(input.serial, number), Buffer.from(JSON.stringify({ to, subject: 'Your sign-in code', text }), 'utf8'))
+      const job = (await sql<{ id: string }>`
+        with job as (
+          insert into deliveries (serial, challenge, user_id, channel, destination_hash, source_ip, key_id, nonce, message, next_attempt_at, expires_at, created_at)
+          values (${input.serial}, ${number}, ${input.userId}, ${state.kind}, ${hash}, ${input.sourceIp}, ${message.keyId}, ${message.nonce}, ${message.ciphertext},
+            ${now}, ${expiresAt}, ${now}) returning id)
+        select id, pg_notify('tessera_deliveries', id::text) from job`.execute(trx)).rows[0]!
+      // The token's own write path: one statement, its row at the version read or a retry (as a verification).
+      await appendTokenEvents({ ...ctx, db: trx }, state,
+        [{ type: 'ChallengeIssued', data: { serial: input.serial, userId: input.userId, challenge: number, destination: state.destination ?? '', expiresAt: expiresAt.toISOString() } }], meta)
       return { challenge: number, deliveryId: String(job.id) }
     })
     ctx.store.committed()
@@ -167,9 +169,8 @@ export async function challengeCheck(ctx: Pick<CommandContext, 'db' | 'vault'>, 
   const row = (await sql<{ number: string; code_hash: Buffer; expires_at: Date }>`
     select number, code_hash, expires_at from challenges where serial = ${serial}`.execute(ctx.db)).rows[0]
   if (!row || row.expires_at <= now || !/^\d{4,10}$/.test(code)) return { valid: false }
-  const number = Number(row.number)
-  const given = codeHash(ctx, serial, number, code)
-  return timingSafeEqual(given, row.code_hash) ? { valid: true, step: number, drift: 0 } : { valid: false }
+  const given = codeHash(ctx, serial, code)
+  return timingSafeEqual(given, row.code_hash) ? { valid: true, step: Number(row.number), drift: 0 } : { valid: false }
 }
 
 /** The user's active methods that are sent codes. */

@@ -15,9 +15,8 @@ import { appendStreamsWithProjections } from '../../commands/append.js'
 import { retryOnConflict, type CommandContext } from '../../commands/context.js'
 import { tokenStream, type TokenEvent } from '../../domain/token/events.js'
 import type { EventMetadata } from '../../event-store/types.js'
-import { destinationOf } from './challenge.js'
-import type { Executor } from '../../read-models/database.js'
 import { ProviderRefused, type Provider } from './providers/provider.js'
+import { deliveryAad, noticeAad } from './challenge.js'
 
 /** Tries on one provider before the next one. */
 const TRIES_PER_PROVIDER = 2
@@ -39,6 +38,16 @@ interface Job {
 }
 
 export type DeliveryOutcome = 'sent' | 'delivered' | 'failed' | 'expired' | 'pending'
+
+/** What a try of a job came to: ended (sent, failed, expired), or pending again (next: when and with which provider). */
+interface Outcome {
+  job: Job
+  status: 'sent' | 'failed' | 'expired' | 'pending'
+  events: TokenEvent[]
+  provider?: string
+  messageId?: string | null
+  next?: { providerIndex: number; attempts: number; at: Date }
+}
 
 const workerMeta = (): EventMetadata => ({ correlationId: randomUUID(), causationId: null, actor: { type: 'system', id: 'delivery' },
   requestId: null, sourceIp: null, userAgent: null, relyingApplication: null })
@@ -99,7 +108,10 @@ export class DeliveryWorker {
     await Promise.all(this.providers.map((p) => p.close().catch(() => {})))
   }
 
-  /** Takes the due jobs (leased to this process) and works them, all at once; returns how many. */
+  /**
+   * Takes the due jobs (leased to this process), tries each with its provider, all at once, then records what
+   * became of all of them in one transaction; returns how many it took.
+   */
   async round(): Promise<number> {
     const now = this.ctx.now()
     const jobs = (await sql<Job>`
@@ -107,93 +119,93 @@ export class DeliveryWorker {
       where d.id in (select id from deliveries where status in ('pending', 'sending') and next_attempt_at <= ${now}
                        and (lease_until is null or lease_until < ${now}) order by id limit ${BATCH} for update skip locked)
       returning d.id, d.serial, d.challenge, d.channel, d.key_id, d.nonce, d.message, d.attempts, d.provider_index, d.expires_at`.execute(this.ctx.db)).rows
-    await Promise.all(jobs.map((job) => this.work(job).catch((error) => this.options.log?.('delivery failed', { err: error, delivery: job.id }))))
+    if (jobs.length === 0) return 0
+    const outcomes = await Promise.all(jobs.map((job) => this.attempt(job)))
+    await this.record(outcomes)
+    for (const o of outcomes) if (o.status !== 'pending') this.settled.emit(o.job.id, o.status)
+    // A retry due before the next poll: a round then.
+    const soonest = Math.min(...outcomes.filter((o) => o.status === 'pending').map((o) => o.next!.at.getTime()))
+    if (Number.isFinite(soonest)) setTimeout(() => this.wake(), Math.max(0, soonest - this.ctx.now().getTime())).unref()
     return jobs.length
   }
 
-  private async work(job: Job): Promise<void> {
-    // A notice (a method added or removed) has no challenge: its whole message is sealed, and no event follows it.
+  /** One try of a job with its provider: what to record (nothing is written here). */
+  private async attempt(job: Job): Promise<Outcome> {
+    // A notice (a method added or removed) has no challenge, and no event follows it.
     const notice = job.challenge === null
     const challenge = Number(job.challenge)
-    const now = this.ctx.now()
-    const candidates = this.providers.filter((p) => p.channel === job.channel)
     const undelivered = (reason: 'expired' | 'no-provider'): TokenEvent[] => notice ? [] : [{ type: 'ChallengeUndelivered', data: { serial: job.serial, challenge, reason } }]
-    if (job.expires_at <= now || !job.message) return this.finish(job, 'expired', undelivered('expired'))
-    const provider = candidates[job.provider_index]
-    if (!provider) return this.finish(job, 'failed', undelivered('no-provider'))
+    if (job.expires_at <= this.ctx.now() || !job.message) return { job, status: 'expired', events: undelivered('expired') }
+    const provider = this.providers.filter((p) => p.channel === job.channel)[job.provider_index]
+    if (!provider) return { job, status: 'failed', events: undelivered('no-provider') }
+    const plain = this.ctx.vault.open(notice ? noticeAad(job.id) : deliveryAad(job.serial, job.challenge!), { keyId: job.key_id, nonce: job.nonce, ciphertext: job.message })
     let message: { to: string; subject: string; text: string }
-    const plain = this.ctx.vault.open(notice ? `notice:${job.id}` : `delivery:${job.serial}:${challenge}`, { keyId: job.key_id, nonce: job.nonce, ciphertext: job.message })
     try {
-      if (notice) message = JSON.parse(plain.toString('utf8'))
-      else {
-        const to = await destinationOf(this.ctx, job.serial)
-        if (!to) return this.finish(job, 'failed', undelivered('no-provider'))
-        message = { to, subject: 'Your sign-in code', text: plain.toString('utf8') }
-      }
+      message = JSON.parse(plain.toString('utf8'))
     } finally {
       plain.fill(0)
     }
     try {
       const { messageId } = await provider.send({ ...message, reference: this.reference(job.id) }, AbortSignal.timeout(this.options.timeoutMs))
-      if (notice) return await this.finish(job, 'sent', [], { provider: provider.name, messageId })
-      await this.finish(job, 'sent', [{ type: 'DeliveryAttempted', data: { serial: job.serial, challenge, provider: provider.name, result: 'accepted', messageId, error: null } }],
-        { provider: provider.name, messageId })
+      return { job, status: 'sent', provider: provider.name, messageId,
+        events: notice ? [] : [{ type: 'DeliveryAttempted', data: { serial: job.serial, challenge, provider: provider.name, result: 'accepted', messageId, error: null } }] }
     } catch (error) {
       const refused = error instanceof ProviderRefused
       const timeout = (error as Error).name === 'TimeoutError' || (error as Error).name === 'AbortError'
       const reason = refused || timeout ? (error as Error).message : `${(error as Error).name}: ${(error as Error).message}`
-      const attempt: TokenEvent | null = notice ? null : { type: 'DeliveryAttempted', data: { serial: job.serial, challenge, provider: provider.name,
-        result: refused ? 'refused' : 'timeout', messageId: null, error: (timeout ? 'no answer in time' : reason).slice(0, 200) } }
       // Once more on this provider after a wait, unless it refused or the wait would outlast the code.
       const retryAt = new Date(this.ctx.now().getTime() + RETRY_MS * 2 ** (job.attempts - 1))
       const next = !refused && job.attempts < TRIES_PER_PROVIDER && retryAt < job.expires_at
         ? { providerIndex: job.provider_index, attempts: job.attempts, at: retryAt }
         : { providerIndex: job.provider_index + 1, attempts: 0, at: this.ctx.now() }
-      await this.retry(job, next, attempt)
+      return { job, status: 'pending', next, events: notice ? [] : [{ type: 'DeliveryAttempted', data: { serial: job.serial, challenge, provider: provider.name,
+        result: refused ? 'refused' : 'timeout', messageId: null, error: (timeout ? 'no answer in time' : reason).slice(0, 200) } }] }
     }
   }
 
-  /** The job ends (sent, failed, expired): its message is erased, its events written, in one transaction. */
-  private async finish(job: Job, status: 'sent' | 'failed' | 'expired', events: TokenEvent[], sent?: { provider: string; messageId: string | null }) {
-    // Appends at 'any' version race with the method's other writers (a verification, a receipt): again on a conflict.
-    await retryOnConflict(() => this.ctx.db.transaction().execute(async (trx) => {
-      const updated = (await sql<{ reported: boolean }>`update deliveries set message = null, nonce = null, lease_until = null,
-          status = case when ${status} = 'sent' and reported then 'delivered' else ${status} end,
-          provider = ${sent?.provider ?? null}, message_id = ${sent?.messageId ?? null}
-        where id = ${job.id} and status = 'sending' returning reported`.execute(trx)).rows[0]
-      // Another process took it after our lease ran out and ended it: its events stand.
-      if (!updated || events.length === 0) return
-      // The provider's delivery report came first (Kannel may call back before we have its answer).
-      const early: TokenEvent[] = status === 'sent' && updated.reported && sent
-        ? [{ type: 'CodeDelivered', data: { serial: job.serial, challenge: Number(job.challenge), provider: sent.provider, messageId: sent.messageId ?? `job-${job.id}` } }]
-        : []
-      await this.appendToMethod(trx, job.serial, [...events, ...early])
-    }))
-    this.ctx.store.committed()
-    this.settled.emit(job.id, status)
-  }
-
-  private async retry(job: Job, next: { providerIndex: number; attempts: number; at: Date }, attempt: TokenEvent | null) {
-    await retryOnConflict(() => this.ctx.db.transaction().execute(async (trx) => {
-      const updated = await sql`update deliveries set status = 'pending', lease_until = null, provider_index = ${next.providerIndex},
-          attempts = ${next.attempts}, next_attempt_at = ${next.at}
-        where id = ${job.id} and status = 'sending'`.execute(trx)
-      if (Number(updated.numAffectedRows) !== 1 || !attempt) return
-      await this.appendToMethod(trx, job.serial, [attempt])
-    }))
-    this.ctx.store.committed()
-    this.wake()
-  }
-
   /**
-   * Appends to the method's stream at the version its row holds, like every other writer of a token: two
-   * writers then meet at the stream's next version and one retries (an append at 'any' version took its
-   * locks in another order than the verification's statement and could deadlock with it).
+   * What became of a round's jobs, in one transaction: each job's row, and the events on each method's stream
+   * at the version its row holds, the rows locked first in serial order (the order of the verification's
+   * statement, so neither waits for the other in a circle). A job another process took after this one's
+   * lease ran out keeps that process's outcome. A message is erased once its job ended.
    */
-  private async appendToMethod(trx: Executor, serial: string, events: TokenEvent[]): Promise<void> {
-    const row = (await sql<{ version: number }>`select version from tokens where serial = ${serial} for update`.execute(trx)).rows[0]
-    if (!row) return
-    await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(serial), expected: row.version, events }], workerMeta())
+  private async record(outcomes: readonly Outcome[]): Promise<void> {
+    await retryOnConflict(() => this.ctx.db.transaction().execute(async (trx) => {
+      const serials = [...new Set(outcomes.filter((o) => o.events.length > 0).map((o) => o.job.serial))].sort()
+      const versions = new Map<string, number>()
+      if (serials.length > 0) {
+        const rows = (await sql<{ serial: string; version: number }>`select serial, version from tokens where serial = any(${serials}::text[]) order by serial for update`.execute(trx)).rows
+        for (const r of rows) versions.set(r.serial, r.version)
+      }
+      const updated = (await sql<{ id: string; reported: boolean }>`
+        update deliveries d set lease_until = null,
+          status = case when v.status = 'sent' and d.reported then 'delivered' else v.status end,
+          message = case when v.status = 'pending' then d.message else null end,
+          nonce = case when v.status = 'pending' then d.nonce else null end,
+          provider = coalesce(v.provider, d.provider), message_id = coalesce(v.message_id, d.message_id),
+          provider_index = coalesce(v.provider_index, d.provider_index), attempts = coalesce(v.attempts, d.attempts),
+          next_attempt_at = coalesce(v.next_at, d.next_attempt_at)
+        from unnest(${outcomes.map((o) => o.job.id)}::bigint[], ${outcomes.map((o) => o.status)}::text[], ${outcomes.map((o) => o.provider ?? null)}::text[],
+                    ${outcomes.map((o) => o.messageId ?? null)}::text[], ${outcomes.map((o) => o.next?.providerIndex ?? null)}::int[],
+                    ${outcomes.map((o) => o.next?.attempts ?? null)}::int[], ${outcomes.map((o) => o.next?.at ?? null)}::timestamptz[])
+          as v(id, status, provider, message_id, provider_index, attempts, next_at)
+        where d.id = v.id and d.status = 'sending'
+        returning d.id, d.reported`.execute(trx)).rows
+      const kept = new Map(updated.map((r) => [String(r.id), r.reported]))
+      const byStream = new Map<string, TokenEvent[]>()
+      for (const o of outcomes) {
+        if (!kept.has(o.job.id) || o.events.length === 0 || !versions.has(o.job.serial)) continue
+        // The provider's delivery report came first (Kannel may call back before we have its answer).
+        const early: TokenEvent[] = o.status === 'sent' && kept.get(o.job.id)
+          ? [{ type: 'CodeDelivered', data: { serial: o.job.serial, challenge: Number(o.job.challenge), provider: o.provider!, messageId: o.messageId ?? `job-${o.job.id}` } }]
+          : []
+        byStream.set(o.job.serial, [...(byStream.get(o.job.serial) ?? []), ...o.events, ...early])
+      }
+      if (byStream.size === 0) return
+      await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true },
+        [...byStream].map(([serial, events]) => ({ streamId: tokenStream(serial), expected: versions.get(serial)!, events })), workerMeta())
+    }))
+    this.ctx.store.committed()
   }
 
   /** The job's id and a MAC over it: a delivery report that names it is one we asked for. */
@@ -229,7 +241,10 @@ export class DeliveryWorker {
         : sql<{ serial: string; challenge: string | null }>`update deliveries set status = 'delivered'
             where provider = ${provider} and message_id = ${messageId} and status = 'sent' returning serial, challenge`).execute(trx)).rows[0]
       if (!job || job.challenge === null) return
-      await this.appendToMethod(trx, job.serial, [{ type: 'CodeDelivered', data: { serial: job.serial, challenge: Number(job.challenge), provider, messageId } }])
+      const row = (await sql<{ version: number }>`select version from tokens where serial = ${job.serial} for update`.execute(trx)).rows[0]
+      if (!row) return
+      await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(job.serial), expected: row.version,
+        events: [{ type: 'CodeDelivered', data: { serial: job.serial, challenge: Number(job.challenge), provider, messageId } }] }], workerMeta())
     }))
     this.ctx.store.committed()
   }
