@@ -35,13 +35,16 @@ let offset = 0
 Object.defineProperty(clock, 'now', { get: () => new Date(Date.now() + offset), set: (d: Date) => { offset = d.getTime() - Date.now() } })
 await setPolicy(app.commands, 'default', { name: 'Default', priority: 1000, settings: { ...DEFAULT_SETTINGS, methods: ['hardware', 'sms', 'email', 'temporary_code'] } }, metadata())
 const limits = app.config.delivery
+// The gateway's own worker; a test that stops it (a crash) starts another in its place.
+let worker: DeliveryWorker = app.delivery
+t.teardown(() => worker.stop())
 const sent: string[] = []
 
 async function phoneUser(upn: string, phone: string) {
   const user = await addUser(app, upn)
   const method = await registerSentCodeMethod(app.commands, { userId: user.userId, kind: 'sms', destination: phone }, metadata())
   const issued = await issueChallenge(app.commands, limits, { serial: method.serial, userId: user.userId, sourceIp: '127.0.0.1', purpose: 'activation' }, metadata())
-  t.equal(await app.delivery.outcome(issued.deliveryId, 5000), 'sent')
+  t.equal(await worker.outcome(issued.deliveryId, 5000), 'sent')
   const message = smsc.messages.find((m) => m.to === phone && m.at >= clock.now.getTime() - 60_000)!
   sent.push(codeIn(message))
   await activateToken(app.commands, { serial: method.serial, userId: user.userId, name: 'Phone', code: codeIn(message) }, metadata())
@@ -55,10 +58,10 @@ t.test('a texted code activates the phone, signs in once, and only the newest co
   t.match(smsc.messages.at(-1), { to: '+447400123456', text: /^\d{6} is your Tessera code\. It expires in 5 minutes\. Never share it\.$/ })
 
   const first = await issueChallenge(app.commands, limits, { serial: lena.serial, userId: lena.userId, sourceIp: '127.0.0.1', purpose: 'sign-in' }, metadata())
-  t.equal(await app.delivery.outcome(first.deliveryId, 5000), 'sent')
+  t.equal(await worker.outcome(first.deliveryId, 5000), 'sent')
   const firstCode = codeIn(smsc.messages.at(-1))
   const second = await issueChallenge(app.commands, limits, { serial: lena.serial, userId: lena.userId, sourceIp: '127.0.0.1', purpose: 'sign-in' }, metadata())
-  t.equal(await app.delivery.outcome(second.deliveryId, 5000), 'sent')
+  t.equal(await worker.outcome(second.deliveryId, 5000), 'sent')
   const secondCode = codeIn(smsc.messages.at(-1))
   sent.push(firstCode, secondCode)
   t.ok(second.challenge > first.challenge)
@@ -78,7 +81,7 @@ t.test('a texted code activates the phone, signs in once, and only the newest co
 t.test('a code expires after the policy\'s minutes', async (t) => {
   const mia = await phoneUser('mia@example.com', '+447400123457')
   const issued = await issueChallenge(app.commands, limits, { serial: mia.serial, userId: mia.userId, sourceIp: '127.0.0.2', purpose: 'sign-in' }, metadata())
-  await app.delivery.outcome(issued.deliveryId, 5000)
+  await worker.outcome(issued.deliveryId, 5000)
   const code = codeIn(smsc.messages.at(-1))
   sent.push(code)
   clock.now = new Date(clock.now.getTime() + 5 * 60_000 + 1000)
@@ -93,7 +96,7 @@ t.test('a provider that refuses, stays silent or is down: the next one takes the
     const before = kannel.messages.length
     const started = Date.now()
     const issued = await issueChallenge(app.commands, limits, { serial: noor.serial, userId: noor.userId, sourceIp: '127.0.0.3', purpose: 'sign-in' }, metadata())
-    t.equal(await app.delivery.outcome(issued.deliveryId, 5000), 'sent', `${mode}: sent`)
+    t.equal(await worker.outcome(issued.deliveryId, 5000), 'sent', `${mode}: sent`)
     t.ok(Date.now() - started < 3000, `${mode}: within a few seconds (${Date.now() - started} ms)`)
     await received(kannel.messages, before + 1)
     t.equal(kannel.messages.at(-1)!.to, '+447400123458', `${mode}: the HTTP gateway took it`)
@@ -117,7 +120,7 @@ t.test('a provider that refuses, stays silent or is down: the next one takes the
   kannel.mode = 'refuse'
   smsc.mode = 'refuse'
   const issued = await issueChallenge(app.commands, limits, { serial: noor.serial, userId: noor.userId, sourceIp: '127.0.0.3', purpose: 'sign-in' }, metadata())
-  t.equal(await app.delivery.outcome(issued.deliveryId, 5000), 'failed', 'every provider refused: the user is told')
+  t.equal(await worker.outcome(issued.deliveryId, 5000), 'failed', 'every provider refused: the user is told')
   t.match((await eventsOf(noor.serial)).at(-1), { type: 'ChallengeUndelivered', data: { reason: 'no-provider' } })
   smsc.mode = 'accept'
   kannel.mode = 'accept'
@@ -130,7 +133,7 @@ t.test('e-mail goes through SMTP', async (t) => {
   const method = await registerSentCodeMethod(app.commands, { userId: olga.userId, kind: 'email', destination: 'olga@mail.example.com' }, metadata())
   t.equal(method.destination, 'o•••@mail.example.com')
   const issued = await issueChallenge(app.commands, limits, { serial: method.serial, userId: olga.userId, sourceIp: '127.0.0.4', purpose: 'activation' }, metadata())
-  t.equal(await app.delivery.outcome(issued.deliveryId, 5000), 'sent')
+  t.equal(await worker.outcome(issued.deliveryId, 5000), 'sent')
   t.match(mail.messages.at(-1), { to: 'olga@mail.example.com', text: /Your Tessera sign-in code is \d{6}\./ })
   const code = codeIn(mail.messages.at(-1))
   sent.push(code)
@@ -140,7 +143,7 @@ t.test('e-mail goes through SMTP', async (t) => {
 
 t.test('a job written before a crash is sent after it; two workers send each job once', async (t) => {
   const pia = await phoneUser('pia@example.com', '+447400123459')
-  await app.delivery.stop()
+  await worker.stop()
   const before = smsc.messages.length
   // Queued while no worker runs (the process died after issuing): nothing is lost.
   const jobs = []
@@ -156,6 +159,8 @@ t.test('a job written before a crash is sent after it; two workers send each job
   t.equal(smsc.messages.length - before, jobs.length, 'each job sent once, by one of the two workers')
   for (const m of smsc.messages.slice(before)) sent.push(codeIn(m))
   await Promise.all(workers.map((w) => w.stop()))
+  worker = new DeliveryWorker(app.commands, providers.map((p) => makeProvider(p as never, 400)), { timeoutMs: 400 })
+  worker.start()
 })
 
 t.test('the send budget: per user per hour, then a wait in words; nothing is queued past it', async (t) => {
@@ -168,6 +173,35 @@ t.test('the send budget: per user per hour, then a wait in words; nothing is que
   await t.rejects(issueChallenge(app.commands, limits, { serial: method.serial, userId: user.userId, sourceIp: '10.0.1.1', purpose: 'activation' }, metadata()),
     { name: 'TooManySends', message: /^You asked for too many codes\. Wait 60 minutes, or choose another way to verify\.$/ })
   t.equal((await sql<{ n: number }>`select count(*)::int as n from deliveries where user_id = ${user.userId}`.execute(database.db)).rows[0]!.n, queued)
+})
+
+t.test('an SMS centre that is down: the next provider takes the message', async (t) => {
+  const rae = await phoneUser('rae@example.com', '+447400123461')
+  await smsc.stop()
+  const before = kannel.messages.length
+  const issued = await issueChallenge(app.commands, limits, { serial: rae.serial, userId: rae.userId, sourceIp: '127.0.0.9', purpose: 'sign-in' }, metadata())
+  t.equal(await worker.outcome(issued.deliveryId, 5000), 'sent')
+  await received(kannel.messages, before + 1)
+  t.equal(kannel.messages.at(-1)!.to, '+447400123461')
+  sent.push(codeIn(kannel.messages.at(-1)))
+  const attempts = (await eventsOf(rae.serial)).filter((e) => e.type === 'DeliveryAttempted' && e.data.challenge === issued.challenge)
+  t.match(attempts.map((a) => [a.data.provider, a.data.result]), [['smsc', 'timeout'], ['smsc', 'timeout'], ['kannel', 'accepted']])
+})
+
+t.test('a job whose code expired before any worker took it is recorded as expired, never sent', async (t) => {
+  const user = await addUser(app, 'sol@example.com')
+  const method = await registerSentCodeMethod(app.commands, { userId: user.userId, kind: 'email', destination: 'sol@mail.example.com' }, metadata())
+  const idle = new DeliveryWorker(app.commands, [], { timeoutMs: 400 })
+  const issued = await issueChallenge(app.commands, limits, { serial: method.serial, userId: user.userId, sourceIp: '127.0.0.10', purpose: 'activation' }, metadata())
+  // The code expires while the job waits (no worker took it, as after a long outage).
+  await sql`update deliveries set expires_at = now() - interval '1 second' where id = ${issued.deliveryId}`.execute(database.db)
+  const before = mail.messages.length
+  await idle.round()
+  t.equal(await idle.outcome(issued.deliveryId, 1000), 'expired')
+  t.equal(mail.messages.length, before, 'not sent')
+  t.match((await eventsOf(method.serial)).at(-1), { type: 'ChallengeUndelivered', data: { challenge: issued.challenge, reason: 'expired' } })
+  const row = (await sql<{ message: Buffer | null }>`select message from deliveries where id = ${issued.deliveryId}`.execute(database.db)).rows[0]!
+  t.equal(row.message, null, 'its message is erased')
 })
 
 t.test('no code, phone number or address in any event or log line', async (t) => {
