@@ -5,6 +5,8 @@ import t, { type Test } from 'tap'
 import { registerClient } from '../../src/commands/clients.js'
 import { activateToken, revokeToken } from '../../src/commands/tokens.js'
 import { grantRole } from '../../src/commands/users.js'
+import { setPolicy } from '../../src/commands/policies.js'
+import { DEFAULT_SETTINGS } from '../../src/domain/policy/events.js'
 import { addUser, importEntra, listenOnLoopback, testApp } from '../helpers/app.js'
 import { browserMissing, clearScreens, launchBrowser, screenshot } from '../helpers/browser.js'
 import { metadata } from '../helpers/database.js'
@@ -28,6 +30,8 @@ async function phoneTests(t: Test) {
   await activateToken(app.commands, { serial: SERIALS[0]!, userId: ada.userId, name: 'Ada key', code: totpAt(seedOf(SERIALS[0]!).hex, now) }, metadata())
   await activateToken(app.commands, { serial: SERIALS[1]!, userId: ada.userId, name: 'Spare key', code: totpAt(seedOf(SERIALS[1]!).hex, now) }, metadata())
   await revokeToken(app.commands, { serial: SERIALS[2]!, reason: 'lost' }, metadata({ actor: { type: 'admin', id: ada.upn } }))
+  // Phones and e-mail addresses allowed, so that their pages show.
+  await setPolicy(app.commands, 'default', { name: 'Default', priority: 1000, settings: { ...DEFAULT_SETTINGS, methods: ['hardware', 'sms', 'email', 'temporary_code'] } }, metadata())
   await registerClient(app.commands, { clientId: 'payroll-application-with-a-long-id', name: 'Payroll', redirectUris: ['https://payroll.internal.example.com/oidc/callback/with/a/long/path'], public: false }, metadata())
 
   await clearScreens('phone')
@@ -52,6 +56,7 @@ async function phoneTests(t: Test) {
 
   const pages = [
     '/security-info', '/security-info/add', '/security-info/verify', '/security-info/default', '/security-info/hardware-token/serial',
+    '/security-info/phone', '/security-info/email',
     `/security-info/methods/${SERIALS[0]}/rename`, `/security-info/methods/${SERIALS[0]}/remove`,
     '/admin/tokens', `/admin/tokens/${SERIALS[0]}`, `/admin/tokens/${SERIALS[2]}`, '/admin/import', '/admin/users',
     `/admin/users/${encodeURIComponent(ada.upn)}`, '/admin/policies', '/admin/policies/default', '/admin/clients',
