@@ -136,6 +136,10 @@ function deliveryConfig(env: NodeJS.ProcessEnv): DeliveryConfig {
       if (typeof p !== 'object' || p === null || typeof p.name !== 'string' || !p.name || typeof p.url !== 'string' || !PROVIDER_TYPES.includes(p.type)) {
         throw new ConfigError(`TESSERA_DELIVERY_PROVIDERS[${i}] needs a name, a url and a type (${PROVIDER_TYPES.join(', ')})`)
       }
+      const schemes = { smtp: ['smtp:', 'smtps:'], smpp: ['smpp:', 'ssmpp:'], kannel: ['http:', 'https:'], http: ['http:', 'https:'] }[p.type as 'smtp']
+      // The template's placeholders are not part of a URL until filled in.
+      const parsed = URL.canParse(p.url.replace(/\{(phone|text|reference)\}/g, 'x')) ? new URL(p.url.replace(/\{(phone|text|reference)\}/g, 'x')) : null
+      if (!parsed || !schemes.includes(parsed.protocol)) throw new ConfigError(`TESSERA_DELIVERY_PROVIDERS[${i}] (${p.type}) needs a url starting ${schemes.join(' or ')}`)
       if (p.type === 'smtp' && typeof p.from !== 'string') throw new ConfigError(`TESSERA_DELIVERY_PROVIDERS[${i}] (smtp) needs "from"`)
       if (p.type === 'kannel' && (typeof p.username !== 'string' || typeof p.password !== 'string')) throw new ConfigError(`TESSERA_DELIVERY_PROVIDERS[${i}] (kannel) needs "username" and "password"`)
     }
@@ -151,7 +155,8 @@ function deliveryConfig(env: NodeJS.ProcessEnv): DeliveryConfig {
     providers,
     sendsPerAddressPerHour: count('TESSERA_SENDS_PER_ADDRESS_PER_HOUR', 30),
     sendsPerMinute: count('TESSERA_SENDS_PER_MINUTE', 600),
-    timeoutMs: count('TESSERA_DELIVERY_TIMEOUT_MS', 3000),
+    // Well under the worker's 30-second lease, so that a job is never worked by two processes at once.
+    timeoutMs: Math.min(count('TESSERA_DELIVERY_TIMEOUT_MS', 3000), 10_000),
   }
 }
 

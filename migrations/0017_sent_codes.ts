@@ -22,6 +22,8 @@ export async function up(db: Kysely<any>): Promise<void> {
       id bigserial primary key,
       serial text not null,
       challenge bigint,
+      -- 'sign-in' or 'activation' (a destination not yet proven), null for a notice.
+      purpose text,
       user_id text not null,
       channel text not null,
       destination_hash bytea not null,

@@ -32,6 +32,11 @@ t.test('the API sets a user\'s address and number, and programs a phone method f
   t.equal(bad.statusCode, 422)
   t.match(bad.json().message, /That doesn't look like a phone number/)
   t.equal((await api('PUT', '/users/tara@example.com/contact', { mobile: ['+447400123470'] })).statusCode, 400, 'a list is bad input')
+  for (const email of ['a\u0000b@example.com', 'a\u0001b@example.com']) {
+    const control = await api('PUT', '/users/tara@example.com/contact', { email })
+    t.equal(control.statusCode, 422, 'a control character is bad input')
+    t.match(control.json().message, /Enter an email address like alice@example\.com\./)
+  }
   const none = await api('POST', '/users/tara@example.com/methods', { kind: 'sms' })
   t.equal(none.statusCode, 409)
   t.match(none.json().message, /The user has no mobile number\. Set one first\./)

@@ -104,7 +104,7 @@ t.test('a provider that refuses, stays silent or is down: the next one takes the
     sent.push(code)
     await verifyCode(app.commands, { serial: noor.serial, userId: noor.userId, code }, metadata())
     const attempts = (await eventsOf(noor.serial)).filter((e) => e.type === 'DeliveryAttempted' && e.data.challenge === issued.challenge)
-    t.match(attempts.at(0), { data: { provider: 'smsc', result: mode === 'refuse' ? 'refused' : 'timeout' } })
+    t.match(attempts.at(0), { data: { provider: 'smsc', result: mode === 'refuse' ? 'refused' : 'timeout', error: mode === 'refuse' ? 'refused' : 'no answer in time' } })
     t.match(attempts.at(-1), { data: { provider: 'kannel', result: 'accepted' } })
     if (mode === 'silent') t.equal(attempts.filter((a) => a.data.provider === 'smsc').length, 2, 'silent: tried twice before moving on')
     // Kannel's delivery report comes back to dlr-url, naming the job with its MAC.
@@ -173,6 +173,45 @@ t.test('the send budget: per user per hour, then a wait in words; nothing is que
   await t.rejects(issueChallenge(app.commands, limits, { serial: method.serial, userId: user.userId, sourceIp: '10.0.1.1', purpose: 'activation' }, metadata()),
     { name: 'TooManySends', message: /^You asked for too many codes\. Wait 60 minutes, or choose another way to verify\.$/ })
   t.equal((await sql<{ n: number }>`select count(*)::int as n from deliveries where user_id = ${user.userId}`.execute(database.db)).rows[0]!.n, queued)
+})
+
+t.test('budgets: only queued codes count for the whole gateway; another account cannot use up a number\'s budget', async (t) => {
+  const queued = async () => (await sql<{ n: number }>`select count(*)::int as n from deliveries where challenge is not null`.execute(database.db)).rows[0]!.n
+  const counted = async () => (await sql<{ n: number }>`select coalesce(sum(sent), 0)::int as n from send_budget`.execute(database.db)).rows[0]!.n
+  t.equal(await counted(), await queued(), 'refused sends (the budget test above) took nothing from the gateway-wide count')
+
+  // Someone registers Lena's number as their own, unconfirmed, and asks for codes until their budget ends.
+  const mallory = await addUser(app, 'mallory@example.com')
+  const theirs = await registerSentCodeMethod(app.commands, { userId: mallory.userId, kind: 'sms', destination: '+447400123456' }, metadata())
+  let refused: Error | null = null
+  for (let i = 0; i <= DEFAULT_SETTINGS.sendsPerHour && !refused; i++) {
+    await issueChallenge(app.commands, limits, { serial: theirs.serial, userId: mallory.userId, sourceIp: `10.1.0.${i}`, purpose: 'activation' }, metadata())
+      .catch((error: Error) => { refused = error })
+  }
+  t.match(refused, { name: 'TooManySends' }, 'the one who asks runs out')
+  const lena = await database.db.selectFrom('tokens').select(['serial', 'user_id']).where('kind', '=', 'sms').where('status', '=', 'active')
+    .where('destination', '=', '+44 ••• ••• 456').executeTakeFirstOrThrow()
+  await t.resolves(issueChallenge(app.commands, limits, { serial: lena.serial, userId: lena.user_id!, sourceIp: '10.2.0.1', purpose: 'sign-in' }, metadata()),
+    'Lena still gets her code: unconfirmed sends count for the one who asked')
+
+  // The whole gateway at its minute's limit: a refusal in other words, and nothing queued.
+  const before = await queued()
+  const full = { ...limits, sendsPerMinute: (await sql<{ n: number }>`select sent as n from send_budget order by minute desc limit 1`.execute(database.db)).rows[0]!.n }
+  await t.rejects(issueChallenge(app.commands, full, { serial: lena.serial, userId: lena.user_id!, sourceIp: '10.2.0.2', purpose: 'sign-in' }, metadata()),
+    { name: 'GatewayBusy', message: "We can't send codes right now. Try again in a minute, or choose another way to verify." })
+  t.equal(await queued(), before)
+})
+
+t.test('a method keeps its code length when the policy changes', async (t) => {
+  const ursa = await phoneUser('ursa@example.com', '+447400123462')
+  await setPolicy(app.commands, 'default', { name: 'Default', priority: 1000, settings: { ...DEFAULT_SETTINGS, methods: ['hardware', 'sms', 'email', 'temporary_code'], sentCodeLength: 8 } }, metadata())
+  const issued = await issueChallenge(app.commands, limits, { serial: ursa.serial, userId: ursa.userId, sourceIp: '10.3.0.1', purpose: 'sign-in' }, metadata())
+  t.equal(await worker.outcome(issued.deliveryId, 5000), 'sent')
+  const code = codeIn(smsc.messages.at(-1))
+  sent.push(code)
+  t.equal(code.length, 6, 'six digits, as when it was added')
+  await t.resolves(verifyCode(app.commands, { serial: ursa.serial, userId: ursa.userId, code }, metadata()))
+  await setPolicy(app.commands, 'default', { name: 'Default', priority: 1000, settings: { ...DEFAULT_SETTINGS, methods: ['hardware', 'sms', 'email', 'temporary_code'] } }, metadata())
 })
 
 t.test('an SMS centre that is down: the next provider takes the message', async (t) => {

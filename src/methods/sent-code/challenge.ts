@@ -13,7 +13,9 @@ import { appendStreamsWithProjections } from '../../commands/append.js'
 import { appendTokenEvents } from '../../commands/token-writer.js'
 import { retryOnConflict, type CommandContext } from '../../commands/context.js'
 import { policyAllows } from '../../domain/token/decide.js'
-import { NotAllowedByPolicy, SerialUnavailable, TokenDisabledError, TokenError, TokenLocked } from '../../domain/token/errors.js'
+import { NotAllowedByPolicy, SerialUnavailable, TokenDisabledError, TokenError, TokenLocked, TooManyAttempts } from '../../domain/token/errors.js'
+import { MAX_ACTIVATION_FAILURES } from '../../domain/token/decide.js'
+import { TooManyMethods } from '../../commands/tokens.js'
 import { tokenStream, type AssignedBy, type TokenEvent } from '../../domain/token/events.js'
 import type { TokenState } from '../../domain/token/state.js'
 import type { OtpCheck } from '../../domain/otp/otp.js'
@@ -46,10 +48,21 @@ export class AlreadyYourMethod extends TokenError {
   }
 }
 
-export class TooManyMethodsOfKind extends TokenError {
-  override name = 'TooManyMethodsOfKind'
-  constructor(max: number) {
-    super(`You already have ${max} sign-in ${max === 1 ? 'method' : 'methods'}. Remove one before adding another.`)
+/** Phones and addresses being added at once, not yet confirmed with their code. */
+const MAX_PENDING = 3
+
+export class TooManyPending extends TokenError {
+  override name = 'TooManyPending'
+  constructor() {
+    super('You started adding too many phones or email addresses. Finish one with its code, or wait a day.')
+  }
+}
+
+/** The gateway as a whole sent as many codes as it may this minute (against SMS pumping fraud). */
+export class GatewayBusy extends TokenError {
+  override name = 'GatewayBusy'
+  constructor() {
+    super("We can't send codes right now. Try again in a minute, or choose another way to verify.")
   }
 }
 
@@ -69,9 +82,12 @@ export async function registerSentCodeMethod(
   const fingerprint = destinationHash(ctx, input.destination).toString('hex').slice(0, 32)
   const same = mine.filter((t) => t.kind === input.kind && t.seedFingerprint === fingerprint)
   if (same.some((t) => t.status === 'active')) throw new AlreadyYourMethod(input.kind)
-  const pending = same.find((t) => t.status === 'assigned')
+  // A pending one is taken up again, unless its wrong codes used it up: then a fresh one.
+  const pending = same.find((t) => t.status === 'assigned' && t.activationFailures < MAX_ACTIVATION_FAILURES)
   if (pending) return pending
-  if (mine.filter((t) => t.status === 'active').length >= policy.settings.maxMethods) throw new TooManyMethodsOfKind(policy.settings.maxMethods)
+  if (mine.filter((t) => t.status === 'active').length >= policy.settings.maxMethods) throw new TooManyMethods(policy.settings.maxMethods)
+  // Started and not finished: a few at a time, so that registrations cannot pile up.
+  if (mine.filter((t) => isSentCode(t) && t.status === 'assigned' && t.activationFailures < MAX_ACTIVATION_FAILURES).length >= MAX_PENDING) throw new TooManyPending()
   const serial = `${input.kind === 'sms' ? 'PHONE' : 'EMAIL'}-${randomBytes(8).toString('hex').toUpperCase()}`
   const masked = input.kind === 'sms' ? maskMobile(input.destination) : maskEmail(input.destination)
   const event: TokenEvent = { type: 'TokenRegistered', data: { serial, kind: input.kind, userId: input.userId, destination: masked,
@@ -113,26 +129,23 @@ export async function issueChallenge(
     const plain = ctx.vault.open(input.serial, sealed)
     const to = plain.toString('utf8')
     plain.fill(0)
-    const digits = policy.sentCodeLength
+    // The method's own length (fixed when it was added), whatever the policy says today.
+    if (input.purpose === 'activation' && state.activationFailures >= MAX_ACTIVATION_FAILURES) throw new TooManyAttempts()
+    const digits = state.digits
     const code = String(randomInt(0, 10 ** digits)).padStart(digits, '0')
     const expiresAt = new Date(now.getTime() + policy.sentCodeMinutes * 60_000)
     const text = state.kind === 'sms'
       ? `${code} is your Tessera code. It expires in ${policy.sentCodeMinutes} minutes. Never share it.`
       : `Your Tessera sign-in code is ${code}.\n\nIt expires in ${policy.sentCodeMinutes} minutes. If you did not ask for it, someone has your password: change it and tell your administrator.`
     const hash = destinationHash(ctx, to)
-    // The whole gateway's sends this minute: counted on its own, outside the transaction, so that one row
-    // is not locked for as long as each issue takes (every issue on every process would queue behind it).
-    const minute = new Date(Math.floor(now.getTime() / 60_000) * 60_000)
-    const total = (await sql<{ sent: number }>`insert into send_budget (minute, sent) values (${minute}, 1)
-      on conflict (minute) do update set sent = send_budget.sent + 1 returning sent`.execute(ctx.db)).rows[0]!.sent
-    if (total > limits.sendsPerMinute) throw new TooManySends(1)
     const result = await ctx.db.transaction().execute(async (trx) => {
       // One user's sends are counted one at a time, on every process: the lock first, then the counts.
       const hourAgo = new Date(now.getTime() - 3_600_000)
       const counts = (await sql<{ user: number; destination: number; source: number; first: Date | null }>`
-        with locked as (select pg_advisory_xact_lock(hashtext(${`sends:${input.userId}`})))
+        with locked as (select pg_advisory_xact_lock(hashtext(${`sends:${input.userId}`})), pg_advisory_xact_lock(hashtext(${`sends:${hash.toString('hex')}`})))
         select (select count(*)::int from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as user,
-               (select count(*)::int from deliveries where destination_hash = ${hash} and created_at > ${hourAgo} and challenge is not null) as destination,
+               (select count(*)::int from deliveries where destination_hash = ${hash} and created_at > ${hourAgo} and challenge is not null
+                  and (purpose = 'sign-in' or user_id = ${input.userId})) as destination,
                (select count(*)::int from deliveries where source_ip = ${input.sourceIp} and created_at > ${hourAgo} and challenge is not null) as source,
                (select min(created_at) from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as first
         from locked`.execute(trx)).rows[0]!
@@ -150,13 +163,19 @@ export async function issueChallenge(
       const message = ctx.vault.seal(deliveryAad(input.serial, number), Buffer.from(JSON.stringify({ to, subject: 'Your sign-in code', text }), 'utf8'))
       const job = (await sql<{ id: string }>`
         with job as (
-          insert into deliveries (serial, challenge, user_id, channel, destination_hash, source_ip, key_id, nonce, message, next_attempt_at, expires_at, created_at)
-          values (${input.serial}, ${number}, ${input.userId}, ${state.kind}, ${hash}, ${input.sourceIp}, ${message.keyId}, ${message.nonce}, ${message.ciphertext},
+          insert into deliveries (serial, challenge, purpose, user_id, channel, destination_hash, source_ip, key_id, nonce, message, next_attempt_at, expires_at, created_at)
+          values (${input.serial}, ${number}, ${input.purpose}, ${input.userId}, ${state.kind}, ${hash}, ${input.sourceIp}, ${message.keyId}, ${message.nonce}, ${message.ciphertext},
             ${now}, ${expiresAt}, ${now}) returning id)
         select id, pg_notify('tessera_deliveries', id::text) from job`.execute(trx)).rows[0]!
       // The token's own write path: one statement, its row at the version read or a retry (as a verification).
       await appendTokenEvents({ ...ctx, db: trx }, state,
         [{ type: 'ChallengeIssued', data: { serial: input.serial, userId: input.userId, challenge: number, destination: state.destination ?? '', expiresAt: expiresAt.toISOString() } }], meta)
+      // The whole gateway's sends this minute, last: only a code that is queued counts, and the one hot row
+      // is locked only for the commit that follows (every issue on every process passes through it).
+      const minute = new Date(Math.floor(now.getTime() / 60_000) * 60_000)
+      const total = (await sql<{ sent: number }>`insert into send_budget (minute, sent) values (${minute}, 1)
+        on conflict (minute) do update set sent = send_budget.sent + 1 returning sent`.execute(trx)).rows[0]!.sent
+      if (total > limits.sendsPerMinute) throw new GatewayBusy()
       return { challenge: number, deliveryId: String(job.id) }
     })
     ctx.store.committed()

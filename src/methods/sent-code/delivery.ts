@@ -14,6 +14,7 @@ import { sql } from 'kysely'
 import { appendStreamsWithProjections } from '../../commands/append.js'
 import { retryOnConflict, type CommandContext } from '../../commands/context.js'
 import { tokenStream, type TokenEvent } from '../../domain/token/events.js'
+import { WrongExpectedVersion } from '../../event-store/errors.js'
 import type { EventMetadata } from '../../event-store/types.js'
 import { ProviderRefused, type Provider } from './providers/provider.js'
 import { deliveryAad, noticeAad } from './challenge.js'
@@ -35,6 +36,8 @@ interface Job {
   attempts: number
   provider_index: number
   expires_at: Date
+  /** This process's lease: what it records holds only while the row still carries it. */
+  lease_until: Date
 }
 
 export type DeliveryOutcome = 'sent' | 'delivered' | 'failed' | 'expired' | 'pending'
@@ -118,7 +121,7 @@ export class DeliveryWorker {
       update deliveries d set status = 'sending', lease_until = ${new Date(now.getTime() + LEASE_MS)}, attempts = d.attempts + 1
       where d.id in (select id from deliveries where status in ('pending', 'sending') and next_attempt_at <= ${now}
                        and (lease_until is null or lease_until < ${now}) order by id limit ${BATCH} for update skip locked)
-      returning d.id, d.serial, d.challenge, d.channel, d.key_id, d.nonce, d.message, d.attempts, d.provider_index, d.expires_at`.execute(this.ctx.db)).rows
+      returning d.id, d.serial, d.challenge, d.channel, d.key_id, d.nonce, d.message, d.attempts, d.provider_index, d.expires_at, d.lease_until`.execute(this.ctx.db)).rows
     if (jobs.length === 0) return 0
     const outcomes = await Promise.all(jobs.map((job) => this.attempt(job)))
     await this.record(outcomes)
@@ -152,14 +155,17 @@ export class DeliveryWorker {
     } catch (error) {
       const refused = error instanceof ProviderRefused
       const timeout = (error as Error).name === 'TimeoutError' || (error as Error).name === 'AbortError'
-      const reason = refused || timeout ? (error as Error).message : `${(error as Error).name}: ${(error as Error).message}`
+      // A provider's own words can hold the address, the number or its URL's password: events and logs get
+      // only what kind of failure it was.
+      const reason = refused ? 'refused' : timeout ? 'no answer in time' : `connection or protocol error${(error as { code?: unknown }).code ? ` (${String((error as { code?: unknown }).code).slice(0, 40)})` : ''}`
+      this.options.log?.('delivery attempt failed', { provider: provider.name, delivery: job.id, reason })
       // Once more on this provider after a wait, unless it refused or the wait would outlast the code.
       const retryAt = new Date(this.ctx.now().getTime() + RETRY_MS * 2 ** (job.attempts - 1))
       const next = !refused && job.attempts < TRIES_PER_PROVIDER && retryAt < job.expires_at
         ? { providerIndex: job.provider_index, attempts: job.attempts, at: retryAt }
         : { providerIndex: job.provider_index + 1, attempts: 0, at: this.ctx.now() }
       return { job, status: 'pending', next, events: notice ? [] : [{ type: 'DeliveryAttempted', data: { serial: job.serial, challenge, provider: provider.name,
-        result: refused ? 'refused' : 'timeout', messageId: null, error: (timeout ? 'no answer in time' : reason).slice(0, 200) } }] }
+        result: refused ? 'refused' : 'timeout', messageId: null, error: reason } }] }
     }
   }
 
@@ -170,7 +176,21 @@ export class DeliveryWorker {
    * lease ran out keeps that process's outcome. A message is erased once its job ended.
    */
   private async record(outcomes: readonly Outcome[]): Promise<void> {
-    await retryOnConflict(() => this.ctx.db.transaction().execute(async (trx) => {
+    // A conflict, a deadlock or a serialization failure: the whole record again (the sends are not repeated).
+    for (let attempt = 0; ; attempt++) {
+      try {
+        return await this.recordOnce(outcomes)
+      } catch (error) {
+        const code = (error as { code?: string }).code
+        const transient = error instanceof WrongExpectedVersion || code === '40P01' || code === '40001'
+        if (!transient || attempt >= 4) throw error
+        await new Promise((r) => setTimeout(r, 10 * 2 ** attempt))
+      }
+    }
+  }
+
+  private async recordOnce(outcomes: readonly Outcome[]): Promise<void> {
+    await this.ctx.db.transaction().execute(async (trx) => {
       const serials = [...new Set(outcomes.filter((o) => o.events.length > 0).map((o) => o.job.serial))].sort()
       const versions = new Map<string, number>()
       if (serials.length > 0) {
@@ -187,9 +207,10 @@ export class DeliveryWorker {
           next_attempt_at = coalesce(v.next_at, d.next_attempt_at)
         from unnest(${outcomes.map((o) => o.job.id)}::bigint[], ${outcomes.map((o) => o.status)}::text[], ${outcomes.map((o) => o.provider ?? null)}::text[],
                     ${outcomes.map((o) => o.messageId ?? null)}::text[], ${outcomes.map((o) => o.next?.providerIndex ?? null)}::int[],
-                    ${outcomes.map((o) => o.next?.attempts ?? null)}::int[], ${outcomes.map((o) => o.next?.at ?? null)}::timestamptz[])
-          as v(id, status, provider, message_id, provider_index, attempts, next_at)
-        where d.id = v.id and d.status = 'sending'
+                    ${outcomes.map((o) => o.next?.attempts ?? null)}::int[], ${outcomes.map((o) => o.next?.at ?? null)}::timestamptz[],
+                    ${outcomes.map((o) => o.job.lease_until)}::timestamptz[])
+          as v(id, status, provider, message_id, provider_index, attempts, next_at, lease)
+        where d.id = v.id and d.status = 'sending' and d.lease_until = v.lease
         returning d.id, d.reported`.execute(trx)).rows
       const kept = new Map(updated.map((r) => [String(r.id), r.reported]))
       const byStream = new Map<string, TokenEvent[]>()
@@ -204,7 +225,7 @@ export class DeliveryWorker {
       if (byStream.size === 0) return
       await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true },
         [...byStream].map(([serial, events]) => ({ streamId: tokenStream(serial), expected: versions.get(serial)!, events })), workerMeta())
-    }))
+    })
     this.ctx.store.committed()
   }
 

@@ -37,7 +37,7 @@ const EMAIL = /^[^\s@<>()[\]\\,;:"]{1,64}@[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?(?
 export function parseEmail(address: string): string {
   const text = address.trim()
   if (!text) throw new BadDestination('Enter your email address.')
-  if (text.length > 254 || !EMAIL.test(text)) throw new BadDestination('Enter an email address like alice@example.com.')
+  if (text.length > 254 || !EMAIL.test(text) || /[\p{Cc}\p{Cf}]/u.test(text)) throw new BadDestination('Enter an email address like alice@example.com.')
   const [local, domain] = text.split('@') as [string, string]
   return `${local}@${domain.toLowerCase()}`
 }

@@ -9,7 +9,7 @@ import { loadToken } from '../../read-models/tokens.js'
 import { requireVerified, signedIn, type SignedInUser } from '../../routes/guards.js'
 import { page } from '../../routes/render.js'
 import { allowedKinds } from '../../routes/security-info/index.js'
-import { issueChallenge, registerSentCodeMethod, TooManySends, type SentKind } from './challenge.js'
+import { GatewayBusy, issueChallenge, registerSentCodeMethod, TooManySends, type SentKind } from './challenge.js'
 import { BadDestination, countries, parseEmail, parseMobile } from './destination.js'
 import { email, phone } from './kind.js'
 
@@ -39,6 +39,7 @@ export async function sendAndWait(app: FastifyInstance, request: FastifyRequest,
     // Not one of the user's phones or addresses: one answer, whatever it is.
     if (error instanceof SerialUnavailable) return { ok: false, status: 422, message: 'Choose one of your phones or email addresses.' }
     if (error instanceof TooManySends) return { ok: false, status: 429, message: error.message }
+    if (error instanceof GatewayBusy) return { ok: false, status: 503, message: error.message }
     if (error instanceof TokenError) return { ok: false, status: 422, message: error.message }
     throw error
   }
@@ -114,7 +115,7 @@ export default async function sentCodeRoutes(app: FastifyInstance, options: { at
       })
 
       // Another code: the newest is the only one that works.
-      steps.post(`${step.base}/resend`, async (request, reply) => {
+      steps.post(`${step.base}/resend`, { preHandler: options.attemptLimits }, async (request, reply) => {
         const e = enrollment(request)
         if (!e) return reply.redirect(step.base, 303)
         const sent = await sendAndWait(app, request, { serial: e.serial, userId: user(request).id, purpose: 'activation' })

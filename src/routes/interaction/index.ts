@@ -191,7 +191,9 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       // RFC 8176: a one-time password, from no particular device.
       return finishMfa(reply, d, user.id, { amr: ['otp'], restricted: true })
     }
-    if (!/^\d{6,8}$/.test(code)) return again(`Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
+    if (!/^\d{6,8}$/.test(code)) return again(methods.some((m) => m.send)
+      ? `Enter the ${codeLength(methods.map((m) => m.digits))} code from your token or the one we sent you.`
+      : `Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
     let used: TokenState
     try {
       used = await verifyCodeFromAny(app.commands, { userId: user.id, code, relyingApplication: clientId, level: requestedLevel(d.params),

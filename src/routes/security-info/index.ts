@@ -146,7 +146,9 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
       if (!(await useTemporaryCode(app.commands, { userId: u.id, code, relyingApplication: null }, meta))) return again("That code didn't work. Check the code and try again.")
     } else {
       if (methods.length === 0) return again('Enter the temporary code your administrator gave you (12 digits).')
-      if (!/^\d{6,8}$/.test(code)) return again(`Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
+      if (!/^\d{6,8}$/.test(code)) return again(methods.some((m) => m.kind === 'sms' || m.kind === 'email')
+      ? `Enter the ${codeLength(methods.map((m) => m.digits))} code from your token or the one we sent you.`
+      : `Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
       // A code from any of the user's tokens (as Enter code takes it).
       try {
         const used = await verifyCodeFromAny(app.commands, { userId: u.id, code, level: 'mfa' }, meta)

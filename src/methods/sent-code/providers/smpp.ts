@@ -23,7 +23,14 @@ export function smppProvider(config: { name: string; url: string; source?: strin
   function bind(): Promise<Session> {
     return new Promise<Session>((resolve, reject) => {
       const session = smpp.connect({ url: address, auto_enquire_link_period: 30_000, connectTimeout: timeoutMs })
+      // An SMS centre that takes the connection and never answers the bind: give up, and bind afresh next time.
+      const timer = setTimeout(() => {
+        session.destroy()
+        fail(new Error('the SMS centre did not answer the bind'))
+      }, timeoutMs)
+      timer.unref()
       const fail = (error: Error) => {
+        clearTimeout(timer)
         bound = null
         reject(error)
       }
@@ -35,6 +42,7 @@ export function smppProvider(config: { name: string; url: string; source?: strin
         if (receipt) for (const listener of receiptListeners) listener(receipt.id, receipt.delivered)
       })
       session.bind_transceiver({ system_id: decodeURIComponent(url.username), password: decodeURIComponent(url.password) }, (pdu) => {
+        clearTimeout(timer)
         session.off('error', fail)
         session.on('error', () => { bound = null })
         if (pdu.command_status !== 0) {
