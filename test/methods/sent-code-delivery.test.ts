@@ -243,6 +243,20 @@ t.test('a job whose code expired before any worker took it is recorded as expire
   t.equal(row.message, null, 'its message is erased')
 })
 
+t.test('ended jobs are forgotten after a day, the gateway-wide counts after an hour; pending jobs never', async (t) => {
+  const old = new Date(Date.now() - 2 * 86_400_000)
+  await sql`update deliveries set created_at = ${old} where id = (select min(id) from deliveries where status in ('sent', 'delivered'))`.execute(database.db)
+  await sql`insert into send_budget (minute, sent) values (${old}, 5) on conflict do nothing`.execute(database.db)
+  await sql`insert into deliveries (serial, challenge, user_id, channel, destination_hash, status, next_attempt_at, expires_at, created_at)
+    values ('X', 1, 'nobody', 'sms', '\\x00', 'pending', ${new Date(Date.now() + 86_400_000)}, ${new Date(Date.now() + 86_400_000)}, ${old})`.execute(database.db)
+  const count = async (q: string) => (await sql<{ n: number }>`select count(*)::int as n from deliveries where ${sql.raw(q)}`.execute(database.db)).rows[0]!.n
+  t.equal(await count(`created_at < now() - interval '1 day'`), 2)
+  await worker.prune()
+  t.equal(await count(`created_at < now() - interval '1 day'`), 1, 'the ended one went, the pending one stayed')
+  t.equal((await sql`select 1 from send_budget where minute = ${old}`.execute(database.db)).rows.length, 0)
+  await sql`delete from deliveries where serial = 'X'`.execute(database.db)
+})
+
 t.test('no code, phone number or address in any event or log line', async (t) => {
   const events = JSON.stringify((await sql`select data, metadata from events`.execute(database.db)).rows)
   const everything = events + logs.join('\n')

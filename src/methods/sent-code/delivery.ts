@@ -58,6 +58,7 @@ const workerMeta = (): EventMetadata => ({ correlationId: randomUUID(), causatio
 export class DeliveryWorker {
   private readonly settled = new EventEmitter()
   private timer: NodeJS.Timeout | null = null
+  private pruneTimer: NodeJS.Timeout | null = null
   private running: Promise<void> | null = null
   private again = false
   private stopped = false
@@ -74,8 +75,20 @@ export class DeliveryWorker {
     }
   }
 
-  /** Polls for due jobs (other processes' too) and runs a round at once when woken. */
+  /**
+   * Forgets what no budget counts any more: ended jobs after a day (budgets look back an hour), the
+   * gateway-wide counts after an hour. Any process may do it; doing it twice harms nothing.
+   */
+  async prune(): Promise<void> {
+    const now = this.ctx.now()
+    await sql`delete from deliveries where status not in ('pending', 'sending') and created_at < ${new Date(now.getTime() - 86_400_000)}`.execute(this.ctx.db)
+    await sql`delete from send_budget where minute < ${new Date(now.getTime() - 3_600_000)}`.execute(this.ctx.db)
+  }
+
+  /** Polls for due jobs (other processes' too) and runs a round at once when woken; prunes every 10 minutes. */
   start(): void {
+    this.pruneTimer = setInterval(() => void this.prune().catch((error) => this.options.log?.('delivery prune failed', { err: error })), 10 * 60_000)
+    this.pruneTimer.unref()
     const tick = () => {
       if (this.stopped) return
       this.wake()
@@ -107,6 +120,7 @@ export class DeliveryWorker {
   async stop(): Promise<void> {
     this.stopped = true
     if (this.timer) clearTimeout(this.timer)
+    if (this.pruneTimer) clearInterval(this.pruneTimer)
     await this.running
     await Promise.all(this.providers.map((p) => p.close().catch(() => {})))
   }
