@@ -16,14 +16,17 @@ export const MAX_CONFLICT_RETRIES = 3
 
 /**
  * Runs `attempt` (load, decide, append with the expected version) again when another writer got there
- * first, up to MAX_CONFLICT_RETRIES times; then the conflict goes to the caller.
+ * first, up to MAX_CONFLICT_RETRIES times; then the conflict goes to the caller. PostgreSQL's deadlock and
+ * serialization failures are the same thing said by the database: the transaction was rolled back whole.
  */
 export async function retryOnConflict<T>(attempt: () => Promise<T>): Promise<T> {
   for (let n = 0; ; n++) {
     try {
       return await attempt()
     } catch (error) {
-      if (error instanceof WrongExpectedVersion && n < MAX_CONFLICT_RETRIES) continue
+      const code = (error as { code?: unknown }).code
+      const conflict = error instanceof WrongExpectedVersion || code === '40P01' || code === '40001'
+      if (conflict && n < MAX_CONFLICT_RETRIES) continue
       throw error
     }
   }

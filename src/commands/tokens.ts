@@ -75,10 +75,7 @@ async function run(
     let after = state
     if (decision.events.length > 0) {
       try {
-        const change = methodChange(state, decision.events, meta)
-        after = change
-          ? await appendWithMethodChange(ctx, state, decision.events, change, meta)
-          : await appendTokenEvents(ctx, state, decision.events, meta)
+        after = await writeTokenEvents(ctx, state, decision.events, meta)
       } catch (error) {
         if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
         throw error
@@ -87,6 +84,16 @@ async function run(
     if (decision.refusal) throw decision.refusal
     return after
   }
+}
+
+/**
+ * A token's events at the version `before` holds: with the user's SignInMethodAdded or Removed (and its
+ * notice) in one transaction when they make the token a usable method or stop it being one; otherwise the
+ * one-statement write of the hot path.
+ */
+export async function writeTokenEvents(ctx: CommandContext, before: TokenState, events: readonly TokenEvent[], meta: EventMetadata): Promise<TokenState> {
+  const change = methodChange(before, events, meta)
+  return change ? appendWithMethodChange(ctx, before, events, change, meta) : appendTokenEvents(ctx, before, events, meta)
 }
 
 /** The token events that can make a token a usable method or stop it being one (not a verification's). */

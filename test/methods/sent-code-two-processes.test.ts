@@ -2,11 +2,7 @@
 // worker is gone (as if it died after issuing) are sent by the other; with both working, every job is handed
 // to the SMS centre once.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { promises as fs } from 'node:fs'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { sql } from 'kysely'
 import { setPolicy } from '../../src/commands/policies.js'
 import { DEFAULT_SETTINGS } from '../../src/domain/policy/events.js'
@@ -15,11 +11,10 @@ import { DeliveryWorker } from '../../src/methods/sent-code/delivery.js'
 import { makeProvider } from '../../plugins/delivery.js'
 import { addUser, testApp } from '../helpers/app.js'
 import { metadata } from '../helpers/database.js'
-import { TEST_DATA_DIR } from '../helpers/embedded-server.js'
 import { freePort } from '../helpers/net.js'
+import { startSecondGateway } from '../helpers/second-gateway.js'
 import { received, smscPeer } from '../helpers/peers.js'
 
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 const smsc = await smscPeer(t)
 const providers = JSON.stringify([{ name: 'smsc', type: 'smpp', url: smsc.url }])
 const [port1, port2] = [await freePort(), await freePort()]
@@ -53,17 +48,7 @@ t.test('codes issued while this process has no worker are sent by the other proc
   for (let i = 0; i < 5; i++) jobs.push(await issue())
   t.equal(smsc.messages.length, 0, 'nothing sent while no worker runs')
 
-  const dataDir = await fs.mkdtemp(path.join(TEST_DATA_DIR, 'second-'))
-  t.teardown(() => fs.rm(dataDir, { recursive: true, force: true }))
-  const env: Record<string, string> = { ...process.env as Record<string, string>, ...shared, DATABASE_URL: database.url, PORT: String(port2), TESSERA_DATA_DIR: dataDir, LOG_LEVEL: 'warn' }
-  delete env.NODE_OPTIONS
-  const second = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] })
-  t.teardown(() => new Promise<void>((resolve) => { second.once('exit', () => resolve()); second.kill('SIGTERM') }))
-  for (let i = 0; ; i++) {
-    if (await fetch(`http://127.0.0.1:${port2}/readyz`).then((r) => r.ok, () => false)) break
-    if (i > 300) throw new Error('the second gateway did not start')
-    await new Promise((r) => setTimeout(r, 100))
-  }
+  await startSecondGateway(t, { ...shared, DATABASE_URL: database.url }, port2)
   await received(smsc.messages, jobs.length, 10_000)
   t.equal(smsc.messages.length, jobs.length, 'every job sent, by the other process')
   t.equal(await accepted(jobs.length), jobs.length)

@@ -1,11 +1,7 @@
 // Two gateway processes sharing PostgreSQL and Redis: a code raced through both is accepted once,
 // and the rate limit counts attempts on both.
 import t from 'tap'
-import { spawn } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
-import { promises as fs } from 'node:fs'
-import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { sql } from 'kysely'
 import * as oidc from 'openid-client'
 import { registerClient } from '../../src/commands/clients.js'
@@ -13,13 +9,11 @@ import { activateToken } from '../../src/commands/tokens.js'
 import { LEVELS } from '../../src/oidc/provider.js'
 import { addUser, importEntra, testApp } from '../helpers/app.js'
 import { metadata } from '../helpers/database.js'
-import { TEST_DATA_DIR } from '../helpers/embedded-server.js'
 import { Agent } from '../helpers/http-agent.js'
 import { totpAt } from '../helpers/oathtool.js'
 import { freePort } from '../helpers/net.js'
+import { startSecondGateway } from '../helpers/second-gateway.js'
 import { SEED_B32, SEED_HEX } from '../fixtures/rfc-vectors.js'
-
-const ROOT = fileURLToPath(new URL('../..', import.meta.url))
 
 const [port1, port2] = [await freePort(), await freePort()]
 const PUBLIC = `http://127.0.0.1:${port1}`
@@ -33,17 +27,7 @@ const { app, database, clock } = await testApp(t, { ...shared, PORT: String(port
 await app.listen({ port: port1, host: '127.0.0.1' })
 
 // The second process: the real server entry point, on the same database.
-const dataDir = await fs.mkdtemp(path.join(TEST_DATA_DIR, 'second-'))
-t.teardown(() => fs.rm(dataDir, { recursive: true, force: true }))
-const env: Record<string, string> = { ...process.env as Record<string, string>, ...shared, DATABASE_URL: database.url, PORT: String(port2), TESSERA_DATA_DIR: dataDir, LOG_LEVEL: 'warn' }
-delete env.NODE_OPTIONS
-const second = spawn(process.execPath, ['--import', 'tsx', 'src/server.ts'], { cwd: ROOT, env, stdio: ['ignore', 'inherit', 'inherit'] })
-t.teardown(() => new Promise<void>((resolve) => { second.once('exit', () => resolve()); second.kill('SIGTERM') }))
-for (let i = 0; ; i++) {
-  if (await fetch(`http://127.0.0.1:${port2}/readyz`).then((r) => r.ok, () => false)) break
-  if (i > 300) throw new Error('the second gateway did not start')
-  await new Promise((r) => setTimeout(r, 100))
-}
+await startSecondGateway(t, { ...shared, DATABASE_URL: database.url }, port2)
 
 const NOW = Math.floor(Date.now() / 1000)
 clock.now = new Date(NOW * 1000)

@@ -1,5 +1,5 @@
 // A method that is sent codes: registered with its destination (sealed), then a code per challenge.
-// - A code is digits from the cryptographic source, the policy's length, valid the policy's minutes, kept
+// - A code is digits from the cryptographic source, the method's length, valid the policy's minutes, kept
 //   as a keyed hash with its challenge number. Only the newest challenge of a method counts; its number is
 //   what the token's replay guard compares, so a code is accepted once (domain/token/decide.ts).
 // - Issuing writes the challenge, the delivery job (the message sealed) and ChallengeIssued in one
@@ -15,16 +15,15 @@ import { retryOnConflict, type CommandContext } from '../../commands/context.js'
 import { policyAllows } from '../../domain/token/decide.js'
 import { NotAllowedByPolicy, SerialUnavailable, TokenDisabledError, TokenError, TokenLocked, TooManyAttempts } from '../../domain/token/errors.js'
 import { MAX_ACTIVATION_FAILURES } from '../../domain/token/decide.js'
-import { TooManyMethods } from '../../commands/tokens.js'
+import { TooManyMethods, writeTokenEvents } from '../../commands/tokens.js'
 import { tokenStream, type AssignedBy, type TokenEvent } from '../../domain/token/events.js'
 import type { TokenState } from '../../domain/token/state.js'
 import type { OtpCheck } from '../../domain/otp/otp.js'
 import type { EventMetadata } from '../../event-store/types.js'
 import { effectivePolicy } from '../../read-models/policies.js'
-import { activeTokensOfUser, loadToken, tokensOfUser } from '../../read-models/tokens.js'
+import { loadToken, tokensOfUser } from '../../read-models/tokens.js'
 import { maskEmail, maskMobile } from './destination.js'
-import { contactOf, methodChangeNotice, queueNotice } from '../../commands/contacts.js'
-import { userStream } from '../../domain/user/events.js'
+import { contactOf } from '../../commands/contacts.js'
 
 export type SentKind = 'sms' | 'email'
 
@@ -126,11 +125,11 @@ export async function issueChallenge(
     if (state.disabled) throw new TokenDisabledError()
     if (state.lockedUntil && state.lockedUntil > now) throw new TokenLocked(state.lockedUntil)
     if (!policyAllows(policy, state)) throw new NotAllowedByPolicy()
+    if (input.purpose === 'activation' && state.activationFailures >= MAX_ACTIVATION_FAILURES) throw new TooManyAttempts()
     const plain = ctx.vault.open(input.serial, sealed)
     const to = plain.toString('utf8')
     plain.fill(0)
     // The method's own length (fixed when it was added), whatever the policy says today.
-    if (input.purpose === 'activation' && state.activationFailures >= MAX_ACTIVATION_FAILURES) throw new TooManyAttempts()
     const digits = state.digits
     const code = String(randomInt(0, 10 ** digits)).padStart(digits, '0')
     const expiresAt = new Date(now.getTime() + policy.sentCodeMinutes * 60_000)
@@ -161,12 +160,11 @@ export async function issueChallenge(
         returning number`.execute(trx)).rows[0]!.number)
       // The whole message (where to, and the text holding the code) is sealed in the job: the worker needs nothing else.
       const message = ctx.vault.seal(deliveryAad(input.serial, number), Buffer.from(JSON.stringify({ to, subject: 'Your sign-in code', text }), 'utf8'))
+      // No notification: the page wakes this process's worker, and the others poll.
       const job = (await sql<{ id: string }>`
-        with job as (
-          insert into deliveries (serial, challenge, purpose, user_id, channel, destination_hash, source_ip, key_id, nonce, message, next_attempt_at, expires_at, created_at)
-          values (${input.serial}, ${number}, ${input.purpose}, ${input.userId}, ${state.kind}, ${hash}, ${input.sourceIp}, ${message.keyId}, ${message.nonce}, ${message.ciphertext},
-            ${now}, ${expiresAt}, ${now}) returning id)
-        select id, pg_notify('tessera_deliveries', id::text) from job`.execute(trx)).rows[0]!
+        insert into deliveries (serial, challenge, purpose, user_id, channel, destination_hash, source_ip, key_id, nonce, message, next_attempt_at, expires_at, created_at)
+        values (${input.serial}, ${number}, ${input.purpose}, ${input.userId}, ${state.kind}, ${hash}, ${input.sourceIp}, ${message.keyId}, ${message.nonce}, ${message.ciphertext},
+          ${now}, ${expiresAt}, ${now}) returning id`.execute(trx)).rows[0]!
       // The token's own write path: one statement, its row at the version read or a retry (as a verification).
       await appendTokenEvents({ ...ctx, db: trx }, state,
         [{ type: 'ChallengeIssued', data: { serial: input.serial, userId: input.userId, challenge: number, destination: state.destination ?? '', expiresAt: expiresAt.toISOString() } }], meta)
@@ -192,11 +190,6 @@ export async function challengeCheck(ctx: Pick<CommandContext, 'db' | 'vault'>, 
   return timingSafeEqual(given, row.code_hash) ? { valid: true, step: Number(row.number), drift: 0 } : { valid: false }
 }
 
-/** The user's active methods that are sent codes. */
-export async function sentCodeMethodsOf(ctx: Pick<CommandContext, 'db'>, userId: string): Promise<TokenState[]> {
-  return (await activeTokensOfUser(ctx.db, userId)).filter(isSentCode)
-}
-
 export class NoContact extends TokenError {
   override name = 'NoContact'
   constructor(kind: SentKind) {
@@ -215,17 +208,10 @@ export async function programSentCodeMethod(ctx: CommandContext, input: { userId
   const destination = input.kind === 'sms' ? contact.mobile : contact.email
   if (!destination) throw new NoContact(input.kind)
   const registered = await registerSentCodeMethod(ctx, { ...input, destination, by: 'admin' }, meta)
-  const now = ctx.now()
-  await ctx.db.transaction().execute(async (trx) => {
-    await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [
-      { streamId: tokenStream(registered.serial), expected: registered.version,
-        events: [{ type: 'TokenActivated', data: { serial: registered.serial, userId: input.userId, step: 0, drift: 0 } }] },
-      { streamId: userStream(input.userId), expected: 'any', events: [{ type: 'SignInMethodAdded', data: { userId: input.userId, serial: registered.serial, by: 'admin' } }] },
-    ], meta)
-    const label = input.kind === 'sms' ? 'Phone' : 'Email'
-    await queueNotice(trx, ctx.vault, { userId: input.userId, now,
-      ...methodChangeNotice({ added: true, method: `${label} (${registered.destination})`, byAdmin: true, sourceIp: meta.sourceIp, at: now }) })
+  // The token's write path adds SignInMethodAdded (by the admin) and the user's notice in the same transaction.
+  return retryOnConflict(async () => {
+    const { state } = await loadToken(ctx.db, registered.serial)
+    if (state.status === 'active') return state
+    return writeTokenEvents(ctx, state, [{ type: 'TokenActivated', data: { serial: state.serial, userId: input.userId, step: 0, drift: 0 } }], meta)
   })
-  ctx.store.committed()
-  return (await loadToken(ctx.db, registered.serial)).state
 }

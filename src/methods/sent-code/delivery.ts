@@ -2,19 +2,17 @@
 // - Any number of processes run it. A job is taken with FOR UPDATE SKIP LOCKED and a lease (a row, not a
 //   position in the log): jobs are independent, one slow SMS must not hold up the others, and each job
 //   carries its own tries, provider and next attempt, which a catch-up subscription's single checkpoint
-//   cannot. A process killed mid-send leaves the lease to run out; the job is then tried again (a provider
-//   may see a message twice only in that case).
+//   cannot. A process killed mid-send leaves the lease to run out; the job is then tried again.
 // - A provider that fails is tried once more after a short wait, then the next one; a refusal moves on at
-//   once. Nothing is tried after the code expired. Every try is an event on the method's stream, in the
-//   same transaction as the job's new state; the message (it holds the code) is erased once a provider
-//   took it or the job ended.
+//   once. Nothing is tried after the code expired. A round's tries are recorded together: each job's row
+//   and each try as an event on its method's stream, in one transaction; the message (it holds the code) is
+//   erased once a provider took it or the job ended.
 import { randomUUID, timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { sql } from 'kysely'
 import { appendStreamsWithProjections } from '../../commands/append.js'
 import { retryOnConflict, type CommandContext } from '../../commands/context.js'
 import { tokenStream, type TokenEvent } from '../../domain/token/events.js'
-import { WrongExpectedVersion } from '../../event-store/errors.js'
 import type { EventMetadata } from '../../event-store/types.js'
 import { ProviderRefused, type Provider } from './providers/provider.js'
 import { deliveryAad, noticeAad } from './challenge.js'
@@ -190,27 +188,8 @@ export class DeliveryWorker {
    * lease ran out keeps that process's outcome. A message is erased once its job ended.
    */
   private async record(outcomes: readonly Outcome[]): Promise<void> {
-    // A conflict, a deadlock or a serialization failure: the whole record again (the sends are not repeated).
-    for (let attempt = 0; ; attempt++) {
-      try {
-        return await this.recordOnce(outcomes)
-      } catch (error) {
-        const code = (error as { code?: string }).code
-        const transient = error instanceof WrongExpectedVersion || code === '40P01' || code === '40001'
-        if (!transient || attempt >= 4) throw error
-        await new Promise((r) => setTimeout(r, 10 * 2 ** attempt))
-      }
-    }
-  }
-
-  private async recordOnce(outcomes: readonly Outcome[]): Promise<void> {
-    await this.ctx.db.transaction().execute(async (trx) => {
-      const serials = [...new Set(outcomes.filter((o) => o.events.length > 0).map((o) => o.job.serial))].sort()
-      const versions = new Map<string, number>()
-      if (serials.length > 0) {
-        const rows = (await sql<{ serial: string; version: number }>`select serial, version from tokens where serial = any(${serials}::text[]) order by serial for update`.execute(trx)).rows
-        for (const r of rows) versions.set(r.serial, r.version)
-      }
+    // A conflict or a deadlock rolls it all back: recorded again (the sends are not repeated).
+    await retryOnConflict(() => this.ctx.db.transaction().execute(async (trx) => {
       const updated = (await sql<{ id: string; reported: boolean }>`
         update deliveries d set lease_until = null,
           status = case when v.status = 'sent' and d.reported then 'delivered' else v.status end,
@@ -229,7 +208,7 @@ export class DeliveryWorker {
       const kept = new Map(updated.map((r) => [String(r.id), r.reported]))
       const byStream = new Map<string, TokenEvent[]>()
       for (const o of outcomes) {
-        if (!kept.has(o.job.id) || o.events.length === 0 || !versions.has(o.job.serial)) continue
+        if (!kept.has(o.job.id) || o.events.length === 0) continue
         // The provider's delivery report came first (Kannel may call back before we have its answer).
         const early: TokenEvent[] = o.status === 'sent' && kept.get(o.job.id)
           ? [{ type: 'CodeDelivered', data: { serial: o.job.serial, challenge: Number(o.job.challenge), provider: o.provider!, messageId: o.messageId ?? `job-${o.job.id}` } }]
@@ -237,9 +216,11 @@ export class DeliveryWorker {
         byStream.set(o.job.serial, [...(byStream.get(o.job.serial) ?? []), ...o.events, ...early])
       }
       if (byStream.size === 0) return
+      // At the streams' next versions: the shared write path locks the tokens' rows first (commands/append.ts),
+      // so no verification or other writer gets in between.
       await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true },
-        [...byStream].map(([serial, events]) => ({ streamId: tokenStream(serial), expected: versions.get(serial)!, events })), workerMeta())
-    })
+        [...byStream].map(([serial, events]) => ({ streamId: tokenStream(serial), expected: 'any' as const, events })), workerMeta())
+    }))
     this.ctx.store.committed()
   }
 
@@ -276,9 +257,7 @@ export class DeliveryWorker {
         : sql<{ serial: string; challenge: string | null }>`update deliveries set status = 'delivered'
             where provider = ${provider} and message_id = ${messageId} and status = 'sent' returning serial, challenge`).execute(trx)).rows[0]
       if (!job || job.challenge === null) return
-      const row = (await sql<{ version: number }>`select version from tokens where serial = ${job.serial} for update`.execute(trx)).rows[0]
-      if (!row) return
-      await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(job.serial), expected: row.version,
+      await appendStreamsWithProjections({ ...this.ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(job.serial), expected: 'any',
         events: [{ type: 'CodeDelivered', data: { serial: job.serial, challenge: Number(job.challenge), provider, messageId } }] }], workerMeta())
     }))
     this.ctx.store.committed()

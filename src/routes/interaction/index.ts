@@ -21,7 +21,7 @@ import { passwordSignIn } from '../sign-in.js'
 import { errorPage, page } from '../render.js'
 import { kindOf, methodName } from '../../methods/index.js'
 import { codeLength } from '../words.js'
-import { methodChoice } from '../../methods/sent-code/choice.js'
+import { methodChoice, sendable } from '../../methods/sent-code/choice.js'
 import { sendAndWait } from '../../methods/sent-code/routes.js'
 
 type Provider = Awaited<ReturnType<FastifyInstance['oidcProvider']>>
@@ -113,7 +113,7 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     const methods = (await activeMethods(userId)).filter((m) => !strict || !m.restricted)
     const name = await clientName(d)
     if (methods.length === 0) return page(request, reply, 'interaction/no-method', { title: 'Add a sign-in method', uid: d.uid, clientName: name, errors: extra.errors ?? {} }, status)
-    return page(request, reply, 'interaction/code', { title: 'Enter code', uid: d.uid, clientName: name, methods, sent: extra.sent, errors: extra.errors ?? {},
+    return page(request, reply, 'interaction/code', { title: 'Enter code', uid: d.uid, clientName: name, methods, targets: sendable(methods), sent: extra.sent, errors: extra.errors ?? {},
       sendAction: `/interaction/${d.uid}/send`, strict }, status)
   }
 

@@ -21,7 +21,7 @@ import { page } from '../render.js'
 import { codeLength } from '../words.js'
 import hardwareTokenRoutes from './hardware-token.js'
 import sentCodeRoutes, { sendAndWait } from '../../methods/sent-code/routes.js'
-import { methodChoice } from '../../methods/sent-code/choice.js'
+import { methodChoice, sendable } from '../../methods/sent-code/choice.js'
 import { kindOf, METHOD_KINDS, methodName, type MethodKind } from '../../methods/index.js'
 
 /** The kinds of method the user's effective policy lets them add, in the registry's order. */
@@ -121,7 +121,8 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
   // admin) before a change to the methods, or before a staff page opens.
   const verifyPage = async (request: FastifyRequest, reply: FastifyReply, extra: Record<string, unknown> = {}, status = 200) => {
     const methods = await activeMethods(user(request).id)
-    return page(request, reply, 'security-info/verify', { title: 'Verify your identity', methods: methods.map(methodChoice), purpose: purposeOf(request),
+    const choices = methods.map(methodChoice)
+    return page(request, reply, 'security-info/verify', { title: 'Verify your identity', methods: choices, targets: sendable(choices), purpose: purposeOf(request),
       sendAction: '/security-info/verify/send', ...extra }, status)
   }
 
