@@ -24,6 +24,7 @@ import { effectivePolicy } from '../../read-models/policies.js'
 import { loadToken, tokensOfUser } from '../../read-models/tokens.js'
 import { maskEmail, maskMobile } from './destination.js'
 import { contactOf } from '../../commands/contacts.js'
+import type { Executor } from '../../read-models/database.js'
 
 export type SentKind = 'sms' | 'email'
 
@@ -68,6 +69,36 @@ export class GatewayBusy extends TokenError {
 const destinationHash = (ctx: Pick<CommandContext, 'vault'>, destination: string) => ctx.vault.keyedHash('destination', destination)
 /** A code's keyed hash, bound to its method; which challenge it answers is the row's number. */
 const codeHash = (ctx: Pick<CommandContext, 'vault'>, serial: string, code: string) => ctx.vault.keyedHash('code', `${serial}\u0000${code}`)
+
+/**
+ * The send budget for a user, a destination and a source address (the hour's counts): the refusal, or null.
+ * Inside issueChallenge it runs under the per-user and per-destination locks; before a registration it runs
+ * without them, so that a refused number is not even registered.
+ */
+export async function sendRefusal(
+  db: Executor, input: { userId: string; hash: Buffer; sourceIp: string | null; now: Date; lock?: boolean },
+  limits: { sendsPerHour: number; sendsPerAddressPerHour: number },
+): Promise<TooManySends | null> {
+  const hourAgo = new Date(input.now.getTime() - 3_600_000)
+  const locks = input.lock
+    ? sql`select pg_advisory_xact_lock(hashtext(${`sends:${input.userId}`})), pg_advisory_xact_lock(hashtext(${`sends:${input.hash.toString('hex')}`}))`
+    : sql`select 1`
+  const counts = (await sql<{ user: number; destination: number; source: number; first: Date | null }>`
+    with locked as (${locks})
+    select (select count(*)::int from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as user,
+           (select count(*)::int from deliveries where destination_hash = ${input.hash} and created_at > ${hourAgo} and challenge is not null
+              and (purpose = 'sign-in' or user_id = ${input.userId})) as destination,
+           (select count(*)::int from deliveries where source_ip = ${input.sourceIp} and created_at > ${hourAgo} and challenge is not null) as source,
+           (select min(created_at) from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as first
+    from locked`.execute(db)).rows[0]!
+  if (counts.user >= limits.sendsPerHour || counts.destination >= limits.sendsPerHour) {
+    return new TooManySends(Math.max(1, Math.ceil(((counts.first?.getTime() ?? input.now.getTime()) + 3_600_000 - input.now.getTime()) / 60_000)))
+  }
+  if (input.sourceIp && counts.source >= limits.sendsPerAddressPerHour) return new TooManySends(60)
+  return null
+}
+
+export const destinationHashOf = destinationHash
 
 /**
  * Registers a phone or an e-mail address as a method of the user, not yet active (TokenRegistered): its
@@ -138,19 +169,10 @@ export async function issueChallenge(
       : `Your Tessera sign-in code is ${code}.\n\nIt expires in ${policy.sentCodeMinutes} minutes. If you did not ask for it, someone has your password: change it and tell your administrator.`
     const hash = destinationHash(ctx, to)
     const result = await ctx.db.transaction().execute(async (trx) => {
-      // One user's sends are counted one at a time, on every process: the lock first, then the counts.
-      const hourAgo = new Date(now.getTime() - 3_600_000)
-      const counts = (await sql<{ user: number; destination: number; source: number; first: Date | null }>`
-        with locked as (select pg_advisory_xact_lock(hashtext(${`sends:${input.userId}`})), pg_advisory_xact_lock(hashtext(${`sends:${hash.toString('hex')}`})))
-        select (select count(*)::int from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as user,
-               (select count(*)::int from deliveries where destination_hash = ${hash} and created_at > ${hourAgo} and challenge is not null
-                  and (purpose = 'sign-in' or user_id = ${input.userId})) as destination,
-               (select count(*)::int from deliveries where source_ip = ${input.sourceIp} and created_at > ${hourAgo} and challenge is not null) as source,
-               (select min(created_at) from deliveries where user_id = ${input.userId} and created_at > ${hourAgo} and challenge is not null) as first
-        from locked`.execute(trx)).rows[0]!
-      const waitMinutes = () => Math.max(1, Math.ceil(((counts.first?.getTime() ?? now.getTime()) + 3_600_000 - now.getTime()) / 60_000))
-      if (counts.user >= policy.sendsPerHour || counts.destination >= policy.sendsPerHour) throw new TooManySends(waitMinutes())
-      if (input.sourceIp && counts.source >= limits.sendsPerAddressPerHour) throw new TooManySends(60)
+      // One user's and one destination's sends are counted one at a time, on every process.
+      const refusal = await sendRefusal(trx, { userId: input.userId, hash, sourceIp: input.sourceIp, now, lock: true },
+        { sendsPerHour: policy.sendsPerHour, sendsPerAddressPerHour: limits.sendsPerAddressPerHour })
+      if (refusal) throw refusal
 
       // The challenge's number only grows, past the last one accepted: one statement makes and returns it.
       const number = Number((await sql<{ number: string }>`insert into challenges (serial, number, code_hash, expires_at, issued_at)

@@ -9,7 +9,8 @@ import { loadToken } from '../../read-models/tokens.js'
 import { requireVerified, signedIn, type SignedInUser } from '../../routes/guards.js'
 import { page } from '../../routes/render.js'
 import { allowedKinds } from '../../routes/security-info/index.js'
-import { GatewayBusy, issueChallenge, registerSentCodeMethod, TooManySends, type SentKind } from './challenge.js'
+import { destinationHashOf, GatewayBusy, issueChallenge, registerSentCodeMethod, sendRefusal, TooManySends, type SentKind } from './challenge.js'
+import { effectivePolicy } from '../../read-models/policies.js'
 import { BadDestination, countries, parseEmail, parseMobile } from './destination.js'
 import { email, phone } from './kind.js'
 
@@ -88,6 +89,10 @@ export default async function sentCodeRoutes(app: FastifyInstance, options: { at
           if (error instanceof BadDestination) return destinationPage(request, reply, { values, errors: { [kind === 'sms' ? 'number' : 'address']: error.message } }, 422)
           throw error
         }
+        // Over a send budget: refused before anything is registered.
+        const refusal = await sendRefusal(app.db, { userId: u.id, hash: destinationHashOf(app.commands, destination), sourceIp: request.ip ?? null, now: app.commands.now() },
+          { sendsPerHour: (await effectivePolicy(app.db, u.id)).settings.sendsPerHour, sendsPerAddressPerHour: app.config.delivery.sendsPerAddressPerHour })
+        if (refusal) return destinationPage(request, reply, { values, errors: { form: refusal.message } }, 429)
         let serial: string
         try {
           serial = (await registerSentCodeMethod(app.commands, { userId: u.id, kind, destination }, app.eventMetadata(request, { type: 'user', id: u.id }))).serial
