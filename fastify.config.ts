@@ -29,6 +29,8 @@ export interface AppConfig {
   upstream: UpstreamConfig | null
   /** Where sent codes go (methods/sent-code): providers in failover order per channel, and the gateway-wide send budgets. */
   delivery: DeliveryConfig
+  /** The organisation's name, as authenticator apps show it beside the account (the otpauth issuer). */
+  organization: string
 }
 
 export type ProviderConfig =
@@ -110,7 +112,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     sessionKey: optional(env, 'TESSERA_SESSION_KEY'),
     upstream: upstreamConfig(env),
     delivery: deliveryConfig(env),
+    organization: organization(optional(env, 'TESSERA_ORGANIZATION')),
   }
+}
+
+function organization(value: string | null): string {
+  if (value === null) return 'Tessera'
+  // The otpauth label is "issuer:account": a colon would split it elsewhere.
+  if (value.length > 64 || /[:\p{Cc}]/u.test(value)) throw new ConfigError('TESSERA_ORGANIZATION must be 1 to 64 printable characters without a colon')
+  return value
 }
 
 function trustProxy(value: string | null): boolean | string | number {

@@ -29,6 +29,10 @@ declare module '@fastify/secure-session' {
     tokenVerifiedAt: number
     /** Adding a phone or an e-mail address, between its steps (methods/sent-code/routes.ts). */
     enrollSent: { kind: 'sms' | 'email'; serial: string; at: number }
+    /** Setting up an authenticator app on Security info: the set-up's handle (methods/authenticator-app). */
+    enrollApp: { handle: string; at: number }
+    /** Redeeming an activation code at /activate: the set-up it made, for the app's first code (no session). */
+    activation: { handle: string; userId: string; at: number }
     /** The hardware token flow between its steps. */
     enroll: { serial: string; name?: string; claimedAt: number }
     /** Where to go after signing in or entering a code. */

@@ -12,12 +12,14 @@ import rateLimitPlugin from '../plugins/rate-limit.js'
 import securityHeadersPlugin from '../plugins/security-headers.js'
 import sessionPlugin from '../plugins/session.js'
 import deliveryPlugin from '../plugins/delivery.js'
+import softwareTokensPlugin from '../plugins/software-tokens.js'
 import viewsPlugin from '../plugins/views.js'
 import formbody from '@fastify/formbody'
 import healthRoutes from './routes/health.js'
 import passwordRoutes from './routes/password.js'
 import loginRoutes from './routes/login.js'
 import securityInfoRoutes from './routes/security-info/index.js'
+import { activateRoutes } from './methods/authenticator-app/routes.js'
 import adminApiRoutes from './routes/admin/api.js'
 import adminPageRoutes from './routes/admin/pages.js'
 import interactionRoutes from './routes/interaction/index.js'
@@ -51,6 +53,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(csrfPlugin)
   await fastify.register(rateLimitPlugin)
   await fastify.register(deliveryPlugin)
+  await fastify.register(softwareTokensPlugin)
   await fastify.register(viewsPlugin)
   await fastify.register(oidcPlugin)
   await fastify.register(openapiPlugin)
@@ -97,6 +100,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(passwordRoutes)
   await fastify.register(upstreamRoutes)
   await fastify.register(securityInfoRoutes)
+  await fastify.register(activateRoutes)
   await fastify.register(adminApiRoutes)
   await fastify.register(adminPageRoutes)
   await fastify.register(interactionRoutes)

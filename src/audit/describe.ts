@@ -14,8 +14,9 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
   const actor = e.metadata.actor.type === 'user' ? who(e.metadata.actor.id)
     : e.metadata.actor.type === 'admin' ? `admin ${e.metadata.actor.id}` : `${e.metadata.actor.type} ${e.metadata.actor.id}`
   const serial = String(d.serial ?? e.streamId.replace(/^token-/, ''))
-  // A phone or e-mail method's serial says which it is; every other token is a hardware one.
-  const token = serial.startsWith('PHONE-') ? `phone ${serial}` : serial.startsWith('EMAIL-') ? `email method ${serial}` : `hardware token ${serial}`
+  // A phone, e-mail or software method's serial says which it is; every other token is a hardware one.
+  const token = serial.startsWith('PHONE-') ? `phone ${serial}` : serial.startsWith('EMAIL-') ? `email method ${serial}`
+    : serial.startsWith('APP-') ? `software token ${serial}` : `hardware token ${serial}`
   const app = d.relyingApplication ?? e.metadata.relyingApplication
   switch (e.type) {
     case 'TokenImported':
@@ -61,6 +62,16 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       return `${token} locked after ${d.failures} wrong codes, until ${d.until}`
     case 'TokenUnlocked':
       return `${actor} unlocked ${token}`
+    case 'SoftwareTokenCreated':
+      return `${who(d.userId)} set up ${token} in an authenticator app (TOTP ${d.algorithm} ${d.digits} digits, ${d.period} s)${d.activationCode ? ` with activation code ${d.activationCode}` : ''}`
+    case 'ActivationCodeRequested':
+      return d.by === 'self' ? `${who(d.userId)} requested a software token (activation code ${d.code})` : `${actor} requested a software token for ${who(d.userId)} (activation code ${d.code})`
+    case 'ActivationCodeIssued':
+      return `activation code ${d.code} for ${who(d.userId)} was ${d.delivery === 'email' ? `sent by email to ${d.to}` : 'shown once to whoever asked'}, valid until ${d.expiresAt}`
+    case 'ActivationCodeRedeemed':
+      return `${who(d.userId)} redeemed activation code ${d.code} with their password; a key was made for software token ${d.serial}`
+    case 'ActivationCodeExpired':
+      return `activation code ${d.code} for ${who(d.userId)} ${({ expired: 'expired unused', replaced: 'was replaced by a newer one', 'account-deleted': 'ended with the account' } as Record<string, string>)[d.reason] ?? 'ended'}`
     case 'TokenRegistered':
       return `${d.by === 'self' ? who(d.userId) : actor} registered ${token} (${d.destination}) for ${who(d.userId)}, waiting for its first code`
     case 'ChallengeIssued':
@@ -106,7 +117,8 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
       const s = d.settings ?? {}
       return `${actor} ${e.type === 'PolicyCreated' ? 'created' : 'changed'} security policy ${d.policyId} '${d.name}' (methods ${(s.methods ?? []).join(', ')}; `
         + `${(s.digits ?? []).join(' or ')} digits; window ${s.totpWindow}; lock after ${s.lockThreshold} failures for ${s.lockSeconds} s; `
-        + `${s.maxMethods} methods at most; temporary codes up to ${s.temporaryCodeMaxDays} days)`
+        + `${s.maxMethods} methods at most; temporary codes up to ${s.temporaryCodeMaxDays} days`
+        + `${s.activationCodeDays ? `; activation codes ${s.activationCodeDays} days${s.userRequestsSoftwareTokens ? ', users may request them' : ''}` : ''})`
     }
     case 'PolicyAssigned':
     case 'PolicyUnassigned': {

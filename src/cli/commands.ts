@@ -1,4 +1,6 @@
 // The `tessera` subcommands that change things: tokens, users, keys, API keys.
+import { findUserByUpn } from '../read-models/users.js'
+import { ActivationRefused, formatActivationCode, requestActivationCode } from '../methods/authenticator-app/activation-codes.js'
 import { createReadStream, createWriteStream, existsSync } from 'node:fs'
 import { exportEventsTo, type ExportFormat } from '../audit/export.js'
 import { INSTANT_EXAMPLE, parseInstant } from '../audit/instant.js'
@@ -179,6 +181,30 @@ export async function tokensLifecycle(io: Io, action: 'unlock' | 'release' | 're
     return 0
   } catch (error) {
     if (error instanceof TokenError) throw new CliError(error.message, 1)
+    throw error
+  } finally {
+    await ctx.close()
+  }
+}
+
+/** tessera tokens request-software UPN [--show]: an activation code, e-mailed to the user or printed once. */
+export async function tokensRequestSoftware(io: Io, upn: string | undefined, show: boolean): Promise<number> {
+  if (!upn) throw new CliError('tessera tokens request-software needs a user: tessera tokens request-software alice@example.com [--show]')
+  const ctx = await openContext()
+  try {
+    const user = await findUserByUpn(ctx.db, upn)
+    if (!user) throw new CliError(`no user ${upn}`, 1)
+    const issued = await requestActivationCode(ctx.commands(), { userId: user.id, by: 'admin', delivery: show ? 'shown' : 'auto',
+      activateUrl: `${ctx.config.publicUrl}/activate` }, ctx.meta())
+    if (issued.code) {
+      io.out(`activation code for ${user.upn} (shown once; it works once, until ${issued.expiresAt.toISOString()}, at ${ctx.config.publicUrl}/activate):`)
+      io.out(formatActivationCode(issued.code))
+    } else {
+      io.out(`activation code ${issued.id} for ${user.upn} sent by email to ${issued.to}; it works once, until ${issued.expiresAt.toISOString()}`)
+    }
+    return 0
+  } catch (error) {
+    if (error instanceof ActivationRefused) throw new CliError(error.message, 1)
     throw error
   } finally {
     await ctx.close()

@@ -5,7 +5,7 @@ import { sql } from 'kysely'
 import { verifyChains } from '../event-store/verify.js'
 import { allProjections, projectionNamed } from '../projections/index.js'
 import { rebuildProjection } from '../projections/rebuild.js'
-import { apiKeysCreate, apiKeysRevoke, clientsAdd, keysRotate, keysRotateSigning, tokensImport, tokensLifecycle, usersAccount, usersAdd, usersGrant, auditReplay, auditExport, type Io } from './commands.js'
+import { apiKeysCreate, apiKeysRevoke, clientsAdd, keysRotate, keysRotateSigning, tokensImport, tokensLifecycle, tokensRequestSoftware, usersAccount, usersAdd, usersGrant, auditReplay, auditExport, type Io } from './commands.js'
 import { CliError, openContext } from './context.js'
 
 const USAGE = `usage: tessera <command>
@@ -25,6 +25,9 @@ const USAGE = `usage: tessera <command>
   tokens release SERIAL            release a token its user removed, back to the claimable inventory
   tokens revoke SERIAL --reason lost|stolen|retired|compromised
                                    revoke a token for good and destroy its seed
+  tokens request-software UPN [--show]
+                                   an activation code for a software token, e-mailed to the user
+                                   (or printed once with --show, or when they have no address)
   users add UPN --name NAME --password-stdin [--email ADDRESS] [--phone +NUMBER]
                                    add a local user; the password is read from standard input;
                                    the address and number are where codes and notices can go
@@ -130,6 +133,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
         'redirect-uri': { type: 'string', multiple: true },
         public: { type: 'boolean' },
         yes: { type: 'boolean' },
+        show: { type: 'boolean' },
         email: { type: 'string' },
         phone: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -152,6 +156,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     if (command === 'audit' && sub === 'export' && !arg) return await auditExport(io, values)
     if (command === 'tokens' && sub === 'import' && extra.length === 0) return await tokensImport(io, arg, values.format)
     if (command === 'tokens' && (sub === 'unlock' || sub === 'release' || sub === 'revoke') && extra.length === 0) return await tokensLifecycle(io, sub, arg, values.reason)
+    if (command === 'tokens' && sub === 'request-software' && extra.length === 0) return await tokensRequestSoftware(io, arg, !!values.show)
     if (command === 'users' && sub === 'grant' && extra.length === 0) return await usersGrant(io, arg, values.role)
     if (command === 'users' && (sub === 'reset-password' || sub === 'delete') && extra.length === 0) return await usersAccount(io, sub, arg, !!values.yes)
     if (command === 'users' && sub === 'add' && extra.length === 0) return await usersAdd(io, arg, values.name, !!values['password-stdin'], { email: values.email, phone: values.phone })

@@ -50,10 +50,13 @@ export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now
     const writes: StreamWrite[] = []
     const userEvents: UserEvent[] = []
     const taken: string[] = []
+    const destroyed: string[] = []
     for (const token of await tokensOfUser(ctx.db, user.id)) {
       if (token.status !== 'assigned' && token.status !== 'active') continue
       const { events } = decide(token, { type: 'UnassignToken', data: { userId: user.id, by: 'admin', held: true } })
       writes.push({ streamId: tokenStream(token.serial), expected: token.version, events })
+      // A software token is retired with its key, not held (domain/token/decide.ts).
+      if (events.some((e) => e.type === 'TokenSecretDestroyed')) destroyed.push(token.serial)
       if (token.status === 'active') userEvents.push({ type: 'SignInMethodRemoved', data: { userId: user.id, serial: token.serial, by: 'admin' } })
       taken.push(token.serial)
     }
@@ -67,11 +70,16 @@ export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now
     writes.push({ streamId: userStream(user.id), expected: user.version, events: userEvents })
     await ctx.db.transaction().execute(async (trx) => {
       await assertAnotherAdmin(trx, user)
+      // Activation codes not yet redeemed end with the account (before UserDeleted, the stream's last event).
+      const ended = await sql<{ id: string }>`update activation_codes set status = 'ended' where user_id = ${user.id} and status = 'issued' returning id`.execute(trx)
+      userEvents.splice(userEvents.length - 1, 0, ...ended.rows.map((r): UserEvent => ({ type: 'ActivationCodeExpired', data: { userId: user.id, code: r.id, reason: 'account-deleted' } })))
       await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, writes, meta)
       await sql`delete from user_credentials where user_id = ${user.id}`.execute(trx)
       await sql`delete from temporary_codes where user_id = ${user.id}`.execute(trx)
       await sql`delete from upstream_links where user_id = ${user.id}`.execute(trx)
       await sql`delete from user_contacts where user_id = ${user.id}`.execute(trx)
+      if (destroyed.length > 0) await sql`delete from token_secrets where serial = any(${destroyed}::text[])`.execute(trx)
+      await sql`delete from software_setups where user_id = ${user.id}`.execute(trx)
       await endSignIns(trx, user.id, ctx.now())
     })
     ctx.store.committed()

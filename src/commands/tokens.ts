@@ -16,9 +16,11 @@ import { loadToken, activeTokensOfUser } from '../read-models/tokens.js'
 import { appendTokenEvents } from './token-writer.js'
 import { appendStreamsWithProjections } from './append.js'
 import { tokenStream, type TokenEvent } from '../domain/token/events.js'
-import { evolve } from '../domain/token/state.js'
+import { evolve, otpTypeOf } from '../domain/token/state.js'
 import { userStream, type MethodChangedBy, type UserEvent } from '../domain/user/events.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
+import { sql } from 'kysely'
+import type { Executor } from '../read-models/database.js'
 import { challengeCheck, isSentCode } from '../methods/sent-code/challenge.js'
 import { kindOf, methodName } from '../methods/index.js'
 import { methodChangeNotice, queueNotice } from './contacts.js'
@@ -104,7 +106,7 @@ const ACTIVENESS_EVENTS: ReadonlySet<TokenEvent['type']> = new Set(['TokenActiva
  * stop it being one (removed, unassigned, revoked), or null. Verification never changes that, so the hot
  * path keeps its one-statement write.
  */
-function methodChange(before: TokenState, events: readonly TokenEvent[], meta: EventMetadata): UserEvent | null {
+export function methodChange(before: TokenState, events: readonly TokenEvent[], meta: EventMetadata): UserEvent | null {
   if (!events.some((e) => ACTIVENESS_EVENTS.has(e.type))) return null
   let after = before
   for (const e of events) after = evolve(after, e, new Date(0))
@@ -118,22 +120,43 @@ function methodChange(before: TokenState, events: readonly TokenEvent[], meta: E
   return null
 }
 
+/**
+ * Room for one more method under the user's policy (maxMethods), counted under a per-user lock held to the
+ * commit: of two methods added at once on any process, the second sees the first.
+ */
+async function assertRoomForMethod(trx: Executor, userId: string, serial: string): Promise<void> {
+  await sql`select pg_advisory_xact_lock(hashtext(${`methods:${userId}`}))`.execute(trx)
+  const [active, policy] = await Promise.all([activeTokensOfUser(trx, userId), effectivePolicy(trx, userId)])
+  if (active.filter((t) => t.serial !== serial).length >= policy.settings.maxMethods) throw new TooManyMethods(policy.settings.maxMethods)
+}
+
+/**
+ * In the caller's transaction: the token's events (from `expected`), the user's event, a destroyed seed's
+ * row, and the user's notice (sent if and only if this commits); a method added is counted first.
+ */
+export async function writeWithMethodChange(
+  ctx: CommandContext, before: TokenState, events: readonly TokenEvent[], change: UserEvent, meta: EventMetadata,
+  expected: number | 'no-stream' = before.version,
+) {
+  const d = change.data as { userId: string; by: string }
+  if (change.type === 'SignInMethodAdded') await assertRoomForMethod(ctx.db, d.userId, before.serial)
+  const [token] = await appendStreamsWithProjections({ ...ctx, deferCommit: true }, [
+    { streamId: tokenStream(before.serial), expected, events },
+    { streamId: userStream(d.userId), expected: 'any', events: [change] },
+  ], meta)
+  if (events.some((e) => e.type === 'TokenSecretDestroyed')) await sql`delete from token_secrets where serial = ${before.serial}`.execute(ctx.db)
+  let after = before
+  for (const e of events) after = evolve(after, e, new Date(0))
+  const notice = methodChangeNotice({ added: change.type === 'SignInMethodAdded', method: describeMethod(change.type === 'SignInMethodAdded' ? after : before), byAdmin: d.by === 'admin', sourceIp: meta.sourceIp, at: ctx.now() })
+  await queueNotice(ctx.db, ctx.vault, { userId: d.userId, ...notice, now: ctx.now() })
+  return token!
+}
+
 /** The token's events and the user's event in one transaction: both or neither (and a revoked seed with them). */
 async function appendWithMethodChange(
   ctx: CommandContext, before: TokenState, events: readonly TokenEvent[], change: UserEvent, meta: EventMetadata,
 ): Promise<TokenState> {
-  const written = await ctx.db.transaction().execute(async (trx) => {
-    const [token] = await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [
-      { streamId: tokenStream(before.serial), expected: before.version, events },
-      { streamId: userStream((change.data as { userId: string }).userId), expected: 'any', events: [change] },
-    ], meta)
-    if (events.some((e) => e.type === 'TokenSecretDestroyed')) await trx.deleteFrom('token_secrets').where('serial', '=', before.serial).execute()
-    // The user hears of it by e-mail too (sent if and only if this commits).
-    const d = change.data as { userId: string; by: string }
-    const notice = methodChangeNotice({ added: change.type === 'SignInMethodAdded', method: describeMethod(before), byAdmin: d.by === 'admin', sourceIp: meta.sourceIp, at: ctx.now() })
-    await queueNotice(trx, ctx.vault, { userId: d.userId, ...notice, now: ctx.now() })
-    return token!
-  })
+  const written = await ctx.db.transaction().execute((trx) => writeWithMethodChange({ ...ctx, db: trx }, before, events, change, meta))
   ctx.store.committed()
   let after = before
   for (const e of written.events) after = evolve(after, { type: e.type, data: e.data } as TokenEvent, e.recordedAt)
@@ -148,8 +171,9 @@ export const HOTP_LOOK_AHEAD = 10
  */
 export function checkCode(state: TokenState, seed: Buffer, code: string, nowSeconds: number, window: { steps: number; lookAhead: number }): OtpCheck {
   try {
-    if (state.kind === 'hotp') return checkHotp(seed, { ...state, kind: 'hotp' }, code, state.counter ?? 0, window.lookAhead)
-    if (state.kind === 'totp') return checkTotp(seed, { ...state, kind: 'totp' }, code, nowSeconds, window.steps, state.drift)
+    const type = otpTypeOf(state)
+    if (type === 'hotp') return checkHotp(seed, { ...state, kind: 'hotp' }, code, state.counter ?? 0, window.lookAhead)
+    if (type === 'totp') return checkTotp(seed, { ...state, kind: 'totp' }, code, nowSeconds, window.steps, state.drift)
     // A method codes are sent to has no seed to compute them from: its challenge says (codeCheck).
     return { valid: false }
   } finally {
@@ -296,11 +320,12 @@ export async function resyncToken(ctx: CommandContext, input: { serial: string; 
   return run(ctx, input.serial, meta, (state, seed) => {
     const nowSeconds = ctx.now().getTime() / 1000
     const currentStep = state.kind === 'hotp' ? state.counter ?? 0 : Math.floor(nowSeconds / (state.period ?? 30))
-    // Only a hardware token has a clock or counter to drift.
-    if (state.status !== 'active' || isSentCode(state)) {
+    // Only a token that computes its codes has a clock or counter to drift (a fob, a phone's app).
+    const type = otpTypeOf(state)
+    if (state.status !== 'active' || type === null) {
       return { type: 'ResyncToken', data: { first: { valid: false }, second: { valid: false }, currentStep } }
     }
-    const otp = state as TokenState & { kind: 'totp' | 'hotp' }
+    const otp = { ...state, kind: type }
     const key = seed()
     try {
       const first = otp.kind === 'hotp'

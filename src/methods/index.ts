@@ -1,12 +1,13 @@
 // Every kind of sign-in method the gateway knows, in the order Add sign-in method lists them.
 import type { TokenState } from '../domain/token/state.js'
+import { authenticatorApp } from './authenticator-app/kind.js'
 import { hardwareToken } from './hardware-token/kind.js'
 import { email, phone } from './sent-code/kind.js'
 import type { MethodKind } from './kind.js'
 
 export type { MethodKind } from './kind.js'
 
-export const METHOD_KINDS: readonly MethodKind[] = [hardwareToken, phone, email]
+export const METHOD_KINDS: readonly MethodKind[] = [authenticatorApp, hardwareToken, phone, email]
 
 /** The kind a token is of (every token is one). */
 export function kindOf(token: Pick<TokenState, 'kind'>): MethodKind {

@@ -73,6 +73,36 @@ export async function passwordSignIn(
   app: FastifyInstance, request: FastifyRequest, reply: FastifyReply,
   input: { upn: string; password: string; relyingApplication?: string | null; interactionUid?: string; returnTo?: string },
 ): Promise<SignInResult> {
+  const checked = await passwordCheck(app, request, input)
+  if (!('user' in checked)) return checked
+  const user = checked.user
+  const now = app.commands.now()
+  if (user.must_change) {
+    if (!user.password_expires_at || user.password_expires_at <= now) {
+      return { status: 403, message: 'Your temporary password has expired. Ask your administrator for a new one.' }
+    }
+    // No session yet: the temporary password opens only the page that replaces it.
+    request.session.regenerate()
+    const pending: PendingPasswordChange = { userId: user.id, since: user.password_updated_at!.getTime(), at: now.getTime(),
+      interactionUid: input.interactionUid, relyingApplication: input.relyingApplication ?? null, returnTo: input.returnTo }
+    request.session.set('passwordChange', pending)
+    return { changePassword: true }
+  }
+  const { password_hash: _, must_change: _m, password_expires_at: _e, password_updated_at: passwordAt, ...signedIn } = user
+  return { user: await completeSignIn(app, request, reply, signedIn,
+    { interactionUid: input.interactionUid, relyingApplication: input.relyingApplication ?? null, passwordAt }) }
+}
+
+type CheckedUser = NonNullable<Awaited<ReturnType<typeof findUserByUpn>>>
+
+/**
+ * The password step's check alone, under the limits above, starting no session: the account whose
+ * password it is (enabled; perhaps a temporary password, must_change), or the refusal to show. Also what
+ * redeeming an activation code asks for (/activate).
+ */
+export async function passwordCheck(
+  app: FastifyInstance, request: FastifyRequest, input: { upn: string; password: string; relyingApplication?: string | null },
+): Promise<{ user: CheckedUser } | { status: 401 | 403 | 429; message: string }> {
   const upn = input.upn.trim().toLowerCase()
   const now = app.commands.now()
   const address = `pwd-ip:${request.ip}`
@@ -117,20 +147,7 @@ export async function passwordSignIn(
   await app.failures.clear(attemptsKey)
   // Said only to whoever knows the password: it tells nobody else the account exists.
   if (user!.disabled) return { status: 403, message: 'Your account is disabled. Contact your administrator.' }
-  if (user!.must_change) {
-    if (!user!.password_expires_at || user!.password_expires_at <= now) {
-      return { status: 403, message: 'Your temporary password has expired. Ask your administrator for a new one.' }
-    }
-    // No session yet: the temporary password opens only the page that replaces it.
-    request.session.regenerate()
-    const pending: PendingPasswordChange = { userId: user!.id, since: user!.password_updated_at!.getTime(), at: now.getTime(),
-      interactionUid: input.interactionUid, relyingApplication: input.relyingApplication ?? null, returnTo: input.returnTo }
-    request.session.set('passwordChange', pending)
-    return { changePassword: true }
-  }
-  const { password_hash: _, must_change: _m, password_expires_at: _e, password_updated_at: passwordAt, ...signedIn } = user!
-  return { user: await completeSignIn(app, request, reply, signedIn,
-    { interactionUid: input.interactionUid, relyingApplication: input.relyingApplication ?? null, passwordAt }) }
+  return { user: user! }
 }
 
 /** A right password (or a temporary one just replaced): the session starts and the sign-in is recorded. */

@@ -29,3 +29,9 @@ export function totpAt(seedHex: string, unixSeconds: number, options: TotpOption
 export function hotpAt(seedHex: string, counter: number, digits: 6 | 8 = 6): string {
   return oathtool(['--hotp', '-d', String(digits), '-c', String(counter), seedHex])
 }
+
+/** The TOTP code at `unixSeconds` for a Base32 key as an authenticator app is given it (oathtool decodes it). */
+export function totpBase32At(keyBase32: string, unixSeconds: number): string {
+  const now = new Date(unixSeconds * 1000).toISOString().replace('T', ' ').replace(/\.\d+Z$/, ' UTC')
+  return oathtool(['--totp=sha1', '-b', '-d', '6', '-s', '30s', '--now', now, keyBase32.replace(/\s/g, '')])
+}

@@ -50,6 +50,9 @@ export function checkSettings(settings: PolicySettings): PolicySettings {
   if (settings.firstMethodWithPassword !== undefined && typeof settings.firstMethodWithPassword !== 'boolean') {
     throw new InvalidPolicy('firstMethodWithPassword must be true or false')
   }
+  if (settings.userRequestsSoftwareTokens !== undefined && typeof settings.userRequestsSoftwareTokens !== 'boolean') {
+    throw new InvalidPolicy('userRequestsSoftwareTokens must be true or false')
+  }
   // Policies written before a number setting existed take its default.
   settings = { ...DEFAULT_SETTINGS, ...settings }
   for (const [name, [min, max]] of Object.entries(SETTING_BOUNDS)) {
@@ -64,6 +67,7 @@ export function checkSettings(settings: PolicySettings): PolicySettings {
     // Policies written before this setting existed allowed it.
     firstMethodWithPassword: settings.firstMethodWithPassword ?? true,
     sentCodeLength: settings.sentCodeLength, sentCodeMinutes: settings.sentCodeMinutes, sendsPerHour: settings.sendsPerHour,
+    activationCodeDays: settings.activationCodeDays, userRequestsSoftwareTokens: settings.userRequestsSoftwareTokens ?? false,
   }
 }
 

@@ -2,8 +2,8 @@
 // who has no policy of their own or of a group; until it is first changed, DEFAULT_SETTINGS stand for it.
 
 /** Sign-in methods a policy can allow; the list grows as the gateway learns new kinds. */
-export type SignInMethod = 'hardware' | 'sms' | 'email' | 'temporary_code'
-export const SIGN_IN_METHODS: readonly SignInMethod[] = ['hardware', 'sms', 'email', 'temporary_code']
+export type SignInMethod = 'hardware' | 'app' | 'sms' | 'email' | 'temporary_code'
+export const SIGN_IN_METHODS: readonly SignInMethod[] = ['hardware', 'app', 'sms', 'email', 'temporary_code']
 
 export interface PolicySettings {
   /** Methods users may add and sign in with. */
@@ -33,10 +33,14 @@ export interface PolicySettings {
   sentCodeMinutes: number
   /** Codes sent per user, and per phone number or address, in an hour (the send budget; wrong codes are the guess budget: lockThreshold). */
   sendsPerHour: number
+  /** Days an activation code for a software token stays valid (Defender's portal: 7). */
+  activationCodeDays: number
+  /** Users may ask for an activation code themselves (Security info, "Request a software token"), as admins can for them. */
+  userRequestsSoftwareTokens: boolean
 }
 
 export const DEFAULT_SETTINGS: PolicySettings = {
-  methods: ['hardware', 'temporary_code'],
+  methods: ['hardware', 'app', 'temporary_code'],
   digits: [6, 8],
   totpWindow: 1,
   lockThreshold: 10,
@@ -48,6 +52,8 @@ export const DEFAULT_SETTINGS: PolicySettings = {
   sentCodeLength: 6,
   sentCodeMinutes: 5,
   sendsPerHour: 10,
+  activationCodeDays: 7,
+  userRequestsSoftwareTokens: false,
 }
 
 /** Bounds of each number setting: outside them a policy is refused. */
@@ -61,6 +67,7 @@ export const SETTING_BOUNDS = {
   sentCodeLength: [6, 8],
   sentCodeMinutes: [1, 10],
   sendsPerHour: [1, 100],
+  activationCodeDays: [1, 30],
 } as const satisfies Partial<Record<keyof PolicySettings, readonly [number, number]>>
 
 export type PolicyTarget = { kind: 'user'; id: string } | { kind: 'group'; id: string }

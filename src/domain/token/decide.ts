@@ -8,6 +8,7 @@ import {
   WrongTokenState, type TokenError,
 } from './errors.js'
 import type { TokenState } from './state.js'
+import { kindOf } from '../../methods/index.js'
 
 /** Wrong activation codes a token takes before it refuses further attempts (until an admin resets it). */
 export const MAX_ACTIVATION_FAILURES = 5
@@ -20,12 +21,12 @@ type ImportedData = Extract<TokenEvent, { type: 'TokenImported' }>['data']
 /** The security policy's part in a sign-in decision: the owner's effective policy. */
 export type VerificationPolicy = Pick<PolicySettings, 'methods' | 'digits' | 'lockThreshold' | 'lockSeconds'>
 
-/** The sign-in method a token is: a hardware token from the inventory, or a phone or address codes are sent to. */
+/** The sign-in method a token is, as its kind says (methods/index.ts). */
 export function methodOf(state: Pick<TokenState, 'kind'>): SignInMethod {
-  return state.kind === 'sms' || state.kind === 'email' ? state.kind : 'hardware'
+  return kindOf(state).policyMethod
 }
 
-/** Does the policy let this token be used (its kind of method; a hardware token's number of digits)? */
+/** Does the policy let this token be used (its kind of method; a hardware token's number of digits: an app's are always 6)? */
 export function policyAllows(policy: Pick<PolicySettings, 'methods' | 'digits'>, state: TokenState): boolean {
   const method = methodOf(state)
   return policy.methods.includes(method) && (method !== 'hardware' || policy.digits.includes(state.digits))
@@ -56,6 +57,8 @@ export type TokenCommand =
   /** held: nobody may claim the token until an admin releases it (its user was deleted, the fob may be out there). */
   | { type: 'UnassignToken'; data: { userId: string; by: AssignedBy; held?: boolean } }
   | { type: 'ReleaseToken'; data: Record<string, never> }
+  /** A software token's first code, checked against the seed the gateway made for it (methods/authenticator-app). */
+  | { type: 'CreateSoftwareToken'; data: Omit<Extract<TokenEvent, { type: 'SoftwareTokenCreated' }>['data'], 'serial' | 'kind'> & { name: string | null; check: OtpCheck } }
 
 export interface Decision {
   events: TokenEvent[]
@@ -203,6 +206,13 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
     }
     case 'UnassignToken': {
       if (state.status === 'absent' || state.userId !== command.data.userId) return refuse(new SerialUnavailable())
+      // A software token's key was made for one person and shown to them: it never goes back to the
+      // inventory. Taken from its user, it is retired and its key destroyed.
+      if (state.kind === 'software') {
+        if (state.status === 'revoked') return refuse(new SerialUnavailable())
+        return ok({ type: 'TokenRevoked', data: { serial: state.serial, reason: 'retired' } },
+          { type: 'TokenSecretDestroyed', data: { serial: state.serial, seedFingerprint: state.seedFingerprint } })
+      }
       return ok({ type: 'TokenUnassigned', data: { serial: state.serial, userId: command.data.userId, by: command.data.by, ...(command.data.held ? { held: true as const } : {}) } })
     }
     case 'ReleaseToken': {
@@ -211,6 +221,22 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       if (state.status === 'revoked') return refuse(new TokenRevokedError(state.serial))
       if (state.heldFor === null) return refuse(new WrongTokenState(`token ${state.serial} is not waiting to be released`))
       return ok({ type: 'TokenReleased', data: { serial: state.serial } })
+    }
+    case 'CreateSoftwareToken': {
+      // - A new serial only; the first code must match (it proves the app holds the key); it is active at once.
+      // - A wrong code writes nothing here: there is no token yet (the set-up counts it).
+      if (state.status !== 'absent') return refuse(new SerialAlreadyInInventory(state.serial))
+      const { check, name, ...created } = command.data
+      if (!check.valid) return refuse(new WrongCode())
+      const serial = state.serial
+      const events: TokenEvent[] = [{ type: 'SoftwareTokenCreated', data: { serial, kind: 'software', ...created } }]
+      if (name !== null) {
+        const normalized = normalizeName(name)
+        if (!normalized) return refuse(new InvalidTokenName())
+        events.push({ type: 'TokenRenamed', data: { serial, name: normalized } })
+      }
+      events.push({ type: 'TokenActivated', data: { serial, userId: created.userId, step: check.step, drift: check.drift } })
+      return ok(...events)
     }
     default: {
       const unknown: never = command

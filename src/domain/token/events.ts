@@ -24,6 +24,13 @@ export type TokenEvent =
    * A method that is sent codes (a phone or an e-mail address) was registered for a user, not yet
    * activated: destination is masked ("+44 ••• ••• 789"); the full one is sealed with the token's secrets.
    */
+  /**
+   * A software token (an authenticator app's TOTP key) was made for a user and proven with its first code:
+   * its seed came from the gateway (sealed in token_secrets, seedFingerprint here). by: who set it up;
+   * activationCode: the activation code it was redeemed with, if any.
+   */
+  | { type: 'SoftwareTokenCreated'; data: { serial: string; kind: 'software'; userId: string; algorithm: OtpAlgorithm; digits: 6 | 8; period: number;
+      seedFingerprint: string; by: AssignedBy; activationCode: string | null } }
   | { type: 'TokenRegistered'; data: { serial: string; kind: 'sms' | 'email'; userId: string; destination: string; digits: number; fingerprint: string; by: AssignedBy } }
   /** A code was made for the method and handed to the delivery pipeline; challenge numbers only grow. The code is never here. */
   | { type: 'ChallengeIssued'; data: { serial: string; userId: string; challenge: number; destination: string; expiresAt: string } }
@@ -70,7 +77,7 @@ export const TOKEN_EVENT_TYPES: readonly TokenEventType[] = [
   'TokenImported', 'TokenAssigned', 'TokenUnassigned', 'TokenRenamed', 'TokenActivated', 'TokenActivationFailed',
   'OtpVerified', 'OtpRejected', 'TokenLocked', 'TokenUnlocked', 'TokenRevoked', 'TokenSecretDestroyed',
   'TokenDisabled', 'TokenEnabled', 'TokenResynced', 'TokenReleased',
-  'TokenRegistered', 'ChallengeIssued', 'DeliveryAttempted', 'CodeDelivered', 'ChallengeUndelivered',
+  'TokenRegistered', 'ChallengeIssued', 'DeliveryAttempted', 'CodeDelivered', 'ChallengeUndelivered', 'SoftwareTokenCreated',
 ]
 
 export function tokenStream(serial: string): string {

@@ -7,8 +7,11 @@ export type TokenStatus = 'absent' | 'inventory' | 'assigned' | 'active' | 'revo
 export interface TokenState {
   serial: string
   status: TokenStatus
-  /** totp, hotp: a hardware token's OTP algorithm; sms, email: codes are sent (methods/sent-code). */
-  kind: 'totp' | 'hotp' | 'sms' | 'email'
+  /**
+   * totp, hotp: a hardware token's OTP algorithm; software: an authenticator app's TOTP key
+   * (methods/authenticator-app); sms, email: codes are sent (methods/sent-code).
+   */
+  kind: 'totp' | 'hotp' | 'software' | 'sms' | 'email'
   /** Where codes are sent, masked ("+44 ••• ••• 789"), for a method that is sent codes. */
   destination: string | null
   algorithm: OtpAlgorithm
@@ -47,6 +50,12 @@ export interface TokenState {
   version: number
 }
 
+/** How a token's codes are computed from its seed: TOTP, HOTP, or not at all (codes that are sent). */
+export function otpTypeOf(state: Pick<TokenState, 'kind'>): 'totp' | 'hotp' | null {
+  if (state.kind === 'totp' || state.kind === 'software') return 'totp'
+  return state.kind === 'hotp' ? 'hotp' : null
+}
+
 export function initialState(serial: string): TokenState {
   return {
     serial, status: 'absent', kind: 'totp', destination: null, algorithm: 'SHA1', digits: 6, period: 30, counter: null,
@@ -74,6 +83,11 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
     case 'TokenRegistered':
       return { ...next, status: 'assigned', kind: event.data.kind, destination: event.data.destination, digits: event.data.digits as 6 | 8,
         algorithm: 'SHA1', period: null, counter: null, userId: event.data.userId, seedFingerprint: event.data.fingerprint, importedAt: at }
+    case 'SoftwareTokenCreated': {
+      const d = event.data
+      return { ...next, status: 'assigned', kind: 'software', algorithm: d.algorithm, digits: d.digits, period: d.period, counter: null,
+        userId: d.userId, seedFingerprint: d.seedFingerprint, importedAt: at }
+    }
     case 'ChallengeIssued':
     case 'DeliveryAttempted':
     case 'CodeDelivered':

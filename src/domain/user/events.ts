@@ -43,6 +43,17 @@ export type UserEvent =
   | { type: 'UserDeleted'; data: { userId: string; upn: string } }
   /** Where the user can be reached changed (user_contacts): masked here, or null when removed. */
   | { type: 'UserContactChanged'; data: { userId: string; email: string | null; mobile: string | null } }
+  /**
+   * A software token was asked for (Defender's "Request a software token"): by an admin for the user, or by
+   * the user. code: the activation code's id (ACT-...), never the code.
+   */
+  | { type: 'ActivationCodeRequested'; data: { userId: string; code: string; by: 'admin' | 'self' } }
+  /** The activation code exists until expiresAt: shown once to whoever asked, or e-mailed to the user (masked address). */
+  | { type: 'ActivationCodeIssued'; data: { userId: string; code: string; expiresAt: string; delivery: 'shown' | 'email'; to: string | null } }
+  /** The user entered the code with their password: a key was made (serial) and shown, waiting for the app's first code. */
+  | { type: 'ActivationCodeRedeemed'; data: { userId: string; code: string; serial: string } }
+  /** The code can no longer be redeemed: its time ran out, a newer one replaced it, or the account was deleted. */
+  | { type: 'ActivationCodeExpired'; data: { userId: string; code: string; reason: 'expired' | 'replaced' | 'account-deleted' } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`
@@ -56,4 +67,5 @@ export const ROLES: readonly Role[] = ['admin', 'auditor']
 
 export const USER_EVENT_TYPES = ['UserRegistered', 'UserPasswordSet', 'UserSignedIn', 'UserLinkedToUpstream', 'UserRoleGranted',
   'TemporaryCodeIssued', 'TemporaryCodeUsed', 'UserAddedToGroup', 'UserRemovedFromGroup', 'SignInMethodAdded', 'SignInMethodRemoved',
-  'UserSignInFailed', 'DefaultMethodChosen', 'UserDisabled', 'UserEnabled', 'UserRoleRevoked', 'UserPasswordReset', 'UserDeleted', 'UserContactChanged'] as const
+  'UserSignInFailed', 'DefaultMethodChosen', 'UserDisabled', 'UserEnabled', 'UserRoleRevoked', 'UserPasswordReset', 'UserDeleted', 'UserContactChanged',
+  'ActivationCodeRequested', 'ActivationCodeIssued', 'ActivationCodeRedeemed', 'ActivationCodeExpired'] as const

@@ -53,6 +53,10 @@ export function evolveUser(state: UserState, event: UserEvent, at: Date): UserSt
       return { ...next, defaultMethod: event.data.serial }
     case 'SignInMethodRemoved':
     case 'UserContactChanged':
+    case 'ActivationCodeRequested':
+    case 'ActivationCodeIssued':
+    case 'ActivationCodeRedeemed':
+    case 'ActivationCodeExpired':
     case 'UserPasswordSet':
     case 'UserLinkedToUpstream':
     case 'TemporaryCodeIssued':

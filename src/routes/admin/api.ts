@@ -4,6 +4,7 @@
 // - POST /admin/api/tokens/:serial/{assign,unassign,disable,enable,unlock,revoke,resync}: each an event
 //   with the key as actor; a refused operation is a 4xx with the reason, and writes nothing.
 // - POST /admin/api/users/:upn/temporary-code: a code shown once, valid as the user's policy allows.
+// - POST /admin/api/users/:upn/software-token: an activation code for a software token, e-mailed or shown once.
 // - POST /admin/api/users/:upn/reset-password: a temporary password shown once; DELETE /admin/api/users/:upn.
 // - Security policies: GET /admin/api/policies, PUT and DELETE /admin/api/policies/:id,
 //   POST /admin/api/policies/:id/{assign,unassign} ({ user } or { group }), GET /admin/api/users/:upn/policy,
@@ -14,6 +15,7 @@ import { checkApiKey, type ApiRole } from '../../commands/api-keys.js'
 import { importTokens } from '../../commands/import-tokens.js'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
+import { formatActivationCode, requestActivationCode } from '../../methods/authenticator-app/activation-codes.js'
 import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
 import { deleteUser, resetPassword } from '../../commands/accounts.js'
 import { setUserContact } from '../../commands/contacts.js'
@@ -146,6 +148,7 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
       methods: { type: 'array', items: { type: 'string', enum: SIGN_IN_METHODS } },
       digits: { type: 'array', items: { type: 'integer', enum: [6, 8] } },
       firstMethodWithPassword: { type: 'boolean' },
+      userRequestsSoftwareTokens: { type: 'boolean' },
       ...Object.fromEntries(Object.entries(SETTING_BOUNDS).map(([name, [minimum, maximum]]) => [name, { type: 'integer', minimum, maximum }])),
     },
   }
@@ -240,6 +243,20 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
     const reset = await resetPassword(app.commands, { upn: request.params.upn }, actor(request))
     reply.header('cache-control', 'no-store')
     return { user: reset.upn, temporaryPassword: reset.password, expiresAt: reset.expiresAt.toISOString() }
+  })
+  // A software token for the user (Defender's "Request a software token"): an activation code, e-mailed to
+  // the user (their address) or, with delivery "show" or without an address, in this answer only (no-store).
+  app.post<{ Params: { upn: string }; Body: { delivery?: 'email' | 'show' } }>('/admin/api/users/:upn/software-token', {
+    ...admin, schema: { body: { type: 'object', additionalProperties: false, properties: { delivery: { type: 'string', enum: ['email', 'show'] } } } },
+  }, async (request, reply) => {
+    const user = await findUserByUpn(app.db, request.params.upn)
+    if (!user) throw new NotFound(`no user ${request.params.upn}`)
+    const wanted = request.body?.delivery
+    const issued = await requestActivationCode(app.commands, { userId: user.id, by: 'admin', delivery: wanted === 'show' ? 'shown' : wanted ?? 'auto',
+      activateUrl: `${app.config.publicUrl}/activate` }, actor(request))
+    reply.header('cache-control', 'no-store')
+    return reply.code(201).send({ user: user.upn, id: issued.id, delivery: issued.delivery === 'shown' ? 'show' : 'email', to: issued.to,
+      expiresAt: issued.expiresAt.toISOString(), ...(issued.code ? { activationCode: formatActivationCode(issued.code) } : {}) })
   })
   // Where the user is reached (a null or empty value removes it), and a phone or e-mail method programmed from it.
   const contactText = { anyOf: [{ type: 'string', maxLength: 254 }, { type: 'null' }] }

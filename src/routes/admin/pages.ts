@@ -6,6 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
+import { formatActivationCode, requestActivationCode } from '../../methods/authenticator-app/activation-codes.js'
 import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
 import { deleteUser, resetPassword, TEMPORARY_PASSWORD_HOURS } from '../../commands/accounts.js'
 import { contactOf, setUserContact } from '../../commands/contacts.js'
@@ -38,7 +39,7 @@ const STATUSES = ['inventory', 'assigned', 'active', 'revoked']
 /** Events shown on a token's page, newest first. */
 const HISTORY_SHOWN = 100
 const METHOD_LABELS: Record<SignInMethod, string> = {
-  hardware: 'Hardware token', sms: 'Phone (text message; restricted by NIST SP 800-63B-4)',
+  hardware: 'Hardware token', app: 'Authenticator app (a TOTP key on the user\'s phone or computer)', sms: 'Phone (text message; restricted by NIST SP 800-63B-4)',
   email: 'Email (not an authenticator under NIST SP 800-63B-4: a mailbox is not something the user holds)', temporary_code: 'Temporary code',
 }
 const SETTING_LABELS: Record<keyof typeof SETTING_BOUNDS, string> = {
@@ -51,6 +52,7 @@ const SETTING_LABELS: Record<keyof typeof SETTING_BOUNDS, string> = {
   sentCodeLength: 'Digits of a code sent by text or e-mail',
   sentCodeMinutes: 'Minutes a sent code is valid',
   sendsPerHour: 'Codes sent per user, and per number or address, in an hour',
+  activationCodeDays: 'Days an activation code for a software token is valid',
 }
 
 /** The status and message of an error a person can act on (a 4xx); null for anything else (a fault). */
@@ -75,6 +77,7 @@ function settingsFromForm(form: Form): PolicySettings {
     methods: list(form.methods) as SignInMethod[],
     digits: list(form.digits).map(Number) as (6 | 8)[],
     firstMethodWithPassword: form.firstMethodWithPassword === 'on',
+    userRequestsSoftwareTokens: form.userRequestsSoftwareTokens === 'on',
   }
 }
 
@@ -172,14 +175,15 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     async function userPage(request: FastifyRequest, reply: FastifyReply, upn: string, extra: {
       status?: number; error?: string; notice?: string; issued?: { code: string; expiresAt: Date; oneTime: boolean }
       password?: { password: string; expiresAt: Date }; values?: Form
+      activation?: { id: string; code: string | null; to: string | null; expiresAt: Date; url: string }
     } = {}) {
       const user = await findUserByUpn(app.db, upn)
       if (!user) return page(request, reply, 'admin/not-found', { title: 'User not found', message: `No user ${upn}.` }, 404)
       const [tokens, policy, contact] = await Promise.all([tokensOfUser(app.db, user.id), effectivePolicy(app.db, user.id), contactOf(app.db, user.id)])
-      if (extra.issued || extra.password) reply.header('cache-control', 'no-store')
+      if (extra.issued || extra.password || extra.activation) reply.header('cache-control', 'no-store')
       return page(request, reply, 'admin/user', {
         title: user.upn, subject: user, tokens, policy, methodLabels: METHOD_LABELS, error: extra.error, notice: extra.notice,
-        issued: extra.issued, password: extra.password, values: extra.values ?? {}, contact, tokenLabel: (t: TokenState) => kindOf(t).label,
+        issued: extra.issued, password: extra.password, activation: extra.activation, values: extra.values ?? {}, contact, tokenLabel: (t: TokenState) => kindOf(t).label,
       }, extra.status ?? 200)
     }
 
@@ -404,6 +408,22 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
         const r = refusal(error)
         if (!r) throw error
         return userPage(request, reply, user.upn, { status: r.status, error: r.message, values: { validDays: String(request.body?.validDays ?? '') } })
+      }
+    })
+
+    admin.post<{ Params: { upn: string }; Body: Form }>('/admin/users/:upn/software-token', async (request, reply) => {
+      const user = await findUserByUpn(app.db, request.params.upn)
+      if (!user) return userPage(request, reply, request.params.upn)
+      const delivery = request.body?.delivery === 'email' ? 'email' : request.body?.delivery === 'show' ? 'shown' : null
+      if (!delivery) return userPage(request, reply, user.upn, { status: 422, error: 'Choose how to deliver the activation code: by email or shown to you.' })
+      const url = `${app.config.publicUrl}/activate`
+      try {
+        const issued = await requestActivationCode(app.commands, { userId: user.id, by: 'admin', delivery, activateUrl: url }, actor(request))
+        return userPage(request, reply, user.upn, { activation: { id: issued.id, code: issued.code && formatActivationCode(issued.code), to: issued.to, expiresAt: issued.expiresAt, url } })
+      } catch (error) {
+        const r = refusal(error)
+        if (!r) throw error
+        return userPage(request, reply, user.upn, { status: r.status, error: r.message })
       }
     })
 

@@ -21,6 +21,7 @@ import { page } from '../render.js'
 import { codeLength } from '../words.js'
 import hardwareTokenRoutes from './hardware-token.js'
 import sentCodeRoutes, { sendAndWait } from '../../methods/sent-code/routes.js'
+import { authenticatorAppRoutes } from '../../methods/authenticator-app/routes.js'
 import { methodChoice, sendable } from '../../methods/sent-code/choice.js'
 import { kindOf, METHOD_KINDS, methodName, type MethodKind } from '../../methods/index.js'
 
@@ -55,7 +56,8 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
 
   app.get<{ Querystring: { notice?: string } }>('/security-info', async (request, reply) => {
     const u = user(request)
-    const [tokens, account] = await Promise.all([tokensOfUser(app.db, u.id), findUser(app.db, u.id)])
+    const [tokens, account, policy] = await Promise.all([tokensOfUser(app.db, u.id), findUser(app.db, u.id), effectivePolicy(app.db, u.id)])
+    const canRequestSoftware = policy.settings.userRequestsSoftwareTokens && policy.settings.methods.includes('app')
     const active = tokens.filter((t) => t.status === 'active')
     const methods = active.map((t) => ({
       type: kindOf(t).label, name: methodName(t), serial: t.serial, added: t.activatedAt ?? new Date(0),
@@ -71,7 +73,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     const changes = request.session.get('notices') ?? []
     if (changes.length > 0) request.session.set('notices', undefined)
     const recent = (await recentMethodChanges(app.db, user(request).id, new Date(now() - RECENT_DAYS * 86_400_000))).map(describeChange)
-    return page(request, reply, 'security-info/index', { title: 'Security info', methods, pending, defaultMethod,
+    return page(request, reply, 'security-info/index', { title: 'Security info', methods, pending, defaultMethod, canRequestSoftware,
       notice: notices[request.query.notice ?? ''], changes, recent, recentDays: RECENT_DAYS })
   })
 
@@ -258,6 +260,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     return reply.redirect('/security-info?notice=default', 303)
   })
 
+  await app.register(authenticatorAppRoutes, { attemptLimits })
   await app.register(hardwareTokenRoutes, { attemptLimits })
   await app.register(sentCodeRoutes, { attemptLimits })
 }
