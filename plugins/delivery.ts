@@ -35,7 +35,7 @@ async function deliveryPlugin(app: FastifyInstance): Promise<void> {
   // to the phone". Public, as Kannel calls it, and answers the same for anything it does not know.
   app.get<{ Querystring: { ref?: string; type?: string } }>('/delivery/kannel', {
     config: { rateLimit: false },
-    preHandler: app.rateLimit({ max: 3000, timeWindow: '1 minute', keyGenerator: (r) => `dlr:${r.ip}` }),
+    preHandler: app.limit({ max: 3000, timeWindow: '1 minute', keyGenerator: (r) => `dlr:${r.ip}` }),
   }, async (request, reply) => {
     const id = worker.jobOf(String(request.query.ref ?? ''))
     if (!id) return reply.code(404).type('text/plain').send('unknown report')

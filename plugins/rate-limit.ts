@@ -1,11 +1,11 @@
 // Rate limits (@fastify/rate-limit), shared by every gateway process through Redis when REDIS_URL is
-// set, per process otherwise. Routes opt in with app.rateLimit({...}) in their preHandler.
+// set, per process otherwise. Routes opt in with app.limit({...}) in their preHandler (one or several).
 // Also a failure counter (app.failures): counts only what failed (a wrong password from an address),
 // in fixed windows, in the same Redis or in memory.
 import fp from 'fastify-plugin'
-import rateLimit from '@fastify/rate-limit'
+import rateLimit, { type CreateRateLimitOptions } from '@fastify/rate-limit'
 import { Redis } from 'ioredis'
-import type { FastifyInstance } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 
 /** Counts failures per key in fixed windows. */
 export interface FailureCounter {
@@ -83,7 +83,17 @@ function forgiving(counter: FailureCounter, warn: (error: unknown) => void): Fai
 declare module 'fastify' {
   interface FastifyInstance {
     failures: FailureCounter
+    /**
+     * A limiter for a route's preHandler. Unlike app.rateLimit, several of them on one route each count and
+     * each refuse: @fastify/rate-limit's own hook marks the request and lets only the first one run.
+     */
+    limit(options: CreateRateLimitOptions): preHandlerAsyncHookHandler
   }
+}
+
+/** The 429 every limiter answers with. */
+function tooMany(ttlMs: number): Error & { statusCode: number } {
+  return Object.assign(new Error(`Too many attempts. Wait ${Math.ceil(ttlMs / 1000)} seconds and try again.`), { statusCode: 429, name: 'TooManyRequests' })
 }
 
 async function rateLimitPlugin(app: FastifyInstance): Promise<void> {
@@ -98,6 +108,17 @@ async function rateLimitPlugin(app: FastifyInstance): Promise<void> {
   app.decorate('failures', redis
     ? forgiving(redisFailureCounter(redis), (error) => app.log.warn({ err: error }, 'redis for failure counts is unreachable'))
     : memoryFailureCounter())
+  app.decorate('limit', (options: Parameters<FastifyInstance['limit']>[0]) => {
+    let check: ReturnType<FastifyInstance['createRateLimit']> | null = null
+    return async (request: FastifyRequest, reply: FastifyReply) => {
+      check ??= app.createRateLimit(options)
+      const result = await check(request)
+      if (result.isAllowed) return
+      if (!result.isExceeded) return
+      reply.header('retry-after', result.ttlInSeconds)
+      throw tooMany(result.ttl)
+    }
+  })
   await app.register(rateLimit, {
     global: false,
     redis: redis ?? undefined,

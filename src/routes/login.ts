@@ -18,7 +18,7 @@ export default async function loginRoutes(app: FastifyInstance): Promise<void> {
   // Passwords are limited by what fails (sign-in.ts); requests per address only by a flood guard high
   // enough for an office behind one address.
   app.post<{ Body: { upn?: string; password?: string } }>('/login', {
-    preHandler: app.rateLimit({ max: 300, timeWindow: '1 minute', keyGenerator: (r) => `login:${r.ip}` }),
+    preHandler: app.limit({ max: 300, timeWindow: '1 minute', keyGenerator: (r) => `login:${r.ip}` }),
   }, async (request, reply) => {
     const upn = (request.body?.upn ?? '').trim()
     const password = request.body?.password ?? ''

@@ -34,7 +34,7 @@ export default async function passwordRoutes(app: FastifyInstance): Promise<void
   })
 
   app.post<{ Body: { password?: string; confirm?: string } }>('/password/change', {
-    preHandler: app.rateLimit({ max: 30, timeWindow: '1 minute', keyGenerator: (r) => `password-change:${r.ip}` }),
+    preHandler: app.limit({ max: 30, timeWindow: '1 minute', keyGenerator: (r) => `password-change:${r.ip}` }),
   }, async (request, reply) => {
     const pending = pendingOf(request)
     if (!pending) return startAgain(request, reply)

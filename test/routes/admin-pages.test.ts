@@ -225,10 +225,10 @@ t.test('a user page: groups, effective policy, and a temporary code shown once',
 
 t.test('policies through the pages: create, assign to a group, change, refuse bad input, delete', async (t) => {
   const b = await signedInAndVerified('ada@example.com', 'AD-1')
-  t.match(text((await b.get('/admin/policies')).body), /Default \(default\) everyone else Hardware token, Temporary code/)
+  t.match(text((await b.get('/admin/policies')).body), /Default \(default\) everyone else Hardware token, Authenticator app, Temporary code/)
   const form = { id: 'strict', name: 'Strict', priority: '10', methods: 'hardware', digits: '6', totpWindow: '0', lockThreshold: '3',
     lockSeconds: '600', activationAttemptsPerMinute: '5', maxMethods: '2', temporaryCodeMaxDays: '3',
-    sentCodeLength: '6', sentCodeMinutes: '5', sendsPerHour: '10' }
+    sentCodeLength: '6', sentCodeMinutes: '5', sendsPerHour: '10', activationCodeDays: '7' }
   const created = await b.post('/admin/policies', form)
   t.equal(created.location, '/admin/policies/strict?done=saved')
   t.match(text((await b.follow(created)).body), /The policy was saved/)

@@ -169,8 +169,8 @@ export async function activateRoutes(app: FastifyInstance): Promise<void> {
     if (json(request)) return
     await new Promise<void>((resolve, reject) => app.csrfProtection(request, reply, (error?: Error) => (error ? reject(error) : resolve())))
   }
-  const perAddress = app.rateLimit({ max: ACTIVATE_LIMITS.perAddressPerMinute, timeWindow: '1 minute', keyGenerator: (r) => `activate-ip:${r.ip}` })
-  const perCode = app.rateLimit({
+  const perAddress = app.limit({ max: ACTIVATE_LIMITS.perAddressPerMinute, timeWindow: '1 minute', keyGenerator: (r) => `activate-ip:${r.ip}` })
+  const perCode = app.limit({
     max: ACTIVATE_LIMITS.perCodePer15Minutes, timeWindow: '15 minutes',
     keyGenerator: (r) => {
       const body = (r.body ?? {}) as Record<string, unknown>
@@ -178,7 +178,7 @@ export async function activateRoutes(app: FastifyInstance): Promise<void> {
       return code ? `activate-code:${app.commands.vault.keyedHash('activation-code-limit', code).toString('hex')}` : `activate-code-ip:${r.ip}`
     },
   })
-  const perSetup = app.rateLimit({
+  const perSetup = app.limit({
     max: 10, timeWindow: '10 minutes',
     keyGenerator: (r) => `activate-setup:${text(((r.body ?? {}) as Record<string, unknown>).setup).slice(0, 100) || r.session.get('activation')?.handle || r.ip}`,
   })

@@ -39,7 +39,7 @@ const STATUSES = ['inventory', 'assigned', 'active', 'revoked']
 /** Events shown on a token's page, newest first. */
 const HISTORY_SHOWN = 100
 const METHOD_LABELS: Record<SignInMethod, string> = {
-  hardware: 'Hardware token', app: 'Authenticator app (a TOTP key on the user\'s phone or computer)', sms: 'Phone (text message; restricted by NIST SP 800-63B-4)',
+  hardware: 'Hardware token', app: 'Authenticator app', sms: 'Phone (text message; restricted by NIST SP 800-63B-4)',
   email: 'Email (not an authenticator under NIST SP 800-63B-4: a mailbox is not something the user holds)', temporary_code: 'Temporary code',
 }
 const SETTING_LABELS: Record<keyof typeof SETTING_BOUNDS, string> = {

@@ -30,10 +30,10 @@ type Details = Awaited<ReturnType<Provider['interactionDetails']>>
 export default async function interactionRoutes(app: FastifyInstance): Promise<void> {
   // Passwords are limited by what fails, per account and per address (routes/sign-in.ts); requests per
   // address only by a flood guard high enough for an office behind one address.
-  const floodGuard = app.rateLimit({ max: 300, timeWindow: '1 minute', keyGenerator: (r) => `interaction-ip:${r.ip}` })
+  const floodGuard = app.limit({ max: 300, timeWindow: '1 minute', keyGenerator: (r) => `interaction-ip:${r.ip}` })
   // Codes: per signed-in user too (guessing one user's codes from many addresses).
   const codeLimits = [
-    app.rateLimit({ max: 10, timeWindow: '1 minute', keyGenerator: (r) => `interaction-user:${signedIn(r)?.id ?? r.ip}` }),
+    app.limit({ max: 10, timeWindow: '1 minute', keyGenerator: (r) => `interaction-user:${signedIn(r)?.id ?? r.ip}` }),
     floodGuard,
   ]
 

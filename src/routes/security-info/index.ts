@@ -40,7 +40,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
   const activeMethods = (userId: string) => activeTokensOfUser(app.db, userId)
   // Per user: the activation rate of the user's effective policy.
   const attemptLimits = [
-    app.rateLimit({
+    app.limit({
       max: async (r) => {
         const u = signedIn(r)
         return u ? (await effectivePolicy(app.db, u.id)).settings.activationAttemptsPerMinute : DEFAULT_SETTINGS.activationAttemptsPerMinute
@@ -49,7 +49,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
       keyGenerator: (r) => `code-user:${signedIn(r)?.id ?? r.ip}`,
     }),
     // Per address: a flood guard, high enough for an office behind one address.
-    app.rateLimit({ max: 300, timeWindow: '1 minute', keyGenerator: (r) => `code-ip:${r.ip}` }),
+    app.limit({ max: 300, timeWindow: '1 minute', keyGenerator: (r) => `code-ip:${r.ip}` }),
   ]
 
   app.addHook('preHandler', requireUser)
