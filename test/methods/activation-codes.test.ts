@@ -5,7 +5,8 @@
 import t from 'tap'
 import { sql } from 'kysely'
 import { setUserContact } from '../../src/commands/contacts.js'
-import { setPolicy } from '../../src/commands/policies.js'
+import { assignPolicy, setPolicy } from '../../src/commands/policies.js'
+import { appKey, startSetup } from '../../src/methods/authenticator-app/setup.js'
 import { activateToken } from '../../src/commands/tokens.js'
 import { createApiKey } from '../../src/commands/api-keys.js'
 import { describe } from '../../src/audit/describe.js'
@@ -263,4 +264,28 @@ t.test('an admin on the user page: shown once, or sent', async (t) => {
   await received(mail.messages, before + 1)
   const bad = await b.post('/admin/users/tom@example.com/software-token', { delivery: 'carrier pigeon' })
   t.equal(bad.status, 422)
+})
+
+t.test('races: one redemption per code, one token per key, and the most methods held', async (t) => {
+  const { activationCode } = (await api('POST', '/admin/api/users/uma@example.com/software-token', { delivery: 'show' })).json()
+  const both = await Promise.all(['10.4.0.1', '10.4.0.2'].map((ip) => activate({ activationCode, username: 'uma@example.com', password: 'correct horse battery' }, ip)))
+  t.same(both.map((r) => r.statusCode).sort(), [201, 422], 'two redemptions at once: one wins')
+  const winner = both.find((r) => r.statusCode === 201)!.json()
+  const code = totpBase32At(new URL(winner.otpauthUri).searchParams.get('secret')!, unix())
+  const finish = () => app.inject({ method: 'POST', url: '/activate/code', headers: { 'content-type': 'application/json' }, payload: { setup: winner.setup, code } })
+  const finished = await Promise.all([finish(), finish()])
+  t.same(finished.map((r) => r.statusCode).sort(), [201, 422], 'the same key finished twice at once: one token')
+  t.equal((await sql`select 1 from tokens where serial = ${winner.serial}`.execute(database.db)).rows.length, 1)
+
+  // Vic may have one method; two set-ups finished at once add one.
+  const vic = await addUser(app, 'vic@example.com')
+  await setPolicy(app.commands, 'one', { name: 'One method', priority: 10, settings: { ...DEFAULT_SETTINGS, maxMethods: 1 } }, metadata())
+  await assignPolicy(app.commands, 'one', { kind: 'user', id: vic.userId }, metadata())
+  const setups = await Promise.all([1, 2].map(() => startSetup(app.commands, { userId: vic.userId, by: 'admin', activationCode: null, replace: false })))
+  const keys = await Promise.all(setups.map((s) => appKey(app.commands, { handle: s.handle, userId: vic.userId, issuer: 'Tessera', account: 'vic@example.com' })))
+  const results = await Promise.all(setups.map((s, i) => app.inject({ method: 'POST', url: '/activate/code', headers: { 'content-type': 'application/json' },
+    payload: { setup: s.handle, code: totpBase32At(keys[i]!.groups.join(''), unix()) } })))
+  t.same(results.map((r) => r.statusCode).sort(), [201, 422])
+  t.match(results.find((r) => r.statusCode === 422)!.json(), { message: 'You already have 1 authenticator method. Remove one before adding another.' })
+  t.equal(Number((await sql<{ n: string }>`select count(*) as n from tokens where user_id = ${vic.userId} and status = 'active'`.execute(database.db)).rows[0]!.n), 1)
 })
