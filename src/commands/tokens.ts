@@ -27,7 +27,10 @@ import { methodChangeNotice, queueNotice } from './contacts.js'
 
 /** A method in a sentence: "Phone (+44 ••• ••• 456)", "Hardware token Token2 C202 (serial 123)". */
 function describeMethod(t: TokenState): string {
-  return t.destination ? `${kindOf(t).label} (${t.destination})` : `${kindOf(t).label} ${methodName(t)} (serial ${t.serial})`
+  if (t.destination) return `${kindOf(t).label} (${t.destination})`
+  const label = kindOf(t).label
+  const name = methodName(t)
+  return `${name === label ? label : `${label} ${name}`} (serial ${t.serial})`
 }
 
 /** Too many hardware and software OTP methods for the user's policy (Entra's default: five). */

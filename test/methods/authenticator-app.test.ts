@@ -6,7 +6,7 @@ import { sql } from 'kysely'
 import * as oidc from 'openid-client'
 import { registerClient } from '../../src/commands/clients.js'
 import { setPolicy } from '../../src/commands/policies.js'
-import { activateToken } from '../../src/commands/tokens.js'
+import { activateToken, resyncToken, verifyCode } from '../../src/commands/tokens.js'
 import { DEFAULT_SETTINGS } from '../../src/domain/policy/events.js'
 import { LEVELS } from '../../src/oidc/provider.js'
 import { addUser, Browser, importEntra, testApp, text } from '../helpers/app.js'
@@ -206,6 +206,19 @@ t.test('a password alone adds no app; the policy decides; Cancel destroys the ke
   const code = await agentless.post('/security-info/verify', { code: totpBase32At(rosaKey, unix()) })
   t.equal(code.status, 422)
   await setPolicy(app.commands, 'default', { name: 'Default', priority: 1000, settings: SETTINGS }, metadata())
+})
+
+t.test('like any token: a drifted app is resynchronised with two codes, then its codes verify', async (t) => {
+  // The phone's clock runs 10 minutes behind: its codes are 20 steps old, far outside the window.
+  const behind = unix() - 600
+  const drifted = totpBase32At(rosaKey, behind)
+  await t.rejects(verifyCode(app.commands, { serial: rosaApp, userId: rosa.userId, code: drifted }, metadata()), { name: 'WrongCode' })
+  const resynced = await resyncToken(app.commands, { serial: rosaApp, first: totpBase32At(rosaKey, behind - 30), second: totpBase32At(rosaKey, behind) },
+    metadata({ actor: { type: 'admin', id: 'ada@example.com' } }))
+  t.equal(resynced.drift, -20, 'the drift is now known: 20 steps behind')
+  step()
+  const ok = await verifyCode(app.commands, { serial: rosaApp, userId: rosa.userId, code: totpBase32At(rosaKey, unix() - 600) }, metadata())
+  t.equal(ok.status, 'active', 'a code from the drifted app verifies')
 })
 
 t.test('removing the app retires it and destroys its key: it never goes back to an inventory', async (t) => {
