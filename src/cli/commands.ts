@@ -22,8 +22,21 @@ import { BadDestination, parseEmail, parseMobile } from '../methods/sent-code/de
 import { UserError } from '../domain/user/decide.js'
 import type { Role } from '../domain/user/events.js'
 import { addKeyringKey, openVault } from '../crypto/keyring.js'
-import { parseInventory } from '../import/index.js'
-import { UnusableFile, type InventoryFormat } from '../import/types.js'
+import { looksLikeXml, parseInventory, type PskcSecret } from '../import/index.js'
+import { INVENTORY_FORMATS, UnusableFile, type InventoryFormat } from '../import/types.js'
+
+/** The first bytes of a file, to tell XML from CSV. */
+async function fileStart(file: string): Promise<string> {
+  const { open } = await import('node:fs/promises')
+  const handle = await open(file, 'r')
+  try {
+    const buffer = Buffer.alloc(256)
+    const { bytesRead } = await handle.read(buffer, 0, 256, 0)
+    return buffer.subarray(0, bytesRead).toString('utf8')
+  } finally {
+    await handle.close()
+  }
+}
 import { CliError, openContext } from './context.js'
 
 export interface Io {
@@ -34,16 +47,31 @@ export interface Io {
   stdin: () => Promise<string>
 }
 
-/** tessera tokens import FILE [--format entra|oath]: exit 0 all imported, 1 some rows rejected, 2 nothing usable. */
-export async function tokensImport(io: Io, file: string | undefined, format: string | undefined): Promise<number> {
-  if (!file) throw new CliError('tessera tokens import needs a file: tessera tokens import FILE [--format entra|oath]')
+/**
+ * tessera tokens import FILE [--format entra|oath|pskc] [--psk HEX | --password-stdin]: exit 0 all imported,
+ * 1 some rows rejected, 2 nothing usable. Without --format, an XML file is PSKC and any other Entra CSV.
+ */
+export async function tokensImport(io: Io, file: string | undefined, format: string | undefined,
+  keys: { psk?: string; passwordStdin?: boolean } = {}): Promise<number> {
+  if (!file) throw new CliError('tessera tokens import needs a file: tessera tokens import FILE [--format entra|oath|pskc]')
   if (!existsSync(file)) throw new CliError(`no file ${file}`)
-  const chosen = (format ?? 'entra') as InventoryFormat
-  if (chosen !== 'entra' && chosen !== 'oath') throw new CliError(`--format must be entra or oath, not ${format}`)
+  const chosen = (format ?? (looksLikeXml(await fileStart(file)) ? 'pskc' : 'entra')) as InventoryFormat
+  if (!INVENTORY_FORMATS.includes(chosen)) throw new CliError(`--format must be entra, oath or pskc, not ${format}`)
+  if ((keys.psk !== undefined || keys.passwordStdin) && chosen !== 'pskc') throw new CliError('--psk and --password-stdin are for PSKC files (--format pskc)')
+  if (keys.psk !== undefined && keys.passwordStdin) throw new CliError('give either --psk or --password-stdin, not both')
+  let secret: PskcSecret = {}
+  if (keys.psk !== undefined) {
+    if (!/^([0-9a-fA-F]{2}){16,32}$/.test(keys.psk)) throw new CliError('--psk must be the pre-shared key in hex: 32, 48 or 64 hex digits')
+    secret = { psk: Buffer.from(keys.psk, 'hex') }
+  } else if (keys.passwordStdin) {
+    const password = (await io.stdin()).replace(/\r?\n$/, '')
+    if (!password) throw new CliError('no password on standard input')
+    secret = { password }
+  }
   const ctx = await openContext()
   try {
     const started = performance.now()
-    const report = await importTokens(ctx.commands(), parseInventory(chosen, createReadStream(file)), ctx.meta(), {
+    const report = await importTokens(ctx.commands(), parseInventory(chosen, createReadStream(file), secret), ctx.meta(), {
       format: chosen,
       onProgress: io.progress ? (read, imported) => io.progress!(`importing: ${read.toLocaleString('en')} rows read, ${imported.toLocaleString('en')} imported`) : undefined,
     })
@@ -54,7 +82,7 @@ export async function tokensImport(io: Io, file: string | undefined, format: str
     return report.rejected.length > 0 ? 1 : 0
   } catch (error) {
     if (error instanceof UnusableFile) {
-      throw new CliError(`${file} cannot be imported: ${error.message}${format ? '' : ' (for privacyIDEA files use --format oath)'}`)
+      throw new CliError(`${file} cannot be imported: ${error.message}${format || chosen === 'pskc' ? '' : ' (for privacyIDEA files use --format oath)'}`)
     }
     throw error
   } finally {

@@ -18,8 +18,9 @@ const USAGE = `usage: tessera <command>
                                    each event of a stream and the state after it
   audit export [--format jsonl|csv] [--from ISO] [--to ISO] [--stream ID] [--type T,..] [--out FILE]
                                    every event with its position and hash, checkable offline
-  tokens import FILE [--format entra|oath]
-                                   import a token inventory (Entra CSV, privacyIDEA OATH CSV);
+  tokens import FILE [--format entra|oath|pskc] [--psk HEX | --password-stdin]
+                                   import a token inventory (Entra CSV, privacyIDEA OATH CSV, PSKC
+                                   XML, recognised from the file; its key or password for encrypted PSKC);
                                    exit 0 all imported, 1 some rows rejected, 2 nothing usable
   tokens unlock SERIAL             unlock a token locked by wrong codes
   tokens release SERIAL            release a token its user removed, back to the claimable inventory
@@ -134,6 +135,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
         public: { type: 'boolean' },
         yes: { type: 'boolean' },
         show: { type: 'boolean' },
+        psk: { type: 'string' },
         email: { type: 'string' },
         phone: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
@@ -154,7 +156,7 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     if (command === 'audit' && sub === 'verify' && !arg) return await auditVerify(io, values.stream)
     if (command === 'audit' && sub === 'replay' && !arg) return await auditReplay(io, values.stream, values.until)
     if (command === 'audit' && sub === 'export' && !arg) return await auditExport(io, values)
-    if (command === 'tokens' && sub === 'import' && extra.length === 0) return await tokensImport(io, arg, values.format)
+    if (command === 'tokens' && sub === 'import' && extra.length === 0) return await tokensImport(io, arg, values.format, { psk: values.psk, passwordStdin: !!values['password-stdin'] })
     if (command === 'tokens' && (sub === 'unlock' || sub === 'release' || sub === 'revoke') && extra.length === 0) return await tokensLifecycle(io, sub, arg, values.reason)
     if (command === 'tokens' && sub === 'request-software' && extra.length === 0) return await tokensRequestSoftware(io, arg, !!values.show)
     if (command === 'users' && sub === 'grant' && extra.length === 0) return await usersGrant(io, arg, values.role)

@@ -43,7 +43,7 @@ export interface ImportOptions {
 async function importBatch(
   ctx: CommandContext,
   batch: ImportedToken[],
-  source: 'entra-csv' | 'oath-csv',
+  source: 'entra-csv' | 'oath-csv' | 'pskc',
   meta: EventMetadata,
 ): Promise<{ imported: number; rejected: RejectedRow[] }> {
   for (let attempt = 0; ; attempt++) {
@@ -142,7 +142,7 @@ export async function importTokens(
   meta: EventMetadata,
   options: ImportOptions,
 ): Promise<ImportReport> {
-  const source = options.format === 'entra' ? 'entra-csv' : 'oath-csv'
+  const source = options.format === 'entra' ? 'entra-csv' : options.format === 'oath' ? 'oath-csv' : 'pskc'
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE
   const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY)
   const report: ImportReport = { imported: 0, rejected: [] }

@@ -5,6 +5,8 @@ import { parse } from 'csv-parse/sync'
 import { isEntraHeader, parseEntraCsv } from './entra-csv.js'
 import type { InventoryInput } from './lines.js'
 import { parseOathCsv } from './oath-csv.js'
+import { parsePskc, type PskcSecret } from './pskc.js'
+export type { PskcSecret } from './pskc.js'
 import type { InventoryFormat, ParsedRow } from './types.js'
 
 export { ENTRA_HEADER, parseEntraCsv } from './entra-csv.js'
@@ -13,8 +15,10 @@ export type { InventoryInput } from './lines.js'
 export * from './types.js'
 
 /** The rows of an inventory file in the given format; throws UnusableFile (while iterating) for a file that cannot be used. */
-export function parseInventory(format: InventoryFormat, input: InventoryInput): AsyncGenerator<ParsedRow> {
+export function parseInventory(format: InventoryFormat, input: InventoryInput, secret: PskcSecret = {}): AsyncGenerator<ParsedRow> {
   switch (format) {
+    case 'pskc':
+      return parsePskc(input, secret)
     case 'entra':
       return parseEntraCsv(input)
     case 'oath':
@@ -22,6 +26,11 @@ export function parseInventory(format: InventoryFormat, input: InventoryInput): 
     default:
       throw new Error(`unknown inventory format ${JSON.stringify(format satisfies never)}`)
   }
+}
+
+/** 'pskc' when a file's first bytes are XML (after a BOM and white space), else null: a CSV format then. */
+export function looksLikeXml(start: string): boolean {
+  return /^\uFEFF?\s*</.test(start)
 }
 
 /** 'entra' when the line is Entra's CSV header (a BOM, case, spaces and quotes allowed), else null. */

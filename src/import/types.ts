@@ -38,4 +38,5 @@ export class UnusableFile extends Error {
   override name = 'UnusableFile'
 }
 
-export type InventoryFormat = 'entra' | 'oath'
+export type InventoryFormat = 'entra' | 'oath' | 'pskc'
+export const INVENTORY_FORMATS: readonly InventoryFormat[] = ['entra', 'oath', 'pskc']

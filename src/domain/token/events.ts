@@ -17,7 +17,7 @@ export type TokenEvent =
         manufacturer: string | null
         model: string | null
         seedFingerprint: string
-        source: 'entra-csv' | 'oath-csv'
+        source: 'entra-csv' | 'oath-csv' | 'pskc'
       }
     }
   /**

@@ -31,7 +31,7 @@ import { findUserByUpn, listUsers } from '../../read-models/users.js'
 import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
 import { listClients, loadClient } from '../../read-models/clients.js'
 import { parseInventory } from '../../import/index.js'
-import { UnusableFile, type InventoryFormat } from '../../import/types.js'
+import { INVENTORY_FORMATS, UnusableFile, type InventoryFormat } from '../../import/types.js'
 import { page } from '../render.js'
 import { NotFound, policyTarget, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
 
@@ -69,23 +69,34 @@ export function limited(max: number) {
 
 export default async function adminApiRoutes(app: FastifyInstance): Promise<void> {
   // The CSV body is handed over as a stream, so a large inventory never sits in memory.
-  app.addContentTypeParser(['text/csv', 'text/plain'], (_request, payload, done) => done(null, payload))
+  app.addContentTypeParser(['text/csv', 'text/plain', 'application/pskc+xml', 'application/xml', 'text/xml'], (_request, payload, done) => done(null, payload))
 
   app.post<{ Querystring: { format?: string } }>('/admin/api/tokens/import', {
     preHandler: requireRole(app, 'admin'),
     config: { skipCsrf: true },
   }, async (request, reply) => {
-    const format = (request.query.format ?? 'entra') as InventoryFormat
-    if (format !== 'entra' && format !== 'oath') {
-      return reply.code(400).send({ error: 'Bad Request', message: `format must be entra or oath, not ${request.query.format}` })
-    }
     const type = request.headers['content-type'] ?? ''
-    if (!/^text\/(csv|plain)/.test(type)) {
-      return reply.code(415).send({ error: 'Unsupported Media Type', message: 'Send the inventory as text/csv.' })
+    const xml = /^(application\/(pskc\+)?xml|text\/xml)\b/.test(type)
+    const format = (request.query.format ?? (xml ? 'pskc' : 'entra')) as InventoryFormat
+    if (!INVENTORY_FORMATS.includes(format)) {
+      return reply.code(400).send({ error: 'Bad Request', message: `format must be entra, oath or pskc, not ${request.query.format}` })
     }
+    if (format === 'pskc' ? !xml : !/^text\/(csv|plain)/.test(type)) {
+      return reply.code(415).send({ error: 'Unsupported Media Type', message: format === 'pskc' ? 'Send a PSKC file as application/pskc+xml.' : 'Send the inventory as text/csv.' })
+    }
+    // A PSKC file's key or password comes in a header, never in the address (which is logged).
+    const psk = request.headers['x-pskc-key']
+    const password = request.headers['x-pskc-password']
+    if (typeof psk === 'string' && !/^([0-9a-fA-F]{2}){16,32}$/.test(psk)) {
+      return reply.code(400).send({ error: 'Bad Request', message: 'X-PSKC-Key must be the pre-shared key in hex: 32, 48 or 64 hex digits.' })
+    }
+    if (Array.isArray(psk) || Array.isArray(password) || (psk !== undefined && password !== undefined)) {
+      return reply.code(400).send({ error: 'Bad Request', message: 'Give one X-PSKC-Key or one X-PSKC-Password, not both.' })
+    }
+    const secret = { psk: typeof psk === 'string' ? Buffer.from(psk, 'hex') : undefined, password: typeof password === 'string' ? password : undefined }
     const body = (request.body as NodeJS.ReadableStream).pipe(limited(MAX_IMPORT_BYTES))
     try {
-      const report = await importTokens(app.commands, parseInventory(format, body), app.eventMetadata(request, { type: 'admin', id: `api-key:${request.apiKey!.id}` }), { format })
+      const report = await importTokens(app.commands, parseInventory(format, body, secret), app.eventMetadata(request, { type: 'admin', id: `api-key:${request.apiKey!.id}` }), { format })
       return { imported: report.imported, rejected: report.rejected }
     } catch (error) {
       if (error instanceof UnusableFile) return reply.code(400).send({ error: 'Bad Request', message: error.message })

@@ -17,7 +17,7 @@ import { deleteClient, registerClient, rotateClientSecret, updateClient } from '
 import multipart from '@fastify/multipart'
 import { importTokens } from '../../commands/import-tokens.js'
 import { parseInventory } from '../../import/index.js'
-import { UnusableFile, type InventoryFormat } from '../../import/types.js'
+import { INVENTORY_FORMATS, UnusableFile, type InventoryFormat } from '../../import/types.js'
 import { limited, MAX_IMPORT_BYTES } from './api.js'
 import { listClients, loadClient } from '../../read-models/clients.js'
 import type { Role } from '../../domain/user/events.js'
@@ -197,7 +197,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     // Import an inventory file (Entra CSV, privacyIDEA OATH CSV) from the page: multipart, streamed into the
     // same import as the CLI and the API, with the same report. The CSRF token is the form's first field,
     // checked before the file is read (the body is not parsed before the handler).
-    await admin.register(multipart, { limits: { files: 1, fields: 4, fileSize: MAX_IMPORT_BYTES + 1 } })
+    await admin.register(multipart, { limits: { files: 1, fields: 6, fileSize: MAX_IMPORT_BYTES + 1 } })
     admin.get('/admin/import', async (request, reply) => page(request, reply, 'admin/import', { title: 'Import tokens' }))
     admin.post('/admin/import', { config: { skipCsrf: true } }, async (request, reply) => {
       const again = (status: number, error: string, format = 'entra') => page(request, reply, 'admin/import', { title: 'Import tokens', error, values: { format } }, status)
@@ -224,11 +224,15 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
           return reply
         }
         const format = (fields.format ?? 'entra') as InventoryFormat
-        if (format !== 'entra' && format !== 'oath') return again(400, 'Choose the file\'s format: Entra CSV or privacyIDEA OATH CSV.')
+        if (!INVENTORY_FORMATS.includes(format)) return again(400, 'Choose the file\'s format: Entra CSV, privacyIDEA OATH CSV or PSKC.')
         if (!part.filename) return again(400, 'Choose a file to import.', format)
+        // An encrypted PSKC file's pre-shared key (hex) or password, from the form's fields before the file.
+        const psk = (fields.psk ?? '').trim()
+        if (psk && !/^([0-9a-fA-F]{2}){16,32}$/.test(psk)) return again(400, 'The pre-shared key must be 32, 48 or 64 hex digits.', format)
+        const secret = { psk: psk ? Buffer.from(psk, 'hex') : undefined, password: fields.password || undefined }
         try {
           // Over the limit the stream fails (413) as the API's does; what was imported before it is reported by the error.
-          const report = await importTokens(app.commands, parseInventory(format, part.file.pipe(limited(MAX_IMPORT_BYTES))), actor(request), { format })
+          const report = await importTokens(app.commands, parseInventory(format, part.file.pipe(limited(MAX_IMPORT_BYTES)), secret), actor(request), { format })
           return page(request, reply, 'admin/import', { title: 'Import tokens', report, filename: part.filename, values: { format } })
         } catch (error) {
           if (error instanceof UnusableFile) return again(400, error.message, format)

@@ -1,0 +1,349 @@
+// PSKC key containers (RFC 6030), as vendors ship hardware tokens' seeds, read as they stream in (a SAX
+// parser, `sax`): only the current KeyPackage is held, so a file of 100,000 keys reads in flat memory.
+// Strict where others were lax:
+// - XML: a DTD is refused outright (no entity expansion, no external reference can happen); only XML's
+//   own five entities exist; a file that is not well-formed stops at the first error, with its line.
+// - Keys: plaintext (PlainValue); encrypted with a pre-shared key (section 6.1: AES-128/192/256-CBC,
+//   Triple DES-CBC, AES key wrap) or with a key derived from a password (section 6.2: PBKDF2). An
+//   encrypted key must carry a ValueMAC, checked as the file's MACMethod declares (HMAC-SHA1/224/256/384/
+//   512 over the IV and ciphertext, with the MACKey the file holds encrypted, or the encryption key when it
+//   holds none), compared in constant time, before anything is decrypted. No MAC, or a wrong one, refuses
+//   the key. RSA key transport (section 6.3) is refused with a reason.
+// - Per key: serial (DeviceInfo/SerialNo), algorithm (pskc:hotp, pskc#totp), digits (ResponseFormat
+//   Length, decimal), time step (TimeInterval), counter, hash algorithm (Suite), manufacturer and model, the
+//   user (UserId) when the file names one. Each refused key is reported with the line its KeyPackage starts
+//   on, its serial and the reason; the others import.
+import { createDecipheriv, createHmac, pbkdf2, timingSafeEqual } from 'node:crypto'
+import { promisify } from 'node:util'
+import sax from 'sax'
+import type { InventoryInput } from './lines.js'
+import { isUpn, rejected, SerialsSeen, seedLengthProblem, serialProblem, shown } from './fields.js'
+import { UnusableFile, type OtpAlgorithm, type ParsedRow } from './types.js'
+
+const PSKC_NS = 'urn:ietf:params:xml:ns:keyprov:pskc'
+/** The longest text an element may hold: a base64 value of a long seed is well under it. */
+const MAX_TEXT = 16 * 1024
+/** A PBKDF2 iteration count above this is a denial of service, not a key file. */
+const MAX_ITERATIONS = 10_000_000
+
+/** What opens the file's encrypted keys: a pre-shared key, or the password it was derived from. */
+export interface PskcSecret {
+  psk?: Buffer
+  password?: string
+}
+
+const CIPHERS: Record<string, { name: string; keyBytes: number; iv: number } | undefined> = {
+  'http://www.w3.org/2001/04/xmlenc#aes128-cbc': { name: 'aes-128-cbc', keyBytes: 16, iv: 16 },
+  'http://www.w3.org/2001/04/xmlenc#aes192-cbc': { name: 'aes-192-cbc', keyBytes: 24, iv: 16 },
+  'http://www.w3.org/2001/04/xmlenc#aes256-cbc': { name: 'aes-256-cbc', keyBytes: 32, iv: 16 },
+  'http://www.w3.org/2001/04/xmlenc#tripledes-cbc': { name: 'des-ede3-cbc', keyBytes: 24, iv: 8 },
+  'http://www.w3.org/2001/04/xmlenc#kw-aes128': { name: 'id-aes128-wrap', keyBytes: 16, iv: 0 },
+  'http://www.w3.org/2001/04/xmlenc#kw-aes192': { name: 'id-aes192-wrap', keyBytes: 24, iv: 0 },
+  'http://www.w3.org/2001/04/xmlenc#kw-aes256': { name: 'id-aes256-wrap', keyBytes: 32, iv: 0 },
+}
+
+const MACS: Record<string, string | undefined> = {
+  'http://www.w3.org/2000/09/xmldsig#hmac-sha1': 'sha1',
+  'http://www.w3.org/2001/04/xmldsig-more#hmac-sha224': 'sha224',
+  'http://www.w3.org/2001/04/xmldsig-more#hmac-sha256': 'sha256',
+  'http://www.w3.org/2001/04/xmldsig-more#hmac-sha384': 'sha384',
+  'http://www.w3.org/2001/04/xmldsig-more#hmac-sha512': 'sha512',
+}
+
+const PRFS: Record<string, string | undefined> = {
+  '': 'sha1',
+  'http://www.w3.org/2000/09/xmldsig#hmac-sha1': 'sha1',
+  'http://www.w3.org/2001/04/xmldsig-more#hmac-sha224': 'sha224',
+  'http://www.w3.org/2001/04/xmldsig-more#hmac-sha256': 'sha256',
+  'http://www.w3.org/2001/04/xmldsig-more#hmac-sha384': 'sha384',
+  'http://www.w3.org/2001/04/xmldsig-more#hmac-sha512': 'sha512',
+  'http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#hmac-sha1': 'sha1',
+}
+
+const ALGORITHMS: Record<string, 'hotp' | 'totp' | undefined> = {
+  'urn:ietf:params:xml:ns:keyprov:pskc:hotp': 'hotp',
+  'urn:ietf:params:xml:ns:keyprov:pskc#hotp': 'hotp',
+  'urn:ietf:params:xml:ns:keyprov:pskc#totp': 'totp',
+  'urn:ietf:params:xml:ns:keyprov:pskc:totp': 'totp',
+}
+
+const HASHES: Record<string, OtpAlgorithm | undefined> = {
+  '': 'SHA1', SHA1: 'SHA1', 'HMAC-SHA1': 'SHA1', 'SHA-1': 'SHA1', 'HMAC-SHA-1': 'SHA1',
+  SHA256: 'SHA256', 'HMAC-SHA256': 'SHA256', 'SHA-256': 'SHA256', 'HMAC-SHA-256': 'SHA256',
+  SHA512: 'SHA512', 'HMAC-SHA512': 'SHA512', 'SHA-512': 'SHA512', 'HMAC-SHA-512': 'SHA512',
+}
+
+interface Encrypted {
+  algorithm: string
+  cipher: Buffer
+}
+
+/** One KeyPackage as read, before it is checked. */
+interface KeyPackage {
+  line: number
+  serial: string
+  manufacturer: string
+  model: string
+  algorithm: string
+  digits: string
+  encoding: string
+  suite: string
+  user: string
+  plain: string | null
+  encrypted: Encrypted | null
+  mac: string | null
+  counter: string
+  interval: string
+  extraKeys: number
+}
+
+/** The container's part: how its keys are protected. */
+interface Container {
+  keyName: boolean
+  derived: { salt: string; iterations: string; keyLength: string; prf: string } | null
+  asymmetric: boolean
+  macAlgorithm: string | null
+  macKey: Encrypted | null
+}
+
+const base64 = (text: string): Buffer | null => {
+  const clean = text.replace(/\s+/g, '')
+  return /^[A-Za-z0-9+/]*={0,2}$/.test(clean) && clean.length % 4 === 0 ? Buffer.from(clean, 'base64') : null
+}
+
+/** Decrypts an xmlenc value: null when the key cannot (wrong length, padding, algorithm). */
+function decrypt(value: Encrypted, key: Buffer): Buffer | null {
+  const cipher = CIPHERS[value.algorithm]
+  if (!cipher || key.length !== cipher.keyBytes) return null
+  try {
+    const iv = cipher.iv === 0 ? Buffer.from('A6A6A6A6A6A6A6A6', 'hex') : value.cipher.subarray(0, cipher.iv)
+    const body = value.cipher.subarray(cipher.iv)
+    if (body.length === 0) return null
+    const decipher = createDecipheriv(cipher.name, key, iv)
+    return Buffer.concat([decipher.update(body), decipher.final()])
+  } catch {
+    return null
+  }
+}
+
+/** The keys that open the file's encrypted values, worked out once when the first KeyPackage starts. */
+interface Keys {
+  encryption: Buffer | null
+  mac: Buffer | null
+  /** Why encrypted keys cannot be read: said for each of them. */
+  problem: string | null
+}
+
+async function containerKeys(container: Container, secret: PskcSecret): Promise<Keys> {
+  if (container.asymmetric) {
+    return { encryption: null, mac: null, problem: 'keys encrypted to an RSA key (RFC 6030 section 6.3) are not supported: ask for a file encrypted with a password or a pre-shared key' }
+  }
+  let encryption: Buffer | null = null
+  if (container.derived) {
+    const d = container.derived
+    if (secret.password === undefined) return { encryption: null, mac: null, problem: 'the keys are encrypted with a password: give it (--password-stdin)' }
+    const salt = base64(d.salt)
+    const iterations = Number(d.iterations)
+    const length = d.keyLength === '' ? 16 : Number(d.keyLength)
+    const prf = PRFS[d.prf]
+    if (!salt || !Number.isInteger(iterations) || iterations < 1 || iterations > MAX_ITERATIONS || !Number.isInteger(length) || length < 8 || length > 64 || !prf) {
+      return { encryption: null, mac: null, problem: 'the file\'s PBKDF2 parameters are not usable (salt, iteration count, key length or PRF)' }
+    }
+    encryption = await promisify(pbkdf2)(secret.password, salt, iterations, length, prf)
+  } else if (container.keyName || secret.psk) {
+    if (!secret.psk) return { encryption: null, mac: null, problem: 'the keys are encrypted with a pre-shared key: give it (--psk HEX)' }
+    encryption = secret.psk
+  }
+  let mac: Buffer | null = null
+  if (container.macKey) {
+    mac = encryption && decrypt(container.macKey, encryption)
+    if (!mac) return { encryption, mac: null, problem: 'wrong password or pre-shared key: the file\'s MAC key does not decrypt with it' }
+  } else {
+    // No MACKey: the encryption key itself is the MAC key (as RFC 6030's drafts had it).
+    mac = encryption
+  }
+  return { encryption, mac, problem: null }
+}
+
+function checkPackage(p: KeyPackage, container: Container, keys: Keys | null, serials: SerialsSeen): ParsedRow {
+  const serial = p.serial.trim()
+  const line = p.line
+  const problem = serialProblem(serial)
+  if (problem) return rejected(line, serial || null, serial === '' ? 'no serial number (DeviceInfo/SerialNo)' : problem)
+  const duplicate = serials.check(serial, line)
+  if (duplicate) return rejected(line, serial, duplicate)
+  if (p.extraKeys > 0) return rejected(line, serial, 'a KeyPackage holds more than one Key')
+  const kind = ALGORITHMS[p.algorithm.trim()]
+  if (!kind) return rejected(line, serial, `unsupported algorithm${shown(p.algorithm.replace(/^.*[:#]/, ''))}: only HOTP and TOTP`)
+  if (p.encoding !== '' && p.encoding !== 'DECIMAL') return rejected(line, serial, 'codes that are not decimal digits are not supported')
+  const digits = p.digits === '' ? 6 : Number(p.digits)
+  if (digits !== 6 && digits !== 8) return rejected(line, serial, 'codes must have 6 or 8 digits (ResponseFormat Length)')
+  const hash = HASHES[p.suite.trim().toUpperCase()]
+  if (!hash) return rejected(line, serial, `unsupported hash algorithm${shown(p.suite.trim())} (Suite): SHA1, SHA256 or SHA512`)
+  const period = kind === 'totp' ? (p.interval === '' ? 30 : Number(p.interval)) : null
+  if (period !== null && period !== 30 && period !== 60) return rejected(line, serial, 'the time step (TimeInterval) must be 30 or 60 seconds')
+  const counter = kind === 'hotp' ? (p.counter === '' ? 0 : Number(p.counter)) : null
+  if (counter !== null && (!Number.isSafeInteger(counter) || counter < 0)) return rejected(line, serial, 'the counter must be a whole number of 0 or more')
+  const user = p.user.trim()
+  if (user !== '' && !isUpn(user)) return rejected(line, serial, 'the user (UserId) is not a user principal name (name@domain)')
+
+  let seed: Buffer | null
+  if (p.plain !== null) {
+    seed = base64(p.plain)
+    if (!seed) return rejected(line, serial, 'the secret (PlainValue) is not base64')
+  } else if (p.encrypted) {
+    if (keys?.problem) return rejected(line, serial, keys.problem)
+    if (!CIPHERS[p.encrypted.algorithm]) return rejected(line, serial, 'the secret is encrypted with an algorithm this gateway does not support')
+    if (!keys) return rejected(line, serial, 'the secret is encrypted but the file says nothing of its key')
+    if (!keys.encryption) return rejected(line, serial, 'the secret is encrypted but the file says nothing of its key')
+    // The MAC first, over the IV and ciphertext, in constant time: nothing unauthenticated is decrypted.
+    if (p.mac === null) return rejected(line, serial, 'the secret is encrypted without a ValueMAC: its integrity cannot be checked')
+    const macAlgorithm = container.macAlgorithm === null ? null : MACS[container.macAlgorithm]
+    if (!macAlgorithm) return rejected(line, serial, container.macAlgorithm === null ? 'the file has no MACMethod for its ValueMAC' : 'the file\'s MACMethod is not one this gateway supports')
+    const given = base64(p.mac)
+    const expected = createHmac(macAlgorithm, keys.mac!).update(p.encrypted.cipher).digest()
+    if (!given || given.length !== expected.length || !timingSafeEqual(given, expected)) {
+      return rejected(line, serial, 'MAC mismatch: wrong password or pre-shared key, or the file was changed')
+    }
+    seed = decrypt(p.encrypted, keys.encryption)
+    if (!seed) return rejected(line, serial, 'the secret does not decrypt with the given key')
+  } else {
+    return rejected(line, serial, 'no secret (Data/Secret): a key held elsewhere (KeyReference) cannot be imported')
+  }
+  const lengthProblem = seedLengthProblem('the secret', seed.length)
+  if (lengthProblem) return rejected(line, serial, lengthProblem)
+  return {
+    ok: true,
+    token: { line, serial, kind, algorithm: hash, digits, period, counter, seed, upn: user === '' ? null : user,
+      manufacturer: p.manufacturer.trim().slice(0, 64) || null, model: p.model.trim().slice(0, 64) || null },
+  }
+}
+
+const newPackage = (line: number): KeyPackage => ({ line, serial: '', manufacturer: '', model: '', algorithm: '', digits: '', encoding: '', suite: '',
+  user: '', plain: null, encrypted: null, mac: null, counter: '', interval: '', extraKeys: 0 })
+
+/** The keys of a PSKC file; throws UnusableFile (while iterating) for a file that cannot be used at all. */
+export async function* parsePskc(input: InventoryInput, secret: PskcSecret = {}): AsyncGenerator<ParsedRow> {
+  const parser = sax.parser(true, { xmlns: true, position: true, trim: false })
+  const stack: string[] = []
+  const container: Container = { keyName: false, derived: null, asymmetric: false, macAlgorithm: null, macKey: null }
+  let text = ''
+  let current: KeyPackage | null = null
+  let keys: Keys | null = null
+  let keysPending = false
+  let encryptionAlgorithm = ''
+  let sawRoot = false
+  let keysInPackage = 0
+  const done: KeyPackage[] = []
+  let failure: Error | null = null
+  const fail = (message: string) => {
+    failure ??= new UnusableFile(message)
+  }
+
+  parser.ondoctype = () => fail('the file has a DTD (<!DOCTYPE ...>): PSKC files have none, and a DTD is refused (no entity expansion, no external reference)')
+  parser.onerror = (error) => {
+    // Nothing after the first error is trusted: the reading stops after this chunk.
+    fail(`not well-formed XML at line ${parser.line + 1}: ${error.message.split('\n')[0]}`)
+  }
+  parser.onopentag = (tag) => {
+    if (failure) return
+    const node = tag as sax.QualifiedTag
+    const name = node.local
+    const attr = (n: string) => String((node.attributes[n] as sax.QualifiedAttribute | undefined)?.value ?? '')
+    if (!sawRoot) {
+      sawRoot = true
+      if (name !== 'KeyContainer' || node.uri !== PSKC_NS) return fail(`not a PSKC file: it starts with <${node.name}>, not a KeyContainer of ${PSKC_NS}`)
+      const version = attr('Version')
+      if (version !== '' && version !== '1.0') return fail(`PSKC version ${version.slice(0, 10)} is not supported (1.0 is)`)
+    }
+    stack.push(name)
+    text = ''
+    const parent = stack[stack.length - 2]
+    const inContainer = !current
+    if (name === 'KeyPackage') {
+      current = newPackage(parser.line + 1)
+      keysInPackage = 0
+      if (!keys) keysPending = true
+    } else if (name === 'Key' && current && parent === 'KeyPackage') {
+      keysInPackage++
+      if (keysInPackage > 1) current.extraKeys++
+      else current.algorithm = attr('Algorithm')
+    } else if (name === 'ResponseFormat' && current) {
+      current.digits = attr('Length')
+      current.encoding = attr('Encoding')
+    } else if (name === 'EncryptionMethod') {
+      encryptionAlgorithm = attr('Algorithm')
+    } else if (name === 'MACMethod' && inContainer) {
+      container.macAlgorithm = attr('Algorithm')
+    } else if (name === 'KeyDerivationMethod' && inContainer) {
+      container.derived = { salt: '', iterations: '', keyLength: '', prf: '' }
+      if (attr('Algorithm') !== 'http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#pbkdf2') container.asymmetric = true
+    } else if (name === 'PRF' && container.derived && inContainer) {
+      container.derived.prf = attr('Algorithm')
+    } else if ((name === 'X509Data' || name === 'X509Certificate' || name === 'KeyValue') && inContainer && stack.includes('EncryptionKey')) {
+      container.asymmetric = true
+    }
+  }
+  parser.ontext = (t) => {
+    if (text.length + t.length <= MAX_TEXT) text += t
+    else fail(`an element at line ${parser.line + 1} holds more than ${MAX_TEXT} characters`)
+  }
+  parser.oncdata = parser.ontext
+  parser.onclosetag = () => {
+    if (failure) return
+    const name = stack.pop()!
+    const path = stack
+    const value = text.trim()
+    text = ''
+    const p = current
+    if (!p) {
+      // The container's own elements.
+      if (name === 'KeyName' && path.at(-1) === 'EncryptionKey') container.keyName = true
+      else if (name === 'CipherValue' && path.includes('MACKey')) {
+        const cipher = base64(value)
+        if (cipher) container.macKey = { algorithm: encryptionAlgorithm, cipher }
+        else fail('the MAC key (MACMethod/MACKey) is not base64')
+      } else if (container.derived && path.includes('PBKDF2-params')) {
+        if (name === 'Specified' && path.at(-1) === 'Salt') container.derived.salt = value
+        else if (name === 'IterationCount') container.derived.iterations = value
+        else if (name === 'KeyLength') container.derived.keyLength = value
+      }
+      return
+    }
+    if (name === 'KeyPackage') {
+      done.push(p)
+      current = null
+      return
+    }
+    const parent = path.at(-1)
+    if (name === 'SerialNo' && parent === 'DeviceInfo') p.serial = value
+    else if (name === 'Manufacturer' && parent === 'DeviceInfo') p.manufacturer = value
+    else if (name === 'Model' && parent === 'DeviceInfo') p.model = value
+    else if (name === 'Suite' && parent === 'AlgorithmParameters') p.suite = value
+    else if (name === 'UserId' && (parent === 'Key' || parent === 'DeviceInfo') && p.user === '') p.user = value
+    else if (name === 'PlainValue' && parent === 'Secret') p.plain = value
+    else if (name === 'CipherValue' && path.includes('Secret')) {
+      const cipher = base64(value)
+      p.encrypted = { algorithm: encryptionAlgorithm, cipher: cipher ?? Buffer.alloc(0) }
+    } else if (name === 'ValueMAC' && parent === 'Secret') p.mac = value
+    else if (name === 'PlainValue' && parent === 'Counter') p.counter = value
+    else if (name === 'PlainValue' && parent === 'TimeInterval') p.interval = value
+  }
+
+  const serials = new SerialsSeen()
+  const decoder = new TextDecoder('utf-8', { fatal: false })
+  for await (const chunk of input as AsyncIterable<Buffer | string>) {
+    parser.write(typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true }))
+    if (failure) throw failure
+    if (keysPending && !keys) {
+      keys = await containerKeys(container, secret)
+      keysPending = false
+    }
+    while (done.length > 0) yield checkPackage(done.shift()!, container, keys, serials)
+  }
+  parser.close()
+  if (failure) throw failure
+  if (!sawRoot) throw new UnusableFile('the file is empty: no PSKC KeyContainer')
+  if (keysPending && !keys) keys = await containerKeys(container, secret)
+  while (done.length > 0) yield checkPackage(done.shift()!, container, keys, serials)
+}
