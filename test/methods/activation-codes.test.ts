@@ -264,6 +264,9 @@ t.test('an admin on the user page: shown once, or sent', async (t) => {
   await received(mail.messages, before + 1)
   const bad = await b.post('/admin/users/tom@example.com/software-token', { delivery: 'carrier pigeon' })
   t.equal(bad.status, 422)
+  // The temporary code's banner holds the code and nothing else.
+  const temporary = await b.post('/admin/users/uma@example.com/temporary-code', { validDays: '1', oneTime: 'yes' })
+  t.match(text(temporary.body), /Temporary code Give this code to uma@example\.com\. It is shown only now\. \d{4}-\d{4}-\d{4} It works once/)
 })
 
 t.test('races: one redemption per code, one token per key, and the most methods held', async (t) => {
