@@ -119,7 +119,7 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
 function organization(value: string | null): string {
   if (value === null) return 'Tessera'
   // The otpauth label is "issuer:account": a colon would split it elsewhere.
-  if (value.length > 64 || /[:\p{Cc}]/u.test(value)) throw new ConfigError('TESSERA_ORGANIZATION must be 1 to 64 printable characters without a colon')
+  if (value.length > 64 || /[:\p{Cc}\p{Cf}]/u.test(value)) throw new ConfigError('TESSERA_ORGANIZATION must be 1 to 64 printable characters without a colon')
   return value
 }
 

@@ -269,7 +269,8 @@ export async function usersAccount(io: Io, change: 'reset-password' | 'delete', 
       io.out(reset.password)
     } else {
       const deleted = await deleteUser({ db: ctx.db, store: ctx.store, now: () => new Date() }, { upn }, ctx.meta())
-      io.out(`deleted ${deleted.upn}${deleted.tokens.length ? `; tokens held until released: ${deleted.tokens.join(', ')}` : ''}`)
+      io.out(`deleted ${deleted.upn}${deleted.tokens.length ? `; tokens held until released: ${deleted.tokens.join(', ')}` : ''}`
+        + `${deleted.retired.length ? `; software tokens retired with their keys: ${deleted.retired.join(', ')}` : ''}`)
     }
     return 0
   } catch (error) {

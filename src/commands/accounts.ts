@@ -22,6 +22,7 @@ import { findUser, findUserByUpn } from '../read-models/users.js'
 import { appendStreamsWithProjections, appendWithProjections } from './append.js'
 import { retryOnConflict, type CommandContext } from './context.js'
 import { assertAnotherAdmin, endSignIns, MIN_PASSWORD_LENGTH } from './users.js'
+import { endSoftwareRequests } from '../methods/authenticator-app/requests.js'
 
 /** The account a confirmation was asked for is not the one that has the name now (deleted and added again). */
 export class AccountChanged extends UserError {
@@ -42,7 +43,7 @@ const noUser = (upn: string) => Object.assign(new InvalidUser(`no user ${upn}`),
  * for each token assigned to or activated by them, and their direct policy assignments taken back; all
  * appended at the versions read, or retried. The last admin is not deleted.
  */
-export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, input: { upn: string; userId?: string }, meta: EventMetadata): Promise<{ upn: string; tokens: string[] }> {
+export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, input: { upn: string; userId?: string }, meta: EventMetadata): Promise<{ upn: string; tokens: string[]; retired: string[] }> {
   return retryOnConflict(async () => {
     const user = await findUserByUpn(ctx.db, input.upn)
     if (!user) throw noUser(input.upn)
@@ -58,7 +59,7 @@ export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now
       // A software token is retired with its key, not held (domain/token/decide.ts).
       if (events.some((e) => e.type === 'TokenSecretDestroyed')) destroyed.push(token.serial)
       if (token.status === 'active') userEvents.push({ type: 'SignInMethodRemoved', data: { userId: user.id, serial: token.serial, by: 'admin' } })
-      taken.push(token.serial)
+      if (!destroyed.includes(token.serial)) taken.push(token.serial)
     }
     const policies = await sql<{ id: string }>`select id from policies where targets @> ${JSON.stringify([{ kind: 'user', id: user.id }])}::jsonb`.execute(ctx.db)
     for (const { id } of policies.rows) {
@@ -71,19 +72,17 @@ export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now
     await ctx.db.transaction().execute(async (trx) => {
       await assertAnotherAdmin(trx, user)
       // Activation codes not yet redeemed end with the account (before UserDeleted, the stream's last event).
-      const ended = await sql<{ id: string }>`update activation_codes set status = 'ended' where user_id = ${user.id} and status = 'issued' returning id`.execute(trx)
-      userEvents.splice(userEvents.length - 1, 0, ...ended.rows.map((r): UserEvent => ({ type: 'ActivationCodeExpired', data: { userId: user.id, code: r.id, reason: 'account-deleted' } })))
+      userEvents.splice(userEvents.length - 1, 0, ...await endSoftwareRequests(trx, user.id, 'account-deleted'))
       await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, writes, meta)
       await sql`delete from user_credentials where user_id = ${user.id}`.execute(trx)
       await sql`delete from temporary_codes where user_id = ${user.id}`.execute(trx)
       await sql`delete from upstream_links where user_id = ${user.id}`.execute(trx)
       await sql`delete from user_contacts where user_id = ${user.id}`.execute(trx)
       if (destroyed.length > 0) await sql`delete from token_secrets where serial = any(${destroyed}::text[])`.execute(trx)
-      await sql`delete from software_setups where user_id = ${user.id}`.execute(trx)
       await endSignIns(trx, user.id, ctx.now())
     })
     ctx.store.committed()
-    return { upn: user.upn, tokens: taken }
+    return { upn: user.upn, tokens: taken, retired: destroyed }
   })
 }
 
@@ -106,8 +105,10 @@ export async function resetPassword(ctx: Pick<CommandContext, 'db' | 'store' | '
     const now = ctx.now()
     const expiresAt = new Date(now.getTime() + TEMPORARY_PASSWORD_HOURS * 3_600_000)
     await ctx.db.transaction().execute(async (trx) => {
+      // What the old password could still redeem or finish ends with it.
+      const ended = await endSoftwareRequests(trx, user.id, 'password-reset')
       await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), user.version,
-        [{ type: 'UserPasswordReset', data: { userId: user.id, expiresAt: expiresAt.toISOString() } }], meta)
+        [{ type: 'UserPasswordReset', data: { userId: user.id, expiresAt: expiresAt.toISOString() } }, ...ended], meta)
       await sql`insert into user_credentials (user_id, password_hash, updated_at, must_change, expires_at)
                 values (${user.id}, ${hash}, ${now}, true, ${expiresAt})
                 on conflict (user_id) do update set password_hash = excluded.password_hash, updated_at = excluded.updated_at,

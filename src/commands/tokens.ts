@@ -24,6 +24,7 @@ import type { Executor } from '../read-models/database.js'
 import { challengeCheck, isSentCode } from '../methods/sent-code/challenge.js'
 import { kindOf, methodName } from '../methods/index.js'
 import { methodChangeNotice, queueNotice } from './contacts.js'
+import { endSoftwareRequests } from '../methods/authenticator-app/requests.js'
 
 /** A method in a sentence: "Phone (+44 ••• ••• 456)", "Hardware token Token2 C202 (serial 123)". */
 function describeMethod(t: TokenState): string {
@@ -143,9 +144,12 @@ export async function writeWithMethodChange(
 ) {
   const d = change.data as { userId: string; by: string }
   if (change.type === 'SignInMethodAdded') await assertRoomForMethod(ctx.db, d.userId, before.serial)
+  // A method removed ends the activation codes the user asked for themselves: one of them must not outlive
+  // the methods that vouched for it (an admin's code stands).
+  const ended = change.type === 'SignInMethodRemoved' ? await endSoftwareRequests(ctx.db, d.userId, 'method-removed', { selfOnly: true }) : []
   const [token] = await appendStreamsWithProjections({ ...ctx, deferCommit: true }, [
     { streamId: tokenStream(before.serial), expected, events },
-    { streamId: userStream(d.userId), expected: 'any', events: [change] },
+    { streamId: userStream(d.userId), expected: 'any', events: [change, ...ended] },
   ], meta)
   if (events.some((e) => e.type === 'TokenSecretDestroyed')) await sql`delete from token_secrets where serial = ${before.serial}`.execute(ctx.db)
   let after = before

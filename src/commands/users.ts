@@ -1,4 +1,5 @@
 // User commands: register, check a password, record sign-ins and wrong passwords.
+import { endSoftwareRequests } from '../methods/authenticator-app/requests.js'
 import { randomUUID } from 'node:crypto'
 import { sql } from 'kysely'
 import { DUMMY_HASH, hashPassword, verifyPassword } from '../crypto/password.js'
@@ -167,8 +168,10 @@ export async function setUserDisabled(ctx: Pick<CommandContext, 'db' | 'store' |
     if (user.disabled === input.disabled) return false
     await ctx.db.transaction().execute(async (trx) => {
       if (input.disabled) await assertAnotherAdmin(trx, user)
+      // A disabled account finishes no software token it was asked for, and redeems no code.
+      const ended = input.disabled ? await endSoftwareRequests(trx, user.id, 'account-disabled') : []
       await appendWithProjections({ ...ctx, db: trx, deferCommit: true }, userStream(user.id), user.version,
-        [{ type: input.disabled ? 'UserDisabled' : 'UserEnabled', data: { userId: user.id } }], meta)
+        [{ type: input.disabled ? 'UserDisabled' : 'UserEnabled', data: { userId: user.id } }, ...ended], meta)
       // Enabling it again must not bring back what someone else may have held (a refresh token lives for days).
       if (input.disabled) await endSignIns(trx, user.id, ctx.now())
     })

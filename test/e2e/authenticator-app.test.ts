@@ -100,7 +100,7 @@ async function browserTests(t: Test) {
     await page.getByLabel('Email or username', { exact: true }).fill('ivan@example.com')
     await page.getByLabel('Password', { exact: true }).fill('not the password')
     await page.getByRole('button', { name: 'Next' }).click()
-    t.ok(await page.getByText('Your account or password is incorrect.').isVisible())
+    t.ok(await page.getByText("That activation code, account or password isn't right.", { exact: false }).isVisible())
     t.equal(await page.getByLabel('Activation code', { exact: true }).inputValue(), '', 'the code is not sent back in the page')
     await screenshot(page, '10-activate-wrong-password')
     await page.getByLabel('Activation code', { exact: true }).fill(formatActivationCode(issued.code!))

@@ -80,11 +80,16 @@ t.test('/activate: wrong password, someone else, then the right one: the key onc
   t.match(text(form.body), /Activate a software token Enter the activation code you were given, and sign in with your password\. Activation code .* Email or username Password Next/)
 
   const wrong = await b.post('/activate', { activationCode: tomCode, username: 'tom@example.com', password: 'not his password' })
-  t.equal(wrong.status, 401)
-  t.match(text(wrong.body), /Your account or password is incorrect\./)
+  t.equal(wrong.status, 422)
+  t.match(text(wrong.body), INVALID_ACTIVATION, 'a wrong password: the one answer')
+  const failures = async (userId: string) => Number((await sql<{ n: string }>`select count(*) as n from events where type = 'UserSignInFailed' and stream_id = ${`user-${userId}`}`.execute(database.db)).rows[0]!.n)
+  t.equal(await failures(tom.userId), 1, "a wrong password for the code's own account counts, as at sign-in")
   const other = await b.post('/activate', { activationCode: tomCode, username: 'uma@example.com', password: 'correct horse battery' })
   t.equal(other.status, 422)
   t.match(text(other.body), INVALID_ACTIVATION, "Uma's password with Tom's code: the one answer")
+  const otherWrong = await b.post('/activate', { activationCode: tomCode, username: 'uma@example.com', password: 'a guess' })
+  t.equal(text(otherWrong.body), text(other.body), "Uma's right and wrong passwords look the same: /activate is no oracle for them")
+  t.equal(await failures(uma.userId), 0, "and nothing is counted against Uma's account")
   t.equal((await sql<{ status: string }>`select status from activation_codes where user_id = ${tom.userId}`.execute(database.db)).rows[0]!.status, 'issued', 'neither used it up')
 
   // Typed loosely: lower case, spaces for dashes.
@@ -121,7 +126,7 @@ t.test('/activate: wrong password, someone else, then the right one: the key onc
   await b2.get('/activate')
   const used = await b2.post('/activate', { activationCode: tomCode, username: 'tom@example.com', password: 'correct horse battery' })
   t.equal(used.status, 422)
-  t.match(text(used.body), /This activation code is not valid\. It may have expired or been used already: ask for a new one\./)
+  t.match(text(used.body), INVALID_ACTIVATION)
   const unknown = await b2.post('/activate', { activationCode: 'ABCD-EFGH-JKMN-PQRS-TVWX-YZ01', username: 'tom@example.com', password: 'correct horse battery' })
   t.equal(text(unknown.body), text(used.body), 'an unknown code: the same page')
 })
@@ -184,7 +189,7 @@ t.test('rate limits: per code, and per address', async (t) => {
   const { activationCode } = (await api('POST', '/admin/api/users/tom@example.com/software-token', { delivery: 'show' })).json()
   const statuses: number[] = []
   for (let i = 0; i < 6; i++) statuses.push((await activate({ activationCode, username: 'tom@example.com', password: `guess ${i}` }, `10.1.0.${i}`)).statusCode)
-  t.same(statuses, [401, 401, 401, 401, 401, 429], 'five tries per code in 15 minutes, from any address')
+  t.same(statuses, [422, 422, 422, 422, 422, 429], 'five tries per code in 15 minutes, from any address')
   const blocked = await activate({ activationCode, username: 'tom@example.com', password: 'correct horse battery' }, '10.1.1.1')
   t.equal(blocked.statusCode, 429, 'even the right password waits')
   const fromOne: number[] = []
@@ -291,4 +296,55 @@ t.test('races: one redemption per code, one token per key, and the most methods 
   t.same(results.map((r) => r.statusCode).sort(), [201, 422])
   t.match(results.find((r) => r.statusCode === 422)!.json(), { message: 'You already have 1 authenticator method. Remove one before adding another.' })
   t.equal(Number((await sql<{ n: string }>`select count(*) as n from tokens where user_id = ${vic.userId} and status = 'active'`.execute(database.db)).rows[0]!.n), 1)
+})
+
+t.test('what ends a code or a set-up: a password reset, a disabled account, the methods a self-requested code relied on; a full account keeps its code', async (t) => {
+  const wendy = await addUser(app, 'wendy@example.com')
+  const codeFor = async () => (await api('POST', '/admin/api/users/wendy@example.com/software-token', { delivery: 'show' })).json()
+  const redeem = (code: string) => activate({ activationCode: code, username: 'wendy@example.com', password: 'correct horse battery' }, '10.5.0.1')
+  const reasons = async () => (await sql<{ data: any }>`select data from events where type = 'ActivationCodeExpired' and stream_id = ${`user-${wendy.userId}`} order by position`.execute(database.db)).rows.map((r) => r.data.reason)
+
+  // Disabled after redeeming: the key shown can no longer be bound, and a live code is ended.
+  const redeemed = (await redeem((await codeFor()).activationCode)).json()
+  const live = await codeFor()
+  await app.inject({ method: 'POST', url: '/admin/api/users/wendy@example.com/disable', headers: { authorization: `Bearer ${key.key}` } })
+  const finish = await app.inject({ method: 'POST', url: '/activate/code', headers: { 'content-type': 'application/json' },
+    payload: { setup: redeemed.setup, code: totpBase32At(new URL(redeemed.otpauthUri).searchParams.get('secret')!, unix()) } })
+  t.equal(finish.statusCode, 422)
+  t.match(finish.json(), { message: /This set-up has expired/ })
+  t.same(await reasons(), ['account-disabled'], 'the live one ended; the redeemed one was done already')
+  await app.inject({ method: 'POST', url: '/admin/api/users/wendy@example.com/enable', headers: { authorization: `Bearer ${key.key}` } })
+  t.equal((await redeem(live.activationCode)).statusCode, 422, 'the code ended with the disable stays ended')
+
+  // A password reset ends the live code.
+  await codeFor()
+  await app.inject({ method: 'POST', url: '/admin/api/users/wendy@example.com/reset-password', headers: { authorization: `Bearer ${key.key}` } })
+  t.same((await reasons()).at(-1), 'password-reset')
+  await sql`update user_credentials set password_hash = (select password_hash from user_credentials where user_id = ${tom.userId}), must_change = false where user_id = ${wendy.userId}`.execute(database.db)
+
+  // At the most methods: refused before the code is used up.
+  await setPolicy(app.commands, 'wendy', { name: 'One method', priority: 5, settings: { ...DEFAULT_SETTINGS, maxMethods: 1, userRequestsSoftwareTokens: true } }, metadata())
+  await assignPolicy(app.commands, 'wendy', { kind: 'user', id: wendy.userId }, metadata())
+  await importEntra(app, [`wendy@example.com,WE-1,${seedOf('WE-1').b32},30,Token2,C202`])
+  await activateToken(app.commands, { serial: 'WE-1', userId: wendy.userId, name: 'Fob', code: totpAt(seedOf('WE-1').hex, unix()) }, metadata())
+  const full = await codeFor()
+  const refused = await redeem(full.activationCode)
+  t.equal(refused.statusCode, 409)
+  t.match(refused.json(), { message: 'You already have 1 authenticator method. Remove one before adding another.' })
+  t.equal((await sql<{ status: string }>`select status from activation_codes where id = ${full.id}`.execute(database.db)).rows[0]!.status, 'issued', 'not used up')
+
+  // A code Wendy asked for herself ends when she removes the method that let her ask.
+  const b = new Browser(app)
+  await b.signIn('wendy@example.com')
+  clock.now = new Date(clock.now.getTime() + 30_000)
+  await b.get('/security-info/verify')
+  await b.post('/security-info/verify', { code: totpAt(seedOf('WE-1').hex, unix()) })
+  await b.get('/security-info/software-token')
+  const mine = activationCodeIn(text((await b.post('/security-info/software-token', {})).body))!
+  const self = (await sql<{ expires_at: Date; created_at: Date }>`select expires_at, created_at from activation_codes where user_id = ${wendy.userId} and by = 'self'`.execute(database.db)).rows[0]!
+  t.equal(self.expires_at.getTime() - self.created_at.getTime(), 86_400_000, 'a code the user asks for lasts a day')
+  await b.get('/security-info/methods/WE-1/remove')
+  await b.post('/security-info/methods/WE-1/remove', {})
+  t.same((await reasons()).slice(-2), ['replaced', 'method-removed'], "her own code ended with her last method; the admin's had been replaced by it")
+  t.equal((await redeem(mine)).statusCode, 422, 'the password alone adds nothing now')
 })

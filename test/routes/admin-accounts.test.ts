@@ -115,7 +115,7 @@ t.test('what a delete refuses: your own account, the last admin, someone who doe
   await addUser(app, 'dave@example.com')
   const gone = await api('DELETE', '/users/dave@example.com')
   t.equal(gone.statusCode, 200)
-  t.same(gone.json(), { deleted: 'dave@example.com', heldTokens: [] })
+  t.same(gone.json(), { deleted: 'dave@example.com', heldTokens: [], retiredTokens: [] })
   t.equal((await api('DELETE', '/users/dave@example.com')).statusCode, 404, 'deleted once')
 })
 

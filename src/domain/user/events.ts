@@ -52,8 +52,11 @@ export type UserEvent =
   | { type: 'ActivationCodeIssued'; data: { userId: string; code: string; expiresAt: string; delivery: 'shown' | 'email'; to: string | null } }
   /** The user entered the code with their password: a key was made (serial) and shown, waiting for the app's first code. */
   | { type: 'ActivationCodeRedeemed'; data: { userId: string; code: string; serial: string } }
-  /** The code can no longer be redeemed: its time ran out, a newer one replaced it, or the account was deleted. */
-  | { type: 'ActivationCodeExpired'; data: { userId: string; code: string; reason: 'expired' | 'replaced' | 'account-deleted' } }
+  /**
+   * The code can no longer be redeemed: its time ran out, a newer one replaced it, the account was deleted or
+   * disabled, its password reset, or (a code the user asked for) one of their methods removed.
+   */
+  | { type: 'ActivationCodeExpired'; data: { userId: string; code: string; reason: 'expired' | 'replaced' | 'account-deleted' | 'account-disabled' | 'password-reset' | 'method-removed' } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`

@@ -18,6 +18,8 @@ import type { EventMetadata } from '../../event-store/types.js'
 import { effectivePolicy } from '../../read-models/policies.js'
 import type { Executor } from '../../read-models/database.js'
 import { findUser } from '../../read-models/users.js'
+import { activeTokensOfUser } from '../../read-models/tokens.js'
+import { TooManyMethods } from '../../commands/tokens.js'
 import { maskEmail } from '../sent-code/destination.js'
 import { startSetup, type StartedSetup } from './setup.js'
 
@@ -32,8 +34,9 @@ export class ActivationRefused extends Error {
   }
 }
 
-/** The one answer for a code that is unknown, used, expired or someone else's. */
-export const INVALID_ACTIVATION = 'This activation code is not valid. It may have expired or been used already: ask for a new one.'
+/** The one answer at /activate for a code that is unknown, used, expired or someone else's, an unknown account, a wrong password. */
+export const INVALID_ACTIVATION = "That activation code, account or password isn't right. Check them and try again. A code works once and expires: ask for a new one if yours did."
+
 
 function newCode(): string {
   const bytes = randomBytes(15)
@@ -77,9 +80,7 @@ export async function requestActivationCode(
   input: { userId: string; by: 'admin' | 'self'; delivery: 'email' | 'shown' | 'auto'; activateUrl: string },
   meta: EventMetadata,
 ): Promise<IssuedActivationCode> {
-  const [user, policy, contact] = await Promise.all([findUser(ctx.db, input.userId), effectivePolicy(ctx.db, input.userId), contactOf(ctx.db, input.userId)])
-  if (!user || user.deleted) throw new ActivationRefused('There is no such user.', 404)
-  if (user.disabled) throw new ActivationRefused('The account is disabled: enable it before asking for a software token.', 409)
+  const [policy, contact] = await Promise.all([effectivePolicy(ctx.db, input.userId), contactOf(ctx.db, input.userId)])
   if (!policy.settings.methods.includes('app')) throw new ActivationRefused(`The security policy ${policy.name} does not allow authenticator apps.`, 409)
   if (input.by === 'self' && !policy.settings.userRequestsSoftwareTokens) throw new ActivationRefused('Your security policy does not let you request a software token. Ask your administrator.', 403)
   const delivery = input.delivery === 'auto' ? (contact.email ? 'email' : 'shown') : input.delivery
@@ -87,9 +88,16 @@ export async function requestActivationCode(
   const code = newCode()
   const id = `ACT-${randomBytes(6).toString('hex').toUpperCase()}`
   const now = ctx.now()
-  const expiresAt = new Date(now.getTime() + policy.settings.activationCodeDays * 86_400_000)
+  // A code the user asks for is for now: a day at most. An admin's lasts the policy's days.
+  const days = input.by === 'self' ? Math.min(1, policy.settings.activationCodeDays) : policy.settings.activationCodeDays
+  const expiresAt = new Date(now.getTime() + days * 86_400_000)
   const to = delivery === 'email' ? maskEmail(contact.email!) : null
-  await retryOnConflict(() => ctx.db.transaction().execute(async (trx) => {
+  await retryOnConflict(async () => {
+    // The account as it is now, and its stream at that version: a deletion or a disable in between wins.
+    const user = await findUser(ctx.db, input.userId)
+    if (!user || user.deleted) throw new ActivationRefused('There is no such user.', 404)
+    if (user.disabled) throw new ActivationRefused('The account is disabled: enable it before asking for a software token.', 409)
+    await ctx.db.transaction().execute(async (trx) => {
     // One live code per user, taken one request at a time.
     await sql`select pg_advisory_xact_lock(hashtext(${`activation:${input.userId}`}))`.execute(trx)
     const replaced = await sql<{ id: string }>`update activation_codes set status = 'replaced'
@@ -101,15 +109,15 @@ export async function requestActivationCode(
       { type: 'ActivationCodeRequested', data: { userId: input.userId, code: id, by: input.by } },
       { type: 'ActivationCodeIssued', data: { userId: input.userId, code: id, expiresAt: expiresAt.toISOString(), delivery, to } },
     ]
-    await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [{ streamId: userStream(input.userId), expected: 'any', events }], meta)
+    await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [{ streamId: userStream(input.userId), expected: user.version, events }], meta)
     if (delivery === 'email') {
-      const days = policy.settings.activationCodeDays
       await queueNotice(trx, ctx.vault, { userId: input.userId, now, subject: 'Your activation code for an authenticator app',
         text: `Your activation code is ${formatActivationCode(code)}\n\nTo set up your authenticator app, go to ${input.activateUrl}, enter this code `
           + `and sign in with your password. The code works once, for ${days} ${days === 1 ? 'day' : 'days'}.\n\n`
           + `If you did not expect it, tell your administrator. Nobody can use it without your password.` })
     }
-  }))
+    })
+  })
   ctx.store.committed()
   return { id, userId: input.userId, code: delivery === 'shown' ? code : null, expiresAt, delivery, to }
 }
@@ -133,39 +141,52 @@ export async function redeemActivationCode(
 ): Promise<StartedSetup> {
   const code = normalizeActivationCode(input.code)
   if (!code) throw new ActivationRefused(INVALID_ACTIVATION)
-  const policy = await effectivePolicy(ctx.db, input.userId)
+  const [policy, active] = await Promise.all([effectivePolicy(ctx.db, input.userId), activeTokensOfUser(ctx.db, input.userId)])
   if (!policy.settings.methods.includes('app')) throw new ActivationRefused("Your organization's security policy doesn't allow authenticator apps. Contact your administrator.", 403)
-  const setup = await ctx.db.transaction().execute(async (trx) => {
+  // Room for one more method, before the code is used up and a key shown that could never be added.
+  if (active.length >= policy.settings.maxMethods) throw new ActivationRefused(new TooManyMethods(policy.settings.maxMethods).message, 409)
+  const setup = await retryOnConflict(() => ctx.db.transaction().execute(async (trx) => {
+    const live = (await sql<{ id: string; by: 'admin' | 'self' }>`select id, by from activation_codes
+      where code_hash = ${codeHash(ctx, code)} and user_id = ${input.userId} and status = 'issued' and expires_at > ${ctx.now()} for update`.execute(trx)).rows[0]
+    if (!live) throw new ActivationRefused(INVALID_ACTIVATION)
+    // A code the user asked for stands only while the policy still lets them and a method of theirs vouches for it.
+    if (live.by === 'self' && (!policy.settings.userRequestsSoftwareTokens || active.length === 0)) {
+      throw new ActivationRefused('This activation code can no longer be used. Ask your administrator for one.', 403)
+    }
     const won = (await sql<{ id: string; by: 'admin' | 'self' }>`update activation_codes set status = 'redeemed', redeemed_at = ${ctx.now()}
-      where code_hash = ${codeHash(ctx, code)} and user_id = ${input.userId} and status = 'issued' and expires_at > ${ctx.now()}
-      returning id, by`.execute(trx)).rows[0]
+      where id = ${live.id} and status = 'issued' returning id, by`.execute(trx)).rows[0]
     if (!won) throw new ActivationRefused(INVALID_ACTIVATION)
     const started = await startSetup({ ...ctx, db: trx }, { userId: input.userId, by: won.by, activationCode: won.id, replace: false })
     await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [{ streamId: userStream(input.userId), expected: 'any',
       events: [{ type: 'ActivationCodeRedeemed', data: { userId: input.userId, code: won.id, serial: started.serial } }] }], meta)
     return started
-  })
+  }))
   ctx.store.committed()
   return setup
 }
 
-/** Codes whose time ran out: ActivationCodeExpired for each, with its row, in one transaction. Returns how many. */
-export async function expireActivationCodes(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, meta: EventMetadata): Promise<number> {
-  const n = await ctx.db.transaction().execute(async (trx: Executor) => {
-    const due = await sql<{ id: string; user_id: string }>`update activation_codes set status = 'expired'
-      where id in (select id from activation_codes where status = 'issued' and expires_at <= ${ctx.now()} order by expires_at limit 500 for update skip locked)
-      returning id, user_id`.execute(trx)
-    if (due.rows.length === 0) return 0
-    const byUser = new Map<string, UserEvent[]>()
-    for (const r of due.rows) {
-      const list = byUser.get(r.user_id) ?? []
-      list.push({ type: 'ActivationCodeExpired', data: { userId: r.user_id, code: r.id, reason: 'expired' } })
-      byUser.set(r.user_id, list)
+/**
+ * Codes whose time ran out: each one's row and its ActivationCodeExpired in a transaction of its own (a
+ * conflict on one user's stream holds up nobody else's). The row's status decides: of two processes
+ * sweeping at once, one records each expiry. Returns how many it recorded.
+ */
+export async function expireActivationCodes(ctx: Pick<CommandContext, 'db' | 'store' | 'now'>, meta: EventMetadata, limit = 500): Promise<number> {
+  const due = (await sql<{ id: string }>`select id from activation_codes where status = 'issued' and expires_at <= ${ctx.now()}
+    order by expires_at limit ${limit}`.execute(ctx.db)).rows
+  let n = 0
+  for (const { id } of due) {
+    const recorded = await retryOnConflict(() => ctx.db.transaction().execute(async (trx) => {
+      const row = (await sql<{ user_id: string }>`update activation_codes set status = 'expired'
+        where id = ${id} and status = 'issued' and expires_at <= ${ctx.now()} returning user_id`.execute(trx)).rows[0]
+      if (!row) return false
+      await appendStreamsWithProjections({ ...ctx, db: trx as never, deferCommit: true }, [{ streamId: userStream(row.user_id), expected: 'any',
+        events: [{ type: 'ActivationCodeExpired', data: { userId: row.user_id, code: id, reason: 'expired' } }] }], meta)
+      return true
+    }))
+    if (recorded) {
+      ctx.store.committed()
+      n++
     }
-    await appendStreamsWithProjections({ ...ctx, db: trx as never, deferCommit: true },
-      [...byUser].map(([userId, events]) => ({ streamId: userStream(userId), expected: 'any' as const, events })), meta)
-    return due.rows.length
-  })
-  if (n > 0) ctx.store.committed()
+  }
   return n
 }

@@ -13,7 +13,8 @@ import { TokenError } from '../../domain/token/errors.js'
 import { TooManyMethods } from '../../commands/tokens.js'
 import { effectivePolicy } from '../../read-models/policies.js'
 import { activeTokensOfUser, loadToken } from '../../read-models/tokens.js'
-import { findUser } from '../../read-models/users.js'
+import { findUser, findUserByUpn } from '../../read-models/users.js'
+import { checkPassword } from '../../commands/users.js'
 import { requireVerified, signedIn, type SignedInUser } from '../../routes/guards.js'
 import { page } from '../../routes/render.js'
 import { allowedKinds } from '../../routes/security-info/index.js'
@@ -162,7 +163,7 @@ export const ACTIVATE_LIMITS = { perAddressPerMinute: 20, perCodePer15Minutes: 5
 /** /activate: public; the code and the password are the credentials. HTML forms and JSON. */
 export async function activateRoutes(app: FastifyInstance): Promise<void> {
   const now = () => app.commands.now().getTime()
-  const json = (request: FastifyRequest) => (request.headers['content-type'] ?? '').startsWith('application/json')
+  const json = (request: FastifyRequest) => /^application\/json\s*(;|$)/i.test(request.headers['content-type'] ?? '')
   // A JSON request cannot come from another site's form (it needs a CORS preflight, which is never
   // allowed): no CSRF token. A form needs one.
   const csrfUnlessJson: preHandlerAsyncHookHandler = async (request, reply) => {
@@ -178,9 +179,13 @@ export async function activateRoutes(app: FastifyInstance): Promise<void> {
       return code ? `activate-code:${app.commands.vault.keyedHash('activation-code-limit', code).toString('hex')}` : `activate-code-ip:${r.ip}`
     },
   })
+  // Per set-up: the handle the desktop app sends, or the one in the browser's session (hashed: no bearer secret in a key name).
   const perSetup = app.limit({
     max: 10, timeWindow: '10 minutes',
-    keyGenerator: (r) => `activate-setup:${text(((r.body ?? {}) as Record<string, unknown>).setup).slice(0, 100) || r.session.get('activation')?.handle || r.ip}`,
+    keyGenerator: (r) => {
+      const handle = json(r) ? text(((r.body ?? {}) as Record<string, unknown>).setup).slice(0, 100) : r.session.get('activation')?.handle ?? ''
+      return handle ? `activate-setup:${app.commands.vault.keyedHash('activation-setup-limit', handle).toString('hex')}` : `activate-setup-ip:${r.ip}`
+    },
   })
   const activation = (request: FastifyRequest) => {
     const a = request.session.get('activation')
@@ -201,13 +206,19 @@ export async function activateRoutes(app: FastifyInstance): Promise<void> {
     if (!text(body.activationCode).trim() || !username || !password) {
       return refuse(request, reply, 422, 'Enter your activation code, your account and your password.', values)
     }
-    // The code first: an unknown, used or expired one is one answer, and no password is checked for it.
-    const found = await findActivationCode(app.commands, body.activationCode)
-    if (!found) return refuse(request, reply, 422, INVALID_ACTIVATION, values)
+    // One answer for an unknown, used or expired code, a code of someone else's, an unknown account and a
+    // wrong password. The password is checked (and a wrong one counted, delays and all) only for the account
+    // the live code is for: /activate tells nothing of anyone else's password, and a code alone tells
+    // nothing of itself. The other cases spend a password hash's time too.
+    const [found, named] = await Promise.all([findActivationCode(app.commands, body.activationCode), findUserByUpn(app.db, username.toLowerCase())])
+    if (!found || !named || named.id !== found.userId) {
+      await checkPassword(undefined, password)
+      return refuse(request, reply, 422, INVALID_ACTIVATION, values)
+    }
     const checked = await passwordCheck(app, request, { upn: username, password })
-    if (!('user' in checked)) return refuse(request, reply, checked.status, checked.message, values)
-    // Someone else's code: the same answer as any code that does not work.
-    if (checked.user.id !== found.userId) return refuse(request, reply, 422, INVALID_ACTIVATION, values)
+    if (!('user' in checked)) {
+      return checked.status === 401 ? refuse(request, reply, 422, INVALID_ACTIVATION, values) : refuse(request, reply, checked.status, checked.message, values)
+    }
     if (checked.user.must_change) return refuse(request, reply, 403, 'Sign in and choose a new password first: yours is a temporary one.', values)
     let started
     try {

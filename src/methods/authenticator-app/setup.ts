@@ -19,7 +19,7 @@ import type { TokenEvent } from '../../domain/token/events.js'
 import type { EventMetadata } from '../../event-store/types.js'
 import type { Executor } from '../../read-models/database.js'
 import { methodChange, writeWithMethodChange } from '../../commands/tokens.js'
-import type { CommandContext } from '../../commands/context.js'
+import { retryOnConflict, type CommandContext } from '../../commands/context.js'
 
 export const SETUP_MINUTES = 10
 /** Wrong first codes a set-up takes; then its key is destroyed and the user starts again. */
@@ -156,6 +156,8 @@ export async function finishSetup(
   const seed = ctx.vault.open(sealAad(row.serial), sealed)
   const check = checkTotp(seed, APP_PARAMS, input.code.trim(), now.getTime() / 1000, ACTIVATION_WINDOW_STEPS)
   const fingerprint = ctx.vault.fingerprint(seed)
+  // Sealed again under the vault's current key: a master key rotated since the set-up began covers it.
+  const resealed = ctx.vault.seal(sealAad(row.serial), seed)
   seed.fill(0)
   const id = idOf(input.handle)
   if (!check.valid) {
@@ -171,13 +173,15 @@ export async function finishSetup(
     period: APP_PARAMS.period, seedFingerprint: fingerprint, by: row.by, activationCode: row.activation_code, name: input.name ?? null, check } })
   if (decision.refusal) throw decision.refusal
   const change = methodChange(before, decision.events, meta)!
-  await ctx.db.transaction().execute(async (trx) => {
-    // The set-up ends here, or another request ended it first: one token per key.
+  await retryOnConflict(() => ctx.db.transaction().execute(async (trx) => {
+    // The set-up ends here, or another request ended it first (or a password reset, a disable): one token per key.
     const won = await sql`delete from software_setups where id = ${id} and failures < ${SETUP_FAILURES} returning serial`.execute(trx)
     if (won.rows.length === 0) throw new SetupExpired()
-    await sql`insert into token_secrets (serial, key_id, nonce, ciphertext) values (${row.serial}, ${sealed.keyId}, ${sealed.nonce}, ${sealed.ciphertext})`.execute(trx)
+    const account = (await sql<{ disabled: boolean; deleted: boolean }>`select disabled, deleted from users where id = ${input.userId}`.execute(trx)).rows[0]
+    if (!account || account.disabled || account.deleted) throw new SetupExpired()
+    await sql`insert into token_secrets (serial, key_id, nonce, ciphertext) values (${row.serial}, ${resealed.keyId}, ${resealed.nonce}, ${resealed.ciphertext})`.execute(trx)
     await writeWithMethodChange({ ...ctx, db: trx }, before, decision.events, change, meta, 'no-stream')
-  })
+  }))
   ctx.store.committed()
   let after = before
   for (const e of decision.events as TokenEvent[]) after = evolve(after, e, now)

@@ -294,7 +294,7 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
   // The account goes, with everything that signs in as it; its tokens are held (released one by one).
   app.delete<{ Params: { upn: string } }>('/admin/api/users/:upn', admin, async (request) => {
     const deleted = await deleteUser(app.commands, { upn: request.params.upn }, actor(request))
-    return { deleted: deleted.upn, heldTokens: deleted.tokens }
+    return { deleted: deleted.upn, heldTokens: deleted.tokens, retiredTokens: deleted.retired }
   })
   for (const [method, grant] of [['post', true], ['delete', false]] as const) {
     app[method]<{ Params: { upn: string; role: string } }>('/admin/api/users/:upn/roles/:role', admin, async (request) => {
