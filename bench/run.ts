@@ -18,12 +18,13 @@ import { append } from './scenarios/append.js'
 import { exportScenario, timelineScenario } from './scenarios/audit.js'
 import { flows, flowsSso } from './scenarios/flows.js'
 import { importScenario } from './scenarios/import.js'
+import { importPskc } from './scenarios/import-pskc.js'
 import { replay } from './scenarios/replay.js'
 import { verify } from './scenarios/verify.js'
 import { otpDelivery } from './scenarios/otp-delivery.js'
 
 /** Every scenario, in the order a full run takes them. Add new ones here. */
-const SCENARIOS: readonly Scenario[] = [append, replay, exportScenario, timelineScenario, importScenario, verify, flows, flowsSso, otpDelivery]
+const SCENARIOS: readonly Scenario[] = [append, replay, exportScenario, timelineScenario, importScenario, importPskc, verify, flows, flowsSso, otpDelivery]
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const ROOT_DIR = path.dirname(BENCH_DIR)

@@ -1,5 +1,5 @@
 // PSKC key containers (RFC 6030), as vendors ship hardware tokens' seeds, read as they stream in (a SAX
-// parser, `sax`): only the current KeyPackage is held, so a file of 100,000 keys reads in flat memory.
+// parser, `saxes`, the one jsdom uses): only the current KeyPackage is held, so a file of 100,000 keys reads in flat memory.
 // Strict where others were lax:
 // - XML: a DTD is refused outright (no entity expansion, no external reference can happen); only XML's
 //   own five entities exist; a file that is not well-formed stops at the first error, with its line.
@@ -15,7 +15,7 @@
 //   on, its serial and the reason; the others import.
 import { createDecipheriv, createHmac, pbkdf2, timingSafeEqual } from 'node:crypto'
 import { promisify } from 'node:util'
-import sax from 'sax'
+import { SaxesParser, type SaxesTagNS } from 'saxes'
 import type { InventoryInput } from './lines.js'
 import { isUpn, rejected, SerialsSeen, seedLengthProblem, serialProblem, shown } from './fields.js'
 import { UnusableFile, type OtpAlgorithm, type ParsedRow } from './types.js'
@@ -224,7 +224,7 @@ const newPackage = (line: number): KeyPackage => ({ line, serial: '', manufactur
 
 /** The keys of a PSKC file; throws UnusableFile (while iterating) for a file that cannot be used at all. */
 export async function* parsePskc(input: InventoryInput, secret: PskcSecret = {}): AsyncGenerator<ParsedRow> {
-  const parser = sax.parser(true, { xmlns: true, position: true, trim: false })
+  const parser = new SaxesParser({ xmlns: true, position: true })
   const stack: string[] = []
   const container: Container = { keyName: false, derived: null, asymmetric: false, macAlgorithm: null, macKey: null }
   let text = ''
@@ -240,16 +240,11 @@ export async function* parsePskc(input: InventoryInput, secret: PskcSecret = {})
     failure ??= new UnusableFile(message)
   }
 
-  parser.ondoctype = () => fail('the file has a DTD (<!DOCTYPE ...>): PSKC files have none, and a DTD is refused (no entity expansion, no external reference)')
-  parser.onerror = (error) => {
-    // Nothing after the first error is trusted: the reading stops after this chunk.
-    fail(`not well-formed XML at line ${parser.line + 1}: ${error.message.split('\n')[0]}`)
-  }
-  parser.onopentag = (tag) => {
+  parser.on('doctype', () => fail('the file has a DTD (<!DOCTYPE ...>): PSKC files have none, and a DTD is refused (no entity expansion, no external reference)'))
+  parser.on('opentag', (node: SaxesTagNS) => {
     if (failure) return
-    const node = tag as sax.QualifiedTag
     const name = node.local
-    const attr = (n: string) => String((node.attributes[n] as sax.QualifiedAttribute | undefined)?.value ?? '')
+    const attr = (n: string) => node.attributes[n]?.value ?? ''
     if (!sawRoot) {
       sawRoot = true
       if (name !== 'KeyContainer' || node.uri !== PSKC_NS) return fail(`not a PSKC file: it starts with <${node.name}>, not a KeyContainer of ${PSKC_NS}`)
@@ -258,91 +253,132 @@ export async function* parsePskc(input: InventoryInput, secret: PskcSecret = {})
     }
     stack.push(name)
     text = ''
-    const parent = stack[stack.length - 2]
     const inContainer = !current
-    if (name === 'KeyPackage') {
-      current = newPackage(parser.line + 1)
-      keysInPackage = 0
-      if (!keys) keysPending = true
-    } else if (name === 'Key' && current && parent === 'KeyPackage') {
-      keysInPackage++
-      if (keysInPackage > 1) current.extraKeys++
-      else current.algorithm = attr('Algorithm')
-    } else if (name === 'ResponseFormat' && current) {
-      current.digits = attr('Length')
-      current.encoding = attr('Encoding')
-    } else if (name === 'EncryptionMethod') {
-      encryptionAlgorithm = attr('Algorithm')
-    } else if (name === 'MACMethod' && inContainer) {
-      container.macAlgorithm = attr('Algorithm')
-    } else if (name === 'KeyDerivationMethod' && inContainer) {
-      container.derived = { salt: '', iterations: '', keyLength: '', prf: '' }
-      if (attr('Algorithm') !== 'http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#pbkdf2') container.asymmetric = true
-    } else if (name === 'PRF' && container.derived && inContainer) {
-      container.derived.prf = attr('Algorithm')
-    } else if ((name === 'X509Data' || name === 'X509Certificate' || name === 'KeyValue') && inContainer && stack.includes('EncryptionKey')) {
-      container.asymmetric = true
+    switch (name) {
+      case 'KeyPackage':
+        current = newPackage(parser.line)
+        keysInPackage = 0
+        if (!keys) keysPending = true
+        break
+      case 'Key':
+        if (current && stack[stack.length - 2] === 'KeyPackage') {
+          keysInPackage++
+          if (keysInPackage > 1) current.extraKeys++
+          else current.algorithm = attr('Algorithm')
+        }
+        break
+      case 'ResponseFormat':
+        if (current) {
+          current.digits = attr('Length')
+          current.encoding = attr('Encoding')
+        }
+        break
+      case 'EncryptionMethod':
+        encryptionAlgorithm = attr('Algorithm')
+        break
+      case 'MACMethod':
+        if (inContainer) container.macAlgorithm = attr('Algorithm')
+        break
+      case 'KeyDerivationMethod':
+        if (inContainer) {
+          container.derived = { salt: '', iterations: '', keyLength: '', prf: '' }
+          if (attr('Algorithm') !== 'http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#pbkdf2') container.asymmetric = true
+        }
+        break
+      case 'PRF':
+        if (container.derived && inContainer) container.derived.prf = attr('Algorithm')
+        break
+      case 'X509Data':
+      case 'X509Certificate':
+      case 'KeyValue':
+        if (inContainer && stack.includes('EncryptionKey')) container.asymmetric = true
+        break
     }
-  }
-  parser.ontext = (t) => {
+  })
+  const onText = (t: string) => {
     if (text.length + t.length <= MAX_TEXT) text += t
-    else fail(`an element at line ${parser.line + 1} holds more than ${MAX_TEXT} characters`)
+    else fail(`an element at line ${parser.line} holds more than ${MAX_TEXT} characters`)
   }
-  parser.oncdata = parser.ontext
-  parser.onclosetag = () => {
+  parser.on('text', onText)
+  parser.on('cdata', onText)
+  parser.on('closetag', () => {
     if (failure) return
     const name = stack.pop()!
-    const path = stack
+    const parent = stack[stack.length - 1]
     const value = text.trim()
     text = ''
     const p = current
     if (!p) {
       // The container's own elements.
-      if (name === 'KeyName' && path.at(-1) === 'EncryptionKey') container.keyName = true
-      else if (name === 'CipherValue' && path.includes('MACKey')) {
+      if (name === 'KeyName' && parent === 'EncryptionKey') container.keyName = true
+      else if (name === 'CipherValue' && stack.includes('MACKey')) {
         const cipher = base64(value)
         if (cipher) container.macKey = { algorithm: encryptionAlgorithm, cipher }
         else fail('the MAC key (MACMethod/MACKey) is not base64')
-      } else if (container.derived && path.includes('PBKDF2-params')) {
-        if (name === 'Specified' && path.at(-1) === 'Salt') container.derived.salt = value
+      } else if (container.derived && stack.includes('PBKDF2-params')) {
+        if (name === 'Specified' && parent === 'Salt') container.derived.salt = value
         else if (name === 'IterationCount') container.derived.iterations = value
         else if (name === 'KeyLength') container.derived.keyLength = value
       }
       return
     }
-    if (name === 'KeyPackage') {
-      done.push(p)
-      current = null
-      return
+    switch (name) {
+      case 'KeyPackage':
+        done.push(p)
+        current = null
+        break
+      case 'SerialNo':
+        if (parent === 'DeviceInfo') p.serial = value
+        break
+      case 'Manufacturer':
+        if (parent === 'DeviceInfo') p.manufacturer = value
+        break
+      case 'Model':
+        if (parent === 'DeviceInfo') p.model = value
+        break
+      case 'Suite':
+        if (parent === 'AlgorithmParameters') p.suite = value
+        break
+      case 'UserId':
+        if ((parent === 'Key' || parent === 'DeviceInfo') && p.user === '') p.user = value
+        break
+      case 'PlainValue':
+        if (parent === 'Secret') p.plain = value
+        else if (parent === 'Counter') p.counter = value
+        else if (parent === 'TimeInterval') p.interval = value
+        break
+      case 'CipherValue':
+        if (stack.includes('Secret')) p.encrypted = { algorithm: encryptionAlgorithm, cipher: base64(value) ?? Buffer.alloc(0) }
+        break
+      case 'ValueMAC':
+        if (parent === 'Secret') p.mac = value
+        break
     }
-    const parent = path.at(-1)
-    if (name === 'SerialNo' && parent === 'DeviceInfo') p.serial = value
-    else if (name === 'Manufacturer' && parent === 'DeviceInfo') p.manufacturer = value
-    else if (name === 'Model' && parent === 'DeviceInfo') p.model = value
-    else if (name === 'Suite' && parent === 'AlgorithmParameters') p.suite = value
-    else if (name === 'UserId' && (parent === 'Key' || parent === 'DeviceInfo') && p.user === '') p.user = value
-    else if (name === 'PlainValue' && parent === 'Secret') p.plain = value
-    else if (name === 'CipherValue' && path.includes('Secret')) {
-      const cipher = base64(value)
-      p.encrypted = { algorithm: encryptionAlgorithm, cipher: cipher ?? Buffer.alloc(0) }
-    } else if (name === 'ValueMAC' && parent === 'Secret') p.mac = value
-    else if (name === 'PlainValue' && parent === 'Counter') p.counter = value
-    else if (name === 'PlainValue' && parent === 'TimeInterval') p.interval = value
-  }
+  })
 
+  const write = (chunk: string | null) => {
+    try {
+      if (chunk === null) parser.close()
+      else parser.write(chunk)
+    } catch (error) {
+      // Nothing after the first error is trusted: the reading stops here.
+      if (chunk === null && !sawRoot) fail('the file is empty: no PSKC KeyContainer')
+      const [, line, column, message] = /^(\d+):(\d+): (.*)$/.exec((error as Error).message.split('\n')[0]!) ?? [, '?', '?', (error as Error).message]
+      fail(`not well-formed XML at line ${line}, column ${column}: ${message}`)
+    }
+    if (failure) throw failure
+  }
   const serials = new SerialsSeen()
   const decoder = new TextDecoder('utf-8', { fatal: false })
   for await (const chunk of input as AsyncIterable<Buffer | string>) {
-    parser.write(typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true }))
-    if (failure) throw failure
+    write(typeof chunk === 'string' ? chunk : decoder.decode(chunk, { stream: true }))
     if (keysPending && !keys) {
       keys = await containerKeys(container, secret)
       keysPending = false
     }
     while (done.length > 0) yield checkPackage(done.shift()!, container, keys, serials)
   }
-  parser.close()
-  if (failure) throw failure
+  write(null)
   if (!sawRoot) throw new UnusableFile('the file is empty: no PSKC KeyContainer')
   if (keysPending && !keys) keys = await containerKeys(container, secret)
   while (done.length > 0) yield checkPackage(done.shift()!, container, keys, serials)

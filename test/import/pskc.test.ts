@@ -148,7 +148,7 @@ t.test('unsafe or broken XML: refused fast, with a reason, nothing read', async 
 <KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc"><KeyPackage><DeviceInfo><SerialNo>&xxe;</SerialNo></DeviceInfo></KeyPackage></KeyContainer>`
   await t.rejects(rows(xxe), { name: 'UnusableFile', message: /has a DTD/ })
   const undeclared = `<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc"><KeyPackage><DeviceInfo><SerialNo>&xxe;</SerialNo></DeviceInfo></KeyPackage></KeyContainer>`
-  await t.rejects(rows(undeclared), { name: 'UnusableFile', message: /^not well-formed XML at line 1: / }, 'an entity nobody declared')
+  await t.rejects(rows(undeclared), { name: 'UnusableFile', message: /^not well-formed XML at line 1, column \d+: undefined entity/ }, 'an entity nobody declared')
   await t.rejects(rows('<KeyContainer xmlns="urn:ietf:params:xml:ns:keyprov:pskc"><KeyPackage></KeyContainer>'), { name: 'UnusableFile', message: /not well-formed XML/ })
   await t.rejects(rows('<html><body>no</body></html>'), { name: 'UnusableFile', message: /not a PSKC file: it starts with <html>/ })
   await t.rejects(rows(''), { name: 'UnusableFile', message: /empty/ })
