@@ -50,7 +50,7 @@ t.test('bad requests get a clear 4xx', async (t) => {
   t.match(wrongHeader.json().message, /must start with the header line/)
   const wrongFormat = await post(HEADER, {}, '?format=xml')
   t.equal(wrongFormat.statusCode, 400)
-  t.match(wrongFormat.json().message, /format must be entra or oath/)
+  t.match(wrongFormat.json().message, /format must be entra, oath or pskc, not xml/)
   const json = await app.inject({ method: 'POST', url: '/admin/api/tokens/import', payload: { a: 1 }, headers: { authorization: `Bearer ${admin.key}` } })
   t.equal(json.statusCode, 415)
 })
