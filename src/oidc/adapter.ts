@@ -26,6 +26,12 @@ export function clientMetadata(row: { client_id: string; name: string; redirect_
   }
 }
 
+/**
+ * Whether a lookup key can name a stored row at all: PostgreSQL's text holds no NUL character, and no id is
+ * longer than this. Anything else is "not found", without a query (a NUL would fail the query: a 500).
+ */
+const lookable = (id: unknown): id is string => typeof id === 'string' && id.length > 0 && id.length <= 1024 && !id.includes('\u0000')
+
 export function kyselyAdapter(db: Db) {
   return class KyselyAdapter implements Adapter {
     constructor(readonly name: string) {}
@@ -41,6 +47,7 @@ export function kyselyAdapter(db: Db) {
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
+      if (!lookable(id)) return undefined
       if (this.name === 'Client') return this.findClient(id)
       return this.findWhere(sql`id = ${id}`)
     }
@@ -63,14 +70,17 @@ export function kyselyAdapter(db: Db) {
     }
 
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
+      if (!lookable(userCode)) return undefined
       return this.findWhere(sql`user_code = ${userCode}`)
     }
 
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
+      if (!lookable(uid)) return undefined
       return this.findWhere(sql`uid = ${uid}`)
     }
 
     async consume(id: string): Promise<void> {
+      if (!lookable(id)) throw new errors.InvalidGrant('grant request is invalid')
       const result = await executePrepared(db, sql<{ grant_id: string | null }>`
         update oidc_payloads set consumed_at = now()
         where type = ${this.name} and id = ${id} and consumed_at is null
@@ -83,10 +93,12 @@ export function kyselyAdapter(db: Db) {
     }
 
     async destroy(id: string): Promise<void> {
+      if (!lookable(id)) return
       await executePrepared(db, sql`delete from oidc_payloads where type = ${this.name} and id = ${id}`)
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {
+      if (!lookable(grantId)) return
       await executePrepared(db, sql`delete from oidc_payloads where grant_id = ${grantId}`)
     }
   }

@@ -69,7 +69,12 @@ export function limited(max: number) {
 
 export default async function adminApiRoutes(app: FastifyInstance): Promise<void> {
   // The CSV body is handed over as a stream, so a large inventory never sits in memory.
-  app.addContentTypeParser(['text/csv', 'text/plain', 'application/pskc+xml', 'application/xml', 'text/xml'], (_request, payload, done) => done(null, payload))
+  // Only the import takes such a body; any other route answers 415 rather than meet a stream where it expects JSON.
+  app.addContentTypeParser(['text/csv', 'text/plain', 'application/pskc+xml', 'application/xml', 'text/xml'], (request, payload, done) => {
+    if (request.routeOptions.url === '/admin/api/tokens/import') return done(null, payload)
+    payload.resume()
+    done(Object.assign(new Error('Send the request body as JSON (application/json).'), { statusCode: 415, name: 'UnsupportedMediaType' }))
+  })
 
   app.post<{ Querystring: { format?: string } }>('/admin/api/tokens/import', {
     preHandler: requireRole(app, 'admin'),
