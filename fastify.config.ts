@@ -31,6 +31,8 @@ export interface AppConfig {
   delivery: DeliveryConfig
   /** The organisation's name, as authenticator apps show it beside the account (the otpauth issuer). */
   organization: string
+  /** The largest inventory upload (API and admin page) in bytes; a larger one is refused before anything is imported. */
+  importMaxBytes: number
 }
 
 export type ProviderConfig =
@@ -113,7 +115,15 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     upstream: upstreamConfig(env),
     delivery: deliveryConfig(env),
     organization: organization(optional(env, 'TESSERA_ORGANIZATION')),
+    importMaxBytes: importMaxBytes(optional(env, 'TESSERA_IMPORT_MAX_MB')),
   }
+}
+
+function importMaxBytes(value: string | null): number {
+  if (value === null) return 256 * 1024 * 1024
+  const mb = Number(value)
+  if (!Number.isInteger(mb) || mb < 1 || mb > 4096) throw new ConfigError(`TESSERA_IMPORT_MAX_MB must be a whole number from 1 to 4096, not "${value.slice(0, 20)}"`)
+  return mb * 1024 * 1024
 }
 
 function organization(value: string | null): string {

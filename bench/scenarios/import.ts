@@ -108,7 +108,7 @@ export const importScenario: Scenario = {
       seconds,
       checks: [
         { name: 'every row imported', pass: report.imported === rows, detail: `${report.imported} of ${rows}` },
-        { name: 'no row rejected', pass: report.rejected.length === 0, detail: `${report.rejected.length} rejected` },
+        { name: 'no row rejected', pass: report.rejectedCount === 0, detail: `${report.rejectedCount} rejected` },
         {
           name: 'stored',
           pass: tokensStored === rows && secretsStored === rows && streamsStored === rows,

@@ -77,9 +77,14 @@ export async function tokensImport(io: Io, file: string | undefined, format: str
     })
     if (io.progress) io.progress('')
     for (const r of report.rejected) io.err(`line ${r.line}${r.serial ? `, serial ${r.serial}` : ''}: ${r.reason}`)
+    // Past the rows reported one by one, the rest by reason.
+    if (report.rejectedCount > report.rejected.length) {
+      io.err(`and ${plural(report.rejectedCount - report.rejected.length, 'more row')} refused; all refused rows by reason:`)
+      for (const [reason, n] of Object.entries(report.rejectedByReason).sort((a, b) => b[1] - a[1])) io.err(`  ${n.toLocaleString('en')} × ${reason}`)
+    }
     const seconds = (performance.now() - started) / 1000
-    io.out(`imported ${plural(report.imported, 'token')}, rejected ${plural(report.rejected.length, 'row')} (${seconds.toFixed(1)} s)`)
-    return report.rejected.length > 0 ? 1 : 0
+    io.out(`imported ${plural(report.imported, 'token')}, rejected ${plural(report.rejectedCount, 'row')} (${seconds.toFixed(1)} s)`)
+    return report.rejectedCount > 0 ? 1 : 0
   } catch (error) {
     if (error instanceof UnusableFile) {
       throw new CliError(`${file} cannot be imported: ${error.message}${format || chosen === 'pskc' ? '' : ' (for privacyIDEA files use --format oath)'}`)

@@ -25,9 +25,30 @@ export const DEFAULT_CONCURRENCY = 2
 /** Stands for the time the events are recorded while folding; the statement writes now(). */
 const IMPORTED_AT = new Date(8.64e15)
 
+/** Refused rows reported one by one; past them, counted by reason: a file of any size has a report of bounded size. */
+export const MAX_REPORTED_ROWS = 1000
+/** Distinct reasons counted; past them, the rest count as "other reasons". */
+const MAX_REASONS = 100
+
 export interface ImportReport {
   imported: number
+  /** The first MAX_REPORTED_ROWS refused rows (in the order they were refused, sorted by line). */
   rejected: RejectedRow[]
+  /** Every refused row. */
+  rejectedCount: number
+  /** Every refused row, counted by its reason. */
+  rejectedByReason: Record<string, number>
+}
+
+/** Counts a refused row; keeps it only while the report has room. */
+function refuse(report: ImportReport, row: RejectedRow): void {
+  report.rejectedCount++
+  if (report.rejected.length < MAX_REPORTED_ROWS) report.rejected.push(row)
+  // A reason names a value at times (an unknown user): those are counted by their kind of reason.
+  const reason = row.reason.replace(/^unknown user .*/, 'unknown user').replace(/\(first on line \d+\)/, '(first on an earlier line)')
+  const counts = report.rejectedByReason
+  if (reason in counts || Object.keys(counts).length < MAX_REASONS) counts[reason] = (counts[reason] ?? 0) + 1
+  else counts['other reasons'] = (counts['other reasons'] ?? 0) + 1
 }
 
 export interface ImportOptions {
@@ -145,7 +166,7 @@ export async function importTokens(
   const source = options.format === 'entra' ? 'entra-csv' : options.format === 'oath' ? 'oath-csv' : 'pskc'
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE
   const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY)
-  const report: ImportReport = { imported: 0, rejected: [] }
+  const report: ImportReport = { imported: 0, rejected: [], rejectedCount: 0, rejectedByReason: {} }
   let read = 0
   let batch: ImportedToken[] = []
   const inFlight = new Set<Promise<void>>()
@@ -154,7 +175,7 @@ export async function importTokens(
     const done: Promise<void> = importBatch(ctx, mine, source, meta)
       .then((result) => {
         report.imported += result.imported
-        report.rejected.push(...result.rejected)
+        for (const r of result.rejected) refuse(report, r)
         options.onProgress?.(read, report.imported)
       }, (error: unknown) => {
         failure ??= { error }
@@ -169,7 +190,7 @@ export async function importTokens(
     for await (const row of rows) {
       read++
       if (!row.ok) {
-        report.rejected.push(row.rejected)
+        refuse(report, row.rejected)
         continue
       }
       batch.push(row.token)

@@ -22,7 +22,8 @@ t.test('an admin key imports a CSV and gets the report', async (t) => {
   const res = await post([HEADER, `Helga@contoso.onmicrosoft.com,1234567,${SEED},60,Contoso,HardwareKey`, `,7654321,${SEED},30,,`,
     `,BAD,JBSWY3DPEHPK3PX1,30,,`].join('\n'))
   t.equal(res.statusCode, 200)
-  t.same(res.json(), { imported: 2, rejected: [{ line: 4, serial: 'BAD', reason: 'secret key is not Base32 (letters A-Z and digits 2-7)' }] })
+  t.same(res.json(), { imported: 2, rejected: [{ line: 4, serial: 'BAD', reason: 'secret key is not Base32 (letters A-Z and digits 2-7)' }], rejectedCount: 1,
+    rejectedByReason: { 'secret key is not Base32 (letters A-Z and digits 2-7)': 1 } })
   const events = await sql<{ type: string; metadata: any }>`select type, metadata from events where stream_id = 'token-1234567' order by stream_version`.execute(database.db)
   t.same(events.rows.map((r) => r.type), ['TokenImported', 'TokenAssigned'])
   t.same(events.rows[0]!.metadata.actor, { type: 'admin', id: `api-key:${admin.id}` }, 'the key is the actor')

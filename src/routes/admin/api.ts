@@ -31,12 +31,12 @@ import { findUserByUpn, listUsers } from '../../read-models/users.js'
 import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
 import { listClients, loadClient } from '../../read-models/clients.js'
 import { parseInventory } from '../../import/index.js'
+import { spool, TooLarge } from '../../import/spool.js'
 import { INVENTORY_FORMATS, UnusableFile, type InventoryFormat } from '../../import/types.js'
 import { page } from '../render.js'
 import { NotFound, policyTarget, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
 
 /** An inventory file larger than this is refused (about a million Entra rows). */
-export const MAX_IMPORT_BYTES = 256 * 1024 * 1024
 
 declare module 'fastify' {
   interface FastifyRequest {
@@ -54,17 +54,6 @@ function requireRole(app: FastifyInstance, role: ApiRole) {
     if (key.role !== role) return reply.code(403).send({ error: 'Forbidden', message: `This needs an API key with the ${role} role.` })
     request.apiKey = key
   }
-}
-
-export function limited(max: number) {
-  let seen = 0
-  return new Transform({
-    transform(chunk: Buffer, _encoding, callback) {
-      seen += chunk.length
-      if (seen > max) callback(Object.assign(new Error(`the file is larger than ${max / 1024 / 1024} MiB`), { statusCode: 413 }))
-      else callback(null, chunk)
-    },
-  })
 }
 
 export default async function adminApiRoutes(app: FastifyInstance): Promise<void> {
@@ -99,13 +88,27 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
       return reply.code(400).send({ error: 'Bad Request', message: 'Give one X-PSKC-Key or one X-PSKC-Password, not both.' })
     }
     const secret = { psk: typeof psk === 'string' ? Buffer.from(psk, 'hex') : undefined, password: typeof password === 'string' ? password : undefined }
-    const body = (request.body as NodeJS.ReadableStream).pipe(limited(MAX_IMPORT_BYTES))
+    // The whole upload first: one over the limit is refused before a row is written.
+    const max = app.config.importMaxBytes
+    if (Number(request.headers['content-length'] ?? 0) > max) {
+      ;(request.body as NodeJS.ReadableStream).resume()
+      return reply.code(413).send({ error: 'Payload Too Large', message: new TooLarge(max).message })
+    }
+    let upload
     try {
-      const report = await importTokens(app.commands, parseInventory(format, body, secret), app.eventMetadata(request, { type: 'admin', id: `api-key:${request.apiKey!.id}` }), { format })
-      return { imported: report.imported, rejected: report.rejected }
+      upload = await spool(request.body as NodeJS.ReadableStream, max)
+    } catch (error) {
+      if (error instanceof TooLarge) return reply.code(413).send({ error: 'Payload Too Large', message: error.message })
+      throw error
+    }
+    try {
+      const report = await importTokens(app.commands, parseInventory(format, upload.open(), secret), app.eventMetadata(request, { type: 'admin', id: `api-key:${request.apiKey!.id}` }), { format })
+      return { imported: report.imported, rejected: report.rejected, rejectedCount: report.rejectedCount, rejectedByReason: report.rejectedByReason }
     } catch (error) {
       if (error instanceof UnusableFile) return reply.code(400).send({ error: 'Bad Request', message: error.message })
       throw error
+    } finally {
+      await upload.remove()
     }
   })
 

@@ -18,7 +18,7 @@ import multipart from '@fastify/multipart'
 import { importTokens } from '../../commands/import-tokens.js'
 import { parseInventory } from '../../import/index.js'
 import { INVENTORY_FORMATS, UnusableFile, type InventoryFormat } from '../../import/types.js'
-import { limited, MAX_IMPORT_BYTES } from './api.js'
+import { spool, TooLarge } from '../../import/spool.js'
 import { listClients, loadClient } from '../../read-models/clients.js'
 import type { Role } from '../../domain/user/events.js'
 import { describedReplay } from '../../audit/state-as-of.js'
@@ -197,7 +197,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     // Import an inventory file (Entra CSV, privacyIDEA OATH CSV) from the page: multipart, streamed into the
     // same import as the CLI and the API, with the same report. The CSRF token is the form's first field,
     // checked before the file is read (the body is not parsed before the handler).
-    await admin.register(multipart, { limits: { files: 1, fields: 6, fileSize: MAX_IMPORT_BYTES + 1 } })
+    await admin.register(multipart, { limits: { files: 1, fields: 6, fileSize: app.config.importMaxBytes + 1 } })
     admin.get('/admin/import', async (request, reply) => page(request, reply, 'admin/import', { title: 'Import tokens' }))
     admin.post('/admin/import', { config: { skipCsrf: true } }, async (request, reply) => {
       const again = (status: number, error: string, format = 'entra') => page(request, reply, 'admin/import', { title: 'Import tokens', error, values: { format } }, status)
@@ -230,13 +230,24 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
         const psk = (fields.psk ?? '').trim()
         if (psk && !/^([0-9a-fA-F]{2}){16,32}$/.test(psk)) return again(400, 'The pre-shared key must be 32, 48 or 64 hex digits.', format)
         const secret = { psk: psk ? Buffer.from(psk, 'hex') : undefined, password: fields.password || undefined }
+        // The whole file first: one over the limit is refused before a row is written.
+        let upload
         try {
-          // Over the limit the stream fails (413) as the API's does; what was imported before it is reported by the error.
-          const report = await importTokens(app.commands, parseInventory(format, part.file.pipe(limited(MAX_IMPORT_BYTES)), secret), actor(request), { format })
+          upload = await spool(part.file, app.config.importMaxBytes)
+        } catch (error) {
+          if (error instanceof TooLarge || (error as { code?: string }).code === 'FST_REQ_FILE_TOO_LARGE') {
+            return again(413, new TooLarge(app.config.importMaxBytes).message, format)
+          }
+          throw error
+        }
+        try {
+          const report = await importTokens(app.commands, parseInventory(format, upload.open(), secret), actor(request), { format })
           return page(request, reply, 'admin/import', { title: 'Import tokens', report, filename: part.filename, values: { format } })
         } catch (error) {
           if (error instanceof UnusableFile) return again(400, error.message, format)
           throw error
+        } finally {
+          await upload.remove()
         }
       }
       return again(400, 'Choose a file to import.', fields.format)
