@@ -4,6 +4,7 @@
 // in fixed windows, in the same Redis or in memory.
 import fp from 'fastify-plugin'
 import rateLimit, { type CreateRateLimitOptions } from '@fastify/rate-limit'
+import { createRequire } from 'node:module'
 import { Redis } from 'ioredis'
 import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHookHandler } from 'fastify'
 
@@ -70,18 +71,57 @@ export function redisFailureCounter(redis: Redis): FailureCounter {
   }
 }
 
-/** A counter that cannot reach Redis counts nothing and blocks nobody, like the rate limits (skipOnError). */
-function forgiving(counter: FailureCounter, warn: (error: unknown) => void): FailureCounter {
+/**
+ * While Redis cannot be reached, failures are counted by this process alone (never not at all): the limits
+ * hold per process, and readiness says so (degraded). Back on Redis, the shared counts take over again.
+ */
+function fallingBack(counter: FailureCounter, local: FailureCounter, down: (error: unknown) => void, up: () => void): FailureCounter {
+  const either = <T>(shared: () => Promise<T>, fallback: () => Promise<T>) => shared().then((value) => (up(), value), (error) => (down(error), fallback()))
   return {
-    add: (key, windowMs) => counter.add(key, windowMs).catch((error) => (warn(error), { count: 0, resetInMs: 0 })),
-    get: (key) => counter.get(key).catch((error) => (warn(error), { count: 0, resetInMs: 0 })),
-    forgive: (key) => counter.forgive(key).catch((error) => warn(error)),
-    clear: (key) => counter.clear(key).catch((error) => warn(error)),
+    add: (key, windowMs) => either(() => counter.add(key, windowMs), () => local.add(key, windowMs)),
+    get: (key) => either(() => counter.get(key), () => local.get(key)),
+    forgive: (key) => either(() => counter.forgive(key), () => local.forgive(key)),
+    clear: (key) => either(() => counter.clear(key), () => local.clear(key)),
   }
 }
 
+type Callback = (error: Error | null, result?: { current: number; ttl: number }) => void
+interface Store {
+  incr(key: string, cb: Callback, timeWindow: number, max: number): void
+  read?(key: string, cb: Callback, timeWindow: number, max: number): void
+  child(options: unknown): Store
+}
+
+const require = createRequire(import.meta.url)
+const RedisStore = require('@fastify/rate-limit/store/RedisStore.js') as new (continueExceeding: boolean, exponentialBackoff: boolean, redis: Redis, key: string) => Store
+const LocalStore = require('@fastify/rate-limit/store/LocalStore.js') as new (continueExceeding: boolean, exponentialBackoff: boolean, cache?: number) => Store
+
+/** The rate limits' store: Redis, shared by every process; this process's memory while Redis is down. */
+function fallbackStore(shared: Store, local: Store, down: (error: unknown) => void, up: () => void): Store {
+  const either = (method: 'incr' | 'read') => (key: string, cb: Callback, timeWindow: number, max: number) => {
+    const s = shared[method]
+    if (!s) return local[method]!.call(local, key, cb, timeWindow, max)
+    s.call(shared, key, (error, result) => {
+      if (!error) {
+        up()
+        return cb(null, result)
+      }
+      down(error)
+      local[method]!.call(local, key, cb, timeWindow, max)
+    }, timeWindow, max)
+  }
+  return { incr: either('incr'), read: either('read'), child: (options) => fallbackStore(shared.child(options), local.child(options), down, up) }
+}
+
+/** Where the limits are counted now. */
+export type LimitsState = 'shared' | 'per-process' | 'local'
+
 declare module 'fastify' {
   interface FastifyInstance {
+    /** shared: in Redis; per-process: Redis is configured but down, each process counts alone; local: no Redis configured. */
+    limitsState(): LimitsState
+    /** Asks Redis now (for readiness): true when it answers. */
+    pingLimits(): Promise<boolean>
     failures: FailureCounter
     /**
      * A limiter for a route's preHandler. Unlike app.rateLimit, several of them on one route each count and
@@ -98,16 +138,36 @@ function tooMany(ttlMs: number): Error & { statusCode: number } {
 
 async function rateLimitPlugin(app: FastifyInstance): Promise<void> {
   let redis: Redis | null = null
+  let down = false
+  const markDown = (error: unknown) => {
+    if (!down) app.log.warn({ err: error }, 'redis for rate limits is unreachable: limits are counted per process until it is back')
+    down = true
+  }
+  const markUp = () => {
+    if (down) app.log.info('redis for rate limits is back: limits are shared again')
+    down = false
+  }
   if (app.config.redisUrl) {
-    redis = new Redis(app.config.redisUrl, { connectTimeout: 2000, maxRetriesPerRequest: 1, lazyConnect: false })
-    redis.on('error', (error) => app.log.warn({ err: error }, 'redis for rate limits is unreachable'))
+    // Commands fail at once while it is down (no offline queue): requests fall back, they do not wait.
+    redis = new Redis(app.config.redisUrl, { connectTimeout: 2000, maxRetriesPerRequest: 1, commandTimeout: 1000, enableOfflineQueue: false, lazyConnect: false })
+    redis.on('error', (error) => markDown(error))
     app.addHook('onClose', async () => {
       await redis?.quit().catch(() => {})
     })
   }
-  app.decorate('failures', redis
-    ? forgiving(redisFailureCounter(redis), (error) => app.log.warn({ err: error }, 'redis for failure counts is unreachable'))
-    : memoryFailureCounter())
+  app.decorate('limitsState', () => (redis ? (down ? 'per-process' : 'shared') : 'local'))
+  app.decorate('pingLimits', async () => {
+    if (!redis) return false
+    try {
+      await redis.ping()
+      markUp()
+      return true
+    } catch (error) {
+      markDown(error)
+      return false
+    }
+  })
+  app.decorate('failures', redis ? fallingBack(redisFailureCounter(redis), memoryFailureCounter(), markDown, markUp) : memoryFailureCounter())
   app.decorate('limit', (options: Parameters<FastifyInstance['limit']>[0]) => {
     let check: ReturnType<FastifyInstance['createRateLimit']> | null = null
     return async (request: FastifyRequest, reply: FastifyReply) => {
@@ -119,12 +179,18 @@ async function rateLimitPlugin(app: FastifyInstance): Promise<void> {
       throw tooMany(result.ttl)
     }
   })
+  const shared: Redis | null = redis
+  const storeClass = (client: Redis) => class {
+    constructor(params: { continueExceeding: boolean; exponentialBackoff: boolean }) {
+      return fallbackStore(new RedisStore(params.continueExceeding, params.exponentialBackoff, client, 'tessera-rl:'),
+        new LocalStore(params.continueExceeding, params.exponentialBackoff), markDown, markUp) as never
+    }
+  }
   await app.register(rateLimit, {
     global: false,
-    redis: redis ?? undefined,
-    nameSpace: 'tessera-rl:',
-    // A limiter that cannot reach Redis lets requests through rather than locking everyone out.
-    skipOnError: true,
+    // Redis when configured, this process's memory while it is down: a limit never silently stops.
+    ...(shared ? { store: storeClass(shared) as never } : {}),
+    skipOnError: false,
     errorResponseBuilder: (_request, context) => ({
       statusCode: 429,
       error: 'Too Many Requests',

@@ -22,7 +22,7 @@ t.test('healthz answers; readyz is 200 once the database is migrated', async (t)
   t.same(health.json(), { status: 'ok' })
   const ready = await fastify.inject('/readyz')
   t.equal(ready.statusCode, 200)
-  t.same(ready.json(), { status: 'ready' })
+  t.same(ready.json(), { status: 'ready', checks: { database: 'ok', migrations: 'ok', redis: 'not configured: rate limits are per process' } })
 })
 
 t.test('readyz is 503 with pending migrations, naming them', async (t) => {
@@ -38,7 +38,8 @@ t.test('readyz is 503 when the database cannot be reached; healthz still answers
   const fastify = await build(t, 'postgres://postgres@127.0.0.1:1/nothing')
   const ready = await fastify.inject('/readyz')
   t.equal(ready.statusCode, 503)
-  t.same(ready.json(), { status: 'unavailable', reason: 'database unreachable' })
+  t.same(ready.json(), { status: 'unavailable', reason: 'database unreachable',
+    checks: { database: 'unreachable', migrations: 'unknown (no database)', redis: 'not configured: rate limits are per process' } })
   t.equal((await fastify.inject('/healthz')).statusCode, 200)
 })
 

@@ -64,7 +64,7 @@ t.test('starts on the embedded PostgreSQL, serves /readyz, shares it with the CL
   const port = await freePort()
   const { child, logs } = await start(port)
   const ready = await fetch(`http://127.0.0.1:${port}/readyz`)
-  t.same(await ready.json(), { status: 'ready' })
+  t.match(await ready.json(), { status: 'ready', checks: { database: 'ok', migrations: 'ok' } })
   const pid = postmasterPid()
   t.ok(pid && alive(pid), 'the embedded PostgreSQL runs')
 
