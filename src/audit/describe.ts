@@ -71,7 +71,7 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
     case 'ActivationCodeRedeemed':
       return `${who(d.userId)} redeemed activation code ${d.code} with their password; a key was made for software token ${d.serial}`
     case 'ActivationCodeExpired':
-      return `activation code ${d.code} for ${who(d.userId)} ${({ expired: 'expired unused', replaced: 'was replaced by a newer one', 'account-deleted': 'ended with the account' } as Record<string, string>)[d.reason] ?? 'ended'}`
+      return `activation code ${d.code} for ${who(d.userId)} ${({ expired: 'expired unused', replaced: 'was replaced by a newer one', 'account-deleted': 'ended with the account', 'account-disabled': 'ended: the account was disabled', 'password-reset': 'ended: the password was reset', 'method-removed': 'ended: a sign-in method was removed', revoked: `was revoked by ${actor}` } as Record<string, string>)[d.reason] ?? 'ended'}`
     case 'TokenRegistered':
       return `${d.by === 'self' ? who(d.userId) : actor} registered ${token} (${d.destination}) for ${who(d.userId)}, waiting for its first code`
     case 'ChallengeIssued':

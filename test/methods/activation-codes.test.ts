@@ -348,3 +348,25 @@ t.test('what ends a code or a set-up: a password reset, a disabled account, the 
   t.same((await reasons()).slice(-2), ['replaced', 'method-removed'], "her own code ended with her last method; the admin's had been replaced by it")
   t.equal((await redeem(mine)).statusCode, 422, 'the password alone adds nothing now')
 })
+
+t.test('an admin revokes a live code: it works no more, and the audit says who', async (t) => {
+  const xena = await addUser(app, 'xena@example.com')
+  const { activationCode, id } = (await api('POST', '/admin/api/users/xena@example.com/software-token', { delivery: 'show' })).json()
+  const b = await signedInAdmin(app, clock)
+  const page = text((await b.get('/admin/users/xena@example.com')).body)
+  t.match(page, new RegExp(`Activation code ${id} \\(asked for by an admin\\) works until .* Revoke it`))
+  const revoked = await b.post('/admin/users/xena@example.com/software-token/revoke', {})
+  t.match(text(revoked.body), /The activation code was revoked: it no longer works\./)
+  t.notMatch(text(revoked.body), /Revoke it/)
+  t.equal((await activate({ activationCode, username: 'xena@example.com', password: 'correct horse battery' }, '10.6.0.1')).statusCode, 422)
+  const ended = (await sql<{ data: any; metadata: any }>`select data, metadata from events where type = 'ActivationCodeExpired' and data->>'code' = ${id}`.execute(database.db)).rows
+  t.match(ended, [{ data: { userId: xena.userId, reason: 'revoked' }, metadata: { actor: { type: 'admin', id: 'ada@example.com' } } }])
+  t.match(describe({ type: 'ActivationCodeExpired', streamId: `user-${xena.userId}`, data: ended[0]!.data, metadata: ended[0]!.metadata }, new Map([[xena.userId, 'xena@example.com']])),
+    /activation code ACT-[0-9A-F]+ for xena@example\.com was revoked by admin ada@example\.com/)
+  // Through the API: the count of codes it ended.
+  await api('POST', '/admin/api/users/xena@example.com/software-token', { delivery: 'show' })
+  const res = await app.inject({ method: 'DELETE', url: '/admin/api/users/xena@example.com/software-token', headers: { authorization: `Bearer ${key.key}` } })
+  t.same(res.json(), { user: 'xena@example.com', revoked: 1 })
+  const none = await app.inject({ method: 'DELETE', url: '/admin/api/users/xena@example.com/software-token', headers: { authorization: `Bearer ${key.key}` } })
+  t.same(none.json(), { user: 'xena@example.com', revoked: 0 })
+})

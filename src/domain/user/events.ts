@@ -56,7 +56,7 @@ export type UserEvent =
    * The code can no longer be redeemed: its time ran out, a newer one replaced it, the account was deleted or
    * disabled, its password reset, or (a code the user asked for) one of their methods removed.
    */
-  | { type: 'ActivationCodeExpired'; data: { userId: string; code: string; reason: 'expired' | 'replaced' | 'account-deleted' | 'account-disabled' | 'password-reset' | 'method-removed' } }
+  | { type: 'ActivationCodeExpired'; data: { userId: string; code: string; reason: 'expired' | 'replaced' | 'account-deleted' | 'account-disabled' | 'password-reset' | 'method-removed' | 'revoked' } }
 
 export function userStream(userId: string): string {
   return `user-${userId}`

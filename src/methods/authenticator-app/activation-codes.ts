@@ -22,6 +22,7 @@ import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { TooManyMethods } from '../../commands/tokens.js'
 import { maskEmail } from '../sent-code/destination.js'
 import { startSetup, type StartedSetup } from './setup.js'
+import { endSoftwareRequests } from './requests.js'
 
 const CROCKFORD = '0123456789ABCDEFGHJKMNPQRSTVWXYZ'
 const CODE_CHARS = 24
@@ -189,4 +190,25 @@ export async function expireActivationCodes(ctx: Pick<CommandContext, 'db' | 'st
     }
   }
   return n
+}
+
+/**
+ * An admin takes back the user's live activation code (and the set-ups it opened): ActivationCodeExpired
+ * ('revoked'). Returns how many codes ended (0: there was none live).
+ */
+export async function revokeActivationCodes(ctx: CommandContext, input: { userId: string }, meta: EventMetadata): Promise<number> {
+  const ended = await retryOnConflict(() => ctx.db.transaction().execute(async (trx) => {
+    const events = await endSoftwareRequests(trx, input.userId, 'revoked')
+    if (events.length > 0) await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [{ streamId: userStream(input.userId), expected: 'any', events }], meta)
+    return events.length
+  }))
+  if (ended > 0) ctx.store.committed()
+  return ended
+}
+
+/** The user's live activation code, as an admin sees it (its id, who asked, until when), or null. */
+export async function liveActivationCode(db: Executor, userId: string, now: Date): Promise<{ id: string; by: string; expiresAt: Date } | null> {
+  const row = (await sql<{ id: string; by: string; expires_at: Date }>`select id, by, expires_at from activation_codes
+    where user_id = ${userId} and status = 'issued' and expires_at > ${now} order by created_at desc limit 1`.execute(db)).rows[0]
+  return row ? { id: row.id, by: row.by, expiresAt: row.expires_at } : null
 }

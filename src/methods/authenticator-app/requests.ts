@@ -5,7 +5,7 @@ import { sql } from 'kysely'
 import type { UserEvent } from '../../domain/user/events.js'
 import type { Executor } from '../../read-models/database.js'
 
-export type EndReason = 'account-deleted' | 'account-disabled' | 'password-reset' | 'method-removed'
+export type EndReason = 'account-deleted' | 'account-disabled' | 'password-reset' | 'method-removed' | 'revoked'
 
 /**
  * Ends the user's live codes (only the ones they asked for themselves, with `selfOnly`) and destroys the keys

@@ -15,7 +15,7 @@ import { checkApiKey, type ApiRole } from '../../commands/api-keys.js'
 import { importTokens } from '../../commands/import-tokens.js'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
-import { formatActivationCode, requestActivationCode } from '../../methods/authenticator-app/activation-codes.js'
+import { formatActivationCode, requestActivationCode, revokeActivationCodes } from '../../methods/authenticator-app/activation-codes.js'
 import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
 import { deleteUser, resetPassword } from '../../commands/accounts.js'
 import { setUserContact } from '../../commands/contacts.js'
@@ -276,6 +276,12 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
     reply.header('cache-control', 'no-store')
     return reply.code(201).send({ user: user.upn, id: issued.id, delivery: issued.delivery === 'shown' ? 'show' : 'email', to: issued.to,
       expiresAt: issued.expiresAt.toISOString(), ...(issued.code ? { activationCode: formatActivationCode(issued.code) } : {}) })
+  })
+  // Takes back the user's live activation code (and a set-up it opened).
+  app.delete<{ Params: { upn: string } }>('/admin/api/users/:upn/software-token', admin, async (request) => {
+    const user = await findUserByUpn(app.db, request.params.upn)
+    if (!user) throw new NotFound(`no user ${request.params.upn}`)
+    return { user: user.upn, revoked: await revokeActivationCodes(app.commands, { userId: user.id }, actor(request)) }
   })
   // Where the user is reached (a null or empty value removes it), and a phone or e-mail method programmed from it.
   const contactText = { anyOf: [{ type: 'string', maxLength: 254 }, { type: 'null' }] }

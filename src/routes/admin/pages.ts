@@ -6,7 +6,7 @@
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { assignPolicy, deletePolicy, setPolicy, unassignPolicy } from '../../commands/policies.js'
 import { issueTemporaryCode } from '../../commands/temporary-codes.js'
-import { formatActivationCode, requestActivationCode } from '../../methods/authenticator-app/activation-codes.js'
+import { formatActivationCode, liveActivationCode, requestActivationCode, revokeActivationCodes } from '../../methods/authenticator-app/activation-codes.js'
 import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../commands/users.js'
 import { deleteUser, resetPassword, TEMPORARY_PASSWORD_HOURS } from '../../commands/accounts.js'
 import { contactOf, setUserContact } from '../../commands/contacts.js'
@@ -179,11 +179,12 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     } = {}) {
       const user = await findUserByUpn(app.db, upn)
       if (!user) return page(request, reply, 'admin/not-found', { title: 'User not found', message: `No user ${upn}.` }, 404)
-      const [tokens, policy, contact] = await Promise.all([tokensOfUser(app.db, user.id), effectivePolicy(app.db, user.id), contactOf(app.db, user.id)])
+      const [tokens, policy, contact, liveCode] = await Promise.all([tokensOfUser(app.db, user.id), effectivePolicy(app.db, user.id), contactOf(app.db, user.id),
+        liveActivationCode(app.db, user.id, app.commands.now())])
       if (extra.issued || extra.password || extra.activation) reply.header('cache-control', 'no-store')
       return page(request, reply, 'admin/user', {
         title: user.upn, subject: user, tokens, policy, methodLabels: METHOD_LABELS, error: extra.error, notice: extra.notice,
-        issued: extra.issued, password: extra.password, activation: extra.activation, values: extra.values ?? {}, contact, tokenLabel: (t: TokenState) => kindOf(t).label,
+        issued: extra.issued, password: extra.password, activation: extra.activation, liveCode, values: extra.values ?? {}, contact, tokenLabel: (t: TokenState) => kindOf(t).label,
       }, extra.status ?? 200)
     }
 
@@ -440,6 +441,13 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
         if (!r) throw error
         return userPage(request, reply, user.upn, { status: r.status, error: r.message })
       }
+    })
+
+    admin.post<{ Params: { upn: string } }>('/admin/users/:upn/software-token/revoke', async (request, reply) => {
+      const user = await findUserByUpn(app.db, request.params.upn)
+      if (!user) return userPage(request, reply, request.params.upn)
+      const ended = await revokeActivationCodes(app.commands, { userId: user.id }, actor(request))
+      return userPage(request, reply, user.upn, { notice: ended > 0 ? 'The activation code was revoked: it no longer works.' : 'There was no live activation code.' })
     })
 
     // Security policies.
