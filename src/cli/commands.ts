@@ -22,7 +22,7 @@ import { BadDestination, parseEmail, parseMobile } from '../methods/sent-code/de
 import { UserError } from '../domain/user/decide.js'
 import type { Role } from '../domain/user/events.js'
 import { addKeyringKey, openVault } from '../crypto/keyring.js'
-import { looksLikeXml, parseInventory, type PskcSecret } from '../import/index.js'
+import { checkInventory, looksLikeXml, parseInventory, type PskcSecret } from '../import/index.js'
 import { INVENTORY_FORMATS, UnusableFile, type InventoryFormat } from '../import/types.js'
 
 /** The first bytes of a file, to tell XML from CSV. */
@@ -61,7 +61,7 @@ export async function tokensImport(io: Io, file: string | undefined, format: str
   if (keys.psk !== undefined && keys.passwordStdin) throw new CliError('give either --psk or --password-stdin, not both')
   let secret: PskcSecret = {}
   if (keys.psk !== undefined) {
-    if (!/^([0-9a-fA-F]{2}){16,32}$/.test(keys.psk)) throw new CliError('--psk must be the pre-shared key in hex: 32, 48 or 64 hex digits')
+    if (!/^([0-9a-fA-F]{32}|[0-9a-fA-F]{48}|[0-9a-fA-F]{64})$/.test(keys.psk)) throw new CliError('--psk must be the pre-shared key in hex: 32, 48 or 64 hex digits')
     secret = { psk: Buffer.from(keys.psk, 'hex') }
   } else if (keys.passwordStdin) {
     const password = (await io.stdin()).replace(/\r?\n$/, '')
@@ -71,6 +71,7 @@ export async function tokensImport(io: Io, file: string | undefined, format: str
   const ctx = await openContext()
   try {
     const started = performance.now()
+    await checkInventory(chosen, () => createReadStream(file))
     const report = await importTokens(ctx.commands(), parseInventory(chosen, createReadStream(file), secret), ctx.meta(), {
       format: chosen,
       onProgress: io.progress ? (read, imported) => io.progress!(`importing: ${read.toLocaleString('en')} rows read, ${imported.toLocaleString('en')} imported`) : undefined,

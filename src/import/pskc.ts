@@ -23,8 +23,32 @@ import { UnusableFile, type OtpAlgorithm, type ParsedRow } from './types.js'
 const PSKC_NS = 'urn:ietf:params:xml:ns:keyprov:pskc'
 /** The longest text an element may hold: a base64 value of a long seed is well under it. */
 const MAX_TEXT = 16 * 1024
-/** A PBKDF2 iteration count above this is a denial of service, not a key file. */
-const MAX_ITERATIONS = 10_000_000
+/** A PBKDF2 iteration count above this is a denial of service, not a key file (OWASP asks 1,300,000 of SHA-1 for passwords at rest). */
+const MAX_ITERATIONS = 2_000_000
+/** Elements nested deeper than this are not a PSKC file (its deepest path is about 10): refused at once. */
+const MAX_DEPTH = 32
+/** The longest stretch of a file between two '<' or '>' (a text, an attribute, a name): longer is refused before it is held. */
+const MAX_STRETCH = 64 * 1024
+
+const XENC_NS = 'http://www.w3.org/2001/04/xmlenc#'
+const XENC11_NS = 'http://www.w3.org/2009/xmlenc11#'
+const DS_NS = 'http://www.w3.org/2000/09/xmldsig#'
+const PKCS5_NS = 'http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#'
+const PBKDF2_URI = 'http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#pbkdf2'
+/** The namespaces each element this parser reads may be in; any other element, and what it holds, is ignored. */
+const ELEMENT_NS: Record<string, readonly string[]> = {
+  EncryptionMethod: [XENC_NS], CipherData: [XENC_NS], CipherValue: [XENC_NS],
+  KeyName: [DS_NS], X509Data: [DS_NS], X509Certificate: [DS_NS], KeyValue: [DS_NS],
+  DerivedKey: [XENC11_NS], KeyDerivationMethod: [XENC11_NS], MasterKeyName: [XENC11_NS],
+  // PBKDF2-params' children are unqualified in RFC 6030's figure 7: in no namespace, or the document's default one.
+  'PBKDF2-params': [PKCS5_NS], Salt: ['', PKCS5_NS, PSKC_NS], Specified: ['', PKCS5_NS, PSKC_NS], IterationCount: ['', PKCS5_NS, PSKC_NS],
+  KeyLength: ['', PKCS5_NS, PSKC_NS], PRF: ['', PKCS5_NS, PSKC_NS],
+}
+/** Where each structural element may stand: its parent. */
+const PARENTS: Record<string, string> = { KeyPackage: 'KeyContainer', Key: 'KeyPackage', DeviceInfo: 'KeyPackage', Data: 'Key', Secret: 'Data',
+  EncryptionKey: 'KeyContainer', MACMethod: 'KeyContainer', MACKey: 'MACMethod', ValueMAC: 'Secret' }
+/** Strict whole numbers: no '0x10', no '3e1'. */
+const wholeNumber = (text: string): number | null => (/^\d{1,15}$/.test(text) ? Number(text) : null)
 
 /** What opens the file's encrypted keys: a pre-shared key, or the password it was derived from. */
 export interface PskcSecret {
@@ -95,6 +119,8 @@ interface KeyPackage {
   counter: string
   interval: string
   extraKeys: number
+  /** Why the key is refused whatever else it holds (two secrets, an encrypted counter, ...), or null. */
+  malformed: string | null
 }
 
 /** The container's part: how its keys are protected. */
@@ -104,6 +130,10 @@ interface Container {
   asymmetric: boolean
   macAlgorithm: string | null
   macKey: Encrypted | null
+  /** MACKeyReference: a MAC key agreed out of band, which this gateway cannot know. */
+  macKeyReference: boolean
+  /** A key derivation this gateway does not support (named). */
+  unsupportedDerivation: string | null
 }
 
 const base64 = (text: string): Buffer | null => {
@@ -138,20 +168,26 @@ async function containerKeys(container: Container, secret: PskcSecret): Promise<
   if (container.asymmetric) {
     return { encryption: null, mac: null, problem: 'keys encrypted to an RSA key (RFC 6030 section 6.3) are not supported: ask for a file encrypted with a password or a pre-shared key' }
   }
+  if (container.unsupportedDerivation !== null) {
+    return { encryption: null, mac: null, problem: `the key derivation method${shown(container.unsupportedDerivation.replace(/^.*[:#]/, ''))} is not supported: only PBKDF2 (RFC 6030 section 6.2)` }
+  }
+  if (container.macKeyReference) {
+    return { encryption: null, mac: null, problem: 'the file\'s MAC key is agreed elsewhere (MACKeyReference): this gateway cannot check its MACs' }
+  }
   let encryption: Buffer | null = null
   if (container.derived) {
     const d = container.derived
-    if (secret.password === undefined) return { encryption: null, mac: null, problem: 'the keys are encrypted with a password: give it (--password-stdin)' }
+    if (secret.password === undefined) return { encryption: null, mac: null, problem: 'the keys are encrypted with a password: give the password' }
     const salt = base64(d.salt)
-    const iterations = Number(d.iterations)
-    const length = d.keyLength === '' ? 16 : Number(d.keyLength)
+    const iterations = wholeNumber(d.iterations)
+    const length = d.keyLength === '' ? 16 : wholeNumber(d.keyLength)
     const prf = PRFS[d.prf]
-    if (!salt || !Number.isInteger(iterations) || iterations < 1 || iterations > MAX_ITERATIONS || !Number.isInteger(length) || length < 8 || length > 64 || !prf) {
-      return { encryption: null, mac: null, problem: 'the file\'s PBKDF2 parameters are not usable (salt, iteration count, key length or PRF)' }
+    if (!salt || salt.length < 8 || iterations === null || iterations < 1 || iterations > MAX_ITERATIONS || (length !== 16 && length !== 24 && length !== 32) || !prf) {
+      return { encryption: null, mac: null, problem: `the file's PBKDF2 parameters are not usable: a salt of 8 bytes or more, 1 to ${MAX_ITERATIONS.toLocaleString('en')} iterations, a key of 16, 24 or 32 bytes, an HMAC PRF` }
     }
     encryption = await promisify(pbkdf2)(secret.password, salt, iterations, length, prf)
   } else if (container.keyName || secret.psk) {
-    if (!secret.psk) return { encryption: null, mac: null, problem: 'the keys are encrypted with a pre-shared key: give it (--psk HEX)' }
+    if (!secret.psk) return { encryption: null, mac: null, problem: 'the keys are encrypted with a pre-shared key: give it (in hex)' }
     encryption = secret.psk
   }
   let mac: Buffer | null = null
@@ -173,27 +209,33 @@ function checkPackage(p: KeyPackage, container: Container, keys: Keys | null, se
   const duplicate = serials.check(serial, line)
   if (duplicate) return rejected(line, serial, duplicate)
   if (p.extraKeys > 0) return rejected(line, serial, 'a KeyPackage holds more than one Key')
+  if (p.malformed) return rejected(line, serial, p.malformed)
   const kind = ALGORITHMS[p.algorithm.trim()]
   if (!kind) return rejected(line, serial, `unsupported algorithm${shown(p.algorithm.replace(/^.*[:#]/, ''))}: only HOTP and TOTP`)
   if (p.encoding !== '' && p.encoding !== 'DECIMAL') return rejected(line, serial, 'codes that are not decimal digits are not supported')
-  const digits = p.digits === '' ? 6 : Number(p.digits)
+  const digits = p.digits === '' ? 6 : wholeNumber(p.digits)
   if (digits !== 6 && digits !== 8) return rejected(line, serial, 'codes must have 6 or 8 digits (ResponseFormat Length)')
   const hash = HASHES[p.suite.trim().toUpperCase()]
   if (!hash) return rejected(line, serial, `unsupported hash algorithm${shown(p.suite.trim())} (Suite): SHA1, SHA256 or SHA512`)
-  const period = kind === 'totp' ? (p.interval === '' ? 30 : Number(p.interval)) : null
+  const period = kind === 'totp' ? (p.interval === '' ? 30 : wholeNumber(p.interval)) : null
   if (period !== null && period !== 30 && period !== 60) return rejected(line, serial, 'the time step (TimeInterval) must be 30 or 60 seconds')
-  const counter = kind === 'hotp' ? (p.counter === '' ? 0 : Number(p.counter)) : null
-  if (counter !== null && (!Number.isSafeInteger(counter) || counter < 0)) return rejected(line, serial, 'the counter must be a whole number of 0 or more')
+  const counter = kind === 'hotp' ? (p.counter === '' ? 0 : wholeNumber(p.counter)) : null
+  if (kind === 'hotp' && counter === null) return rejected(line, serial, 'the counter must be a whole number of 0 or more')
   const user = p.user.trim()
   if (user !== '' && !isUpn(user)) return rejected(line, serial, 'the user (UserId) is not a user principal name (name@domain)')
 
   let seed: Buffer | null
   if (p.plain !== null) {
+    // A file that protects its keys protects every one: a plain secret in it is a key someone put there.
+    if (container.keyName || container.derived || container.macAlgorithm !== null || keys?.encryption) {
+      return rejected(line, serial, 'a plain secret in a file whose keys are encrypted: refused (it carries no MAC)')
+    }
     seed = base64(p.plain)
     if (!seed) return rejected(line, serial, 'the secret (PlainValue) is not base64')
   } else if (p.encrypted) {
     if (keys?.problem) return rejected(line, serial, keys.problem)
-    if (!CIPHERS[p.encrypted.algorithm]) return rejected(line, serial, 'the secret is encrypted with an algorithm this gateway does not support')
+    if (!CIPHERS[p.encrypted.algorithm]) return rejected(line, serial, p.encrypted.algorithm === '' ? 'the secret\'s EncryptionMethod is missing' : 'the secret is encrypted with an algorithm this gateway does not support')
+    if (p.encrypted.cipher.length === 0) return rejected(line, serial, 'the secret (CipherValue) is not base64')
     if (!keys) return rejected(line, serial, 'the secret is encrypted but the file says nothing of its key')
     if (!keys.encryption) return rejected(line, serial, 'the secret is encrypted but the file says nothing of its key')
     // The MAC first, over the IV and ciphertext, in constant time: nothing unauthenticated is decrypted.
@@ -220,101 +262,142 @@ function checkPackage(p: KeyPackage, container: Container, keys: Keys | null, se
 }
 
 const newPackage = (line: number): KeyPackage => ({ line, serial: '', manufacturer: '', model: '', algorithm: '', digits: '', encoding: '', suite: '',
-  user: '', plain: null, encrypted: null, mac: null, counter: '', interval: '', extraKeys: 0 })
+  user: '', plain: null, encrypted: null, mac: null, counter: '', interval: '', extraKeys: 0, malformed: null })
 
 /** The keys of a PSKC file; throws UnusableFile (while iterating) for a file that cannot be used at all. */
 export async function* parsePskc(input: InventoryInput, secret: PskcSecret = {}): AsyncGenerator<ParsedRow> {
   const parser = new SaxesParser({ xmlns: true, position: true })
+  /** Each open element's name as read here: its local name, or '?' for one in a namespace it does not belong in. */
   const stack: string[] = []
-  const container: Container = { keyName: false, derived: null, asymmetric: false, macAlgorithm: null, macKey: null }
+  const container: Container = { keyName: false, derived: null, asymmetric: false, macAlgorithm: null, macKey: null, macKeyReference: false, unsupportedDerivation: null }
+  const seenInContainer = new Set<string>()
   let text = ''
   let current: KeyPackage | null = null
+  let packages = 0
   let keys: Keys | null = null
   let keysPending = false
+  /** The EncryptionMethod of the value being read (an EncryptedValue or the MACKey); '' until one is given. */
   let encryptionAlgorithm = ''
+  let secrets = 0
   let sawRoot = false
   let keysInPackage = 0
   const done: KeyPackage[] = []
-  let failure: Error | null = null
-  const fail = (message: string) => {
-    failure ??= new UnusableFile(message)
+  /** Throwing from a handler stops saxes at once, mid-chunk (write() rethrows it). */
+  const stop = (message: string): never => {
+    throw new UnusableFile(message)
   }
 
-  parser.on('doctype', () => fail('the file has a DTD (<!DOCTYPE ...>): PSKC files have none, and a DTD is refused (no entity expansion, no external reference)'))
+  parser.on('doctype', () => stop('the file has a DTD (<!DOCTYPE ...>): PSKC files have none, and a DTD is refused (no entity expansion, no external reference)'))
   parser.on('opentag', (node: SaxesTagNS) => {
-    if (failure) return
-    const name = node.local
+    if (stack.length >= MAX_DEPTH) stop(`elements are nested more than ${MAX_DEPTH} deep at line ${parser.line}: this is not a PSKC file`)
     const attr = (n: string) => node.attributes[n]?.value ?? ''
+    const parent = stack[stack.length - 1]
     if (!sawRoot) {
       sawRoot = true
-      if (name !== 'KeyContainer' || node.uri !== PSKC_NS) return fail(`not a PSKC file: it starts with <${node.name}>, not a KeyContainer of ${PSKC_NS}`)
+      if (node.local !== 'KeyContainer' || node.uri !== PSKC_NS) stop(`not a PSKC file: it starts with <${node.name.slice(0, 40)}>, not a KeyContainer of ${PSKC_NS}`)
       const version = attr('Version')
-      if (version !== '' && version !== '1.0') return fail(`PSKC version ${version.slice(0, 10)} is not supported (1.0 is)`)
+      if (version !== '' && version !== '1.0') stop(`PSKC version ${version.slice(0, 10)} is not supported (1.0 is)`)
+      stack.push('KeyContainer')
+      return
     }
+    // An element in a namespace it does not belong in, or under a parent that is one, is not read.
+    const expected = ELEMENT_NS[node.local] ?? [PSKC_NS]
+    const name = parent === '?' || !expected.includes(node.uri) ? '?' : node.local
     stack.push(name)
     text = ''
-    const inContainer = !current
+    if (name === '?') return
+    if (name === 'EncryptedValue' && parent !== 'Secret') {
+      // A counter or time held encrypted: this gateway would read it as absent, so the key is refused.
+      if (current) current.malformed ??= 'an encrypted Counter or Time is not supported'
+      stack[stack.length - 1] = '?'
+      return
+    }
+    if (PARENTS[name] && PARENTS[name] !== parent) {
+      if (name === 'KeyPackage' || name === 'Key') stop(`a ${name} at line ${parser.line} is not where PSKC puts it (in a ${PARENTS[name]})`)
+      if (current) current.malformed ??= `a ${name} that is not in a ${PARENTS[name]}`
+      else stop(`a ${name} at line ${parser.line} is not where PSKC puts it (in a ${PARENTS[name]})`)
+      stack[stack.length - 1] = '?'
+      return
+    }
+    if (!current && parent === 'KeyContainer') {
+      // The container's settings come first and once: after the first KeyPackage, or twice, is refused.
+      if (name !== 'KeyPackage') {
+        if (packages > 0) stop(`a ${name} after the first KeyPackage (line ${parser.line}): the container's settings come before its keys`)
+        if (seenInContainer.has(name)) stop(`the container has more than one ${name}`)
+        seenInContainer.add(name)
+      }
+    }
     switch (name) {
       case 'KeyPackage':
         current = newPackage(parser.line)
+        packages++
         keysInPackage = 0
+        secrets = 0
         if (!keys) keysPending = true
         break
       case 'Key':
-        if (current && stack[stack.length - 2] === 'KeyPackage') {
-          keysInPackage++
-          if (keysInPackage > 1) current.extraKeys++
-          else current.algorithm = attr('Algorithm')
-        }
+        keysInPackage++
+        if (keysInPackage > 1) current!.extraKeys++
+        else current!.algorithm = attr('Algorithm')
+        break
+      case 'Secret':
+        if (++secrets > 1) current!.malformed ??= 'a key with more than one Secret'
+        break
+      case 'EncryptedValue':
+      case 'MACKey':
+        encryptionAlgorithm = ''
         break
       case 'ResponseFormat':
-        if (current) {
+        if (current && parent === 'AlgorithmParameters') {
           current.digits = attr('Length')
           current.encoding = attr('Encoding')
         }
         break
       case 'EncryptionMethod':
-        encryptionAlgorithm = attr('Algorithm')
+        if (parent === 'EncryptedValue' || parent === 'MACKey') encryptionAlgorithm = attr('Algorithm')
         break
       case 'MACMethod':
-        if (inContainer) container.macAlgorithm = attr('Algorithm')
+        if (!current) container.macAlgorithm = attr('Algorithm')
+        break
+      case 'MACKeyReference':
+        if (!current && parent === 'MACMethod') container.macKeyReference = true
         break
       case 'KeyDerivationMethod':
-        if (inContainer) {
+        if (!current && stack.includes('EncryptionKey')) {
           container.derived = { salt: '', iterations: '', keyLength: '', prf: '' }
-          if (attr('Algorithm') !== 'http://www.rsasecurity.com/rsalabs/pkcs/schemas/pkcs-5v2-0#pbkdf2') container.asymmetric = true
+          if (attr('Algorithm') !== PBKDF2_URI) container.unsupportedDerivation = attr('Algorithm')
         }
         break
       case 'PRF':
-        if (container.derived && inContainer) container.derived.prf = attr('Algorithm')
+        if (container.derived && !current) container.derived.prf = attr('Algorithm')
         break
       case 'X509Data':
       case 'X509Certificate':
       case 'KeyValue':
-        if (inContainer && stack.includes('EncryptionKey')) container.asymmetric = true
+        if (!current && stack.includes('EncryptionKey')) container.asymmetric = true
         break
     }
   })
   const onText = (t: string) => {
     if (text.length + t.length <= MAX_TEXT) text += t
-    else fail(`an element at line ${parser.line} holds more than ${MAX_TEXT} characters`)
+    else stop(`an element at line ${parser.line} holds more than ${MAX_TEXT} characters`)
   }
   parser.on('text', onText)
   parser.on('cdata', onText)
   parser.on('closetag', () => {
-    if (failure) return
     const name = stack.pop()!
     const parent = stack[stack.length - 1]
     const value = text.trim()
     text = ''
+    if (name === '?') return
     const p = current
     if (!p) {
       // The container's own elements.
       if (name === 'KeyName' && parent === 'EncryptionKey') container.keyName = true
-      else if (name === 'CipherValue' && stack.includes('MACKey')) {
+      else if (name === 'CipherValue' && parent === 'CipherData' && stack.includes('MACKey')) {
         const cipher = base64(value)
-        if (cipher) container.macKey = { algorithm: encryptionAlgorithm, cipher }
-        else fail('the MAC key (MACMethod/MACKey) is not base64')
+        if (!cipher || cipher.length === 0) stop('the MAC key (MACMethod/MACKey) is not base64')
+        container.macKey = { algorithm: encryptionAlgorithm, cipher: cipher! }
       } else if (container.derived && stack.includes('PBKDF2-params')) {
         if (name === 'Specified' && parent === 'Salt') container.derived.salt = value
         else if (name === 'IterationCount') container.derived.iterations = value
@@ -340,33 +423,59 @@ export async function* parsePskc(input: InventoryInput, secret: PskcSecret = {})
         if (parent === 'AlgorithmParameters') p.suite = value
         break
       case 'UserId':
-        if ((parent === 'Key' || parent === 'DeviceInfo') && p.user === '') p.user = value
+        // The key's own user (Key/UserId) before the device's (DeviceInfo/UserId).
+        if (parent === 'Key') p.user = value
+        else if (parent === 'DeviceInfo' && p.user === '') p.user = value
         break
       case 'PlainValue':
-        if (parent === 'Secret') p.plain = value
-        else if (parent === 'Counter') p.counter = value
+        if (parent === 'Secret') {
+          if (p.plain !== null || p.encrypted) p.malformed ??= 'a Secret with more than one value'
+          p.plain = value
+        } else if (parent === 'Counter') p.counter = value
         else if (parent === 'TimeInterval') p.interval = value
         break
       case 'CipherValue':
-        if (stack.includes('Secret')) p.encrypted = { algorithm: encryptionAlgorithm, cipher: base64(value) ?? Buffer.alloc(0) }
+        if (parent === 'CipherData' && stack[stack.length - 2] === 'EncryptedValue' && stack[stack.length - 3] === 'Secret') {
+          if (p.plain !== null || p.encrypted) p.malformed ??= 'a Secret with more than one value'
+          p.encrypted = { algorithm: encryptionAlgorithm, cipher: base64(value) ?? Buffer.alloc(0) }
+        }
         break
       case 'ValueMAC':
-        if (parent === 'Secret') p.mac = value
+        if (p.mac !== null) p.malformed ??= 'a Secret with more than one ValueMAC'
+        p.mac = value
         break
     }
   })
 
+  // Before saxes holds anything: a DOCTYPE before the root, or a stretch without '<' or '>' longer than
+  // anything PSKC has, stops the reading here (saxes keeps a whole text, name or attribute until its end).
+  let stretch = 0
+  let head = ''
+  const screen = (chunk: string) => {
+    if (!sawRoot && head.length < 4096) {
+      head = (head + chunk).slice(0, 4096)
+      if (/<!DOCTYPE/i.test(head)) stop('the file has a DTD (<!DOCTYPE ...>): PSKC files have none, and a DTD is refused (no entity expansion, no external reference)')
+    }
+    for (let i = 0; i < chunk.length; i++) {
+      const c = chunk.charCodeAt(i)
+      if (c === 60 || c === 62) stretch = 0
+      else if (++stretch > MAX_STRETCH) stop(`more than ${MAX_STRETCH} characters without a tag, at line ${parser.line}: this is not a PSKC file`)
+    }
+  }
   const write = (chunk: string | null) => {
     try {
       if (chunk === null) parser.close()
-      else parser.write(chunk)
+      else {
+        screen(chunk)
+        parser.write(chunk)
+      }
     } catch (error) {
+      if (error instanceof UnusableFile) throw error
       // Nothing after the first error is trusted: the reading stops here.
-      if (chunk === null && !sawRoot) fail('the file is empty: no PSKC KeyContainer')
+      if (chunk === null && !sawRoot) throw new UnusableFile('the file is empty: no PSKC KeyContainer')
       const [, line, column, message] = /^(\d+):(\d+): (.*)$/.exec((error as Error).message.split('\n')[0]!) ?? [, '?', '?', (error as Error).message]
-      fail(`not well-formed XML at line ${line}, column ${column}: ${message}`)
+      throw new UnusableFile(`not well-formed XML at line ${line}, column ${column}: ${String(message).slice(0, 200)}`)
     }
-    if (failure) throw failure
   }
   const serials = new SerialsSeen()
   const decoder = new TextDecoder('utf-8', { fatal: false })
@@ -378,8 +487,20 @@ export async function* parsePskc(input: InventoryInput, secret: PskcSecret = {})
     }
     while (done.length > 0) yield checkPackage(done.shift()!, container, keys, serials)
   }
+  const rest = decoder.decode()
+  if (rest) write(rest)
   write(null)
   if (!sawRoot) throw new UnusableFile('the file is empty: no PSKC KeyContainer')
   if (keysPending && !keys) keys = await containerKeys(container, secret)
   while (done.length > 0) yield checkPackage(done.shift()!, container, keys, serials)
+}
+
+/**
+ * Reads a PSKC file through without decrypting anything: throws UnusableFile for one that is not whole and
+ * well-formed (truncated, junk after its end, a DTD, too deep), so that an import can refuse it before a
+ * row is written. The caller reads it a second time to import it.
+ */
+export async function checkPskc(input: InventoryInput): Promise<void> {
+  // eslint-disable-next-line @typescript-eslint/no-unused-vars
+  for await (const _ of parsePskc(input, {})) { /* every key checked for shape; nothing kept */ }
 }

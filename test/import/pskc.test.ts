@@ -119,7 +119,7 @@ t.test('pre-shared key: AES-128-CBC by OpenSSL, HMAC-SHA1 and HMAC-SHA256 MACs; 
   }
   const xml = containerXml([{ serial: 'PS-5', kind: 'totp' }], { psk })
   t.match((await rows(xml, { psk: randomBytes(16) })).map(summary), [{ serial: 'PS-5', reason: /wrong password or pre-shared key/ }], 'another key: refused, said plainly')
-  t.match((await rows(xml)).map(summary), [{ serial: 'PS-5', reason: 'the keys are encrypted with a pre-shared key: give it (--psk HEX)' }])
+  t.match((await rows(xml)).map(summary), [{ serial: 'PS-5', reason: 'the keys are encrypted with a pre-shared key: give it (in hex)' }])
 })
 
 t.test('password: PBKDF2 by OpenSSL; a wrong password is refused per key', async (t) => {
@@ -133,7 +133,7 @@ t.test('password: PBKDF2 by OpenSSL; a wrong password is refused per key', async
   const wrong = (await rows(xml, { password: 'wrong battery' })).map(summary)
   t.equal(wrong.length, 2)
   t.match(wrong, [{ serial: 'PW-1', reason: /wrong password or pre-shared key/ }, { serial: 'PW-2', reason: /wrong password or pre-shared key/ }])
-  t.match((await rows(xml)).map(summary), [{ reason: 'the keys are encrypted with a password: give it (--password-stdin)' }, {}])
+  t.match((await rows(xml)).map(summary), [{ reason: 'the keys are encrypted with a password: give the password' }, {}])
 })
 
 t.test('unsafe or broken XML: refused fast, with a reason, nothing read', async (t) => {
@@ -154,6 +154,35 @@ t.test('unsafe or broken XML: refused fast, with a reason, nothing read', async 
   await t.rejects(rows(''), { name: 'UnusableFile', message: /empty/ })
   await t.rejects(rows(`<KeyContainer xmlns="urn:ietf:params:xml:ns:keyprov:pskc"><KeyPackage><DeviceInfo><SerialNo>${'1'.repeat(20_000)}</SerialNo></DeviceInfo></KeyPackage></KeyContainer>`),
     { name: 'UnusableFile', message: /holds more than 16384 characters/ })
+})
+
+t.test('tampering and shapes an attacker would try: refused, or not read', async (t) => {
+  const psk = Buffer.from('12345678901234567890123456789012', 'hex')
+  const six = (await figure(6)).toString()
+  const reasonOf = async (xml: string, secret: PskcSecret = { psk }) => (await rows(xml, secret)).map(summary)
+  const plainSeed = Buffer.from('ATTACKER-KNOWN-SEED!').toString('base64')
+  t.match(await reasonOf(six.replace('<ValueMAC>', `<PlainValue>${plainSeed}</PlainValue><ValueMAC>`)), [{ reason: 'a Secret with more than one value' }], 'a plain value beside the encrypted one')
+  t.match(await reasonOf(six.replace(/<Secret>[\s\S]*<\/Secret>/, `<Secret><PlainValue>${plainSeed}</PlainValue></Secret>`)), [{ reason: /a plain secret in a file whose keys are encrypted/ }], 'the encrypted secret swapped for a plain one')
+  t.match(await reasonOf(six.replace('</Secret>', `</Secret><Secret><PlainValue>${plainSeed}</PlainValue></Secret>`)), [{ reason: /more than one Secret|more than one value/ }], 'a second Secret')
+  t.same(await reasonOf(six.replace('<ValueMAC>', `<x:PlainValue xmlns:x="urn:evil">${plainSeed}</x:PlainValue><ValueMAC>`)),
+    [{ serial: '987654321', kind: 'hotp', digits: 8, counter: 0, period: null, algorithm: 'SHA1', seed: RFC_SEED }], 'an element of another namespace is not read')
+  t.same(await reasonOf(six.replace('<KeyPackage>', '<x:KeyPackage xmlns:x="urn:evil"><x:DeviceInfo><x:SerialNo>EVIL</x:SerialNo></x:DeviceInfo></x:KeyPackage><KeyPackage>')).then((r) => r.map((x) => x.serial)), ['987654321'], 'a KeyPackage of another namespace is not read')
+  await t.rejects(rows(six.replace('<CryptoModuleInfo>', '<KeyPackage><DeviceInfo><SerialNo>INNER</SerialNo></DeviceInfo></KeyPackage><CryptoModuleInfo>'), { psk }), { name: 'UnusableFile', message: /a KeyPackage at line \d+ is not where PSKC puts it/ }, 'a KeyPackage inside a KeyPackage')
+  await t.rejects(rows(six.replace('</KeyContainer>', '<MACMethod Algorithm="http://www.w3.org/2000/09/xmldsig#hmac-sha1"/></KeyContainer>'), { psk }), { name: 'UnusableFile', message: /after the first KeyPackage/ }, 'container settings after the keys')
+  t.match(await reasonOf(six.replace(/<xenc:EncryptionMethod\s+Algorithm="http:\/\/www.w3.org\/2001\/04\/xmlenc#aes128-cbc"\/>\s*<xenc:CipherData>\s*<xenc:CipherValue>\s*AAEC/, '<xenc:CipherData><xenc:CipherValue>AAEC')), [{ reason: "the secret's EncryptionMethod is missing" }], 'a value without its own EncryptionMethod does not borrow another')
+  t.match(await reasonOf(six.replace('<PlainValue>0</PlainValue>', '<PlainValue>0x10</PlainValue>')), [{ reason: 'the counter must be a whole number of 0 or more' }], 'numbers are strict')
+  t.match(await reasonOf(six.replace('<MACKey>', '<MACKeyReference>agreed</MACKeyReference><MACKey>')), [{ reason: /MACKeyReference/ }])
+
+  const deep = `<KeyContainer Version="1.0" xmlns="urn:ietf:params:xml:ns:keyprov:pskc">${'<a>'.repeat(20_000)}`
+  let started = performance.now()
+  await t.rejects(rows(deep, {}, 65_536), { name: 'UnusableFile', message: /nested more than 32 deep/ })
+  t.ok(performance.now() - started < 500, 'deep nesting is refused at once, not after seconds of work')
+  started = performance.now()
+  await t.rejects(rows(`<KeyContainer xmlns="urn:ietf:params:xml:ns:keyprov:pskc"><KeyPackage><DeviceInfo><SerialNo>${'1'.repeat(200_000)}`, {}, 65_536), { name: 'UnusableFile', message: /more than 65536 characters without a tag/ })
+  await t.rejects(rows(`<?xml version="1.0"?><!DOCTYPE x [ <!ENTITY a "${'a'.repeat(1000)}`), { name: 'UnusableFile', message: /has a DTD/ }, 'an unterminated DTD')
+  const salt = randomBytes(8)
+  const slow = containerXml([{ serial: 'IT-1', kind: 'totp' }], { password: 'p', salt, iterations: 1000 }).replace('<IterationCount>1000<', '<IterationCount>10000000<')
+  t.match(await reasonOf(slow, { password: 'p' }), [{ reason: /PBKDF2 parameters are not usable/ }], 'ten million iterations: refused before they are spent')
 })
 
 // --- Through the gateway ----------------------------------------------------------------------------
@@ -190,6 +219,20 @@ t.test('imported through the API and the CLI, then activated with codes from oat
   await activateToken(app.commands, { serial: 'API-2', userId: nora.userId, name: 'Counter fob', code: hotpAt(seedOf('API-2').hex, 5) }, metadata())
   t.equal(Number((await sql<{ n: string }>`select count(*) as n from tokens where user_id = ${nora.userId} and status = 'active'`.execute(database.db)).rows[0]!.n), 2,
     'oathtool codes activate both: the seeds came through whole')
+
+  // A password that is not ASCII, sent as UTF-8 in the header, as any client sends it.
+  const accents = containerXml([{ serial: 'UTF-1', kind: 'totp' }], { password: 'Pässwörd€', salt: randomBytes(8), iterations: 1000 })
+  const accented = await app.inject({ method: 'POST', url: '/admin/api/tokens/import', payload: accents,
+    headers: { authorization: `Bearer ${key.key}`, 'content-type': 'Application/PSKC+XML', 'x-pskc-password': Buffer.from('Pässwörd€', 'utf8').toString('latin1') } })
+  t.match(accented.json(), { imported: 1, rejectedCount: 0 }, 'a UTF-8 password in a header; the type in any case')
+  // Cut short (no end to it): refused before a key of it is written, though its first keys were whole.
+  const many = containerXml(Array.from({ length: 30 }, (_, i) => ({ serial: `CUT-${i}`, kind: 'totp' as const })), { psk })
+  const before2 = await count()
+  const cut = await app.inject({ method: 'POST', url: '/admin/api/tokens/import', payload: many.slice(0, many.lastIndexOf('<KeyPackage>') + 40),
+    headers: { authorization: `Bearer ${key.key}`, 'content-type': 'application/pskc+xml', 'x-pskc-key': psk.toString('hex') } })
+  t.equal(cut.statusCode, 400)
+  t.match(cut.json().message, /not well-formed XML/)
+  t.equal(await count(), before2, 'nothing of it imported')
 
   await fs.mkdir(TEST_DATA_DIR, { recursive: true })
   const dir = await fs.mkdtemp(path.join(TEST_DATA_DIR, 'pskc-'))

@@ -30,7 +30,7 @@ import { searchTokens, stateFromRow, type TokensTable } from '../../read-models/
 import { findUserByUpn, listUsers } from '../../read-models/users.js'
 import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
 import { listClients, loadClient } from '../../read-models/clients.js'
-import { parseInventory } from '../../import/index.js'
+import { checkInventory, parseInventory } from '../../import/index.js'
 import { spool, TooLarge } from '../../import/spool.js'
 import { INVENTORY_FORMATS, UnusableFile, type InventoryFormat } from '../../import/types.js'
 import { page } from '../render.js'
@@ -70,24 +70,25 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
     config: { skipCsrf: true },
   }, async (request, reply) => {
     const type = request.headers['content-type'] ?? ''
-    const xml = /^(application\/(pskc\+)?xml|text\/xml)\b/.test(type)
+    const xml = /^(application\/(pskc\+)?xml|text\/xml)\b/i.test(type)
     const format = (request.query.format ?? (xml ? 'pskc' : 'entra')) as InventoryFormat
     if (!INVENTORY_FORMATS.includes(format)) {
       return reply.code(400).send({ error: 'Bad Request', message: `format must be entra, oath or pskc, not ${request.query.format}` })
     }
-    if (format === 'pskc' ? !xml : !/^text\/(csv|plain)/.test(type)) {
+    if (format === 'pskc' ? !xml : !/^text\/(csv|plain)/i.test(type)) {
       return reply.code(415).send({ error: 'Unsupported Media Type', message: format === 'pskc' ? 'Send a PSKC file as application/pskc+xml.' : 'Send the inventory as text/csv.' })
     }
     // A PSKC file's key or password comes in a header, never in the address (which is logged).
     const psk = request.headers['x-pskc-key']
     const password = request.headers['x-pskc-password']
-    if (typeof psk === 'string' && !/^([0-9a-fA-F]{2}){16,32}$/.test(psk)) {
+    if (typeof psk === 'string' && !/^([0-9a-fA-F]{32}|[0-9a-fA-F]{48}|[0-9a-fA-F]{64})$/.test(psk)) {
       return reply.code(400).send({ error: 'Bad Request', message: 'X-PSKC-Key must be the pre-shared key in hex: 32, 48 or 64 hex digits.' })
     }
     if (Array.isArray(psk) || Array.isArray(password) || (psk !== undefined && password !== undefined)) {
       return reply.code(400).send({ error: 'Bad Request', message: 'Give one X-PSKC-Key or one X-PSKC-Password, not both.' })
     }
-    const secret = { psk: typeof psk === 'string' ? Buffer.from(psk, 'hex') : undefined, password: typeof password === 'string' ? password : undefined }
+    // A header's bytes arrive as latin1: the password's own UTF-8 is read back from them.
+    const secret = { psk: typeof psk === 'string' ? Buffer.from(psk, 'hex') : undefined, password: typeof password === 'string' ? Buffer.from(password, 'latin1').toString('utf8') : undefined }
     // The whole upload first: one over the limit is refused before a row is written.
     const max = app.config.importMaxBytes
     if (Number(request.headers['content-length'] ?? 0) > max) {
@@ -102,6 +103,7 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
       throw error
     }
     try {
+      await checkInventory(format, () => upload.open())
       const report = await importTokens(app.commands, parseInventory(format, upload.open(), secret), app.eventMetadata(request, { type: 'admin', id: `api-key:${request.apiKey!.id}` }), { format })
       return { imported: report.imported, rejected: report.rejected, rejectedCount: report.rejectedCount, rejectedByReason: report.rejectedByReason }
     } catch (error) {

@@ -16,7 +16,7 @@ import type { TokenState } from '../../domain/token/state.js'
 import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
 import multipart from '@fastify/multipart'
 import { importTokens } from '../../commands/import-tokens.js'
-import { parseInventory } from '../../import/index.js'
+import { checkInventory, parseInventory } from '../../import/index.js'
 import { INVENTORY_FORMATS, UnusableFile, type InventoryFormat } from '../../import/types.js'
 import { spool, TooLarge } from '../../import/spool.js'
 import { listClients, loadClient } from '../../read-models/clients.js'
@@ -229,7 +229,8 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
         if (!part.filename) return again(400, 'Choose a file to import.', format)
         // An encrypted PSKC file's pre-shared key (hex) or password, from the form's fields before the file.
         const psk = (fields.psk ?? '').trim()
-        if (psk && !/^([0-9a-fA-F]{2}){16,32}$/.test(psk)) return again(400, 'The pre-shared key must be 32, 48 or 64 hex digits.', format)
+        if (psk && !/^([0-9a-fA-F]{32}|[0-9a-fA-F]{48}|[0-9a-fA-F]{64})$/.test(psk)) return again(400, 'The pre-shared key must be 32, 48 or 64 hex digits.', format)
+        if (psk && fields.password) return again(400, 'Give the pre-shared key or the password, not both.', format)
         const secret = { psk: psk ? Buffer.from(psk, 'hex') : undefined, password: fields.password || undefined }
         // The whole file first: one over the limit is refused before a row is written.
         let upload
@@ -242,6 +243,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
           throw error
         }
         try {
+          await checkInventory(format, () => upload.open())
           const report = await importTokens(app.commands, parseInventory(format, upload.open(), secret), actor(request), { format })
           return page(request, reply, 'admin/import', { title: 'Import tokens', report, filename: part.filename, values: { format } })
         } catch (error) {
