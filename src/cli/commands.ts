@@ -22,7 +22,7 @@ import { BadDestination, parseEmail, parseMobile } from '../methods/sent-code/de
 import { UserError } from '../domain/user/decide.js'
 import type { Role } from '../domain/user/events.js'
 import { addKeyringKey, openVault } from '../crypto/keyring.js'
-import { checkInventory, looksLikeXml, parseInventory, type PskcSecret } from '../import/index.js'
+import { looksLikeXml, parseInventory, type PskcSecret } from '../import/index.js'
 import { INVENTORY_FORMATS, UnusableFile, type InventoryFormat } from '../import/types.js'
 
 /** The first bytes of a file, to tell XML from CSV. */
@@ -71,7 +71,6 @@ export async function tokensImport(io: Io, file: string | undefined, format: str
   const ctx = await openContext()
   try {
     const started = performance.now()
-    await checkInventory(chosen, () => createReadStream(file))
     const report = await importTokens(ctx.commands(), parseInventory(chosen, createReadStream(file), secret), ctx.meta(), {
       format: chosen,
       onProgress: io.progress ? (read, imported) => io.progress!(`importing: ${read.toLocaleString('en')} rows read, ${imported.toLocaleString('en')} imported`) : undefined,

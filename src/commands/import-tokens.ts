@@ -66,6 +66,7 @@ async function importBatch(
   batch: ImportedToken[],
   source: 'entra-csv' | 'oath-csv' | 'pskc',
   meta: EventMetadata,
+  inTransaction = false,
 ): Promise<{ imported: number; rejected: RejectedRow[] }> {
   for (let attempt = 0; ; attempt++) {
     const rejected: RejectedRow[] = []
@@ -119,6 +120,8 @@ async function importBatch(
     }
     const col = <K extends keyof TokensTable>(k: K) => arrayLiteral(rows.map((r) => r[k] as string | number | null))
     const serials = col('serial')
+    // Inside the whole file's transaction, a conflict must not abort it: the batch is its own savepoint.
+    if (inTransaction) await sql`savepoint import_batch`.execute(ctx.db)
     try {
       // One statement: the tokens and streams rows the inline projections would write (tested by a rebuild),
       // the sealed seeds, and the events (their hashes chained set-based by the store's bulk append).
@@ -146,9 +149,11 @@ async function importBatch(
         )
         select ${appendEventsCall(events, metadataJson)}
       `.execute(ctx.db)
-      ctx.store.committed()
+      if (inTransaction) await sql`release savepoint import_batch`.execute(ctx.db)
+      else ctx.store.committed()
       return { imported: good.length, rejected }
     } catch (error) {
+      if (inTransaction) await sql`rollback to savepoint import_batch`.execute(ctx.db)
       // Another import took one of these serials meanwhile: check the batch again.
       const code = (error as { code?: string }).code
       if ((code === '23505' || code === 'TS001') && attempt < MAX_CONFLICT_RETRIES) continue
@@ -157,22 +162,43 @@ async function importBatch(
   }
 }
 
+/**
+ * Imports the rows. A PSKC file is imported in one transaction (its batches as savepoints, one at a time):
+ * an XML file is only known whole and well-formed at its end, so one cut short or broken writes nothing.
+ * A CSV file's batches commit as they go: a bad line is refused by itself and an unusable file at its start.
+ */
 export async function importTokens(
   ctx: CommandContext,
   rows: AsyncIterable<ParsedRow>,
   meta: EventMetadata,
   options: ImportOptions,
 ): Promise<ImportReport> {
+  if (options.format === 'pskc') {
+    const report = await ctx.db.transaction().execute((trx) => importRows({ ...ctx, db: trx }, rows, meta, options, true))
+    ctx.store.committed()
+    return report
+  }
+  return importRows(ctx, rows, meta, options, false)
+}
+
+async function importRows(
+  ctx: CommandContext,
+  rows: AsyncIterable<ParsedRow>,
+  meta: EventMetadata,
+  options: ImportOptions,
+  inTransaction: boolean,
+): Promise<ImportReport> {
   const source = options.format === 'entra' ? 'entra-csv' : options.format === 'oath' ? 'oath-csv' : 'pskc'
   const batchSize = options.batchSize ?? DEFAULT_BATCH_SIZE
-  const concurrency = Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY)
+  // One transaction has one connection: its batches go one at a time (the next is read while one is written).
+  const concurrency = inTransaction ? 1 : Math.max(1, options.concurrency ?? DEFAULT_CONCURRENCY)
   const report: ImportReport = { imported: 0, rejected: [], rejectedCount: 0, rejectedByReason: {} }
   let read = 0
   let batch: ImportedToken[] = []
   const inFlight = new Set<Promise<void>>()
   let failure: { error: unknown } | null = null
   const write = (mine: ImportedToken[]) => {
-    const done: Promise<void> = importBatch(ctx, mine, source, meta)
+    const done: Promise<void> = importBatch(ctx, mine, source, meta, inTransaction)
       .then((result) => {
         report.imported += result.imported
         for (const r of result.rejected) refuse(report, r)

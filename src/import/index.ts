@@ -5,7 +5,7 @@ import { parse } from 'csv-parse/sync'
 import { isEntraHeader, parseEntraCsv } from './entra-csv.js'
 import type { InventoryInput } from './lines.js'
 import { parseOathCsv } from './oath-csv.js'
-import { checkPskc, parsePskc, type PskcSecret } from './pskc.js'
+import { parsePskc, type PskcSecret } from './pskc.js'
 export type { PskcSecret } from './pskc.js'
 import type { InventoryFormat, ParsedRow } from './types.js'
 
@@ -26,15 +26,6 @@ export function parseInventory(format: InventoryFormat, input: InventoryInput, s
     default:
       throw new Error(`unknown inventory format ${JSON.stringify(format satisfies never)}`)
   }
-}
-
-/**
- * Reads a file through once before its import, where its format needs it: a PSKC file must be whole and
- * well-formed before a key of it is written (its keys are imported as they stream by). CSV formats refuse
- * a bad line by itself, and an unusable file at its first line.
- */
-export async function checkInventory(format: InventoryFormat, open: () => InventoryInput): Promise<void> {
-  if (format === 'pskc') await checkPskc(open())
 }
 
 /** 'pskc' when a file's first bytes are XML (after a BOM and white space), else null: a CSV format then. */

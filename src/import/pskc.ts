@@ -494,13 +494,3 @@ export async function* parsePskc(input: InventoryInput, secret: PskcSecret = {})
   if (keysPending && !keys) keys = await containerKeys(container, secret)
   while (done.length > 0) yield checkPackage(done.shift()!, container, keys, serials)
 }
-
-/**
- * Reads a PSKC file through without decrypting anything: throws UnusableFile for one that is not whole and
- * well-formed (truncated, junk after its end, a DTD, too deep), so that an import can refuse it before a
- * row is written. The caller reads it a second time to import it.
- */
-export async function checkPskc(input: InventoryInput): Promise<void> {
-  // eslint-disable-next-line @typescript-eslint/no-unused-vars
-  for await (const _ of parsePskc(input, {})) { /* every key checked for shape; nothing kept */ }
-}

@@ -30,7 +30,7 @@ import { searchTokens, stateFromRow, type TokensTable } from '../../read-models/
 import { findUserByUpn, listUsers } from '../../read-models/users.js'
 import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
 import { listClients, loadClient } from '../../read-models/clients.js'
-import { checkInventory, parseInventory } from '../../import/index.js'
+import { parseInventory } from '../../import/index.js'
 import { spool, TooLarge } from '../../import/spool.js'
 import { INVENTORY_FORMATS, UnusableFile, type InventoryFormat } from '../../import/types.js'
 import { page } from '../render.js'
@@ -103,7 +103,6 @@ export default async function adminApiRoutes(app: FastifyInstance): Promise<void
       throw error
     }
     try {
-      await checkInventory(format, () => upload.open())
       const report = await importTokens(app.commands, parseInventory(format, upload.open(), secret), app.eventMetadata(request, { type: 'admin', id: `api-key:${request.apiKey!.id}` }), { format })
       return { imported: report.imported, rejected: report.rejected, rejectedCount: report.rejectedCount, rejectedByReason: report.rejectedByReason }
     } catch (error) {
