@@ -1,6 +1,7 @@
 // The admin import page: an inventory file posted as a form (multipart), streamed into the same import
 // as the CLI and the API, with the same report; the CSRF token is checked before the file is read.
 import t from 'tap'
+import { readFile } from 'node:fs/promises'
 import { sql } from 'kysely'
 import { testApp, text } from '../helpers/app.js'
 import { addAdmin, signedInAdmin } from '../helpers/staff.js'
@@ -41,4 +42,26 @@ t.test('an admin imports a file from the page and reads the report; a form witho
   const wrongFormat = await post([['_csrf', csrf], ['format', 'pdf']], { name: 'x.csv', content: csv })
   t.equal(wrongFormat.statusCode, 400)
   t.match(text(wrongFormat.body), /Choose the file's format/)
+})
+
+t.test('a PSKC file from the page, its password in the form before the file', async (t) => {
+  const b = await signedInAdmin(app, clock)
+  const form = await b.get('/admin/import')
+  t.match(text(form.body), /PSKC \(RFC 6030\) Encrypted PSKC only Pre-shared key \(hex\) Or the password/)
+  const csrf = /name="_csrf" value="([^"]+)"/.exec(form.body)![1]!
+  // RFC 6030's figure 7: PBKDF2 from the password 'qwerty'.
+  const figure7 = await readFile(new URL('../fixtures/pskc/rfc6030-figure7.xml', import.meta.url), 'utf8')
+  const post = (fields: [string, string][]) => {
+    const body = multipart(fields, { name: 'tokens.pskcxml', content: figure7 })
+    return app.inject({ method: 'POST', url: '/admin/import', payload: body.payload, headers: { 'content-type': body.type, cookie: b.cookieHeader(), accept: 'text/html' } })
+  }
+  const wrong = await post([['_csrf', csrf], ['format', 'pskc'], ['psk', ''], ['password', 'azerty']])
+  t.match(text(wrong.body), /tokens\.pskcxml: imported 0 tokens, refused 1 row Line \d+, serial 987654321: wrong password or pre-shared key/)
+  const both = await post([['_csrf', csrf], ['format', 'pskc'], ['psk', '12345678901234567890123456789012'], ['password', 'qwerty']])
+  t.equal(both.statusCode, 400)
+  t.match(text(both.body), /Give the pre-shared key or the password, not both\./)
+  const right = await post([['_csrf', csrf], ['format', 'pskc'], ['psk', ''], ['password', 'qwerty']])
+  t.match(text(right.body), /tokens\.pskcxml: imported 1 token, refused 0 rows/)
+  t.same((await sql<{ kind: string; manufacturer: string }>`select kind, manufacturer from tokens where serial = '987654321'`.execute(database.db)).rows,
+    [{ kind: 'hotp', manufacturer: 'TokenVendorAcme' }])
 })
