@@ -33,6 +33,10 @@ export interface AppConfig {
   organization: string
   /** The largest inventory upload (API and admin page) in bytes; a larger one is refused before anything is imported. */
   importMaxBytes: number
+  /** /metrics on the gateway's listener, to a caller with this bearer token; null: not there. */
+  metricsToken: string | null
+  /** /metrics on a listener of its own at this port (HOST); null: none. */
+  metricsPort: number | null
 }
 
 export type ProviderConfig =
@@ -116,7 +120,22 @@ export function loadConfig(env: NodeJS.ProcessEnv = process.env): AppConfig {
     delivery: deliveryConfig(env),
     organization: organization(optional(env, 'TESSERA_ORGANIZATION')),
     importMaxBytes: importMaxBytes(optional(env, 'TESSERA_IMPORT_MAX_MB')),
+    metricsToken: metricsToken(optional(env, 'TESSERA_METRICS_TOKEN')),
+    metricsPort: metricsPort(optional(env, 'TESSERA_METRICS_PORT')),
   }
+}
+
+function metricsToken(value: string | null): string | null {
+  if (value === null) return null
+  if (value.length < 32 || !/^[\x21-\x7e]+$/.test(value)) throw new ConfigError('TESSERA_METRICS_TOKEN must be at least 32 printable characters without spaces (openssl rand -hex 32)')
+  return value
+}
+
+function metricsPort(value: string | null): number | null {
+  if (value === null) return null
+  const port = Number(value)
+  if (!Number.isInteger(port) || port < 1 || port > 65535) throw new ConfigError(`TESSERA_METRICS_PORT must be a port from 1 to 65535, not "${value.slice(0, 20)}"`)
+  return port
 }
 
 function importMaxBytes(value: string | null): number {

@@ -13,6 +13,7 @@ import securityHeadersPlugin from '../plugins/security-headers.js'
 import sessionPlugin from '../plugins/session.js'
 import deliveryPlugin from '../plugins/delivery.js'
 import softwareTokensPlugin from '../plugins/software-tokens.js'
+import metricsPlugin from '../plugins/metrics.js'
 import viewsPlugin from '../plugins/views.js'
 import formbody from '@fastify/formbody'
 import healthRoutes from './routes/health.js'
@@ -54,6 +55,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(rateLimitPlugin)
   await fastify.register(deliveryPlugin)
   await fastify.register(softwareTokensPlugin)
+  await fastify.register(metricsPlugin)
   await fastify.register(viewsPlugin)
   await fastify.register(oidcPlugin)
   await fastify.register(openapiPlugin)

@@ -16,6 +16,7 @@ import type { EventMetadata } from '../event-store/types.js'
 import type { ImportedToken, InventoryFormat, ParsedRow, RejectedRow } from '../import/types.js'
 import { usersByUpn } from '../read-models/users.js'
 import { MAX_CONFLICT_RETRIES, type CommandContext } from './context.js'
+import { imports } from '../metrics.js'
 
 /** Tokens per batch: one statement and transaction. */
 export const DEFAULT_BATCH_SIZE = 2000
@@ -173,12 +174,13 @@ export async function importTokens(
   meta: EventMetadata,
   options: ImportOptions,
 ): Promise<ImportReport> {
-  if (options.format === 'pskc') {
-    const report = await ctx.db.transaction().execute((trx) => importRows({ ...ctx, db: trx }, rows, meta, options, true))
-    ctx.store.committed()
-    return report
-  }
-  return importRows(ctx, rows, meta, options, false)
+  const report = options.format === 'pskc'
+    ? await ctx.db.transaction().execute((trx) => importRows({ ...ctx, db: trx }, rows, meta, options, true))
+    : await importRows(ctx, rows, meta, options, false)
+  if (options.format === 'pskc') ctx.store.committed()
+  imports.inc({ format: options.format, result: 'imported' }, report.imported)
+  imports.inc({ format: options.format, result: 'refused' }, report.rejectedCount)
+  return report
 }
 
 async function importRows(

@@ -16,6 +16,7 @@ import type { EventMetadata } from '../event-store/types.js'
 import type { Db } from '../read-models/database.js'
 import { rowFromState, type TokensTable } from '../read-models/tokens.js'
 import type { CommandContext } from './context.js'
+import { timedAppend } from '../metrics.js'
 
 /** Stands for "the time the events are recorded" while folding; written as now(). */
 const RECORDED_AT = new Date(8.64e15)
@@ -139,7 +140,7 @@ export async function appendTokenEvents(
     }, () => store.committed())
     writers.set(ctx.db, writer)
   }
-  const recordedAt = await writer.submit({ prior, after, events, datas, metadataJson })
+  const recordedAt = await timedAppend('token', () => writer.submit({ prior, after, events, datas, metadataJson }))
   const real = (d: Date | null) => (d && d.getTime() === RECORDED_AT.getTime() ? recordedAt : d)
   return { ...after, activatedAt: real(after.activatedAt), lastUsedAt: real(after.lastUsedAt), importedAt: real(after.importedAt) }
 }

@@ -25,6 +25,7 @@ import { challengeCheck, isSentCode } from '../methods/sent-code/challenge.js'
 import { kindOf, methodName } from '../methods/index.js'
 import { methodChangeNotice, queueNotice } from './contacts.js'
 import { endSoftwareRequests } from '../methods/authenticator-app/requests.js'
+import { locks, verifications } from '../metrics.js'
 
 /** A method in a sentence: "Phone (+44 ••• ••• 456)", "Hardware token Token2 C202 (serial 123)". */
 function describeMethod(t: TokenState): string {
@@ -77,7 +78,8 @@ async function run(
       if (!sealed) throw new SerialUnavailable()
       return ctx.vault.open(serial, sealed)
     }
-    const decision = decide(state, await command(state, seed, policy))
+    const decided = await command(state, seed, policy)
+    const decision = decide(state, decided)
     let after = state
     if (decision.events.length > 0) {
       try {
@@ -86,6 +88,11 @@ async function run(
         if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
         throw error
       }
+    }
+    if (decided.type === 'VerifyCode') {
+      const method = state.status === 'absent' ? 'unknown' : kindOf(state).policyMethod
+      verifications.inc({ method, result: decision.refusal ? decision.refusal.name : 'accepted' })
+      if (decision.events.some((e) => e.type === 'TokenLocked')) locks.inc({ method })
     }
     if (decision.refusal) throw decision.refusal
     return after

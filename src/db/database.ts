@@ -53,3 +53,9 @@ export async function openConnection(settings: ConnectionSettings): Promise<pg.C
   await client.connect()
   return client
 }
+
+/** The pool's connections now: all of them, the idle ones, and requests waiting for one (for metrics). */
+export function poolStats(db: Kysely<Database>): { total: number; idle: number; waiting: number } | null {
+  const pool = pools.get(db)
+  return pool ? { total: pool.totalCount, idle: pool.idleCount, waiting: pool.waitingCount } : null
+}

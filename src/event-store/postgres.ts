@@ -4,6 +4,7 @@
 //   so an event that commits late with a lower position is never skipped.
 // - Appends wake subscribers in this process at once and in other processes through a debounced NOTIFY
 //   sent after commit; a NOTIFY inside the append would serialise every commit on the notify queue lock.
+import { timedAppend } from '../metrics.js'
 import { EventEmitter } from 'node:events'
 import { sql, type RawBuilder } from 'kysely'
 import type { Db, Executor } from '../read-models/database.js'
@@ -150,6 +151,10 @@ export class PostgresEventStore {
    * `committed()` after it commits.
    */
   async appendStreams(writes: readonly StreamWrite[], metadata: EventMetadata, trx?: Executor): Promise<AppendResult[]> {
+    return timedAppend('store', () => this.appendStreamsUntimed(writes, metadata, trx))
+  }
+
+  private async appendStreamsUntimed(writes: readonly StreamWrite[], metadata: EventMetadata, trx?: Executor): Promise<AppendResult[]> {
     checkMetadata(metadata)
     const callJson = JSON.stringify(metadata)
     const rows: RawBuilder<unknown>[] = []

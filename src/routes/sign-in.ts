@@ -5,6 +5,7 @@
 //   attacker elsewhere cannot keep the user out; a device cookie stops counting after DEVICE_FAILURES;
 // - per address, wrong passwords are counted, not requests: ADDRESS_FAILURES in a window, then a wait;
 // - an unknown name is delayed like a known one, so the delay does not tell which accounts exist.
+import { signIns } from '../metrics.js'
 import { createHmac, randomBytes, timingSafeEqual } from 'node:crypto'
 import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 import { accountWaitMs, BRUTE_FORCE, checkPassword, recordSignIn, recordSignInFailure, waitSecondsAfter } from '../commands/users.js'
@@ -115,6 +116,7 @@ export async function passwordCheck(
 
   const fromAddress = await app.failures.add(address, ADDRESS_FAILURES.windowMs)
   if (fromAddress.count > ADDRESS_FAILURES.max) {
+    signIns.inc({ result: 'throttled' })
     return { status: 429, message: `Too many wrong passwords from your network. Wait ${minutes(fromAddress.resetInMs)} minutes and try again.` }
   }
   const delayed = { status: 429 as const, message: 'Too many wrong passwords for this account. Wait a minute and try again, or sign in from a browser you used before.' }
@@ -126,6 +128,7 @@ export async function passwordCheck(
     if (waiting || attempts.count > ATTEMPTS_PER_MINUTE) {
       await app.failures.forgive(address)
       await app.failures.forgive(attemptsKey)
+      signIns.inc({ result: 'throttled' })
       return delayed
     }
   }
@@ -140,12 +143,14 @@ export async function passwordCheck(
       const wait = waitSecondsAfter(run.count)
       if (wait > 0) await app.failures.add(unknownWaitKey, wait * 1000)
     }
+    signIns.inc({ result: 'wrong' })
     return { status: 401, message: WRONG_PASSWORD }
   }
   // A right password ends the account's run, as its events do (UserSignedIn resets the count).
   await app.failures.forgive(address)
   await app.failures.clear(attemptsKey)
   // Said only to whoever knows the password: it tells nobody else the account exists.
+  signIns.inc({ result: user!.disabled ? 'disabled' : 'ok' })
   if (user!.disabled) return { status: 403, message: 'Your account is disabled. Contact your administrator.' }
   return { user: user! }
 }

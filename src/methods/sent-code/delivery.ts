@@ -7,6 +7,7 @@
 //   once. Nothing is tried after the code expired. A round's tries are recorded together: each job's row
 //   and each try as an event on its method's stream, in one transaction; the message (it holds the code) is
 //   erased once a provider took it or the job ended.
+import { deliveries } from '../../metrics.js'
 import { randomUUID, timingSafeEqual } from 'node:crypto'
 import { EventEmitter } from 'node:events'
 import { sql } from 'kysely'
@@ -162,6 +163,7 @@ export class DeliveryWorker {
     }
     try {
       const { messageId } = await provider.send({ ...message, reference: this.reference(job.id) }, AbortSignal.timeout(this.options.timeoutMs))
+      deliveries.inc({ provider: provider.name, result: 'accepted' })
       return { job, status: 'sent', provider: provider.name, messageId,
         events: notice ? [] : [{ type: 'DeliveryAttempted', data: { serial: job.serial, challenge, provider: provider.name, result: 'accepted', messageId, error: null } }] }
     } catch (error) {
@@ -171,6 +173,7 @@ export class DeliveryWorker {
       // only what kind of failure it was.
       const reason = refused ? 'refused' : timeout ? 'no answer in time' : `connection or protocol error${(error as { code?: unknown }).code ? ` (${String((error as { code?: unknown }).code).slice(0, 40)})` : ''}`
       this.options.log?.('delivery attempt failed', { provider: provider.name, delivery: job.id, reason })
+      deliveries.inc({ provider: provider.name, result: refused ? 'refused' : 'timeout' })
       // Once more on this provider after a wait, unless it refused or the wait would outlast the code.
       const retryAt = new Date(this.ctx.now().getTime() + RETRY_MS * 2 ** (job.attempts - 1))
       const next = !refused && job.attempts < TRIES_PER_PROVIDER && retryAt < job.expires_at
