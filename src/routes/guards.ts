@@ -130,3 +130,21 @@ export async function startSession(
   request.session.set('authenticatedAt', at)
   if (interactionUid) request.session.set('interactionPassword', interactionUid)
 }
+
+/**
+ * A method was just added with its first code: that code is a verification too, and in the middle of an
+ * OpenID sign-in it is the proof of possession the sign-in asked for (routes/interaction).
+ */
+export function methodAdded(request: FastifyRequest, serial: string, now: number): void {
+  request.session.set('verifiedAt', now)
+  const returnTo = request.session.get('returnTo')
+  if (returnTo?.startsWith('/interaction/')) request.session.set('possession', { uid: returnTo.slice('/interaction/'.length), serial, at: now })
+}
+
+/** Where a method's "added" page's Done leads: back to the OpenID sign-in that sent the user here, or Security info. */
+export function afterMethodAdded(request: FastifyRequest): string {
+  const returnTo = request.session.get('returnTo')
+  if (!returnTo?.startsWith('/interaction/')) return '/security-info'
+  request.session.set('returnTo', undefined)
+  return returnTo
+}

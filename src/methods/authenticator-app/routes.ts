@@ -15,7 +15,7 @@ import { effectivePolicy } from '../../read-models/policies.js'
 import { activeTokensOfUser, loadToken } from '../../read-models/tokens.js'
 import { findUser, findUserByUpn } from '../../read-models/users.js'
 import { checkPassword } from '../../commands/users.js'
-import { requireVerified, signedIn, type SignedInUser } from '../../routes/guards.js'
+import { afterMethodAdded, methodAdded, requireVerified, signedIn, type SignedInUser } from '../../routes/guards.js'
 import { page } from '../../routes/render.js'
 import { allowedKinds } from '../../routes/security-info/index.js'
 import { passwordCheck } from '../../routes/sign-in.js'
@@ -108,10 +108,7 @@ export async function authenticatorAppRoutes(app: FastifyInstance, options: { at
         throw error
       }
       request.session.set('enrollApp', undefined)
-      request.session.set('verifiedAt', now())
-      // In the middle of an OpenID sign-in, the app's first code is the proof of possession it asked for.
-      const returnTo = request.session.get('returnTo')
-      if (returnTo?.startsWith('/interaction/')) request.session.set('possession', { uid: returnTo.slice('/interaction/'.length), serial: token.serial, at: now() })
+      methodAdded(request, token.serial, now())
       return reply.redirect(`${BASE}/done?serial=${encodeURIComponent(token.serial)}`, 303)
     })
   })
@@ -119,10 +116,7 @@ export async function authenticatorAppRoutes(app: FastifyInstance, options: { at
   app.get<{ Querystring: { serial?: unknown } }>(`${BASE}/done`, async (request, reply) => {
     const { state } = await loadToken(app.db, text(request.query.serial).slice(0, 64))
     if (state.status !== 'active' || state.userId !== user(request).id || state.kind !== 'software') return reply.redirect('/security-info', 303)
-    const returnTo = request.session.get('returnTo')
-    const next = returnTo?.startsWith('/interaction/') ? returnTo : '/security-info'
-    if (next !== '/security-info') request.session.set('returnTo', undefined)
-    return page(request, reply, 'security-info/authenticator-app/done', { title: TITLE, name: methodName(state), serial: state.serial, next })
+    return page(request, reply, 'security-info/authenticator-app/done', { title: TITLE, name: methodName(state), serial: state.serial, next: afterMethodAdded(request) })
   })
 
   // Request a software token: an activation code for the user's own desktop app, where the policy allows it.

@@ -6,7 +6,7 @@ import type { FastifyInstance, FastifyReply, FastifyRequest, preHandlerAsyncHook
 import { activateToken } from '../../commands/tokens.js'
 import { SerialUnavailable, TokenError } from '../../domain/token/errors.js'
 import { loadToken } from '../../read-models/tokens.js'
-import { requireVerified, signedIn, type SignedInUser } from '../../routes/guards.js'
+import { afterMethodAdded, methodAdded, requireVerified, signedIn, type SignedInUser } from '../../routes/guards.js'
 import { page } from '../../routes/render.js'
 import { allowedKinds } from '../../routes/security-info/index.js'
 import { destinationHashOf, GatewayBusy, issueChallenge, registerSentCodeMethod, sendRefusal, TooManySends, type SentKind } from './challenge.js'
@@ -142,10 +142,7 @@ export default async function sentCodeRoutes(app: FastifyInstance, options: { at
           throw error
         }
         request.session.set('enrollSent', undefined)
-        request.session.set('verifiedAt', now())
-        // In the middle of an OpenID sign-in, the code that came is the proof of possession it asked for.
-        const returnTo = request.session.get('returnTo')
-        if (returnTo?.startsWith('/interaction/')) request.session.set('possession', { uid: returnTo.slice('/interaction/'.length), serial: e.serial, at: now() })
+        methodAdded(request, e.serial, now())
         return reply.redirect(`${step.base}/done?serial=${encodeURIComponent(e.serial)}`, 303)
       })
     })
@@ -158,10 +155,7 @@ export default async function sentCodeRoutes(app: FastifyInstance, options: { at
     app.get<{ Querystring: { serial?: string } }>(`${step.base}/done`, async (request, reply) => {
       const { state } = await loadToken(app.db, String(request.query.serial ?? ''))
       if (state.status !== 'active' || state.userId !== user(request).id || state.kind !== kind) return reply.redirect('/security-info', 303)
-      const returnTo = request.session.get('returnTo')
-      const next = returnTo?.startsWith('/interaction/') ? returnTo : '/security-info'
-      if (next !== '/security-info') request.session.set('returnTo', undefined)
-      return page(request, reply, 'security-info/sent-code/done', { title: step.kind.label, step, destination: state.destination, next })
+      return page(request, reply, 'security-info/sent-code/done', { title: step.kind.label, step, destination: state.destination, next: afterMethodAdded(request) })
     })
   }
 }

@@ -9,7 +9,7 @@ import { activateToken, checkSerial } from '../../commands/tokens.js'
 import { normalizeName } from '../../domain/token/decide.js'
 import { TokenError } from '../../domain/token/errors.js'
 import { loadToken } from '../../read-models/tokens.js'
-import { requireVerified, signedIn, type SignedInUser } from '../guards.js'
+import { afterMethodAdded, methodAdded, requireVerified, signedIn, type SignedInUser } from '../guards.js'
 import { page } from '../render.js'
 import { methodName } from '../../methods/index.js'
 
@@ -105,11 +105,7 @@ export default async function hardwareTokenRoutes(
         throw error
       }
       request.session.set('enroll', undefined)
-      // Entering a right code from the new token is a verification too; in the middle of an OpenID sign-in
-      // it is the proof of possession the sign-in asked for (routes/interaction).
-      request.session.set('verifiedAt', now())
-      const returnTo = request.session.get('returnTo')
-      if (returnTo?.startsWith('/interaction/')) request.session.set('possession', { uid: returnTo.slice('/interaction/'.length), serial: e.serial, at: now() })
+      methodAdded(request, e.serial, now())
       return reply.redirect(`${BASE}/done?serial=${encodeURIComponent(e.serial)}`, 303)
     })
 
@@ -117,10 +113,7 @@ export default async function hardwareTokenRoutes(
       const { state } = await loadToken(app.db, String(request.query.serial ?? ''))
       if (state.status !== 'active' || state.userId !== user(request).id) return reply.redirect('/security-info', 303)
       // Sent here from a sign-in that asked for a code: Done goes back to it.
-      const returnTo = request.session.get('returnTo')
-      const next = returnTo?.startsWith('/interaction/') ? returnTo : '/security-info'
-      if (next !== '/security-info') request.session.set('returnTo', undefined)
-      return page(request, reply, 'security-info/hardware-token/done', { title: 'Hardware token', serial: state.serial, name: methodName(state), next })
+      return page(request, reply, 'security-info/hardware-token/done', { title: 'Hardware token', serial: state.serial, name: methodName(state), next: afterMethodAdded(request) })
     })
   })
 }
