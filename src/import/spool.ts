@@ -22,7 +22,6 @@ export class TooLarge extends Error {
 export interface Spooled {
   /** The upload, decrypted as it is read. */
   open(): Readable
-  bytes: number
   remove(): Promise<void>
 }
 
@@ -65,7 +64,6 @@ export async function spool(upload: NodeJS.ReadableStream, max: number): Promise
     throw new TooLarge(max)
   }
   return {
-    bytes,
     open: () => createReadStream(file).pipe(createDecipheriv('aes-256-ctr', key, iv)),
     remove,
   }

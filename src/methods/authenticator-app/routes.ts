@@ -43,7 +43,7 @@ export async function authenticatorAppRoutes(app: FastifyInstance, options: { at
     return e && now() - e.at < SETUP_MS ? e : null
   }
   const keyFor = async (request: FastifyRequest, handle: string) =>
-    appKey({ ...app.commands }, { handle, userId: user(request).id, issuer: app.config.organization, account: user(request).upn })
+    appKey(app.commands, { handle, userId: user(request).id, issuer: app.config.organization, account: user(request).upn })
 
   app.post(`${BASE}/cancel`, async (request, reply) => {
     const e = request.session.get('enrollApp')

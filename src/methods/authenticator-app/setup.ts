@@ -88,19 +88,26 @@ interface SetupRow {
   expires_at: Date
 }
 
-async function setupRow(db: Executor, handle: string, userId: string, now: Date): Promise<SetupRow | null> {
-  if (typeof handle !== 'string' || handle.length === 0 || handle.length > 100) return null
+/** A handle as the session or a desktop app may send it: anything else names no set-up. */
+const isHandle = (handle: unknown): handle is string => typeof handle === 'string' && handle.length > 0 && handle.length <= 100
+
+/** The set-up the handle names while it lives (not expired, not used up by wrong codes), or null. */
+async function liveSetup(db: Executor, handle: string, now: Date): Promise<SetupRow | null> {
+  if (!isHandle(handle)) return null
   const row = (await sql<SetupRow>`select user_id, serial, key_id, nonce, ciphertext, by, activation_code, failures, expires_at
     from software_setups where id = ${idOf(handle)}`.execute(db)).rows[0]
-  return row && row.user_id === userId && row.expires_at > now && row.failures < SETUP_FAILURES ? row : null
+  return row && row.expires_at > now && row.failures < SETUP_FAILURES ? row : null
+}
+
+/** The user's live set-up the handle names, or null. */
+async function setupRow(db: Executor, handle: string, userId: string, now: Date): Promise<SetupRow | null> {
+  const row = await liveSetup(db, handle, now)
+  return row?.user_id === userId ? row : null
 }
 
 /** The user a live set-up is for (the desktop app holds only the handle), or null. */
 export async function setupOwner(db: Executor, handle: string, now: Date): Promise<string | null> {
-  if (typeof handle !== 'string' || handle.length === 0 || handle.length > 100) return null
-  const row = (await sql<{ user_id: string }>`select user_id from software_setups where id = ${idOf(handle)} and expires_at > ${now}
-    and failures < ${SETUP_FAILURES}`.execute(db)).rows[0]
-  return row?.user_id ?? null
+  return (await liveSetup(db, handle, now))?.user_id ?? null
 }
 
 /** What the app is shown: the otpauth URI (as a QR code, inline SVG) and the key in groups of four. */
@@ -190,7 +197,7 @@ export async function finishSetup(
 
 /** Cancels the user's set-up (the Cancel button): its key is destroyed. */
 export async function cancelSetup(db: Executor, handle: string, userId: string): Promise<void> {
-  if (typeof handle !== 'string' || handle.length === 0 || handle.length > 100) return
+  if (!isHandle(handle)) return
   await sql`delete from software_setups where id = ${idOf(handle)} and user_id = ${userId}`.execute(db)
 }
 
