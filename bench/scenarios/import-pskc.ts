@@ -18,7 +18,7 @@ import type { CommandContext } from '../../src/commands/context.js'
 import { masterKey, SeedVault } from '../../src/crypto/vault.js'
 import { parseInventory } from '../../src/import/index.js'
 import { benchMetadata } from '../lib/fixtures.js'
-import { base32 } from '../lib/otp.js'
+import { entraCsv } from './import.js'
 import { cpuSince, MB, PeakMemory, round } from '../lib/stats.js'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/types.js'
 
@@ -62,17 +62,6 @@ export async function* pskcFile(keys: number, serialPrefix: string, onChunk: () 
     onChunk()
   }
   yield '</pskc:KeyContainer>\n'
-}
-
-async function* entraCsv(rows: number, serialPrefix: string): AsyncGenerator<string> {
-  yield 'upn,serial number,secret key,time interval,manufacturer,model\r\n'
-  for (let from = 0; from < rows; from += CHUNK_KEYS) {
-    const n = Math.min(CHUNK_KEYS, rows - from)
-    const random = randomBytes(20 * n)
-    const lines = new Array<string>(n)
-    for (let i = 0; i < n; i++) lines[i] = `,${serialPrefix}${from + i},${base32(random.subarray(i * 20, i * 20 + 20))},30,Token2,C202`
-    yield `${lines.join('\r\n')}\r\n`
-  }
 }
 
 async function generatorUsPerKey(): Promise<number> {

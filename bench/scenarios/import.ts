@@ -24,7 +24,7 @@ const MAX_PEAK_RSS_GROWTH_MB = 256
  * The file as it would arrive from an upload: the header, then CHUNK_ROWS lines per chunk. Secrets are
  * random (two equal 160-bit secrets among 10^5 have a chance of about 10^-38).
  */
-async function* entraCsv(rows: number, serialPrefix: string, onChunk: () => void): AsyncGenerator<string> {
+export async function* entraCsv(rows: number, serialPrefix: string, onChunk: () => void = () => {}): AsyncGenerator<string> {
   yield `${HEADER}\r\n`
   for (let from = 0; from < rows; from += CHUNK_ROWS) {
     const n = Math.min(CHUNK_ROWS, rows - from)
