@@ -43,6 +43,13 @@ export const deliveries = new Counter({
   registers: [processRegistry],
 })
 
+export const remoteVerifications = new Counter({
+  name: 'tessera_remote_checks_total',
+  help: 'Codes of remote credentials, by service and outcome (accepted, rejected, replayed, unavailable, paused)',
+  labelNames: ['service', 'outcome'],
+  registers: [processRegistry],
+})
+
 export const appends = new Histogram({
   name: 'tessera_event_append_duration_seconds',
   help: 'Appends to the event store, by path (store: the general one; token: the one-statement token write) and outcome',

@@ -16,7 +16,7 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
   const serial = String(d.serial ?? e.streamId.replace(/^token-/, ''))
   // A phone, e-mail or software method's serial says which it is; every other token is a hardware one.
   const token = serial.startsWith('PHONE-') ? `phone ${serial}` : serial.startsWith('EMAIL-') ? `email method ${serial}`
-    : serial.startsWith('APP-') ? `software token ${serial}` : `hardware token ${serial}`
+    : serial.startsWith('APP-') ? `software token ${serial}` : serial.startsWith('REMOTE-') ? `remote credential ${serial}` : `hardware token ${serial}`
   const app = d.relyingApplication ?? e.metadata.relyingApplication
   switch (e.type) {
     case 'TokenImported':
@@ -55,9 +55,17 @@ export function describe(e: DescribedEvent, names: ReadonlyMap<string, string>):
     case 'TokenActivationFailed':
       return `${who(d.userId)} entered a ${d.reason === 'replayed' ? 'used' : 'wrong'} code while activating ${token}`
     case 'OtpVerified':
-      return `${who(d.userId)} proved possession of ${token}${app ? ` for ${app}` : ''} (time step ${d.step}, drift ${d.drift})`
+      return d.remote
+        ? `${who(d.userId)} proved possession of ${token}${app ? ` for ${app}` : ''}: its service accepted the code (${d.remote})`
+        : `${who(d.userId)} proved possession of ${token}${app ? ` for ${app}` : ''} (time step ${d.step}, drift ${d.drift})`
     case 'OtpRejected':
-      return `${who(d.userId)} was refused by ${token}: ${({ locked: 'the token is locked', disabled: 'the token is disabled', replayed: 'a code already used', 'not-allowed': 'their security policy does not allow it' } as Record<string, string>)[d.reason] ?? 'a wrong code'}${app ? ` (${app})` : ''}`
+      return `${who(d.userId)} was refused by ${token}: ${({ locked: 'the token is locked', disabled: 'the token is disabled', replayed: 'a code already used', 'not-allowed': 'their security policy does not allow it', unavailable: 'its service could not check the code' } as Record<string, string>)[d.reason] ?? 'a wrong code'}${d.remote ? ` [${d.remote}]` : ''}${app ? ` (${app})` : ''}`
+    case 'RemoteCredentialAssigned':
+      return `${actor} gave ${who(d.userId)} remote credential ${token}: ${d.credential} at service ${d.service}`
+    case 'RemoteServiceConfigured':
+      return `${actor} configured remote service ${d.id} ('${d.name}', ${d.settings.protocol}${d.settings.protocol === 'vip' ? ` ${d.settings.url}, client certificate ${d.settings.certificate.subject} until ${d.settings.certificate.notAfter}` : ` ${d.settings.servers.map((s: { host: string; port: number }) => `${s.host}:${s.port}`).join(', ')}`}; secrets ${d.secretFingerprint})`
+    case 'RemoteServiceRemoved':
+      return `${actor} removed remote service ${d.id}`
     case 'TokenLocked':
       return `${token} locked after ${d.failures} wrong codes, until ${d.until}`
     case 'TokenUnlocked':

@@ -23,7 +23,8 @@ const RECORDED_AT = new Date(8.64e15)
 
 /** The tokens columns and their types, for a VALUES list PostgreSQL can type. */
 const COLUMNS: readonly [keyof TokensTable, string][] = [
-  ['status', 'text'], ['kind', 'text'], ['destination', 'text'], ['algorithm', 'text'], ['digits', 'smallint'], ['period', 'smallint'],
+  ['status', 'text'], ['kind', 'text'], ['destination', 'text'], ['remote_service', 'text'], ['remote_credential', 'text'],
+  ['algorithm', 'text'], ['digits', 'smallint'], ['period', 'smallint'],
   ['counter', 'bigint'], ['manufacturer', 'text'], ['model', 'text'], ['user_id', 'text'], ['name', 'text'],
   ['last_step', 'bigint'], ['drift', 'integer'], ['activation_failures', 'integer'], ['claim_failures', 'jsonb'], ['held_for', 'text'], ['failures', 'integer'],
   ['locked_until', 'timestamptz'], ['disabled', 'boolean'], ['lock_count', 'integer'], ['last_used_at', 'timestamptz'], ['seed_fingerprint', 'text'],

@@ -3,7 +3,7 @@
 // domain, and appends with the expected version; another writer first means reload and decide again.
 import { checkHotp, checkTotp, type OtpCheck } from '../domain/otp/otp.js'
 import {
-  ACTIVATION_WINDOW_STEPS, checkClaim, decide, HOTP_ACTIVATION_LOOK_AHEAD, policyAllows, type TokenCommand,
+  ACTIVATION_WINDOW_STEPS, checkClaim, decide, HOTP_ACTIVATION_LOOK_AHEAD, policyAllows, type RemoteOutcome, type TokenCommand,
 } from '../domain/token/decide.js'
 import { NotAllowedByPolicy, SerialUnavailable, TokenError, TokenLocked, WrongCode, WrongTokenState } from '../domain/token/errors.js'
 import type { RevocationReason } from '../domain/token/events.js'
@@ -25,6 +25,7 @@ import { challengeCheck, isSentCode } from '../methods/sent-code/challenge.js'
 import { kindOf, methodName } from '../methods/index.js'
 import { methodChangeNotice, queueNotice } from './contacts.js'
 import { endSoftwareRequests } from '../methods/authenticator-app/requests.js'
+import { remoteCheck } from '../methods/remote/credentials.js'
 import { locks, verifications } from '../metrics.js'
 
 /** A method in a sentence: "Phone (+44 ••• ••• 456)", "Hardware token Token2 C202 (serial 123)". */
@@ -110,7 +111,7 @@ export async function writeTokenEvents(ctx: CommandContext, before: TokenState, 
 }
 
 /** The token events that can make a token a usable method or stop it being one (not a verification's). */
-const ACTIVENESS_EVENTS: ReadonlySet<TokenEvent['type']> = new Set(['TokenActivated', 'TokenUnassigned', 'TokenRevoked'])
+const ACTIVENESS_EVENTS: ReadonlySet<TokenEvent['type']> = new Set(['TokenActivated', 'TokenUnassigned', 'TokenRevoked', 'RemoteCredentialAssigned'])
 
 /**
  * The user event that goes with token events which make a token a usable sign-in method of its user, or
@@ -180,6 +181,31 @@ async function appendWithMethodChange(
 export const HOTP_LOOK_AHEAD = 10
 
 /**
+ * A command on a new token, decided and written in one transaction after `inside` ran in it (a lock, a check
+ * that must hold at the commit): a remote credential given to a user.
+ */
+export async function decideOn(
+  ctx: CommandContext, serial: string, meta: EventMetadata, command: TokenCommand, inside: (trx: Executor) => Promise<void>,
+): Promise<TokenState> {
+  if (!SERIAL.test(serial)) throw new SerialUnavailable()
+  const { state } = await loadToken(ctx.db, serial)
+  const decision = decide(state, command)
+  if (decision.refusal) throw decision.refusal
+  const change = methodChange(state, decision.events, meta)
+  const expected = state.version === 0 ? 'no-stream' as const : state.version
+  const written = await ctx.db.transaction().execute(async (trx) => {
+    await inside(trx)
+    if (change) return writeWithMethodChange({ ...ctx, db: trx }, state, decision.events, change, meta, expected)
+    const [token] = await appendStreamsWithProjections({ ...ctx, db: trx, deferCommit: true }, [{ streamId: tokenStream(serial), expected, events: decision.events }], meta)
+    return token!
+  })
+  ctx.store.committed()
+  let after = state
+  for (const e of written.events) after = evolve(after, { type: e.type, data: e.data } as TokenEvent, e.recordedAt)
+  return after
+}
+
+/**
  * Checks a code against the token's seed; the seed is wiped from memory at once.
  * window: TOTP steps either side of now; lookAhead: HOTP counters ahead of the stored one.
  */
@@ -195,13 +221,21 @@ export function checkCode(state: TokenState, seed: Buffer, code: string, nowSeco
   }
 }
 
+/** What a code check found: the OTP check, and for a remote credential what its service said. */
+type Checked = { check: OtpCheck; remote?: RemoteOutcome }
+
 /**
- * The check of a code for a token: against its seed (hardware), or against the newest challenge sent to it
- * (a phone, an e-mail address). The seed, when opened, is wiped at once.
+ * The check of a code for a token, as its kind says (methods/kind.ts `verification`): against its seed
+ * (wiped at once), against the newest challenge sent to it, or asked of its remote service (`memo` keeps
+ * that answer for the whole verification, so a write retried after a conflict does not ask again).
  */
-async function codeCheck(ctx: CommandContext, state: TokenState, seed: () => Buffer, code: string, window: { steps: number; lookAhead: number }): Promise<OtpCheck> {
-  if (isSentCode(state)) return challengeCheck(ctx, state.serial, code, ctx.now())
-  return checkCode(state, seed(), code, ctx.now().getTime() / 1000, window)
+async function codeCheck(ctx: CommandContext, state: TokenState, seed: () => Buffer, code: string, window: { steps: number; lookAhead: number },
+  memo: Map<string, RemoteOutcome>): Promise<Checked> {
+  switch (kindOf(state).verification) {
+    case 'seed': return { check: checkCode(state, seed(), code, ctx.now().getTime() / 1000, window) }
+    case 'challenge': return { check: await challengeCheck(ctx, state.serial, code, ctx.now()) }
+    case 'remote': return remoteCheck(ctx, state, code, memo)
+  }
 }
 
 /**
@@ -213,15 +247,18 @@ export async function verifyCode(
   ctx: CommandContext,
   input: { serial: string; userId: string; code: string; relyingApplication?: string | null; level?: string },
   meta: EventMetadata,
+  memo = new Map<string, RemoteOutcome>(),
 ): Promise<TokenState> {
   return run(ctx, input.serial, meta, async (state, seed, policy) => {
     const now = ctx.now()
-    const usable = state.status === 'active' && state.userId === input.userId && !(state.lockedUntil && state.lockedUntil > now)
+    const usable = state.status === 'active' && state.userId === input.userId && !state.disabled && !(state.lockedUntil && state.lockedUntil > now)
       && policyAllows(policy, state)
-    const check = usable ? await codeCheck(ctx, state, seed, input.code.trim(), { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD }) : { valid: false as const }
+    const { check, remote } = usable
+      ? await codeCheck(ctx, state, seed, input.code.trim(), { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD }, memo)
+      : { check: { valid: false as const }, remote: undefined }
     return {
       type: 'VerifyCode',
-      data: { userId: input.userId, check, now, policy, relyingApplication: input.relyingApplication ?? null, level: input.level ?? 'mfa' },
+      data: { userId: input.userId, check, now, policy, relyingApplication: input.relyingApplication ?? null, level: input.level ?? 'mfa', ...(remote ? { remote } : {}) },
     }
   })
 }
@@ -240,18 +277,23 @@ export async function verifyCodeFromAny(
 ): Promise<TokenState> {
   const code = input.code.trim()
   const now = ctx.now()
+  // A code is checked here first: a code that matches one of the user's own keys is never sent to a remote service.
+  const remoteLast = (t: TokenState) => (kindOf(t).verification === 'remote' ? 1 : 0)
   const candidates = (await activeTokensOfUser(ctx.db, input.userId))
     .filter((t) => String(t.digits) === String(code.length) && (!input.only || input.only(t)))
+    .sort((a, b) => remoteLast(a) - remoteLast(b))
   if (candidates.length === 0) throw new WrongCode()
+  const memo = new Map<string, RemoteOutcome>()
   for (const candidate of candidates) {
     const { state, sealed, policy } = await loadToken(ctx.db, candidate.serial)
     const usable = state.status === 'active' && state.userId === input.userId && !state.disabled
-      && !(state.lockedUntil && state.lockedUntil > now) && policyAllows(policy, state) && sealed !== null
+      && !(state.lockedUntil && state.lockedUntil > now) && policyAllows(policy, state) && (sealed !== null || kindOf(state).verification === 'remote')
     if (!usable) continue
-    const check = await codeCheck(ctx, state, () => ctx.vault.open(state.serial, sealed!), code, { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD })
-    if (check.valid) return verifyCode(ctx, { ...input, serial: state.serial }, meta)
+    const { check, remote } = await codeCheck(ctx, state, () => ctx.vault.open(state.serial, sealed!), code, { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD }, memo)
+    // A remote service that gave no answer is said as such, not as a wrong code (nothing else matched).
+    if (check.valid || remote?.outcome === 'unavailable' || remote?.outcome === 'paused') return verifyCode(ctx, { ...input, serial: state.serial }, meta, memo)
   }
-  const results = await Promise.allSettled(candidates.map((t) => verifyCode(ctx, { ...input, serial: t.serial }, meta)))
+  const results = await Promise.allSettled(candidates.map((t) => verifyCode(ctx, { ...input, serial: t.serial }, meta, memo)))
   // A token accepted the code after all (it changed between the check and the write): it was used.
   const used = results.find((r) => r.status === 'fulfilled')
   if (used) return (used as PromiseFulfilledResult<TokenState>).value
@@ -274,9 +316,9 @@ export async function activateToken(
   return run(ctx, input.serial, meta, async (state, seed) => {
     // No decryption for a token the user may not activate: decide refuses before looking at the code.
     if (input.assignedOnly && !(state.status === 'assigned' && state.userId === input.userId)) throw new SerialUnavailable()
-    const claimable = checkClaim(state, input.userId) === null
+    const claimable = checkClaim(state, input.userId) === null && kindOf(state).verification !== 'remote'
     const check = claimable
-      ? await codeCheck(ctx, state, seed, input.code.trim(), { steps: ACTIVATION_WINDOW_STEPS, lookAhead: HOTP_ACTIVATION_LOOK_AHEAD })
+      ? (await codeCheck(ctx, state, seed, input.code.trim(), { steps: ACTIVATION_WINDOW_STEPS, lookAhead: HOTP_ACTIVATION_LOOK_AHEAD }, new Map())).check
       : { valid: false as const }
     return { type: 'ActivateToken', data: { userId: input.userId, name: input.name, check } }
   })

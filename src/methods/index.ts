@@ -2,12 +2,13 @@
 import type { TokenState } from '../domain/token/state.js'
 import { authenticatorApp } from './authenticator-app/kind.js'
 import { hardwareToken } from './hardware-token/kind.js'
+import { remoteCredential } from './remote/kind.js'
 import { email, phone } from './sent-code/kind.js'
 import type { MethodKind } from './kind.js'
 
 export type { MethodKind } from './kind.js'
 
-export const METHOD_KINDS: readonly MethodKind[] = [authenticatorApp, hardwareToken, phone, email]
+export const METHOD_KINDS: readonly MethodKind[] = [authenticatorApp, hardwareToken, phone, email, remoteCredential]
 
 /** The kind a token is of (every token is one). */
 export function kindOf(token: Pick<TokenState, 'kind'>): MethodKind {

@@ -2,6 +2,7 @@
 // entry in methods/index.ts, not a case in every switch:
 // - which policy method allows it, and how it is shown on Security info's list of methods to add;
 // - where adding it starts (its own routes) and which tokens are of this kind;
+// - how its codes are checked: against a seed kept here, against a challenge sent to it, or by a remote service;
 // - what a code from it proves, as RFC 8176 authentication method references.
 import type { SignInMethod } from '../domain/policy/events.js'
 import type { TokenState } from '../domain/token/state.js'
@@ -15,10 +16,15 @@ export interface MethodKind {
   label: string
   /** One line under the label on Add sign-in method. */
   description: string
-  /** The first page of adding one. */
-  addPath: string
+  /** The first page of adding one, or null when only an admin can give one. */
+  addPath: string | null
   /** Which tokens are of this kind. */
   owns(token: Pick<TokenState, 'kind'>): boolean
+  /**
+   * How a code is checked (commands/tokens.ts codeCheck): `seed`, computed from the key sealed here; `challenge`,
+   * compared with the newest code sent to it; `remote`, asked of the service that holds the credential.
+   */
+  verification: 'seed' | 'challenge' | 'remote'
   /** NIST SP 800-63B-4 restricts it (a text message) or does not count it (e-mail): it does not reach mfa-unrestricted. */
   restricted: boolean
   /** What a verified code proves (RFC 8176), between `pwd` and `mfa` in the ID token's amr. */

@@ -4,6 +4,7 @@ import type { TokenSecretsTable, TokensTable } from './tokens.js'
 import type { PoliciesTable, PolicyAssignmentsTable } from './policies.js'
 import type { UserCredentialsTable, UsersTable } from './users.js'
 import type { GatewaySessionsTable } from './sessions.js'
+import type { RemoteCodesTable, RemoteServiceSecretsTable, RemoteServicesTable } from '../methods/remote/projection.js'
 
 export interface EventsTable {
   position: Generated<string>
@@ -135,6 +136,9 @@ export interface Database {
   policies: PoliciesTable
   policy_assignments: PolicyAssignmentsTable
   gateway_sessions: GatewaySessionsTable
+  remote_services: RemoteServicesTable
+  remote_service_secrets: RemoteServiceSecretsTable
+  remote_codes: RemoteCodesTable
 }
 
 export type Db = Kysely<Database>

@@ -11,6 +11,8 @@ export interface TokensTable {
   status: string
   kind: string
   destination: string | null
+  remote_service: string | null
+  remote_credential: string | null
   algorithm: string
   digits: number
   period: number | null
@@ -50,6 +52,8 @@ export function stateFromRow(row: TokensTable): TokenState {
     status: row.status as TokenState['status'],
     kind: row.kind as TokenState['kind'],
     destination: row.destination,
+    remoteService: row.remote_service,
+    remoteCredential: row.remote_credential,
     algorithm: row.algorithm as TokenState['algorithm'],
     digits: row.digits as 6 | 8,
     period: row.period,
@@ -77,7 +81,8 @@ export function stateFromRow(row: TokensTable): TokenState {
 
 export function rowFromState(s: TokenState): TokensTable {
   return {
-    serial: s.serial, status: s.status, kind: s.kind, destination: s.destination, algorithm: s.algorithm, digits: s.digits, period: s.period,
+    serial: s.serial, status: s.status, kind: s.kind, destination: s.destination,
+    remote_service: s.remoteService, remote_credential: s.remoteCredential, algorithm: s.algorithm, digits: s.digits, period: s.period,
     counter: s.counter, manufacturer: s.manufacturer, model: s.model, user_id: s.userId, name: s.name,
     last_step: s.lastStep, drift: s.drift, activation_failures: s.activationFailures,
     claim_failures: JSON.stringify(s.claimFailures), held_for: s.heldFor, failures: s.failures,
@@ -107,7 +112,7 @@ function withSeed(serial: string, row: SeedRow | undefined): TokenWithSeed {
 
 /** The columns of tokens, listed: the load is a prepared statement, which must not select `*` (db/prepared.ts). */
 const TOKEN_COLUMNS = [
-  'serial', 'status', 'kind', 'destination', 'algorithm', 'digits', 'period', 'counter', 'manufacturer', 'model', 'user_id', 'name',
+  'serial', 'status', 'kind', 'destination', 'remote_service', 'remote_credential', 'algorithm', 'digits', 'period', 'counter', 'manufacturer', 'model', 'user_id', 'name',
   'last_step', 'drift', 'activation_failures', 'claim_failures', 'held_for', 'failures', 'locked_until', 'disabled', 'lock_count', 'last_used_at',
   'seed_fingerprint', 'activated_at', 'imported_at', 'version',
 ] as const satisfies readonly (keyof TokensTable)[]

@@ -2,8 +2,8 @@
 // who has no policy of their own or of a group; until it is first changed, DEFAULT_SETTINGS stand for it.
 
 /** Sign-in methods a policy can allow; the list grows as the gateway learns new kinds. */
-export type SignInMethod = 'hardware' | 'app' | 'sms' | 'email' | 'temporary_code'
-export const SIGN_IN_METHODS: readonly SignInMethod[] = ['hardware', 'app', 'sms', 'email', 'temporary_code']
+export type SignInMethod = 'hardware' | 'app' | 'sms' | 'email' | 'remote' | 'temporary_code'
+export const SIGN_IN_METHODS: readonly SignInMethod[] = ['hardware', 'app', 'sms', 'email', 'remote', 'temporary_code']
 
 export interface PolicySettings {
   /** Methods users may add and sign in with. */

@@ -4,7 +4,7 @@ import type { PolicySettings, SignInMethod } from '../policy/events.js'
 import type { AssignedBy, RevocationReason, TokenEvent } from './events.js'
 import {
   InvalidTokenName, NotAllowedByPolicy, SerialAlreadyInInventory, SerialUnavailable, TokenAlreadyActivated, TokenNotClaimed,
-  ResyncFailed, TokenDisabledError, TokenLocked, TokenNotLocked, TokenRevokedError, TooManyAttempts, UnknownSerial, WrongCode,
+  ResyncFailed, RemoteServicePaused, RemoteUnavailable, TokenDisabledError, TokenLocked, TokenNotLocked, TokenRevokedError, TooManyAttempts, UnknownSerial, WrongCode,
   WrongTokenState, type TokenError,
 } from './errors.js'
 import type { TokenState } from './state.js'
@@ -20,6 +20,17 @@ type ImportedData = Extract<TokenEvent, { type: 'TokenImported' }>['data']
 
 /** The security policy's part in a sign-in decision: the owner's effective policy. */
 export type VerificationPolicy = Pick<PolicySettings, 'methods' | 'digits' | 'lockThreshold' | 'lockSeconds'>
+
+/**
+ * What a remote service said about a code (methods/remote), for a credential another service checks:
+ * - accepted or rejected: its answer, with its own word for it (recorded, never the code);
+ * - replayed: the service was not asked, the code was accepted here before;
+ * - unavailable: no usable answer (not counted against the user); paused: the service failed too often and
+ *   is not asked for `seconds`.
+ */
+export type RemoteOutcome =
+  | { outcome: 'accepted' | 'rejected' | 'replayed' | 'unavailable'; reason: string }
+  | { outcome: 'paused'; reason: string; seconds: number }
 
 /** The sign-in method a token is, as its kind says (methods/index.ts). */
 export function methodOf(state: Pick<TokenState, 'kind'>): SignInMethod {
@@ -44,6 +55,8 @@ export type TokenCommand =
         policy: VerificationPolicy
         relyingApplication: string | null
         level: string
+        /** For a remote credential: what its service said (the check is valid when it accepted). */
+        remote?: RemoteOutcome
       }
     }
   | { type: 'RenameToken'; data: { userId: string; name: string } }
@@ -58,6 +71,8 @@ export type TokenCommand =
   | { type: 'UnassignToken'; data: { userId: string; by: AssignedBy; held?: boolean } }
   | { type: 'ReleaseToken'; data: Record<string, never> }
   /** A software token's first code, checked against the seed the gateway made for it (methods/authenticator-app). */
+  /** An admin gives a user a credential that another service checks; it is usable at once. */
+  | { type: 'AssignRemoteCredential'; data: { userId: string; service: string; credential: string; digits: 6 | 8 } }
   | { type: 'CreateSoftwareToken'; data: Omit<Extract<TokenEvent, { type: 'SoftwareTokenCreated' }>['data'], 'serial' | 'kind'> & { name: string | null; check: OtpCheck } }
 
 export interface Decision {
@@ -128,7 +143,8 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       // - A token the owner's policy does not allow (its kind, its digits) refuses, without counting a failure.
       // - A time step (or counter) at or below the last accepted one is a replay.
       // - Wrong codes and replays count; at the policy's threshold the token locks, each lock twice as long.
-      const { userId, check, now, policy } = command.data
+      // - A remote service that gave no answer refuses without counting: the user did nothing wrong.
+      const { userId, check, now, policy, remote } = command.data
       if (state.status !== 'active' || state.userId !== userId) return refuse(new SerialUnavailable())
       const serial = state.serial
       if (state.disabled) {
@@ -140,17 +156,22 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       if (!policyAllows(policy, state)) {
         return refuse(new NotAllowedByPolicy(), { type: 'OtpRejected', data: { serial, userId, reason: 'not-allowed', failures: state.failures } })
       }
-      const replayed = check.valid && state.lastStep !== null && check.step <= state.lastStep
+      const said = remote ? { remote: remote.reason } : {}
+      if (remote?.outcome === 'unavailable' || remote?.outcome === 'paused') {
+        return refuse(remote.outcome === 'paused' ? new RemoteServicePaused(remote.seconds) : new RemoteUnavailable(),
+          { type: 'OtpRejected', data: { serial, userId, reason: 'unavailable', failures: state.failures, ...said } })
+      }
+      const replayed = remote?.outcome === 'replayed' || (check.valid && state.lastStep !== null && check.step <= state.lastStep)
       if (!check.valid || replayed) {
         const failures = (state.lockedUntil ? 0 : state.failures) + 1
-        const rejected: TokenEvent = { type: 'OtpRejected', data: { serial, userId, reason: replayed ? 'replayed' : 'wrong', failures } }
+        const rejected: TokenEvent = { type: 'OtpRejected', data: { serial, userId, reason: replayed ? 'replayed' : 'wrong', failures, ...said } }
         if (failures < policy.lockThreshold) return refuse(new WrongCode(), rejected)
         const until = new Date(now.getTime() + policy.lockSeconds * 1000 * 2 ** state.lockCount)
         return refuse(new TokenLocked(until), rejected,
           { type: 'TokenLocked', data: { serial, until: until.toISOString(), failures, lockCount: state.lockCount + 1 } })
       }
       return ok({ type: 'OtpVerified', data: { serial, userId, step: check.step, drift: check.drift,
-        relyingApplication: command.data.relyingApplication, level: command.data.level } })
+        relyingApplication: command.data.relyingApplication, level: command.data.level, ...said } })
     }
     case 'RenameToken': {
       if (state.status === 'absent' || state.userId !== command.data.userId) return refuse(new SerialUnavailable())
@@ -206,9 +227,9 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
     }
     case 'UnassignToken': {
       if (state.status === 'absent' || state.userId !== command.data.userId) return refuse(new SerialUnavailable())
-      // A software token's key was made for one person and shown to them: it never goes back to the
-      // inventory. Taken from its user, it is retired and its key destroyed.
-      if (state.kind === 'software') {
+      // A software token's key was made for one person and shown to them, a remote credential was given to
+      // one person: neither goes back to the inventory. Taken from its user, it is retired (and a key destroyed).
+      if (state.kind === 'software' || state.kind === 'remote') {
         if (state.status === 'revoked') return refuse(new SerialUnavailable())
         return ok({ type: 'TokenRevoked', data: { serial: state.serial, reason: 'retired' } },
           { type: 'TokenSecretDestroyed', data: { serial: state.serial, seedFingerprint: state.seedFingerprint } })
@@ -221,6 +242,12 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       if (state.status === 'revoked') return refuse(new TokenRevokedError(state.serial))
       if (state.heldFor === null) return refuse(new WrongTokenState(`token ${state.serial} is not waiting to be released`))
       return ok({ type: 'TokenReleased', data: { serial: state.serial } })
+    }
+    case 'AssignRemoteCredential': {
+      // - A new serial only; usable at once (the remote service vouches for the credential, an admin for its holder).
+      if (state.status !== 'absent') return refuse(new SerialAlreadyInInventory(state.serial))
+      const { userId, service, credential, digits } = command.data
+      return ok({ type: 'RemoteCredentialAssigned', data: { serial: state.serial, kind: 'remote', userId, service, credential, digits, by: 'admin' } })
     }
     case 'CreateSoftwareToken': {
       // - A new serial only; the first code must match (it proves the app holds the key); it is active at once.

@@ -108,3 +108,19 @@ export class ResyncFailed extends TokenError {
     super('The two codes are not consecutive codes of this token (searched 1000 steps either way).')
   }
 }
+
+/** The remote service that checks this credential's codes gave no usable answer (a timeout, a refused connection). */
+export class RemoteUnavailable extends TokenError {
+  override name = 'RemoteUnavailable'
+  constructor() {
+    super("We couldn't check your code right now. Try again, or choose another way to verify.")
+  }
+}
+
+/** The remote service failed again and again: the gateway stopped asking it for a short while. */
+export class RemoteServicePaused extends TokenError {
+  override name = 'RemoteServicePaused'
+  constructor(readonly seconds: number) {
+    super(`The service that checks this code isn't answering, so we stopped asking it for ${seconds < 60 ? `${seconds} seconds` : `${Math.ceil(seconds / 60)} minutes`}. Try again then, or choose another way to verify.`)
+  }
+}

@@ -31,6 +31,12 @@ export type TokenEvent =
    */
   | { type: 'SoftwareTokenCreated'; data: { serial: string; kind: 'software'; userId: string; algorithm: OtpAlgorithm; digits: 6 | 8; period: number;
       seedFingerprint: string; by: AssignedBy; activationCode: string | null } }
+  /**
+   * A credential that another service checks (methods/remote) was assigned to a user by an admin, usable at
+   * once: service is the remote service's id, credential its id there (a VIP credential id, a RADIUS user name).
+   * No seed exists on this side.
+   */
+  | { type: 'RemoteCredentialAssigned'; data: { serial: string; kind: 'remote'; userId: string; service: string; credential: string; digits: 6 | 8; by: AssignedBy } }
   | { type: 'TokenRegistered'; data: { serial: string; kind: 'sms' | 'email'; userId: string; destination: string; digits: number; fingerprint: string; by: AssignedBy } }
   /** A code was made for the method and handed to the delivery pipeline; challenge numbers only grow. The code is never here. */
   | { type: 'ChallengeIssued'; data: { serial: string; userId: string; challenge: number; destination: string; expiresAt: string } }
@@ -54,10 +60,15 @@ export type TokenEvent =
   | { type: 'TokenActivationFailed'; data: { serial: string; userId: string; reason: 'wrong-code' | 'replayed' } }
   | {
       type: 'OtpVerified'
-      data: { serial: string; userId: string; step: number; drift: number; relyingApplication: string | null; level: string }
+      /** remote: the remote service's word for its answer (VIP ReasonCode, RADIUS packet type), never the code. */
+      data: { serial: string; userId: string; step: number; drift: number; relyingApplication: string | null; level: string; remote?: string }
     }
-  /** failures: consecutive wrong codes after this one (a lock that ran out starts the count afresh). */
-  | { type: 'OtpRejected'; data: { serial: string; userId: string; reason: 'wrong' | 'replayed' | 'locked' | 'disabled' | 'not-allowed'; failures: number } }
+  /**
+   * failures: consecutive wrong codes after this one (a lock that ran out starts the count afresh).
+   * unavailable: the remote service that checks the code gave no usable answer (not counted); remote: its
+   * word for it (a ReasonCode, "timeout", "paused").
+   */
+  | { type: 'OtpRejected'; data: { serial: string; userId: string; reason: 'wrong' | 'replayed' | 'locked' | 'disabled' | 'not-allowed' | 'unavailable'; failures: number; remote?: string } }
   | { type: 'TokenLocked'; data: { serial: string; until: string; failures: number; lockCount: number } }
   | { type: 'TokenUnlocked'; data: { serial: string } }
   | { type: 'TokenDisabled'; data: { serial: string } }
@@ -78,6 +89,7 @@ export const TOKEN_EVENT_TYPES: readonly TokenEventType[] = [
   'OtpVerified', 'OtpRejected', 'TokenLocked', 'TokenUnlocked', 'TokenRevoked', 'TokenSecretDestroyed',
   'TokenDisabled', 'TokenEnabled', 'TokenResynced', 'TokenReleased',
   'TokenRegistered', 'ChallengeIssued', 'DeliveryAttempted', 'CodeDelivered', 'ChallengeUndelivered', 'SoftwareTokenCreated',
+  'RemoteCredentialAssigned',
 ]
 
 export function tokenStream(serial: string): string {

@@ -9,11 +9,15 @@ export interface TokenState {
   status: TokenStatus
   /**
    * totp, hotp: a hardware token's OTP algorithm; software: an authenticator app's TOTP key
-   * (methods/authenticator-app); sms, email: codes are sent (methods/sent-code).
+   * (methods/authenticator-app); sms, email: codes are sent (methods/sent-code); remote: another service
+   * checks the codes (methods/remote).
    */
-  kind: 'totp' | 'hotp' | 'software' | 'sms' | 'email'
+  kind: 'totp' | 'hotp' | 'software' | 'sms' | 'email' | 'remote'
   /** Where codes are sent, masked ("+44 ••• ••• 789"), for a method that is sent codes. */
   destination: string | null
+  /** A remote credential's service (its id) and its id there; null for every other kind. */
+  remoteService: string | null
+  remoteCredential: string | null
   algorithm: OtpAlgorithm
   digits: 6 | 8
   period: number | null
@@ -58,7 +62,7 @@ export function otpTypeOf(state: Pick<TokenState, 'kind'>): 'totp' | 'hotp' | nu
 
 export function initialState(serial: string): TokenState {
   return {
-    serial, status: 'absent', kind: 'totp', destination: null, algorithm: 'SHA1', digits: 6, period: 30, counter: null,
+    serial, status: 'absent', kind: 'totp', destination: null, remoteService: null, remoteCredential: null, algorithm: 'SHA1', digits: 6, period: 30, counter: null,
     manufacturer: null, model: null, userId: null, name: null, lastStep: null, drift: 0,
     activationFailures: 0, claimFailures: {}, heldFor: null, failures: 0, lockedUntil: null, disabled: false, lockCount: 0, lastUsedAt: null, seedFingerprint: null, activatedAt: null,
     importedAt: null, version: 0,
@@ -88,6 +92,11 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
       return { ...next, status: 'assigned', kind: 'software', algorithm: d.algorithm, digits: d.digits, period: d.period, counter: null,
         userId: d.userId, seedFingerprint: d.seedFingerprint, importedAt: at }
     }
+    case 'RemoteCredentialAssigned': {
+      const d = event.data
+      return { ...next, status: 'active', kind: 'remote', remoteService: d.service, remoteCredential: d.credential, digits: d.digits,
+        algorithm: 'SHA1', period: null, counter: null, userId: d.userId, seedFingerprint: null, importedAt: at, activatedAt: at }
+    }
     case 'ChallengeIssued':
     case 'DeliveryAttempted':
     case 'CodeDelivered':
@@ -104,7 +113,7 @@ export function evolve(state: TokenState, event: TokenEvent, at: Date): TokenSta
     case 'OtpRejected':
       // A refusal while locked does not count: the lock already answers for it. Otherwise decide has
       // counted (a lock that ran out starts afresh): the event says so, so replay needs no clock.
-      if (event.data.reason === 'locked' || event.data.reason === 'disabled') return next
+      if (event.data.reason === 'locked' || event.data.reason === 'disabled' || event.data.reason === 'unavailable') return next
       return { ...next, failures: event.data.failures, lockedUntil: null }
     case 'TokenLocked':
       return { ...next, lockedUntil: new Date(event.data.until), lockCount: event.data.lockCount, failures: 0 }

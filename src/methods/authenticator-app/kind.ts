@@ -11,6 +11,7 @@ export const authenticatorApp: MethodKind = {
   description: 'Use an app on your phone or computer, such as Microsoft Authenticator or Google Authenticator.',
   addPath: '/security-info/authenticator-app',
   owns: (token) => token.kind === 'software',
+  verification: 'seed',
   restricted: false,
   // RFC 8176: a one-time password, from a software-secured key.
   amr: ['otp', 'swk'],

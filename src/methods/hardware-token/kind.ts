@@ -9,6 +9,7 @@ export const hardwareToken: MethodKind = {
   description: 'A key fob that shows a code. You need its serial number, on its back.',
   addPath: '/security-info/hardware-token/serial',
   owns: (token) => token.kind === 'totp' || token.kind === 'hotp',
+  verification: 'seed',
   restricted: false,
   // RFC 8176: a one-time password, from a hardware-secured key.
   amr: ['otp', 'hwk'],

@@ -11,6 +11,7 @@ export const phone: MethodKind = {
   description: 'Get a code by text message. Less safe than an app or a hardware token.',
   addPath: '/security-info/phone',
   owns: (token) => token.kind === 'sms',
+  verification: 'challenge',
   restricted: true,
   // RFC 8176: confirmation by text message.
   amr: ['sms'],
@@ -24,6 +25,7 @@ export const email: MethodKind = {
   description: 'Get a code by email. Anyone who can read your mailbox can use it.',
   addPath: '/security-info/email',
   owns: (token) => token.kind === 'email',
+  verification: 'challenge',
   restricted: true,
   // RFC 8176: a one-time password, from no particular device.
   amr: ['otp'],

@@ -25,10 +25,10 @@ import { authenticatorAppRoutes } from '../../methods/authenticator-app/routes.j
 import { methodChoice, sendable } from '../../methods/sent-code/choice.js'
 import { kindOf, METHOD_KINDS, methodName, type MethodKind } from '../../methods/index.js'
 
-/** The kinds of method the user's effective policy lets them add, in the registry's order. */
+/** The kinds of method the user's effective policy lets them add themselves, in the registry's order. */
 export async function allowedKinds(app: FastifyInstance, userId: string): Promise<MethodKind[]> {
   const { settings } = await effectivePolicy(app.db, userId)
-  return METHOD_KINDS.filter((k) => settings.methods.includes(k.policyMethod))
+  return METHOD_KINDS.filter((k) => k.addPath !== null && settings.methods.includes(k.policyMethod))
 }
 
 /** Changes to the methods listed on Security info, however often the user signed in since. */
@@ -92,7 +92,7 @@ export default async function securityInfoRoutes(app: FastifyInstance): Promise<
     if (access === 'code') return toVerify(request, reply)
     const choices = await allowedKinds(app, u.id)
     const chosen = choices.find((c) => c.kind === request.body?.method)
-    if (chosen) return reply.redirect(chosen.addPath, 303)
+    if (chosen?.addPath) return reply.redirect(chosen.addPath, 303)
     return page(request, reply, 'security-info/add', { title: 'Add a method', methodChoices: choices, needsAdmin: access === 'admin',
       errors: { method: 'Choose a method from the list.' } }, 422)
   })
