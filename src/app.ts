@@ -13,6 +13,7 @@ import securityHeadersPlugin from '../plugins/security-headers.js'
 import sessionPlugin from '../plugins/session.js'
 import deliveryPlugin from '../plugins/delivery.js'
 import softwareTokensPlugin from '../plugins/software-tokens.js'
+import remoteServicesPlugin from '../plugins/remote-services.js'
 import metricsPlugin from '../plugins/metrics.js'
 import viewsPlugin from '../plugins/views.js'
 import formbody from '@fastify/formbody'
@@ -23,6 +24,7 @@ import securityInfoRoutes from './routes/security-info/index.js'
 import { activateRoutes } from './methods/authenticator-app/routes.js'
 import adminApiRoutes from './routes/admin/api.js'
 import adminPageRoutes from './routes/admin/pages.js'
+import remoteServiceRoutes from './methods/remote/routes.js'
 import interactionRoutes from './routes/interaction/index.js'
 import upstreamRoutes from './routes/upstream.js'
 import auditRoutes from './routes/audit/index.js'
@@ -55,6 +57,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(rateLimitPlugin)
   await fastify.register(deliveryPlugin)
   await fastify.register(softwareTokensPlugin)
+  await fastify.register(remoteServicesPlugin)
   await fastify.register(metricsPlugin)
   await fastify.register(viewsPlugin)
   await fastify.register(oidcPlugin)
@@ -105,6 +108,7 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
   await fastify.register(activateRoutes)
   await fastify.register(adminApiRoutes)
   await fastify.register(adminPageRoutes)
+  await fastify.register(remoteServiceRoutes)
   await fastify.register(interactionRoutes)
   await fastify.register(auditRoutes)
 }

@@ -7,6 +7,7 @@ import { allProjections, projectionNamed } from '../projections/index.js'
 import { rebuildProjection } from '../projections/rebuild.js'
 import { apiKeysCreate, apiKeysRevoke, clientsAdd, keysRotate, keysRotateSigning, tokensImport, tokensLifecycle, tokensRequestSoftware, usersAccount, usersAdd, usersGrant, auditReplay, auditExport, type Io } from './commands.js'
 import { CliError, openContext } from './context.js'
+import { remoteServices, REMOTE_USAGE, tokensAssignRemote } from '../methods/remote/cli.js'
 
 const USAGE = `usage: tessera <command>
 
@@ -29,6 +30,7 @@ const USAGE = `usage: tessera <command>
   tokens request-software UPN [--show]
                                    an activation code for a software token, e-mailed to the user
                                    (or printed once with --show, or when they have no address)
+${REMOTE_USAGE}
   users add UPN --name NAME --password-stdin [--email ADDRESS] [--phone +NUMBER]
                                    add a local user; the password is read from standard input;
                                    the address and number are where codes and notices can go
@@ -138,6 +140,17 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
         psk: { type: 'string' },
         email: { type: 'string' },
         phone: { type: 'string' },
+        url: { type: 'string' },
+        pkcs12: { type: 'string' },
+        ca: { type: 'string' },
+        timeout: { type: 'string' },
+        'code-lifetime': { type: 'string' },
+        server: { type: 'string', multiple: true },
+        retries: { type: 'string' },
+        'secret-stdin': { type: 'boolean' },
+        service: { type: 'string' },
+        credential: { type: 'string' },
+        digits: { type: 'string' },
         help: { type: 'boolean', short: 'h' },
         version: { type: 'boolean', short: 'v' },
       },
@@ -159,6 +172,8 @@ export async function main(argv: string[], io: Out = stdio): Promise<number> {
     if (command === 'tokens' && sub === 'import' && extra.length === 0) return await tokensImport(io, arg, values.format, { psk: values.psk, passwordStdin: !!values['password-stdin'] })
     if (command === 'tokens' && (sub === 'unlock' || sub === 'release' || sub === 'revoke') && extra.length === 0) return await tokensLifecycle(io, sub, arg, values.reason)
     if (command === 'tokens' && sub === 'request-software' && extra.length === 0) return await tokensRequestSoftware(io, arg, !!values.show)
+    if (command === 'tokens' && sub === 'assign-remote' && extra.length === 0) return await tokensAssignRemote(io, arg, values)
+    if (command === 'remote-services' && sub && extra.length === 0) return await remoteServices(io, sub, arg, values)
     if (command === 'users' && sub === 'grant' && extra.length === 0) return await usersGrant(io, arg, values.role)
     if (command === 'users' && (sub === 'reset-password' || sub === 'delete') && extra.length === 0) return await usersAccount(io, sub, arg, !!values.yes)
     if (command === 'users' && sub === 'add' && extra.length === 0) return await usersAdd(io, arg, values.name, !!values['password-stdin'], { email: values.email, phone: values.phone })

@@ -86,6 +86,11 @@ export type RemoteServiceCommand =
   /** inUse: live credentials that name it. */
   | { type: 'RemoveRemoteService'; data: { inUse: number } }
 
+/** JSON with its keys sorted: the settings read back from jsonb come in another order. */
+function canonical(value: unknown): string {
+  return JSON.stringify(value, (_, v) => (v && typeof v === 'object' && !Array.isArray(v) ? Object.fromEntries(Object.entries(v).sort(([a], [b]) => a.localeCompare(b))) : v))
+}
+
 /**
  * - Configuring writes the whole configuration again (a change of secret shows as a new fingerprint); the
  *   same configuration again writes nothing.
@@ -96,7 +101,7 @@ export function decideRemoteService(state: RemoteServiceState, command: RemoteSe
     case 'ConfigureRemoteService': {
       const d = command.data
       const same = state.exists && state.name === d.name && state.codeLifetimeSeconds === d.codeLifetimeSeconds
-        && state.secretFingerprint === d.secretFingerprint && JSON.stringify(state.settings) === JSON.stringify(d.settings)
+        && state.secretFingerprint === d.secretFingerprint && canonical(state.settings) === canonical(d.settings)
       return same ? [] : [{ type: 'RemoteServiceConfigured', data: { id: state.id, ...d } }]
     }
     case 'RemoveRemoteService': {

@@ -44,7 +44,7 @@ declare module 'fastify' {
   }
 }
 
-function requireRole(app: FastifyInstance, role: ApiRole) {
+export function requireRole(app: FastifyInstance, role: ApiRole) {
   return async (request: FastifyRequest, reply: FastifyReply) => {
     const header = request.headers.authorization ?? ''
     const key = header.startsWith('Bearer ') ? await checkApiKey(app.commands, header.slice(7).trim()) : null

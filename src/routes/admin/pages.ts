@@ -11,6 +11,9 @@ import { changeGroup, grantRole, revokeRole, setUserDisabled } from '../../comma
 import { deleteUser, resetPassword, TEMPORARY_PASSWORD_HOURS } from '../../commands/accounts.js'
 import { contactOf, setUserContact } from '../../commands/contacts.js'
 import { programSentCodeMethod } from '../../methods/sent-code/challenge.js'
+import { assignRemoteCredential } from '../../methods/remote/credentials.js'
+import { listRemoteServices } from '../../methods/remote/services.js'
+import { RemoteServiceError } from '../../methods/remote/service.js'
 import { kindOf } from '../../methods/index.js'
 import type { TokenState } from '../../domain/token/state.js'
 import { deleteClient, registerClient, rotateClientSecret, updateClient } from '../../commands/clients.js'
@@ -40,7 +43,7 @@ const STATUSES = ['inventory', 'assigned', 'active', 'revoked']
 const HISTORY_SHOWN = 100
 const METHOD_LABELS: Record<SignInMethod, string> = {
   hardware: 'Hardware token', app: 'Authenticator app', sms: 'Phone (text message; restricted by NIST SP 800-63B-4)',
-  email: 'Email (not an authenticator under NIST SP 800-63B-4: a mailbox is not something the user holds)', temporary_code: 'Temporary code',
+  email: 'Email (not an authenticator under NIST SP 800-63B-4: a mailbox is not something the user holds)', remote: 'Remote credential (a VIP or RADIUS service checks the code)', temporary_code: 'Temporary code',
 }
 const SETTING_LABELS: Record<keyof typeof SETTING_BOUNDS, string> = {
   totpWindow: 'Time steps accepted either side of now',
@@ -179,12 +182,12 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
     } = {}) {
       const user = await findUserByUpn(app.db, upn)
       if (!user) return page(request, reply, 'admin/not-found', { title: 'User not found', message: `No user ${upn}.` }, 404)
-      const [tokens, policy, contact, liveCode] = await Promise.all([tokensOfUser(app.db, user.id), effectivePolicy(app.db, user.id), contactOf(app.db, user.id),
-        liveActivationCode(app.db, user.id, app.commands.now())])
+      const [tokens, policy, contact, liveCode, remoteServices] = await Promise.all([tokensOfUser(app.db, user.id), effectivePolicy(app.db, user.id), contactOf(app.db, user.id),
+        liveActivationCode(app.db, user.id, app.commands.now()), listRemoteServices(app.db)])
       if (extra.issued || extra.password || extra.activation) reply.header('cache-control', 'no-store')
       return page(request, reply, 'admin/user', {
         title: user.upn, subject: user, tokens, policy, methodLabels: METHOD_LABELS, error: extra.error, notice: extra.notice,
-        issued: extra.issued, password: extra.password, activation: extra.activation, liveCode, values: extra.values ?? {}, contact, tokenLabel: (t: TokenState) => kindOf(t).label,
+        issued: extra.issued, password: extra.password, activation: extra.activation, liveCode, remoteServices, values: extra.values ?? {}, contact, tokenLabel: (t: TokenState) => kindOf(t).label,
       }, extra.status ?? 200)
     }
 
@@ -192,7 +195,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       userPage(request, reply, request.params.upn, { notice: ({
         joined: 'The user was added to the group.', left: 'The user was removed from the group.', disabled: 'The account was disabled; its sessions ended.',
         enabled: 'The account was enabled.', granted: 'The role was granted.', revoked: 'The role was taken away.',
-        contact: 'How the user is reached was saved.', phone: 'A phone method was added for the user; they were told.', email: 'An email method was added for the user; they were told.',
+        contact: 'How the user is reached was saved.', remote: 'The remote credential was given to the user; they were told.', phone: 'A phone method was added for the user; they were told.', email: 'An email method was added for the user; they were told.',
       } as Record<string, string>)[request.query.done ?? ''] }))
 
     // Import an inventory file (Entra CSV, privacyIDEA OATH CSV) from the page: multipart, streamed into the
@@ -398,6 +401,22 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
         return userPage(request, reply, user.upn, { status: r.status, error: r.message })
       }
       return reply.redirect(`/admin/users/${encodeURIComponent(user.upn)}?done=${kind === 'sms' ? 'phone' : 'email'}`, 303)
+    })
+
+    // A credential another service checks (methods/remote), usable at once.
+    admin.post<{ Params: { upn: string }; Body: Form }>('/admin/users/:upn/remote-credential', async (request, reply) => {
+      const user = await findUserByUpn(app.db, request.params.upn)
+      if (!user) return userPage(request, reply, request.params.upn)
+      const form = request.body ?? {}
+      const values = { service: String(form.service ?? ''), credential: String(form.credential ?? '') }
+      try {
+        await assignRemoteCredential(app.commands, { userId: user.id, service: values.service, credential: values.credential, digits: form.digits === '8' ? 8 : 6 }, actor(request))
+      } catch (error) {
+        const r = error instanceof RemoteServiceError ? { status: 422, message: error.message } : refusal(error)
+        if (!r) throw error
+        return userPage(request, reply, user.upn, { status: r.status, error: r.message, values })
+      }
+      return reply.redirect(`/admin/users/${encodeURIComponent(user.upn)}?done=remote`, 303)
     })
 
     admin.post<{ Params: { upn: string }; Body: Form }>('/admin/users/:upn/groups', async (request, reply) => {
