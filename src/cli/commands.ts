@@ -141,7 +141,7 @@ export async function keysRotate(io: Io): Promise<number> {
     // Opened after the keyring changed, so the new key is the current one.
     const vault = openVault(ctx.config, log)
     const count = await reencryptSeeds(ctx.db, vault)
-    io.out(`re-encrypted ${count} seeds under master key ${vault.currentKeyId}`)
+    io.out(`re-encrypted ${count} sealed secrets (seeds, remote services' secrets) under master key ${vault.currentKeyId}`)
     return 0
   } finally {
     await ctx.close()

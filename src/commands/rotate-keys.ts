@@ -1,26 +1,36 @@
-// Re-encrypts every seed that is not under the vault's current master key, a batch at a time, so the
-// gateway keeps serving: a reader decrypts each seed with the key its row names.
+// Re-encrypts every sealed secret that is not under the vault's current master key, a batch at a time, so
+// the gateway keeps serving: a reader decrypts each row with the key it names. The tables: token seeds
+// (and sent-code destinations) bound to their serial, and remote services' secrets (a PKCS#12 file and its
+// password, a RADIUS shared secret) bound to their service.
 import { sql } from 'kysely'
 import type { SeedVault } from '../crypto/vault.js'
 import type { Db } from '../read-models/database.js'
 
+const SEALED = [
+  { table: 'token_secrets', key: 'serial', aad: (key: string) => key },
+  { table: 'remote_service_secrets', key: 'id', aad: (key: string) => `remote-service:${key}` },
+] as const
+
 export async function reencryptSeeds(db: Db, vault: SeedVault, batchSize = 500): Promise<number> {
   let total = 0
-  for (;;) {
-    const done = await db.transaction().execute(async (trx) => {
-      const rows = await sql<{ serial: string; key_id: string; nonce: Buffer; ciphertext: Buffer }>`
-        select serial, key_id, nonce, ciphertext from token_secrets where key_id <> ${vault.currentKeyId}
-        limit ${batchSize} for update skip locked`.execute(trx)
-      for (const row of rows.rows) {
-        const seed = vault.open(row.serial, { keyId: row.key_id, nonce: row.nonce, ciphertext: row.ciphertext })
-        const sealed = vault.seal(row.serial, seed)
-        seed.fill(0)
-        await sql`update token_secrets set key_id = ${sealed.keyId}, nonce = ${sealed.nonce}, ciphertext = ${sealed.ciphertext}
-                  where serial = ${row.serial}`.execute(trx)
-      }
-      return rows.rows.length
-    })
-    total += done
-    if (done < batchSize) return total
+  for (const sealed of SEALED) {
+    for (;;) {
+      const done = await db.transaction().execute(async (trx) => {
+        const rows = await sql<{ key: string; key_id: string; nonce: Buffer; ciphertext: Buffer }>`
+          select ${sql.ref(sealed.key)} as key, key_id, nonce, ciphertext from ${sql.table(sealed.table)} where key_id <> ${vault.currentKeyId}
+          limit ${batchSize} for update skip locked`.execute(trx)
+        for (const row of rows.rows) {
+          const plain = vault.open(sealed.aad(row.key), { keyId: row.key_id, nonce: row.nonce, ciphertext: row.ciphertext })
+          const again = vault.seal(sealed.aad(row.key), plain)
+          plain.fill(0)
+          await sql`update ${sql.table(sealed.table)} set key_id = ${again.keyId}, nonce = ${again.nonce}, ciphertext = ${again.ciphertext}
+                    where ${sql.ref(sealed.key)} = ${row.key}`.execute(trx)
+        }
+        return rows.rows.length
+      })
+      total += done
+      if (done < batchSize) break
+    }
   }
+  return total
 }

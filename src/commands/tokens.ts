@@ -33,7 +33,7 @@ function describeMethod(t: TokenState): string {
   if (t.destination) return `${kindOf(t).label} (${t.destination})`
   const label = kindOf(t).label
   const name = methodName(t)
-  return `${name === label ? label : `${label} ${name}`} (serial ${t.serial})`
+  return `${name.startsWith(label) ? name : `${label} ${name}`} (serial ${t.serial})`
 }
 
 /** Too many hardware and software OTP methods for the user's policy (Entra's default: five). */

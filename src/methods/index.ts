@@ -18,6 +18,6 @@ export function kindOf(token: Pick<TokenState, 'kind'>): MethodKind {
 }
 
 /** A token's name as its user sees it. */
-export function methodName(token: Pick<TokenState, 'kind' | 'name' | 'manufacturer' | 'model'>): string {
+export function methodName(token: Pick<TokenState, 'kind' | 'name' | 'manufacturer' | 'model' | 'remoteCredential'>): string {
   return token.name ?? kindOf(token).defaultName(token)
 }

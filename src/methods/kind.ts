@@ -30,5 +30,5 @@ export interface MethodKind {
   /** What a verified code proves (RFC 8176), between `pwd` and `mfa` in the ID token's amr. */
   amr: readonly string[]
   /** The name a token of this kind gets when its user gives none. */
-  defaultName(token: Pick<TokenState, 'manufacturer' | 'model'>): string
+  defaultName(token: Pick<TokenState, 'manufacturer' | 'model' | 'remoteCredential'>): string
 }

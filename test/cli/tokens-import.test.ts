@@ -31,7 +31,7 @@ async function eventTypes(serial: string): Promise<string[]> {
   return (await sql<{ type: string }>`select type from events where stream_id = ${`token-${serial}`} order by stream_version`.execute(db)).rows.map((r) => r.type)
 }
 
-async function count(table: 'events' | 'tokens' | 'token_secrets'): Promise<number> {
+async function count(table: 'events' | 'tokens' | 'token_secrets' | 'remote_service_secrets'): Promise<number> {
   return Number((await sql<{ n: string }>`select count(*) as n from ${sql.table(table)}`.execute(db)).rows[0]!.n)
 }
 
@@ -138,16 +138,25 @@ t.test('privacyIDEA OATH CSV: 6- and 8-digit SHA256 TOTP and HOTP tokens import 
   t.equal(Number(active[0]!.counter), 4, 'the HOTP counter moves past the accepted value')
 })
 
-t.test('keys rotate re-encrypts every seed under a new key, and the seeds still verify', async (t) => {
+t.test('keys rotate re-encrypts every seed and remote service secret under a new key, and they still open', async (t) => {
+  // A remote service's shared secret, sealed by the same vault.
+  const secret = 'radius shared secret'
+  const added = await tessera(['remote-services', 'add-radius', 'old-otp', '--name', 'Old OTP', '--server', '127.0.0.1:1812', '--secret-stdin'], env, `${secret}\n`)
+  t.equal(added.code, 0, added.stderr)
   const before = await db.selectFrom('token_secrets').select('key_id').distinct().execute()
   t.equal(before.length, 1)
   const run = await tessera(['keys', 'rotate'], env)
   t.equal(run.code, 0, run.stderr)
-  const total = await count('token_secrets')
-  t.match(run.stdout, new RegExp(`re-encrypted ${total} seeds under master key k[0-9a-f]{12}`))
+  const total = await count('token_secrets') + await count('remote_service_secrets')
+  t.match(run.stdout, new RegExp(`re-encrypted ${total} sealed secrets \\(seeds, remote services' secrets\\) under master key k[0-9a-f]{12}`))
   const after = await db.selectFrom('token_secrets').select('key_id').distinct().execute()
   t.equal(after.length, 1)
   t.not(after[0]!.key_id, before[0]!.key_id, 'all under the new key')
+  const remote = await db.selectFrom('remote_service_secrets').select('key_id').execute()
+  t.same(remote.map((r) => r.key_id), [after[0]!.key_id], 'the remote service\'s secrets too')
+  // Changed without its secret, the service keeps the one it has: it opens under the new key.
+  const changed = await tessera(['remote-services', 'add-radius', 'old-otp', '--name', 'Old OTP server', '--server', '127.0.0.1:1812'], env)
+  t.equal(changed.code, 0, changed.stderr)
   const keyring = JSON.parse(await fs.readFile(path.join(dataDir, 'keyring.json'), 'utf8'))
   t.equal(keyring.keys.length, 2, 'the old key is kept for readers that have not reloaded')
   t.equal((await fs.stat(path.join(dataDir, 'keyring.json'))).mode & 0o777, 0o600)

@@ -15,5 +15,6 @@ export const remoteCredential: MethodKind = {
   restricted: false,
   // RFC 8176: a one-time password; whether its key is in hardware or software is the other service's to know.
   amr: ['otp'],
-  defaultName: () => 'Security code',
+  // Named by its id at the service, which its holder knows (printed on a VIP credential, their old user name).
+  defaultName: (token) => (token.remoteCredential ? `Security code ${token.remoteCredential}` : 'Security code'),
 }
