@@ -32,6 +32,7 @@ import oidcPlugin from '../plugins/oidc.js'
 import openapiPlugin from '../plugins/openapi.js'
 import { EventStoreError, WrongExpectedVersion } from './event-store/errors.js'
 import { errorPage } from './routes/render.js'
+import { databaseUnavailable } from './db/database.js'
 import { checkFormShape } from './routes/form-shape.js'
 
 export interface AppOptions {
@@ -71,21 +72,29 @@ async function app(fastify: FastifyInstance, options: AppOptions): Promise<void>
       // Another request changed the same thing at the same moment, more often than the command retries.
       error = Object.assign(new Error('Someone else changed this at the same moment. Try again.'), { statusCode: 409, name: 'Conflict' }) as FastifyError
     }
+    if (databaseUnavailable(error)) {
+      // The database is stopped or restarting: nothing was done; the same request works once it is back.
+      request.log.warn({ err: { name: error.name, code: error.code, message: error.message } }, 'database unavailable')
+      reply.header('retry-after', '5')
+      error = Object.assign(new Error("We can't reach our database right now. Try again in a moment."), { statusCode: 503, name: 'ServiceUnavailable' }) as FastifyError
+    }
     const status = error.statusCode ?? (error instanceof EventStoreError ? 400 : 500)
-    if (status >= 500) request.log.error({ err: error }, 'request failed')
+    if (status >= 500 && status !== 503) request.log.error({ err: error }, 'request failed')
     else request.log.info({ err: { name: error.name, message: error.message } }, 'request refused')
     const csrf = status === 403 && /CSRF/.test(error.code ?? '')
     const heading = csrf ? 'This form has expired'
-      : status === 429 ? 'Too many attempts' : status >= 500 ? 'Something went wrong' : 'That request could not be handled'
+      : status === 429 ? 'Too many attempts' : status === 503 ? 'Service unavailable' : status >= 500 ? 'Something went wrong' : 'That request could not be handled'
     const message = csrf ? 'Go back, reload the page and try again.'
-      : status >= 500 ? 'Something went wrong on our side. Try again in a moment.' : error.message
+      : status === 503 ? error.message : status >= 500 ? 'Something went wrong on our side. Try again in a moment.' : error.message
     if (wantsHtml(request.headers.accept)) {
       // In the middle of an OpenID sign-in, the way back is to the application (with an error it understands).
       const uid = /^\/interaction\/([\w-]+)/.exec(request.url)?.[1]
       return errorPage(reply, status, heading, message, request.id,
         uid ? { action: `/interaction/${uid}/abort`, label: 'Back to the application' } : undefined)
     }
-    return reply.code(status).send(status >= 500
+    return reply.code(status).send(status === 503
+      ? { error: 'Service Unavailable', message, requestId: request.id }
+      : status >= 500
       ? { error: 'Internal Server Error', message, requestId: request.id }
       : { error: error.name === 'Error' ? heading : error.name, message })
   })

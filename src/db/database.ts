@@ -10,6 +10,25 @@ export interface DatabaseOptions {
   applicationName?: string
 }
 
+/** How long a query waits for a connection before failing as "database unavailable". */
+export const CONNECT_TIMEOUT_MS = 5000
+
+/** PostgreSQL's SQLSTATEs for a server that is shutting down, starting, or a connection that broke (class 08). */
+const DOWN_STATES = new Set(['57P01', '57P02', '57P03', '08000', '08001', '08003', '08004', '08006'])
+const DOWN_ERRNOS = new Set(['ECONNREFUSED', 'ECONNRESET', 'EPIPE', 'ETIMEDOUT', 'EHOSTUNREACH', 'ENOTFOUND'])
+
+/**
+ * Is this error the database being unreachable (stopped, restarting, the connection lost or not given in
+ * time), rather than something a request did? Such requests answer 503 and succeed again once it is back.
+ */
+export function databaseUnavailable(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | null
+  if (!e || typeof e !== 'object') return false
+  if (typeof e.code === 'string' && (DOWN_STATES.has(e.code) || DOWN_ERRNOS.has(e.code))) return true
+  const message = typeof e.message === 'string' ? e.message : ''
+  return /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error)/.test(message)
+}
+
 // The pool behind each database, for its settings (openConnection).
 const pools = new WeakMap<Kysely<Database>, pg.Pool>()
 
@@ -21,9 +40,17 @@ export function createDatabase(connectionString: string, options: DatabaseOption
     max: options.max ?? 20,
     application_name: options.applicationName ?? 'tessera',
     idleTimeoutMillis: 30_000,
+    // While the database is down or restarting, a request waiting for a connection fails within this
+    // (503, "Try again in a moment") instead of hanging; a healthy pool hands one over in microseconds.
+    connectionTimeoutMillis: CONNECT_TIMEOUT_MS,
+    keepAlive: true,
   })
   // An idle client that loses its server must not crash the process; the pool replaces it.
   pool.on('error', () => {})
+  // Nor one that is checked out (inside a transaction, between two statements) when the server goes away
+  // (a restart's "terminating connection due to administrator command"): pg-pool listens on idle clients
+  // only. Its next statement fails, the request answers 503, and the pool drops it on release.
+  pool.on('connect', (client) => client.on('error', () => {}))
   const db = new Kysely<Database>({ dialect: new PostgresDialect({ pool }) })
   pools.set(db, pool)
   return db

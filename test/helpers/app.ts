@@ -20,8 +20,9 @@ export interface TestApp {
   clock: { now: Date }
 }
 
-export async function testApp(t: Test, env: Record<string, string> = {}): Promise<TestApp> {
-  const database = await testDatabase(t)
+/** The gateway on this test file's own database, or on `options.database` (a server the test controls). */
+export async function testApp(t: Test, env: Record<string, string> = {}, options: { database?: TestDatabase } = {}): Promise<TestApp> {
+  const database = options.database ?? await testDatabase(t)
   await fs.mkdir(TEST_DATA_DIR, { recursive: true })
   const dataDir = await fs.mkdtemp(path.join(TEST_DATA_DIR, 'app-'))
   t.teardown(() => fs.rm(dataDir, { recursive: true, force: true }))
@@ -33,8 +34,8 @@ export async function testApp(t: Test, env: Record<string, string> = {}): Promis
     ...env,
   })
   const logs: string[] = []
-  const options = serverOptions(config)
-  const fastify = Fastify({ ...options, logger: { ...(options.logger as object), stream: { write: (line: string) => void logs.push(line) } } })
+  const server = serverOptions(config)
+  const fastify = Fastify({ ...server, logger: { ...(server.logger as object), stream: { write: (line: string) => void logs.push(line) } } })
   const clock = { now: new Date() }
   await fastify.register(app, { config, databaseUrl: database.url, now: () => clock.now })
   await fastify.ready()
