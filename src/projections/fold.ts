@@ -5,6 +5,9 @@ import { sql, type Kysely } from 'kysely'
 import type { RecordedEvent } from '../event-store/types.js'
 import type { Projection } from './types.js'
 
+/** PostgreSQL's limit on a statement's parameters, with room to spare. */
+const MAX_PARAMETERS = 60_000
+
 export function byStream(events: readonly RecordedEvent[]): Map<string, RecordedEvent[]> {
   const streams = new Map<string, RecordedEvent[]>()
   for (const e of events) {
@@ -53,9 +56,14 @@ export function stateProjection<State, Event, Row extends Record<string, unknown
         return spec.toRow(state)
       })
       const columns = Object.keys(rows[0]!).filter((c) => c !== spec.key)
-      await db.insertInto(spec.table).values(rows)
-        .onConflict((oc) => oc.column(spec.key).doUpdateSet(Object.fromEntries(columns.map((c) => [c, sql.ref(`excluded.${c}`)]))))
-        .execute()
+      // A statement carries at most 65,535 parameters (the protocol counts them in 16 bits): a rebuild's page
+      // can touch thousands of streams, so the rows go in slices that stay under it.
+      const perStatement = Math.floor(MAX_PARAMETERS / (columns.length + 1))
+      for (let i = 0; i < rows.length; i += perStatement) {
+        await db.insertInto(spec.table).values(rows.slice(i, i + perStatement))
+          .onConflict((oc) => oc.column(spec.key).doUpdateSet(Object.fromEntries(columns.map((c) => [c, sql.ref(`excluded.${c}`)]))))
+          .execute()
+      }
     },
   }
 }
