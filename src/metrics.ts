@@ -2,7 +2,7 @@
 // process's own (a module registry: commands count where they decide); what is read at scrape time (the
 // catch-up projections' lag, the database pool) is per app (plugins/metrics.ts). Names and labels are
 // documented in the README; labels take bounded values only (a route's pattern, never its URL).
-import { Counter, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
 
 export const processRegistry = new Registry()
 collectDefaultMetrics({ register: processRegistry, prefix: 'tessera_' })
@@ -47,6 +47,18 @@ export const remoteVerifications = new Counter({
   name: 'tessera_remote_checks_total',
   help: 'Codes of remote credentials, by service and outcome (accepted, rejected, replayed, unavailable, paused)',
   labelNames: ['service', 'outcome'],
+  registers: [processRegistry],
+})
+
+export const exportBytes = new Counter({
+  name: 'tessera_export_bytes_total',
+  help: 'Bytes of audit exports taken by their destination (export progress: its rate while one runs)',
+  registers: [processRegistry],
+})
+
+export const exportsRunning = new Gauge({
+  name: 'tessera_exports_running',
+  help: 'Audit exports running now',
   registers: [processRegistry],
 })
 

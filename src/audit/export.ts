@@ -28,6 +28,7 @@ import { Worker } from 'node:worker_threads'
 import pg from 'pg'
 import { to as copyTo } from 'pg-copy-streams'
 import { connectionSettings, openConnection, type ConnectionSettings } from '../db/database.js'
+import { exportBytes, exportsRunning } from '../metrics.js'
 import type { Db } from '../read-models/database.js'
 
 export interface ExportFilter {
@@ -687,10 +688,12 @@ export function exportEventsTo(db: Db, filter: ExportFilter, as: ExportFormat, d
       exports.delete(id)
       if (exports.size === 0) worker.unref()
     }
+    exportsRunning.inc()
     const settle = (error?: Error) => {
       if (state === 'over') return
       if (state === 'running') detach()
       state = 'over'
+      exportsRunning.dec()
       destination.off('close', onClose)
       destination.off('error', onError)
       if (!error) return resolve()
@@ -722,6 +725,7 @@ export function exportEventsTo(db: Db, filter: ExportFilter, as: ExportFormat, d
       if (slab >= 0) pending[slab]!++
       destination.write(chunk, (error) => {
         if (error) return abandon(new ExportDestinationClosed(error))
+        exportBytes.inc(chunk.length)
         if (slab < 0) {
           if (state === 'running') post({ id, free: -1 })
           return

@@ -2,7 +2,9 @@
 // its own. What the gateway did shows in it: requests by route, verifications by method and result, locks,
 // password checks, delivery attempts by provider, appends, imports; the projections' lag and the pool.
 import { randomBytes } from 'node:crypto'
+import { Writable } from 'node:stream'
 import t from 'tap'
+import { exportEventsTo } from '../../src/audit/export.js'
 import { setUserContact } from '../../src/commands/contacts.js'
 import { setPolicy } from '../../src/commands/policies.js'
 import { activateToken, verifyCode } from '../../src/commands/tokens.js'
@@ -62,6 +64,8 @@ t.test('behind its bearer token: what the gateway did, counted', async (t) => {
   app.delivery.wake()
   await received(mail.messages, 1)
   await new Promise((r) => setTimeout(r, 200))
+  let exported = 0
+  await exportEventsTo(app.db, {}, 'jsonl', new Writable({ write(chunk: Buffer, _encoding, done) { exported += chunk.length; done() } }))
 
   const after = await scrape()
   const delta = (name: string, labels: Record<string, string> = {}) => sample(after, name, labels) - sample(before, name, labels)
@@ -74,6 +78,9 @@ t.test('behind its bearer token: what the gateway did, counted', async (t) => {
   t.ok(delta('tessera_http_request_duration_seconds_count', { method: 'POST', route: '/activate', status: '422' }) >= 1, 'a request, by its route')
   t.ok(delta('tessera_event_append_duration_seconds_count', { path: 'token', outcome: 'ok' }) >= 3, 'appends on the token path')
   t.ok(delta('tessera_event_append_duration_seconds_count', { path: 'store', outcome: 'ok' }) >= 1, 'and on the store path')
+  t.equal(delta('tessera_export_bytes_total'), exported, 'an export\'s bytes, as its destination took them')
+  t.ok(exported > 0)
+  t.equal(sample(after, 'tessera_exports_running', {}), 0, 'and none running now')
   t.match(after, /tessera_projection_lag_events\{projection="audit_index"\} \d+/)
   t.match(after, /tessera_projection_lag_seconds\{projection="audit_index"\} [\d.e-]+/)
   t.match(after, /tessera_db_pool_connections\{state="total"\} \d+/)
