@@ -91,8 +91,9 @@ async function sessionPlugin(app: FastifyInstance): Promise<void> {
   // A signed-in cookie counts only while its server-side session is live: not after a sign-out (from any
   // copy of the cookie, on any process), nor past its absolute lifetime, however often it was renewed.
   app.addHook('onRequest', async (request) => {
-    // Static assets read no session: no query for them.
-    if (request.url.startsWith('/assets/') || request.url === '/favicon.ico') return
+    // Static assets read no session, nor do the OpenID provider's endpoints (it keeps its own; signing out
+    // there reads the gateway's cookie itself): no query for them.
+    if (request.url.startsWith('/assets/') || request.url === '/favicon.ico' || request.url.startsWith('/oidc/')) return
     const s = request.session
     const userId = s.get('userId')
     if (!userId) return

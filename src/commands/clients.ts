@@ -4,6 +4,7 @@ import { clientStream, decideChangeClient, decideDeleteClient, decideRegisterCli
 import { loadClient } from '../read-models/clients.js'
 import type { EventMetadata } from '../event-store/types.js'
 import { appendWithProjections } from './append.js'
+import { clientChanged } from '../oidc/adapter.js'
 import { retryOnConflict, type CommandContext } from './context.js'
 
 export function hashClientSecret(secret: string): string {
@@ -30,6 +31,7 @@ export async function registerClient(
     if (secret) await trx.insertInto('client_secrets').values({ client_id: input.clientId, secret_hash: hashClientSecret(secret) }).execute()
   })
   ctx.store.committed()
+  clientChanged(input.clientId)
   return { clientId: input.clientId, secret }
 }
 
@@ -47,6 +49,7 @@ async function changeClient(
       if (also) await also(trx as never)
     })
     ctx.store.committed()
+    clientChanged(clientId)
     return true
   })
 }

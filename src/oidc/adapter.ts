@@ -3,7 +3,9 @@
 // - Expired entries are never returned.
 // - consume() is a compare-and-set: of two requests redeeming one authorization code, exactly one wins;
 //   the other is refused and, as RFC 6749 section 4.1.2 asks, the grant's tokens are revoked.
-// - Relying applications come from the `clients` read model (registered with `tessera clients add`).
+// - Relying applications come from the `clients` read model (registered with `tessera clients add`), kept in
+//   the process CLIENT_TTL_MS (the provider reads one three times a flow): a change made on this process
+//   applies at once (clientChanged), one made on another within CLIENT_TTL_MS.
 // - Every statement is a prepared statement (db/prepared.ts): a flow runs about 18 of them.
 import { sql } from 'kysely'
 import { errors } from 'oidc-provider'
@@ -32,7 +34,20 @@ export function clientMetadata(row: { client_id: string; name: string; redirect_
  */
 const lookable = (id: unknown): id is string => typeof id === 'string' && id.length > 0 && id.length <= 1024 && !id.includes('\u0000')
 
+/** How long a process keeps a relying application's metadata before reading it again. */
+export const CLIENT_TTL_MS = 5000
+/** Beyond this many cached applications the cache starts afresh (a bound, not an expected size). */
+const MAX_CACHED_CLIENTS = 10_000
+const clientCaches = new Set<Map<string, { payload: AdapterPayload | undefined; until: number }>>()
+
+/** A relying application changed (its redirect URIs, its secret) or went: this process reads it again at once. */
+export function clientChanged(clientId: string): void {
+  for (const cache of clientCaches) cache.delete(clientId)
+}
+
 export function kyselyAdapter(db: Db) {
+  const clients = new Map<string, { payload: AdapterPayload | undefined; until: number }>()
+  clientCaches.add(clients)
   return class KyselyAdapter implements Adapter {
     constructor(readonly name: string) {}
 
@@ -53,6 +68,16 @@ export function kyselyAdapter(db: Db) {
     }
 
     private async findClient(id: string): Promise<AdapterPayload | undefined> {
+      const now = Date.now()
+      const cached = clients.get(id)
+      if (cached && cached.until > now) return cached.payload
+      const payload = await this.readClient(id)
+      if (clients.size >= MAX_CACHED_CLIENTS) clients.clear()
+      clients.set(id, { payload, until: now + CLIENT_TTL_MS })
+      return payload
+    }
+
+    private async readClient(id: string): Promise<AdapterPayload | undefined> {
       const query = db.selectFrom('clients').leftJoin('client_secrets', 'client_secrets.client_id', 'clients.client_id')
         .select(['clients.client_id', 'clients.name', 'clients.redirect_uris', 'clients.public', 'client_secrets.secret_hash'])
         .where('clients.client_id', '=', id).where('clients.deleted', '=', false)

@@ -111,7 +111,31 @@ function page(title: string, body: string): string {
 <body><header class="topbar"><span class="brand">Tessera</span></header><main id="main"><div class="card">${body}</div></main></body></html>`
 }
 
+/** How long a process keeps an account's claims: a flow reads them twice, a few hundred milliseconds apart. */
+export const ACCOUNT_TTL_MS = 2000
+const MAX_CACHED_ACCOUNTS = 10_000
+
+/**
+ * Accounts as the provider reads them, kept ACCOUNT_TTL_MS. Disabling or deleting an account also ends its
+ * provider sessions and grants at once, so a claim read just before changes no decision.
+ */
+function accountCache(db: Db) {
+  const kept = new Map<string, { user: Awaited<ReturnType<typeof findUser>>; until: number }>()
+  return {
+    async find(sub: string) {
+      const now = Date.now()
+      const hit = kept.get(sub)
+      if (hit && hit.until > now) return hit.user
+      const user = await findUser(db, sub)
+      if (kept.size >= MAX_CACHED_ACCOUNTS) kept.clear()
+      kept.set(sub, { user, until: now + ACCOUNT_TTL_MS })
+      return user
+    },
+  }
+}
+
 export function createProvider(options: ProviderOptions): Provider {
+  const accounts = accountCache(options.db)
   const policy = interactionPolicy.base()
   // Step-up: a session authenticated at a lower level than the request asks for must authenticate again.
   policy.get('login')!.checks.add(new interactionPolicy.Check('acr_values', 'a stronger authentication is required', (ctx) => {
@@ -173,7 +197,7 @@ export function createProvider(options: ProviderOptions): Provider {
     },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy },
     async findAccount(_ctx, sub) {
-      const user = await findUser(options.db, sub)
+      const user = await accounts.find(sub)
       // A disabled account has no claims to give: its provider session signs nobody in.
       if (!user || user.disabled) return undefined
       return {
