@@ -34,13 +34,17 @@ export async function setUserContact(
 ): Promise<Contact> {
   let email: string | null | undefined
   let mobile: string | null | undefined
-  try {
-    email = input.email === undefined ? undefined : input.email ? parseEmail(input.email) : null
-    mobile = input.mobile === undefined ? undefined : input.mobile ? parseMobile(input.mobile, input.country ?? '') : null
-  } catch (error) {
-    if (error instanceof BadDestination) throw new InvalidUser(error.message)
-    throw error
+  // A refusal names its field, so a form can say it next to that field.
+  const checked = <T>(field: 'email' | 'mobile', parse: () => T): T => {
+    try {
+      return parse()
+    } catch (error) {
+      if (error instanceof BadDestination) throw Object.assign(new InvalidUser(error.message), { field })
+      throw error
+    }
   }
+  email = checked('email', () => (input.email === undefined ? undefined : input.email ? parseEmail(input.email) : null))
+  mobile = checked('mobile', () => (input.mobile === undefined ? undefined : input.mobile ? parseMobile(input.mobile, input.country ?? '') : null))
   return retryOnConflict(async () => {
     const user = await findUserByUpn(ctx.db, input.upn)
     if (!user) throw Object.assign(new InvalidUser(`no user ${input.upn}`), { statusCode: 404 })

@@ -179,6 +179,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       status?: number; error?: string; notice?: string; issued?: { code: string; expiresAt: Date; oneTime: boolean }
       password?: { password: string; expiresAt: Date }; values?: Form
       activation?: { id: string; code: string | null; to: string | null; expiresAt: Date; url: string }
+      fieldErrors?: { email?: string; mobile?: string }
     } = {}) {
       const user = await findUserByUpn(app.db, upn)
       if (!user) return page(request, reply, 'admin/not-found', { title: 'User not found', message: `No user ${upn}.` }, 404)
@@ -187,7 +188,7 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       if (extra.issued || extra.password || extra.activation) reply.header('cache-control', 'no-store')
       return page(request, reply, 'admin/user', {
         title: user.upn, subject: user, tokens, policy, methodLabels: METHOD_LABELS, error: extra.error, notice: extra.notice,
-        issued: extra.issued, password: extra.password, activation: extra.activation, liveCode, remoteServices, values: extra.values ?? {}, contact, tokenLabel: (t: TokenState) => kindOf(t).label,
+        issued: extra.issued, password: extra.password, activation: extra.activation, liveCode, remoteServices, values: extra.values ?? {}, fieldErrors: extra.fieldErrors ?? {}, contact, tokenLabel: (t: TokenState) => kindOf(t).label,
       }, extra.status ?? 200)
     }
 
@@ -383,7 +384,8 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
       } catch (error) {
         const r = refusal(error)
         if (!r) throw error
-        return userPage(request, reply, request.params.upn, { status: r.status, error: r.message, values })
+        const field = (error as { field?: 'email' | 'mobile' }).field
+        return userPage(request, reply, request.params.upn, { status: r.status, error: r.message, values, ...(field ? { fieldErrors: { [field]: r.message } } : {}) })
       }
       return reply.redirect(`/admin/users/${encodeURIComponent(request.params.upn)}?done=contact`, 303)
     })
