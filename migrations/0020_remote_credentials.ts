@@ -35,10 +35,11 @@ export async function up(db: Kysely<any>): Promise<void> {
     )`.execute(db)
   await sql`
     create table remote_codes (
-      serial text not null,
+      -- the service and the credential's id there
+      credential_key text not null,
       code_hash bytea not null,
       expires_at timestamptz not null,
-      primary key (serial, code_hash)
+      primary key (credential_key, code_hash)
     )`.execute(db)
   await sql`create index remote_codes_due on remote_codes (expires_at)`.execute(db)
 }

@@ -14,7 +14,7 @@ import { plural } from '../routes/words.js'
 import { resolveStream } from '../read-models/users.js'
 import { TokenError } from '../domain/token/errors.js'
 import { REVOCATION_REASONS, type RevocationReason } from '../domain/token/events.js'
-import { reencryptSeeds } from '../commands/rotate-keys.js'
+import { reencryptSeeds, sealedUnderOtherKeys } from '../commands/rotate-keys.js'
 import { grantRole, registerUser } from '../commands/users.js'
 import { deleteUser, resetPassword } from '../commands/accounts.js'
 import { setUserContact } from '../commands/contacts.js'
@@ -142,6 +142,11 @@ export async function keysRotate(io: Io): Promise<number> {
     const vault = openVault(ctx.config, log)
     const count = await reencryptSeeds(ctx.db, vault)
     io.out(`re-encrypted ${count} sealed secrets (seeds, remote services' secrets) under master key ${vault.currentKeyId}`)
+    const left = await sealedUnderOtherKeys(ctx.db, vault)
+    if (left > 0) {
+      io.err(`tessera: ${left} sealed secrets are still under an older key (in use during the rotation, or sealed by a process that has not read the new key): run tessera keys rotate again`)
+      return 1
+    }
     return 0
   } finally {
     await ctx.close()

@@ -34,3 +34,16 @@ export async function reencryptSeeds(db: Db, vault: SeedVault, batchSize = 500):
   }
   return total
 }
+
+/**
+ * Sealed secrets still under another key after a rotation: rows another transaction held (skipped, not
+ * waited for), or sealed meanwhile by a process that has not read the new key yet. Run the rotation again.
+ */
+export async function sealedUnderOtherKeys(db: Db, vault: SeedVault): Promise<number> {
+  let left = 0
+  for (const sealed of SEALED) {
+    const rows = await sql<{ n: string }>`select count(*) as n from ${sql.table(sealed.table)} where key_id <> ${vault.currentKeyId}`.execute(db)
+    left += Number(rows.rows[0]!.n)
+  }
+  return left
+}

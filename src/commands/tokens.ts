@@ -5,7 +5,7 @@ import { checkHotp, checkTotp, type OtpCheck } from '../domain/otp/otp.js'
 import {
   ACTIVATION_WINDOW_STEPS, checkClaim, decide, HOTP_ACTIVATION_LOOK_AHEAD, policyAllows, type RemoteOutcome, type TokenCommand,
 } from '../domain/token/decide.js'
-import { NotAllowedByPolicy, SerialUnavailable, TokenError, TokenLocked, WrongCode, WrongTokenState } from '../domain/token/errors.js'
+import { NotAllowedByPolicy, RemoteServicePaused, RemoteUnavailable, SerialUnavailable, TokenError, TokenLocked, WrongCode, WrongTokenState } from '../domain/token/errors.js'
 import type { RevocationReason } from '../domain/token/events.js'
 import type { TokenState } from '../domain/token/state.js'
 import type { PolicySettings } from '../domain/policy/events.js'
@@ -277,32 +277,39 @@ export async function verifyCodeFromAny(
 ): Promise<TokenState> {
   const code = input.code.trim()
   const now = ctx.now()
-  // A code is checked here first: a code that matches one of the user's own keys is never sent to a remote service.
-  const remoteLast = (t: TokenState) => (kindOf(t).verification === 'remote' ? 1 : 0)
   const candidates = (await activeTokensOfUser(ctx.db, input.userId))
     .filter((t) => String(t.digits) === String(code.length) && (!input.only || input.only(t)))
-    .sort((a, b) => remoteLast(a) - remoteLast(b))
   if (candidates.length === 0) throw new WrongCode()
   const memo = new Map<string, RemoteOutcome>()
-  for (const candidate of candidates) {
+  const isRemote = (t: TokenState) => kindOf(t).verification === 'remote'
+  // The user's own methods first. A code that matches one of them, usable or not (locked, disabled), is
+  // never sent to a remote service: it is not the service's to see.
+  let matchedHere = false
+  for (const candidate of candidates.filter((t) => !isRemote(t))) {
     const { state, sealed, policy } = await loadToken(ctx.db, candidate.serial)
-    const usable = state.status === 'active' && state.userId === input.userId && !state.disabled
-      && !(state.lockedUntil && state.lockedUntil > now) && policyAllows(policy, state) && (sealed !== null || kindOf(state).verification === 'remote')
-    if (!usable) continue
-    const { check, remote } = await codeCheck(ctx, state, () => ctx.vault.open(state.serial, sealed!), code, { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD }, memo)
-    // A remote service that gave no answer is said as such, not as a wrong code (nothing else matched).
-    if (check.valid || remote?.outcome === 'unavailable' || remote?.outcome === 'paused') return verifyCode(ctx, { ...input, serial: state.serial }, meta, memo)
+    if (state.status !== 'active' || state.userId !== input.userId || sealed === null) continue
+    const { check } = await codeCheck(ctx, state, () => ctx.vault.open(state.serial, sealed), code, { steps: policy.totpWindow, lookAhead: HOTP_LOOK_AHEAD }, memo)
+    if (!check.valid) continue
+    matchedHere = true
+    const usable = !state.disabled && !(state.lockedUntil && state.lockedUntil > now) && policyAllows(policy, state)
+    if (usable) return verifyCode(ctx, { ...input, serial: state.serial }, meta, memo)
   }
-  const results = await Promise.allSettled(candidates.map((t) => verifyCode(ctx, { ...input, serial: t.serial }, meta, memo)))
+  // Nothing here took it: every method it could be for decides (a wrong code counts on each, in one
+  // statement), remote credentials by asking their service, unless it matched a method of this gateway's.
+  const asked = matchedHere ? candidates.filter((t) => !isRemote(t)) : candidates
+  const results = await Promise.allSettled(asked.map((t) => verifyCode(ctx, { ...input, serial: t.serial }, meta, memo)))
   // A token accepted the code after all (it changed between the check and the write): it was used.
   const used = results.find((r) => r.status === 'fulfilled')
   if (used) return (used as PromiseFulfilledResult<TokenState>).value
   const errors = results.map((r) => (r as PromiseRejectedResult).reason)
   const other = errors.find((e) => !(e instanceof TokenError))
   if (other) throw other
-  // Every token locked: say when the first one opens; otherwise the code was wrong.
+  // Every token locked: say when the first one opens. A service that could not check the code: say so
+  // (the code may have been for it). Otherwise the code was wrong.
   const locks = errors.filter((e): e is TokenLocked => e instanceof TokenLocked)
   if (locks.length === errors.length) throw locks.sort((a, b) => a.until.getTime() - b.until.getTime())[0]!
+  const unanswered = errors.find((e) => e instanceof RemoteUnavailable || e instanceof RemoteServicePaused)
+  if (unanswered) throw unanswered
   throw new WrongCode()
 }
 

@@ -1,6 +1,7 @@
 // A real FreeRADIUS 3 on loopback for one test file: a minimal radiusd.conf written into a temporary
 // directory (PAP against a users file, one client for 127.0.0.1 that must sign its requests), run in the
-// foreground and stopped at teardown. `.ci/run` installs it (Debian's `freeradius` package).
+// foreground and stopped at teardown. `.ci/run` installs it (Debian's `freeradius` package). The bench's
+// `remote` scenario starts the same server through launchFreeRadius, with a teardown list of its own.
 import { spawn, type ChildProcess } from 'node:child_process'
 import crypto from 'node:crypto'
 import dgram from 'node:dgram'
@@ -18,22 +19,35 @@ export interface FreeRadiusOptions {
    * not on its own; false shows how an unpatched server answers.
    */
   replyMessageAuthenticator?: boolean
+  /** Seconds FreeRADIUS waits before an Access-Reject (its reject_delay; default 0 here, 1 in a stock install). */
+  rejectDelay?: number
+  /** Log a line for each request's outcome (default true). The bench turns it off: its process would read them. */
+  authLog?: boolean
 }
 
 export interface FreeRadius {
   host: '127.0.0.1'
   port: number
   secret: string
+  /** The radiusd process, for its CPU time. */
+  pid: number
   /** What the server logged so far (its Auth: lines say why it refused or dropped a request). */
   log(): string
   stop(): Promise<void>
 }
 
+/** Takes what stops the server and removes its directory: tap's t.teardown, or a list the caller runs. */
+export type Teardown = (fn: () => Promise<void>) => void
+
 export async function startFreeRadius(t: Test, options: FreeRadiusOptions): Promise<FreeRadius> {
+  return launchFreeRadius((fn) => t.teardown(fn), options)
+}
+
+export async function launchFreeRadius(teardown: Teardown, options: FreeRadiusOptions): Promise<FreeRadius> {
   const binary = await findFreeRadius()
   const dir = await mkdtemp(path.join(os.tmpdir(), 'tessera-freeradius-'))
   let stop = async () => {}
-  t.teardown(async () => { await stop(); await rm(dir, { recursive: true, force: true }) })
+  teardown(async () => { await stop(); await rm(dir, { recursive: true, force: true }) })
   await writeFile(path.join(dir, 'users'), usersFile(options.users))
   // Another process may take the port between our check and FreeRADIUS binding it: then try another.
   for (let attempt = 1; ; attempt++) {
@@ -46,7 +60,7 @@ export async function startFreeRadius(t: Test, options: FreeRadiusOptions): Prom
         await stop()
         throw new Error(`FreeRADIUS started but does not answer on 127.0.0.1:${port}: ${error.message}\n${server.log()}`)
       })
-      return { host: '127.0.0.1', port, secret: options.secret, log: server.log, stop }
+      return { host: '127.0.0.1', port, secret: options.secret, pid: server.pid, log: server.log, stop }
     }
     if (attempt === 3 || !/Failed binding|Address already in use/.test(server.log())) {
       throw new Error(`FreeRADIUS did not start:\n${server.log()}`)
@@ -101,12 +115,12 @@ proxy_requests = no
 
 log {
   destination = stdout
-  auth = yes
+  auth = ${(options.authLog ?? true) ? 'yes' : 'no'}
 }
 
 security {
   allow_core_dumps = no
-  reject_delay = 0
+  reject_delay = ${options.rejectDelay ?? 0}
   status_server = yes
 }
 
@@ -153,6 +167,7 @@ server default {
 
 interface Running {
   ready: boolean
+  pid: number
   log(): string
   stop(): Promise<void>
 }
@@ -172,7 +187,7 @@ function run(binary: string, dir: string): Promise<Running> {
     })
     const read = (chunk: Buffer) => {
       output += chunk.toString('utf8')
-      if (output.includes('Ready to process requests')) resolve({ ready: true, log, stop })
+      if (output.includes('Ready to process requests')) resolve({ ready: true, pid: child.pid!, log, stop })
     }
     child.stdout!.on('data', read)
     child.stderr!.on('data', read)
@@ -185,7 +200,7 @@ function run(binary: string, dir: string): Promise<Running> {
     child.on('exit', (code, signal) => {
       exited = true
       output += `[radiusd exited: ${signal ?? `code ${code}`}]\n`
-      resolve({ ready: false, log, stop })
+      resolve({ ready: false, pid: child.pid ?? 0, log, stop })
     })
   })
 }

@@ -16,6 +16,8 @@ import { seedOf } from '../helpers/seeds.js'
 import { addAdmin, signedInAdmin } from '../helpers/staff.js'
 import { startVipServer } from '../helpers/vip-server.js'
 import { tessera } from '../helpers/cli.js'
+import { activateToken } from '../../src/commands/tokens.js'
+import { importEntra } from '../helpers/app.js'
 
 const VIP_SEED = seedOf('VSMT12345678').hex
 const MASTER = randomBytes(32).toString('base64')
@@ -24,12 +26,13 @@ const { app, database, clock } = await testApp(t, { TESSERA_MASTER_KEY: MASTER }
 let offset = 0
 Object.defineProperty(clock, 'now', { get: () => new Date(Date.now() + offset), set: (d: Date) => { offset = d.getTime() - Date.now() } })
 const vipCode = () => totpAt(VIP_SEED, Math.floor(Date.now() / 1000))
-const vip = await startVipServer(t, { credentials: {
+const vipCredentials: Record<string, { code: string | (() => string); state?: 'disabled' }> = {
   VSMT12345678: { code: vipCode },
   VSMT00000002: { code: '111111', state: 'disabled' },
   VSMT00000003: { code: vipCode },
   VSMT00000004: { code: vipCode },
-} })
+}
+const vip = await startVipServer(t, { credentials: vipCredentials })
 const radius = await startFreeRadius(t, { users: { carol: '482915', dave: '604213' }, secret: 'radius-shared-secret' })
 await setPolicy(app.commands, 'default', { name: 'Default', priority: 1000,
   settings: { ...DEFAULT_SETTINGS, methods: ['hardware', 'remote', 'temporary_code'], lockThreshold: 3 } }, metadata())
@@ -121,7 +124,8 @@ t.test('an admin gives a user a VIP credential; she signs in with its code, acce
   t.equal(twice.statusCode, 409, 'one holder per credential')
   t.match(twice.json().message, /already given to a user/)
   t.equal((await api('POST', '/users/walt@example.com/remote-credential', { service: 'nope', credential: 'VSMT12345678' })).statusCode, 404)
-  t.equal((await api('POST', '/users/walt@example.com/remote-credential', { service: 'vip', credential: 'VS M T' })).statusCode, 409)
+  t.equal((await api('POST', '/users/walt@example.com/remote-credential', { service: 'vip', credential: 'VS M T' })).statusCode, 400, 'a credential id of the wrong shape is bad input')
+  t.equal((await api('POST', '/users/walt@example.com/remote-credential', { service: 'v\u0000p', credential: 'VSMT12345678' })).statusCode, 400, 'a NUL in the service is bad input')
   t.equal((await api('POST', '/users/walt@example.com/remote-credential', { service: 'vip', credential: ['VSMT1'] })).statusCode, 400)
 
   const b = await atVerify('vera@example.com')
@@ -214,7 +218,7 @@ t.test('RADIUS: a service of two servers, the first down; a code is accepted onc
   t.equal(bad.statusCode, 200)
   const wrongSecret = await api('POST', '/remote-services/old-otp/test')
   t.equal(wrongSecret.json().ok, false)
-  t.equal((await api('PUT', '/remote-services/old-otp', { name: 'Old OTP server', protocol: 'radius', servers: [`127.0.0.1:${radius.port}`], secret: 'not-the-secret', timeoutSeconds: 2 })).statusCode, 200)
+  t.equal((await api('PUT', '/remote-services/old-otp', { name: 'Old OTP server', protocol: 'radius', servers: [`127.0.0.1:${radius.port}`], secret: 'not-the-secret', timeoutSeconds: 3 })).statusCode, 200)
   t.match((await api('POST', '/remote-services/old-otp/test')).json(), { ok: false, message: /shared secret/ }, 'a wrong shared secret, said as such')
   t.equal((await api('PUT', '/remote-services/old-otp', { name: 'Old OTP server', protocol: 'radius', servers: ['127.0.0.1:9', `127.0.0.1:${radius.port}`],
     secret: radius.secret, timeoutSeconds: 4, retries: 0 })).statusCode, 200)
@@ -303,6 +307,78 @@ t.test('the CLI adds a RADIUS service (secret on standard input), tests it and g
   t.equal((await b.post('/security-info/verify', { code: '604213' })).status, 303)
   const listed = await tessera(['remote-services', 'list'], env)
   t.match(listed.stdout, /cli-radius\tradius\tCLI RADIUS\t127\.0\.0\.1:\d+\t1 credentials/)
+})
+
+t.test('a user with a hardware token and remote credentials: the service down changes nothing for the token', async (t) => {
+  // Two VIP services: one that stops answering, one that answers.
+  t.equal((await api('PUT', '/remote-services/vip-down', vipService({ timeoutSeconds: 1 }))).statusCode, 200)
+  const ned = await addUser(app, 'ned@example.com')
+  const unix = () => Math.floor(Date.now() / 1000)
+  await importEntra(app, [`ned@example.com,NED-1,${seedOf('NED-1').b32},30,Token2,C202`])
+  await activateToken(app.commands, { serial: 'NED-1', userId: ned.userId, name: 'Fob', code: totpAt(seedOf('NED-1').hex, unix() - 30) }, metadata())
+  const down = (await api('POST', '/users/ned@example.com/remote-credential', { service: 'vip-down', credential: 'VSMT77770001' })).json().serial
+  const up = (await api('POST', '/users/ned@example.com/remote-credential', { service: 'vip', credential: 'VSMT77770002' })).json().serial
+  t.ok(down && up)
+  vip.setDelay(1200)
+  t.teardown(() => vip.setDelay(0))
+  // Wrong codes while a service is down still count on the hardware token, and lock it at the threshold.
+  const b = await atVerify('ned@example.com')
+  for (let i = 0; i < 3; i++) {
+    const res = await b.post('/security-info/verify', { code: String(200000 + i) })
+    t.equal(res.status, 422)
+  }
+  const fob = await eventsOf('token-NED-1')
+  t.match(fob.filter((e) => e.type === 'OtpRejected').map((e) => e.data), [{ reason: 'wrong', failures: 1 }, { reason: 'wrong', failures: 2 }, { reason: 'wrong', failures: 3 }])
+  t.equal(fob.at(-1)!.type, 'TokenLocked', 'the token locked though a service could not answer')
+  // The locked token's right code is its own: not sent to any remote service.
+  const asked = vip.received.length
+  const fobCode = totpAt(seedOf('NED-1').hex, unix())
+  t.equal((await b.post('/security-info/verify', { code: fobCode })).status, 422)
+  t.notOk(vip.received.slice(asked).some((r) => r.otp === fobCode), "a code of the user's own token never reaches a remote service")
+})
+
+t.test('a remote credential revoked and given to someone else does not take a code it took before', async (t) => {
+  vip.setDelay(0)
+  // Saved again: a new configuration starts with a closed breaker (the tests above made it open).
+  t.equal((await api('PUT', '/remote-services/vip', vipService({ timeoutSeconds: 3 }))).statusCode, 200)
+  await addUser(app, 'olga@example.com')
+  await addUser(app, 'pete@example.com')
+  const first = (await api('POST', '/users/olga@example.com/remote-credential', { service: 'vip', credential: 'VSMT88880001' })).json().serial
+  const code = '314159'
+  vipCredentials.VSMT88880001 = { code }
+  t.equal((await (await atVerify('olga@example.com')).post('/security-info/verify', { code })).status, 303)
+  t.equal((await api('POST', `/tokens/${first}/revoke`, { reason: 'retired' })).statusCode, 200)
+  t.same((await eventsOf(`token-${first}`)).map((e) => e.type).slice(-1), ['TokenRevoked'], 'no seed to destroy: no TokenSecretDestroyed')
+  t.equal((await api('POST', '/users/pete@example.com/remote-credential', { service: 'vip', credential: 'VSMT88880001' })).statusCode, 201)
+  const asked = vip.received.length
+  t.equal((await (await atVerify('pete@example.com')).post('/security-info/verify', { code })).status, 422, 'the same code, replayed')
+  t.equal(vip.received.length, asked, 'and not sent again')
+})
+
+t.test('an edit that leaves the CA out keeps it; null clears it', async (t) => {
+  t.equal((await api('PUT', '/remote-services/vip-ca', vipService())).statusCode, 200)
+  const renamed = await api('PUT', '/remote-services/vip-ca', { name: 'Renamed', protocol: 'vip', url: vip.url })
+  t.equal(renamed.statusCode, 200, renamed.body)
+  t.equal(renamed.json().settings.caPem, vip.caPem.toString().trim() + '\n', 'the CA is kept')
+  t.match((await api('POST', '/remote-services/vip-ca/test')).json(), { ok: true })
+  const cleared = await api('PUT', '/remote-services/vip-ca', { name: 'Renamed', protocol: 'vip', url: vip.url, caPem: null })
+  t.equal(cleared.json().settings.caPem, null)
+  t.match((await api('POST', '/remote-services/vip-ca/test')).json(), { ok: false, message: /don't trust/ })
+  t.equal((await api('DELETE', '/remote-services/vip-ca')).statusCode, 200)
+})
+
+t.test('RADIUS servers that wait a second before a refusal: a wrong code is a refusal, not "no answer"', async (t) => {
+  const slow = await startFreeRadius(t, { users: { quinn: '271828' }, secret: 'slow-secret', rejectDelay: 1 })
+  const thin = await api('PUT', '/remote-services/slow', { name: 'Slow', protocol: 'radius', servers: [`127.0.0.1:${slow.port}`, '127.0.0.1:9'], secret: slow.secret, timeoutSeconds: 2, retries: 1 })
+  t.equal(thin.statusCode, 400, 'a budget that cannot outlast a refusal is refused')
+  t.match(thin.json().message, /leaves each attempt 0\.50 s; RADIUS servers wait about 1 s before a refusal\. Give a timeout of at least 5 s/)
+  t.equal((await api('PUT', '/remote-services/slow', { name: 'Slow', protocol: 'radius', servers: [`127.0.0.1:${slow.port}`], secret: slow.secret })).statusCode, 200)
+  await addUser(app, 'quinn@example.com')
+  const serial = (await api('POST', '/users/quinn@example.com/remote-credential', { service: 'slow', credential: 'quinn' })).json().serial
+  const b = await atVerify('quinn@example.com')
+  t.equal((await b.post('/security-info/verify', { code: '000000' })).status, 422)
+  t.match((await eventsOf(`token-${serial}`)).at(-1), { type: 'OtpRejected', data: { reason: 'wrong', failures: 1, remote: 'Access-Reject' } })
+  t.equal((await b.post('/security-info/verify', { code: '271828' })).status, 303)
 })
 
 t.test('every hash chain still verifies', async (t) => {

@@ -82,6 +82,10 @@ export interface Decision {
 }
 
 const ok = (...events: TokenEvent[]): Decision => ({ events, refusal: null })
+
+/** A revoked token's seed goes with it; a remote credential has none here to destroy. */
+const secretDestroyed = (state: TokenState): TokenEvent[] =>
+  state.kind === 'remote' ? [] : [{ type: 'TokenSecretDestroyed', data: { serial: state.serial, seedFingerprint: state.seedFingerprint } }]
 const refuse = (refusal: TokenError, ...events: TokenEvent[]): Decision => ({ events, refusal })
 
 export function normalizeName(name: string): string | null {
@@ -220,10 +224,7 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       // - Permanent; the seed is destroyed in the same change, the history stays.
       if (state.status === 'absent') return refuse(new UnknownSerial(state.serial))
       if (state.status === 'revoked') return refuse(new TokenRevokedError(state.serial))
-      return ok(
-        { type: 'TokenRevoked', data: { serial: state.serial, reason: command.data.reason } },
-        { type: 'TokenSecretDestroyed', data: { serial: state.serial, seedFingerprint: state.seedFingerprint } },
-      )
+      return ok({ type: 'TokenRevoked', data: { serial: state.serial, reason: command.data.reason } }, ...secretDestroyed(state))
     }
     case 'UnassignToken': {
       if (state.status === 'absent' || state.userId !== command.data.userId) return refuse(new SerialUnavailable())
@@ -231,8 +232,7 @@ export function decide(state: TokenState, command: TokenCommand): Decision {
       // one person: neither goes back to the inventory. Taken from its user, it is retired (and a key destroyed).
       if (state.kind === 'software' || state.kind === 'remote') {
         if (state.status === 'revoked') return refuse(new SerialUnavailable())
-        return ok({ type: 'TokenRevoked', data: { serial: state.serial, reason: 'retired' } },
-          { type: 'TokenSecretDestroyed', data: { serial: state.serial, seedFingerprint: state.seedFingerprint } })
+        return ok({ type: 'TokenRevoked', data: { serial: state.serial, reason: 'retired' } }, ...secretDestroyed(state))
       }
       return ok({ type: 'TokenUnassigned', data: { serial: state.serial, userId: command.data.userId, by: command.data.by, ...(command.data.held ? { held: true as const } : {}) } })
     }

@@ -121,6 +121,7 @@ export class RemoteUnavailable extends TokenError {
 export class RemoteServicePaused extends TokenError {
   override name = 'RemoteServicePaused'
   constructor(readonly seconds: number) {
-    super(`The service that checks this code isn't answering, so we stopped asking it for ${seconds < 60 ? `${seconds} seconds` : `${Math.ceil(seconds / 60)} minutes`}. Try again then, or choose another way to verify.`)
+    const minutes = Math.ceil(seconds / 60)
+    super(`The service that checks this code isn't answering, so we stopped asking it for ${seconds < 60 ? `${seconds} ${seconds === 1 ? 'second' : 'seconds'}` : `${minutes} ${minutes === 1 ? 'minute' : 'minutes'}`}. Try again then, or choose another way to verify.`)
   }
 }

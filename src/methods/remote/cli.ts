@@ -80,7 +80,8 @@ export async function remoteServices(io: Io, sub: string, id: string | undefined
       pkcs12 = await readFile(values.pkcs12).catch(() => { throw new CliError(`cannot read ${values.pkcs12}`) })
     }
     const passphrase = pkcs12 ? (await io.stdin()).replace(/\r?\n$/, '') : undefined
-    const caPem = values.ca ? await readFile(values.ca, 'utf8').catch(() => { throw new CliError(`cannot read ${values.ca}`) }) : null
+    // Without --ca the service keeps the CA it trusts (none: the system's roots).
+    const caPem = values.ca ? await readFile(values.ca, 'utf8').catch(() => { throw new CliError(`cannot read ${values.ca}`) }) : undefined
     input = { ...common, protocol: 'vip', url: values.url, pkcs12, passphrase, caPem }
   } else {
     if (!values.server?.length) throw new CliError('give the servers in failover order: --server radius1.example.com:1812 --server radius2.example.com')

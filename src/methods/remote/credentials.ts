@@ -22,6 +22,8 @@ import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { loadRemoteService, remoteClient } from './services.js'
 import { UnknownRemoteService } from './service.js'
 
+const SERVICE_ID = /^[a-z0-9][a-z0-9-]{0,39}$/
+
 /** A credential's id at its service: a VIP credential id (VSMT12345678), or a RADIUS user name. */
 const CREDENTIAL = { vip: /^[A-Za-z0-9-]{4,64}$/, radius: /^[\x21-\x7e]{1,64}$/ }
 
@@ -46,8 +48,8 @@ export class InvalidCredential extends TokenError {
 export async function assignRemoteCredential(
   ctx: CommandContext, input: { userId: string; service: string; credential: string; digits?: 6 | 8 }, meta: EventMetadata,
 ): Promise<TokenState> {
-  const service = typeof input.service === 'string' && input.service.length <= 40 ? await loadRemoteService(ctx.db, input.service) : null
-  if (!service?.exists || !service.settings) throw new UnknownRemoteService(String(input.service).slice(0, 40))
+  const service = typeof input.service === 'string' && SERVICE_ID.test(input.service) ? await loadRemoteService(ctx.db, input.service) : null
+  if (!service?.exists || !service.settings) throw new UnknownRemoteService(String(input.service).replace(/[\p{Cc}]/gu, '').slice(0, 40))
   const credential = typeof input.credential === 'string' ? input.credential.trim() : ''
   if (!CREDENTIAL[service.settings.protocol].test(credential)) throw new InvalidCredential()
   const digits = input.digits ?? 6
@@ -66,7 +68,12 @@ export async function assignRemoteCredential(
   })
 }
 
-const codeHash = (ctx: Pick<CommandContext, 'vault'>, serial: string, code: string) => ctx.vault.keyedHash('remote-code', `${serial}\u0000${code}`)
+/**
+ * What a code is remembered under: the credential at its service, not the token that holds it, so a
+ * credential revoked and given to someone else does not take a code it accepted before.
+ */
+const credentialKey = (state: TokenState) => `${state.remoteService} ${state.remoteCredential}`
+const codeHash = (ctx: Pick<CommandContext, 'vault'>, key: string, code: string) => ctx.vault.keyedHash('remote-code', `${key}\u0000${code}`)
 
 /**
  * The check of a code for a remote credential, and what its service said. `memo` holds the service's answer
@@ -87,16 +94,20 @@ export async function remoteCheck(
 }
 
 async function ask(ctx: Pick<CommandContext, 'db' | 'vault'>, state: TokenState, code: string): Promise<RemoteOutcome> {
-  const client = state.remoteService ? await remoteClient(ctx, state.remoteService) : null
+  // A service whose configuration cannot be read (its secrets do not open) is no answer, not a fault.
+  const client = state.remoteService ? await remoteClient(ctx, state.remoteService).catch(() => null) : null
   if (!client || !state.remoteCredential) return { outcome: 'unavailable', reason: 'no-service' }
   if (!/^\d{6,8}$/.test(code)) return { outcome: 'rejected', reason: 'not-sent' }
-  const hash = codeHash(ctx, state.serial, code)
-  const reserved = await sql`insert into remote_codes (serial, code_hash, expires_at)
-      values (${state.serial}, ${hash}, now() + make_interval(secs => ${client.service.codeLifetimeSeconds}))
-      on conflict (serial, code_hash) do update set expires_at = excluded.expires_at where remote_codes.expires_at < now()
+  const key = credentialKey(state)
+  const hash = codeHash(ctx, key, code)
+  const reserved = await sql`insert into remote_codes (credential_key, code_hash, expires_at)
+      values (${key}, ${hash}, now() + make_interval(secs => ${client.service.codeLifetimeSeconds}))
+      on conflict (credential_key, code_hash) do update set expires_at = excluded.expires_at where remote_codes.expires_at < now()
       returning 1`.execute(ctx.db)
   if (reserved.rows.length === 0) return { outcome: 'replayed', reason: 'replayed' }
-  const release = () => sql`delete from remote_codes where serial = ${state.serial} and code_hash = ${hash}`.execute(ctx.db)
+  // A code refused, or not checked, gives its reservation back; if that fails, the code stays unusable
+  // until its lifetime ends, which refuses nothing that should pass.
+  const release = () => sql`delete from remote_codes where credential_key = ${key} and code_hash = ${hash}`.execute(ctx.db).catch(() => {})
   const paused = client.breaker.pausedFor()
   if (paused > 0) {
     await release()
@@ -104,17 +115,12 @@ async function ask(ctx: Pick<CommandContext, 'db' | 'vault'>, state: TokenState,
   }
   const answer = await client.validate(state.remoteCredential, code).catch((error: Error) =>
     ({ result: 'unavailable' as const, reason: 'internal-error', message: error.message.replaceAll(code, '******') }))
-  if (answer.result === 'accept') {
-    client.breaker.answered()
-    return { outcome: 'accepted', reason: answer.reason }
-  }
+  // The breaker hears of the answer before anything else can fail.
+  if (answer.result === 'unavailable') client.breaker.failed()
+  else client.breaker.answered()
+  if (answer.result === 'accept') return { outcome: 'accepted', reason: answer.reason }
   await release()
-  if (answer.result === 'reject') {
-    client.breaker.answered()
-    return { outcome: 'rejected', reason: answer.reason }
-  }
-  client.breaker.failed()
-  return { outcome: 'unavailable', reason: answer.reason }
+  return answer.result === 'reject' ? { outcome: 'rejected', reason: answer.reason } : { outcome: 'unavailable', reason: answer.reason }
 }
 
 /** Forgets the accepted codes whose lifetime is over (the sweeper, every minute). */

@@ -22,7 +22,7 @@ export interface RemoteServiceSecretsTable {
 }
 
 export interface RemoteCodesTable {
-  serial: string
+  credential_key: string
   code_hash: Buffer
   expires_at: Date
 }

@@ -1,7 +1,7 @@
 // Remote services for admins, as a JSON API (bearer API keys with the admin role) and as pages (staff
 // sessions with the admin role and a recent code):
 // - GET /admin/api/remote-services; PUT /admin/api/remote-services/:id (the whole configuration; a secret left
-//   out is kept: pkcs12 as base64, passphrase, caPem; or servers, secret); DELETE /admin/api/remote-services/:id;
+//   out is kept: pkcs12 as base64 with its passphrase, caPem (null clears it); or secret); DELETE /admin/api/remote-services/:id;
 //   POST /admin/api/remote-services/:id/test ({ ok, message }: what went wrong, in words);
 //   POST /admin/api/users/:upn/remote-credential { service, credential, digits? }.
 // - /admin/remote-services: the list with Test connection and Remove, and forms to add a VIP service (its
@@ -87,7 +87,7 @@ export default async function remoteServiceRoutes(app: FastifyInstance): Promise
   app.post<{ Params: { upn: string }; Body: { service: string; credential: string; digits?: 6 | 8 } }>('/admin/api/users/:upn/remote-credential', {
     ...admin,
     schema: { body: { type: 'object', required: ['service', 'credential'], additionalProperties: false, properties: {
-      service: { type: 'string', maxLength: 40 }, credential: { type: 'string', maxLength: 64 }, digits: { type: 'integer', enum: [6, 8] },
+      service: { type: 'string', pattern: '^[a-z0-9][a-z0-9-]{0,39}$' }, credential: { type: 'string', maxLength: 64 }, digits: { type: 'integer', enum: [6, 8] },
     } } },
   }, async (request, reply) => {
     const user = await findUserByUpn(app.db, request.params.upn)
@@ -152,7 +152,7 @@ export default async function remoteServiceRoutes(app: FastifyInstance): Promise
       const common = { id: (fields.id ?? '').trim(), name: fields.name ?? '', codeLifetimeSeconds: fields.codeLifetimeSeconds as never, timeoutSeconds: fields.timeoutSeconds as never }
       const input: RemoteServiceInput = fields.protocol === 'radius'
         ? { ...common, protocol: 'radius', servers: (fields.servers ?? '').split(/[\s,]+/).filter(Boolean), secret: secret || undefined, retries: fields.retries as never }
-        : { ...common, protocol: 'vip', url: (fields.url ?? '').trim(), pkcs12, passphrase: pkcs12 ? passphrase ?? '' : passphrase || undefined, caPem: fields.caPem?.trim() || null }
+        : { ...common, protocol: 'vip', url: (fields.url ?? '').trim(), pkcs12, passphrase: pkcs12 ? passphrase ?? '' : passphrase || undefined, caPem: fields.caPem?.trim() || (fields.systemCa === 'on' ? null : undefined) }
       try {
         await configureRemoteService(app.commands, input, actor(request))
       } catch (error) {

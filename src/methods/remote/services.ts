@@ -33,6 +33,8 @@ const NAME = /^[^\p{Cc}\p{Cf}]{1,80}$/u
 const HOST = /^(?:[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$|^\d{1,3}(?:\.\d{1,3}){3}$|^\[[0-9A-Fa-f:.]+\]$/
 export const DEFAULT_TIMEOUT_SECONDS = 5
 export const DEFAULT_CODE_LIFETIME_SECONDS = 600
+/** The shortest wait for one RADIUS attempt: a refusal's usual delay (1 s) and a margin. */
+export const MIN_RADIUS_ATTEMPT_MS = 1200
 
 /** What an admin gives to configure a service; a secret left out keeps the one the service has. */
 export type RemoteServiceInput = {
@@ -89,7 +91,7 @@ function checkCa(pem: string): string {
 }
 
 /** The settings and sealed secrets an input makes, checked; the current secrets fill in what it leaves out. */
-function configuration(input: RemoteServiceInput, current: Secrets | null): { settings: RemoteSettings; secrets: Secrets; lifetime: number } {
+function configuration(input: RemoteServiceInput, current: () => Secrets | null, currentSettings: RemoteSettings | null): { settings: RemoteSettings; secrets: Secrets; lifetime: number } {
   if (typeof input.name !== 'string' || !NAME.test(input.name.trim())) throw new InvalidRemoteService('Give the service a name of 1 to 80 characters.')
   const lifetime = whole(input.codeLifetimeSeconds, 'The code lifetime (seconds)', 30, 86_400, DEFAULT_CODE_LIFETIME_SECONDS)
   const timeoutMs = whole(input.timeoutSeconds, 'The timeout (seconds)', 1, 30, DEFAULT_TIMEOUT_SECONDS) * 1000
@@ -101,14 +103,17 @@ function configuration(input: RemoteServiceInput, current: Secrets | null): { se
       throw new InvalidRemoteService('The URL of the VIP service must be a full https:// address.')
     }
     if (url.protocol !== 'https:' || url.username || url.password) throw new InvalidRemoteService('The URL of the VIP service must be a full https:// address.')
-    const previous = current?.protocol === 'vip' ? current : null
+    const kept = input.pkcs12 ? null : current()
+    const previous = kept?.protocol === 'vip' ? kept : null
     if (!input.pkcs12 && !previous) throw new InvalidRemoteService('Give the client certificate: the PKCS#12 file the VIP service issued, and its password.')
     const pkcs12 = input.pkcs12 ?? Buffer.from(previous!.pkcs12, 'base64')
     const passphrase = input.passphrase ?? (input.pkcs12 ? '' : previous!.passphrase)
     if (typeof passphrase !== 'string' || passphrase.length > 1024) throw new InvalidRemoteService('The PKCS#12 password must be text.')
     if (pkcs12.length > 64 * 1024) throw new InvalidRemoteService('The PKCS#12 file is over 64 KB: it is not a client certificate.')
     const certificate = pkcs12Certificate(pkcs12, passphrase)
-    const caPem = input.caPem ? checkCa(String(input.caPem)) : null
+    // A CA left out is kept (an edit must not widen trust to the system's roots); null or '' clears it.
+    const keptCa = currentSettings?.protocol === 'vip' ? currentSettings.caPem : null
+    const caPem = input.caPem === undefined ? keptCa : input.caPem ? checkCa(String(input.caPem)) : null
     const settings: VipSettings = { protocol: 'vip', url: url.toString(), caPem, certificate, timeoutMs }
     return { settings, secrets: { protocol: 'vip', pkcs12: pkcs12.toString('base64'), passphrase }, lifetime }
   }
@@ -117,12 +122,18 @@ function configuration(input: RemoteServiceInput, current: Secrets | null): { se
       throw new InvalidRemoteService('Give 1 to 5 RADIUS servers, in the order to try them (host or host:port).')
     }
     const servers = input.servers.map(parseServer)
-    const previous = current?.protocol === 'radius' ? current : null
-    const secret = input.secret ?? previous?.secret
+    const kept = input.secret === undefined ? current() : null
+    const secret = input.secret ?? (kept?.protocol === 'radius' ? kept.secret : undefined)
     if (typeof secret !== 'string' || secret.length < 1 || secret.length > 128 || /[\p{Cc}]/u.test(secret)) {
       throw new InvalidRemoteService('Give the RADIUS shared secret: 1 to 128 characters, the same as in the servers\' client entry.')
     }
     const retries = whole(input.retries, 'Retries', 0, 5, 1)
+    // Each attempt must outlast a refusal's delay (FreeRADIUS waits reject_delay, 1 s by default, before an
+    // Access-Reject): a budget split thinner would turn every wrong code into "no answer".
+    const attempt = Math.floor(timeoutMs / (servers.length * (retries + 1)))
+    if (attempt < MIN_RADIUS_ATTEMPT_MS) {
+      throw new InvalidRemoteService(`With ${servers.length} ${servers.length === 1 ? 'server' : 'servers'} and ${retries} ${retries === 1 ? 'retry' : 'retries'}, a timeout of ${timeoutMs / 1000} s leaves each attempt ${(attempt / 1000).toFixed(2)} s; RADIUS servers wait about 1 s before a refusal. Give a timeout of at least ${Math.ceil(servers.length * (retries + 1) * MIN_RADIUS_ATTEMPT_MS / 1000)} s, or fewer retries or servers.`)
+    }
     const nasIdentifier = input.nasIdentifier ?? 'tessera'
     if (typeof nasIdentifier !== 'string' || !/^[\x21-\x7e]{1,64}$/.test(nasIdentifier)) throw new InvalidRemoteService('The NAS-Identifier must be 1 to 64 printable characters.')
     const settings: RadiusSettings = { protocol: 'radius', servers, timeoutMs, retries, nasIdentifier }
@@ -145,7 +156,10 @@ export async function listRemoteServices(db: Executor): Promise<(RemoteServiceSt
 
 async function openSecrets(ctx: Pick<CommandContext, 'db' | 'vault'>, id: string): Promise<Secrets | null> {
   const row = await ctx.db.selectFrom('remote_service_secrets').selectAll().where('id', '=', id).executeTakeFirst()
-  if (!row) return null
+  return row ? openSealed(ctx, id, row) : null
+}
+
+function openSealed(ctx: Pick<CommandContext, 'vault'>, id: string, row: { key_id: string; nonce: Buffer; ciphertext: Buffer }): Secrets {
   const plain = ctx.vault.open(secretsAad(id), { keyId: row.key_id, nonce: row.nonce, ciphertext: row.ciphertext })
   try {
     return JSON.parse(plain.toString('utf8')) as Secrets
@@ -166,7 +180,7 @@ async function runService(ctx: Pick<CommandContext, 'db' | 'store'>, id: string,
         await appendWithProjections({ db: trx as never, store: ctx.store, deferCommit: true }, remoteServiceStream(id), state.version === 0 ? 'no-stream' : state.version, events, meta)
       })
       ctx.store.committed()
-      forgetClient(id)
+      forgetClient(id, { resetBreaker: true })
       return loadRemoteService(ctx.db, id)
     } catch (error) {
       if (error instanceof WrongExpectedVersion && attempt < MAX_CONFLICT_RETRIES) continue
@@ -181,9 +195,18 @@ async function runService(ctx: Pick<CommandContext, 'db' | 'store'>, id: string,
  */
 export async function configureRemoteService(ctx: CommandContext, input: RemoteServiceInput, meta: EventMetadata): Promise<RemoteServiceState> {
   if (typeof input.id !== 'string' || !ID.test(input.id)) throw new InvalidRemoteService('The service id must be 1 to 40 lower-case letters, digits and dashes.')
-  const current = await openSecrets(ctx, input.id)
   const existing = await loadRemoteService(ctx.db, input.id)
-  const { settings, secrets, lifetime } = configuration(input, existing.exists ? current : null)
+  // The current secrets are opened only when the change keeps one of them.
+  const sealedNow = existing.exists ? await ctx.db.selectFrom('remote_service_secrets').selectAll().where('id', '=', input.id).executeTakeFirst() : undefined
+  const current = () => {
+    if (!sealedNow) return null
+    try {
+      return openSealed(ctx, input.id, sealedNow)
+    } catch {
+      throw new InvalidRemoteService('The service\'s current secrets cannot be opened (its master key is gone?): give them again.')
+    }
+  }
+  const { settings, secrets, lifetime } = configuration(input, current, existing.exists ? existing.settings : null)
   const plain = Buffer.from(JSON.stringify(secrets), 'utf8')
   const fingerprint = createHash('sha256').update(ctx.vault.keyedHash('remote-service-secret', plain.toString('base64'))).digest('hex').slice(0, 32)
   const sealed = ctx.vault.seal(secretsAad(input.id), plain)
@@ -223,17 +246,25 @@ const clients = new Map<string, { client: RemoteClient; readAt: number; version:
 /** The breaker outlives a re-read client: a service that keeps failing stays paused across re-reads. */
 const breakers = new Map<string, Breaker>()
 
-function forgetClient(id: string): void {
+/** Builds in flight, so that two requests that miss at once make one client. */
+const building = new Map<string, Promise<RemoteClient | null>>()
+
+/**
+ * This process stops using a service's client: a new one is made at the next use. The old one closes
+ * after CLIENT_TTL_MS, so the checks still running on it finish. A changed configuration starts a new breaker.
+ */
+function forgetClient(id: string, options: { now?: boolean; resetBreaker?: boolean } = {}): void {
   const held = clients.get(id)
-  if (held) {
-    held.client.close()
-    clients.delete(id)
-  }
+  clients.delete(id)
+  if (options.resetBreaker) breakers.delete(id)
+  if (!held) return
+  if (options.now) held.client.close()
+  else setTimeout(() => held.client.close(), CLIENT_TTL_MS).unref()
 }
 
 /** Every client this process holds, closed (the gateway's shutdown). */
 export function closeRemoteClients(): void {
-  for (const id of [...clients.keys()]) forgetClient(id)
+  for (const id of [...clients.keys()]) forgetClient(id, { now: true })
 }
 
 function makeClient(service: RemoteServiceState, secrets: Secrets): RemoteClient {
@@ -267,18 +298,27 @@ function makeClient(service: RemoteServiceState, secrets: Secrets): RemoteClient
 export async function remoteClient(ctx: Pick<CommandContext, 'db' | 'vault'>, id: string): Promise<RemoteClient | null> {
   const held = clients.get(id)
   if (held && Date.now() - held.readAt < CLIENT_TTL_MS) return held.client
-  const service = await loadRemoteService(ctx.db, id)
-  if (held && held.version === service.version && service.exists) {
-    held.readAt = Date.now()
-    return held.client
+  let pending = building.get(id)
+  if (!pending) {
+    pending = (async () => {
+      const service = await loadRemoteService(ctx.db, id)
+      const current = clients.get(id)
+      if (current && current.version === service.version && service.exists) {
+        current.readAt = Date.now()
+        return current.client
+      }
+      // Changed on another process: a new client, and a new breaker for the new configuration.
+      if (current) forgetClient(id, { resetBreaker: true })
+      if (!service.exists || !service.settings) return null
+      const secrets = await openSecrets(ctx, id)
+      if (!secrets) return null
+      const client = makeClient(service, secrets)
+      clients.set(id, { client, readAt: Date.now(), version: service.version })
+      return client
+    })().finally(() => building.delete(id))
+    building.set(id, pending)
   }
-  forgetClient(id)
-  if (!service.exists || !service.settings) return null
-  const secrets = await openSecrets(ctx, id)
-  if (!secrets) return null
-  const client = makeClient(service, secrets)
-  clients.set(id, { client, readAt: Date.now(), version: service.version })
-  return client
+  return pending
 }
 
 /** Test connection: what the service answered, in words (certificate refused, not trusted, timeout, wrong URL). */

@@ -352,7 +352,8 @@ function interpret(status: number, body: Buffer, requestId: string, code: string
   if (status !== 200) return none(`http-${status}`, `The VIP service answered HTTP ${status}${status >= 500 ? ' (a server error)' : ''} at this URL.`)
   if (soap === null) return none('bad-answer', `The VIP service's answer cannot be used: ${badXml}.`)
   if (soap.reasonCode === null) return none('bad-answer', "The VIP service's answer has no ValidateResponse/Status/ReasonCode.")
-  if (!/^[0-9A-Fa-f]{2,8}$/.test(soap.reasonCode)) return none('bad-answer', `The VIP service's ReasonCode is not hexadecimal (${scrub(soap.reasonCode, code).slice(0, 20)}).`)
+  // VIP's ReasonCodes are four hexadecimal digits; anything else (the code echoed back, say) never reaches an event.
+  if (!/^[0-9A-Fa-f]{4}$/.test(soap.reasonCode) || soap.reasonCode === code) return none('bad-answer', `The VIP service's ReasonCode is not four hexadecimal digits (${scrub(soap.reasonCode, code).slice(0, 20)}).`)
   if (soap.requestId !== null && soap.requestId !== requestId) return none('bad-answer', "The VIP service's answer is for another request (its RequestId is not ours).")
 
   const reason = soap.reasonCode
@@ -395,6 +396,8 @@ function readSoap(xml: string): SoapAnswer {
   parser.on('doctype', () => stop('it has a DTD (<!DOCTYPE ...>), which is refused'))
   parser.on('opentag', (node: SaxesTagNS) => {
     if (stack.length >= MAX_DEPTH) stop(`its elements are nested more than ${MAX_DEPTH} deep`)
+    // A value is text only: an element inside one would reset what was read of it.
+    if (capture !== null) stop(`its ${capture} holds an element`)
     const parent = stack[stack.length - 1]
     let name = '?'
     if (parent === undefined) {

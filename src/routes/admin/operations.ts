@@ -95,5 +95,5 @@ export async function policyTarget(app: FastifyInstance, input: { kind: 'user' |
 
 /** A refused token operation: the status that says why. */
 export function refusalStatus(errorName: string): number {
-  return ({ UnknownSerial: 404, SerialUnavailable: 404, ResyncFailed: 422 } as Record<string, number>)[errorName] ?? 409
+  return ({ UnknownSerial: 404, SerialUnavailable: 404, ResyncFailed: 422, InvalidCredential: 400 } as Record<string, number>)[errorName] ?? 409
 }
