@@ -7,6 +7,7 @@ import type Provider from 'oidc-provider'
 import type { KoaContextWithOIDC } from 'oidc-provider'
 import type { FastifyInstance } from 'fastify'
 import type { IncomingMessage, ServerResponse } from 'node:http'
+import { Redis } from 'ioredis'
 import { pruneExpired } from '../src/oidc/adapter.js'
 import { createProvider } from '../src/oidc/provider.js'
 import { loadSigningKeys } from '../src/oidc/signing-keys.js'
@@ -22,6 +23,15 @@ declare module 'fastify' {
 export const OIDC_PATH = '/oidc'
 
 async function oidcPlugin(app: FastifyInstance): Promise<void> {
+  // With REDIS_URL, interactions and authorization codes live in Redis (src/oidc/redis-adapter.ts), on a
+  // connection of their own: commands of concurrent sign-ins go out together, and fail fast when it is down.
+  const redis = app.config.redisUrl
+    ? new Redis(app.config.redisUrl, { enableAutoPipelining: true, connectTimeout: 2000, maxRetriesPerRequest: 1, commandTimeout: 1000, enableOfflineQueue: false })
+    : undefined
+  redis?.on('error', () => {})
+  app.addHook('onClose', async () => {
+    redis?.disconnect()
+  })
   let ready: Promise<{ provider: Provider; callback: (req: IncomingMessage, res: ServerResponse) => void }> | null = null
   const load = () => {
     ready ??= (async () => {
@@ -32,6 +42,7 @@ async function oidcPlugin(app: FastifyInstance): Promise<void> {
         cookieKeys: [app.deriveKey('oidc cookies')],
         secureCookies: app.config.publicUrl.startsWith('https://'),
         onError: (details) => app.log.info(details, 'sign-in error page shown'),
+        redis,
       })
       provider.proxy = app.config.publicUrl.startsWith('https://')
       provider.on('server_error', (_ctx: unknown, error: Error) => app.log.error({ err: error }, 'OpenID provider error'))

@@ -32,7 +32,7 @@ export function clientMetadata(row: { client_id: string; name: string; redirect_
  * Whether a lookup key can name a stored row at all: PostgreSQL's text holds no NUL character, and no id is
  * longer than this. Anything else is "not found", without a query (a NUL would fail the query: a 500).
  */
-const lookable = (id: unknown): id is string => typeof id === 'string' && id.length > 0 && id.length <= 1024 && !id.includes('\u0000')
+export const lookable = (id: unknown): id is string => typeof id === 'string' && id.length > 0 && id.length <= 1024 && !id.includes('\u0000')
 
 /** How long a process keeps a relying application's metadata before reading it again. */
 export const CLIENT_TTL_MS = 5000

@@ -10,6 +10,8 @@ import { compareClientSecret } from '../commands/clients.js'
 import type { Db } from '../read-models/database.js'
 import { findUser } from '../read-models/users.js'
 import { kyselyAdapter } from './adapter.js'
+import { hybridAdapter } from './redis-adapter.js'
+import type { Redis } from 'ioredis'
 
 /** Levels of assurance a relying application asks for with acr_values. */
 export const LEVELS = {
@@ -66,6 +68,8 @@ export interface ProviderOptions {
   secureCookies?: boolean
   /** Called with each error page's reference and the library's description of it (for the log). */
   onError?: (details: { reference: string; error: string; description?: string }) => void
+  /** Where the shortest-lived artifacts go (redis-adapter.ts); without it, everything is in PostgreSQL. */
+  redis?: Redis
 }
 
 /** Every claim the gateway gives, whichever way it is asked for. */
@@ -145,7 +149,7 @@ export function createProvider(options: ProviderOptions): Provider {
   }))
 
   const configuration: Configuration = {
-    adapter: kyselyAdapter(options.db),
+    adapter: options.redis ? hybridAdapter(options.db, options.redis) : kyselyAdapter(options.db),
     clients: [],
     jwks: { keys: options.signingKeys as never[] },
     cookies: {

@@ -1,40 +1,16 @@
 // Redis stopped and started under load, on two gateways sharing it: while it is down, readiness says
 // "degraded" and each process counts its limits alone (never not at all); when it is back, the limits are
 // shared again. The Redis is this test's own (redis-server on a free loopback port), stopped and started here.
-import { spawn, type ChildProcess } from 'node:child_process'
 import t from 'tap'
 import type { FastifyInstance } from 'fastify'
 import { testApp } from '../helpers/app.js'
-import { freePort } from '../helpers/net.js'
+import { ownRedis } from '../helpers/redis-server.js'
 
-const port = await freePort()
-let redis: ChildProcess | null = null
-async function startRedis(): Promise<void> {
-  redis = spawn('redis-server', ['--port', String(port), '--bind', '127.0.0.1', '--save', '', '--appendonly', 'no'], { stdio: 'ignore' })
-  for (let i = 0; i < 100; i++) {
-    const up = await new Promise<boolean>((resolve) => {
-      const probe = spawn('redis-cli', ['-p', String(port), 'ping'], { stdio: ['ignore', 'pipe', 'ignore'] })
-      let out = ''
-      probe.stdout!.on('data', (d) => { out += d })
-      probe.on('close', () => resolve(out.includes('PONG')))
-    })
-    if (up) return
-    await new Promise((r) => setTimeout(r, 50))
-  }
-  throw new Error('redis-server did not start')
-}
-async function stopRedis(): Promise<void> {
-  const child = redis
-  redis = null
-  if (!child) return
-  const exited = new Promise((r) => child.once('exit', r))
-  child.kill('SIGKILL')
-  await exited
-}
-t.teardown(stopRedis)
-await startRedis()
+const redis = await ownRedis(t)
+const startRedis = () => redis.start()
+const stopRedis = () => redis.stop()
 
-const env = { REDIS_URL: `redis://127.0.0.1:${port}` }
+const env = { REDIS_URL: redis.url }
 const one = (await testApp(t, env)).app
 const two = (await testApp(t, env)).app
 const ready = async (app: FastifyInstance) => (await app.inject('/readyz')).json()
