@@ -2,7 +2,7 @@
 // object of strings (a list of strings only for the fields a route names in config.formLists), with no
 // NUL character and no field longer than MAX_FIELD: anything else (an array where one value is due, an
 // object, a number from a JSON body) is bad input, refused with 400 and a message a person understands.
-import type { FastifyRequest } from 'fastify'
+import type { FastifyInstance, FastifyReply, FastifyRequest } from 'fastify'
 
 export const MAX_FIELD = 4096
 
@@ -42,4 +42,21 @@ declare module 'fastify' {
     /** Form fields that may hold several values (checkboxes of one name). */
     formLists?: string[]
   }
+}
+
+/**
+ * A multipart form's CSRF token, checked once its fields are read (a multipart body is not parsed before the
+ * handler, where the CSRF hook runs). True when it is right; otherwise the 403 has been sent.
+ */
+export function multipartCsrfAccepted(app: FastifyInstance, request: FastifyRequest, reply: FastifyReply, token: string | undefined): Promise<boolean> {
+  return new Promise<boolean>((resolve) => {
+    // A refused token answers 403 through the error handler: the check sends it and calls no callback.
+    const refused = () => resolve(false)
+    reply.raw.once('finish', refused)
+    request.body = { _csrf: token }
+    app.csrfProtection(request, reply, (error?: Error) => {
+      reply.raw.off('finish', refused)
+      resolve(!error)
+    })
+  })
 }

@@ -14,6 +14,7 @@ import { findUserByUpn } from '../../read-models/users.js'
 import { requireRole } from '../../routes/admin/api.js'
 import { NotFound, refusalStatus } from '../../routes/admin/operations.js'
 import { requireStaff, signedIn } from '../../routes/guards.js'
+import { multipartCsrfAccepted } from '../../routes/form-shape.js'
 import { page } from '../../routes/render.js'
 import { assignRemoteCredential } from './credentials.js'
 import { RemoteServiceError, RemoteServiceInUse, UnknownRemoteService } from './service.js'
@@ -138,16 +139,7 @@ export default async function remoteServiceRoutes(app: FastifyInstance): Promise
         }
         throw error
       }
-      const accepted = await new Promise<boolean>((resolve) => {
-        const refusedNow = () => resolve(false)
-        reply.raw.once('finish', refusedNow)
-        request.body = { _csrf: fields._csrf }
-        app.csrfProtection(request, reply, (error?: Error) => {
-          reply.raw.off('finish', refusedNow)
-          resolve(!error)
-        })
-      })
-      if (!accepted) return reply
+      if (!(await multipartCsrfAccepted(app, request, reply, fields._csrf))) return reply
       const { _csrf, passphrase, secret, ...values } = fields
       const common = { id: (fields.id ?? '').trim(), name: fields.name ?? '', codeLifetimeSeconds: fields.codeLifetimeSeconds as never, timeoutSeconds: fields.timeoutSeconds as never }
       const input: RemoteServiceInput = fields.protocol === 'radius'

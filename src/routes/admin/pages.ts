@@ -35,6 +35,7 @@ import { requireStaff, signedIn } from '../guards.js'
 import { page } from '../render.js'
 import { plural } from '../words.js'
 import { BadInput, NotFound, policyTarget, refusalStatus, TOKEN_OPERATIONS } from './operations.js'
+import { multipartCsrfAccepted } from '../form-shape.js'
 
 type Form = Record<string, string | string[] | undefined>
 
@@ -213,18 +214,8 @@ export default async function adminPageRoutes(app: FastifyInstance): Promise<voi
           fields[part.fieldname] = String(part.value)
           continue
         }
-        // The file: only after the CSRF token and the format, which the form sends first. A refused token
-        // answers 403 through the error handler (the check sends it and calls no callback).
-        const accepted = await new Promise<boolean>((resolve) => {
-          const refused = () => resolve(false)
-          reply.raw.once('finish', refused)
-          request.body = { _csrf: fields._csrf }
-          app.csrfProtection(request, reply, (error?: Error) => {
-            reply.raw.off('finish', refused)
-            resolve(!error)
-          })
-        })
-        if (!accepted) {
+        // The file: only after the CSRF token and the format, which the form sends first.
+        if (!(await multipartCsrfAccepted(app, request, reply, fields._csrf))) {
           part.file.resume()
           return reply
         }
