@@ -176,8 +176,9 @@ export async function loadToken(db: Executor, serial: string): Promise<TokenWith
 
 /** The user's tokens, newest activation first. */
 export async function tokensOfUser(db: Executor, userId: string): Promise<TokenState[]> {
-  const rows = await sql<TokensTable>`select * from tokens where user_id = ${userId}
-    order by activated_at desc nulls last, serial`.execute(db)
+  // A prepared statement (every code typed at Enter code runs it), so its columns are listed.
+  const rows = await executePrepared(db, sql<TokensTable>`select ${sql.join(TOKEN_COLUMNS.map((c) => sql.ref(c)))} from tokens where user_id = ${userId}
+    order by activated_at desc nulls last, serial`)
   return rows.rows.map(stateFromRow)
 }
 
