@@ -4,7 +4,7 @@ import { clientStream, decideChangeClient, decideDeleteClient, decideRegisterCli
 import { loadClient } from '../read-models/clients.js'
 import type { EventMetadata } from '../event-store/types.js'
 import { appendWithProjections } from './append.js'
-import { clientChanged } from '../oidc/adapter.js'
+import { clientChanged } from '../oidc/client-cache.js'
 import { retryOnConflict, type CommandContext } from './context.js'
 
 export function hashClientSecret(secret: string): string {

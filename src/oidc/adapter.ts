@@ -11,6 +11,7 @@ import { sql } from 'kysely'
 import { errors } from 'oidc-provider'
 import type { Adapter, AdapterPayload } from 'oidc-provider'
 import { executePrepared } from '../db/prepared.js'
+import { CLIENT_TTL_MS, clientCache, MAX_CACHED_CLIENTS } from './client-cache.js'
 import type { Db } from '../read-models/database.js'
 
 export function clientMetadata(row: { client_id: string; name: string; redirect_uris: string[]; public: boolean }, secretHash: string | null) {
@@ -34,20 +35,8 @@ export function clientMetadata(row: { client_id: string; name: string; redirect_
  */
 export const lookable = (id: unknown): id is string => typeof id === 'string' && id.length > 0 && id.length <= 1024 && !id.includes('\u0000')
 
-/** How long a process keeps a relying application's metadata before reading it again. */
-export const CLIENT_TTL_MS = 5000
-/** Beyond this many cached applications the cache starts afresh (a bound, not an expected size). */
-const MAX_CACHED_CLIENTS = 10_000
-const clientCaches = new Set<Map<string, { payload: AdapterPayload | undefined; until: number }>>()
-
-/** A relying application changed (its redirect URIs, its secret) or went: this process reads it again at once. */
-export function clientChanged(clientId: string): void {
-  for (const cache of clientCaches) cache.delete(clientId)
-}
-
 export function kyselyAdapter(db: Db) {
-  const clients = new Map<string, { payload: AdapterPayload | undefined; until: number }>()
-  clientCaches.add(clients)
+  const clients = clientCache<AdapterPayload>()
   return class KyselyAdapter implements Adapter {
     constructor(readonly name: string) {}
 

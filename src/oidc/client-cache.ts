@@ -1,0 +1,23 @@
+// Relying applications as the provider's storage keeps them in the process (adapter.ts), and the way a
+// change made on this process reaches them at once (clientChanged, called by commands/clients.ts). No
+// import of oidc-provider here: the CLI, which changes clients, must not load the provider.
+
+/** How long a process keeps a relying application's metadata before reading it again. */
+export const CLIENT_TTL_MS = 5000
+/** Beyond this many cached applications the cache starts afresh (a bound, not an expected size). */
+export const MAX_CACHED_CLIENTS = 10_000
+
+type Cache = Map<string, { payload: unknown; until: number }>
+const caches = new Set<Cache>()
+
+/** A cache of one provider's applications, told of changes by clientChanged. */
+export function clientCache<T>(): Map<string, { payload: T | undefined; until: number }> {
+  const cache = new Map<string, { payload: T | undefined; until: number }>()
+  caches.add(cache as Cache)
+  return cache
+}
+
+/** A relying application changed (its redirect URIs, its secret) or went: this process reads it again at once. */
+export function clientChanged(clientId: string): void {
+  for (const cache of caches) cache.delete(clientId)
+}
