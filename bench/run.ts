@@ -16,15 +16,17 @@ import { loadavg, round } from './lib/stats.js'
 import type { BenchContext, BenchOptions, Scenario } from './lib/types.js'
 import { append } from './scenarios/append.js'
 import { exportScenario, timelineScenario } from './scenarios/audit.js'
-import { flows, flowsSso } from './scenarios/flows.js'
+import { flows, flowsSso, flowsStepup } from './scenarios/flows.js'
 import { importScenario } from './scenarios/import.js'
 import { importPskc } from './scenarios/import-pskc.js'
 import { replay } from './scenarios/replay.js'
 import { verify } from './scenarios/verify.js'
 import { otpDelivery } from './scenarios/otp-delivery.js'
+import { remote } from './scenarios/remote.js'
+import { soak } from './scenarios/soak.js'
 
 /** Every scenario, in the order a full run takes them. Add new ones here. */
-const SCENARIOS: readonly Scenario[] = [append, replay, exportScenario, timelineScenario, importScenario, importPskc, verify, flows, flowsSso, otpDelivery]
+const SCENARIOS: readonly Scenario[] = [append, replay, exportScenario, timelineScenario, importScenario, importPskc, verify, flows, flowsSso, flowsStepup, otpDelivery, remote, soak]
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const ROOT_DIR = path.dirname(BENCH_DIR)
@@ -51,7 +53,7 @@ function oneOf<T extends string>(name: string, values: readonly T[], fallback: T
 
 function selectScenarios(args: readonly string[]): Scenario[] {
   const names = args.filter((a) => a !== '--')
-  if (names.length === 0) return [...SCENARIOS]
+  if (names.length === 0) return SCENARIOS.filter((s) => !s.optIn)
   const unknown = names.filter((n) => !SCENARIOS.some((s) => s.name === n))
   if (unknown.length > 0) {
     throw new Error(`unknown scenario ${unknown.join(', ')}; known: ${SCENARIOS.map((s) => s.name).join(', ')}`)

@@ -1,6 +1,7 @@
 // The real gateway for a scenario: the same Fastify options and plugins as src/server.ts (serverOptions,
 // src/app.js), on the bench database, listening on 127.0.0.1, logging warnings only. Its data directory
-// is a temporary directory under .tessera-bench, removed on close; master and session keys are random.
+// is a temporary directory under .tessera-bench, removed on close; master and session keys are random, one
+// pair for the run.
 import { randomBytes } from 'node:crypto'
 import { promises as fs } from 'node:fs'
 import net from 'node:net'
@@ -11,6 +12,13 @@ import { loadConfig, serverOptions, type AppConfig } from '../../fastify.config.
 import app from '../../src/app.js'
 
 const ROOT_DIR = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..', '..')
+/**
+ * One master and session key for every gateway of a run: the provider's signing keys are sealed in the
+ * database, so a gateway started by a later scenario must open what an earlier one sealed, as a gateway
+ * restarted on the same database does.
+ */
+const MASTER_KEY = randomBytes(32).toString('base64')
+const SESSION_KEY = randomBytes(32).toString('base64')
 
 export interface BenchApp {
   app: FastifyInstance
@@ -43,11 +51,13 @@ export async function startBenchApp(databaseUrl: string, env: Record<string, str
   const config = loadConfig({
     DATABASE_URL: databaseUrl,
     TESSERA_DATA_DIR: dataDir,
-    TESSERA_MASTER_KEY: randomBytes(32).toString('base64'),
-    TESSERA_SESSION_KEY: randomBytes(32).toString('base64'),
+    TESSERA_MASTER_KEY: MASTER_KEY,
+    TESSERA_SESSION_KEY: SESSION_KEY,
     LOG_LEVEL: 'warn',
     PORT: String(port),
     PUBLIC_URL: base,
+    // The gateway's Redis (rate limits, and what else it keeps there), when the bench is given one.
+    ...(process.env.REDIS_URL ? { REDIS_URL: process.env.REDIS_URL } : {}),
     ...env,
   })
   const options = serverOptions(config)

@@ -7,7 +7,7 @@ import { sql } from 'kysely'
 import type { Db } from '../../src/read-models/database.js'
 
 /** Linux's USER_HZ, the unit of utime and stime in /proc/<pid>/stat; 100 on every common build. */
-const TICKS_PER_SECOND = 100
+export const TICKS_PER_SECOND = 100
 
 export type BackendCpu = Map<number, number>
 

@@ -68,5 +68,7 @@ export interface Scenario {
   name: string
   description: string
   target: { opsPerSec: number }
+  /** Runs only when named (`npm run bench -- soak`), never in a full run: it takes minutes. */
+  optIn?: boolean
   run(ctx: BenchContext): Promise<ScenarioResult>
 }

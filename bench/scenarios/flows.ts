@@ -11,146 +11,113 @@
 // provider's cookies, so the provider opens an interaction and the gateway's session vouches for the user
 // (no password): GET /oidc/auth -> GET /interaction/:uid -> GET /oidc/auth/:uid -> callback -> token.
 //
-// Rate limits: the sign-in post is limited per address (10/min before the user is known, 30/min in all; see
-// src/routes/interaction/index.ts), keyed on the connection's address. By default each flow's browser connects
-// from an address of its own in 127.0.0.0/8, as distinct clients would, so the limits run but do not throttle;
-// BENCH_FLOW_ADDRESSES=single sends every flow from 127.0.0.1 and shows the limit (a loop stops at its first 429).
-import { createHash, randomBytes } from 'node:crypto'
+// flows-stepup: the step-up path: users signed in at pwd (untimed), each with an active HOTP token, whom the
+// application asks for mfa: GET /oidc/auth -> GET /interaction/:uid (Enter code) -> POST /interaction/:uid/code
+// -> GET /oidc/auth/:uid -> callback -> token, an ID token at mfa with amr otp and hwk.
+//
+// The gateway's cost, not the bench's: the browsers run on a worker thread of their own (bench/lib/flow-browsers.ts;
+// BENCH_FLOW_BROWSERS=thread puts them back on the gateway's thread), and the loops run untimed for
+// BENCH_FLOW_WARMUP_SECONDS first, so the window does not pay for compiling the paths.
+//
+// Rate limits: the sign-in post is limited per address (see src/routes/interaction/index.ts), keyed on the
+// connection's address. By default each flow's browser connects from an address of its own in 127.0.0.0/8, as
+// distinct clients would, so the limits run but do not throttle; BENCH_FLOW_ADDRESSES=single sends every flow
+// from 127.0.0.1 and shows the limit (a loop stops at its first 429). The code post is limited to 10 a minute per
+// user: flows-stepup has more users than loops (BENCH_STEPUP_USERS), each taken in turn while it has codes left.
+import { randomBytes } from 'node:crypto'
 import os from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { sql } from 'kysely'
 import { registerClient } from '../../src/commands/clients.js'
+import { importTokens } from '../../src/commands/import-tokens.js'
+import { activateToken } from '../../src/commands/tokens.js'
 import { registerUser } from '../../src/commands/users.js'
 import { verifyPassword, hashPassword } from '../../src/crypto/password.js'
+import { parseInventory } from '../../src/import/index.js'
 import { LEVELS } from '../../src/oidc/provider.js'
-import { startBenchApp } from '../lib/app.js'
+import { startBenchApp, type BenchApp } from '../lib/app.js'
 import { benchMetadata } from '../lib/fixtures.js'
-import { Browser } from '../lib/http-agent.js'
+import { threadBrowsers, workerBrowsers, type FlowMode, type FlowPlan, type FlowUser } from '../lib/flow-browsers.js'
+import { checkHotpVectors, hotp } from '../lib/otp.js'
 import { countStatements } from '../lib/pg-count.js'
 import { backendCpu, backendCpuSeconds } from '../lib/server-cpu.js'
 import { cpuSince, latencySummary, round, Samples } from '../lib/stats.js'
+import { threadCpuSeconds } from '../lib/thread-cpu.js'
 import type { BenchContext, Scenario, ScenarioResult } from '../lib/types.js'
 
 const CALLBACK = 'https://rp.bench.example/callback'
 const PASSWORD = 'correct horse battery'
-/** The provider's own cookies (its session and the interaction's), as opposed to the gateway's session. */
-const PROVIDER_COOKIES = /^_(session|interaction)/
+/**
+ * flows-stepup's users by default: each may post 10 codes a minute, so 250 keep up with 190 flows/s over a
+ * 3 s warm-up and a 10 s window (and each costs two password hashes in the setup).
+ */
+const STEPUP_USERS = 250
+/** The issue's latency target for the step-up path at 16 loops. */
+const STEPUP_P99_MS = 100
+const ADMIN = { ...benchMetadata('bench-flows-setup'), actor: { type: 'admin' as const, id: 'bench' } }
 
-type Mode = 'password' | 'sso'
-
-class Throttled extends Error {
-  override name = 'Throttled'
+/** The flow scenarios' own settings (bench/README.md), read where they are used. */
+interface FlowSettings {
+  /** BENCH_FLOW_WARMUP_SECONDS: the loops run this long untimed before the window (0: not at all). */
+  warmUpSeconds: number
+  /** BENCH_FLOW_BROWSERS: the browsers on a worker thread, or on the gateway's thread as before. */
+  browsers: 'worker' | 'thread'
+  /** BENCH_STEPUP_USERS: users flows-stepup takes in turn. */
+  stepUpUsers: number
 }
 
-/** The n-th flow's source address: 127.a.b.c with c in 1..254, never 127.0.0.1 (n >= 0). */
-function sourceAddress(n: number): string {
-  const c = 1 + (n % 254)
-  const b = Math.floor(n / 254) % 256
-  const a = 1 + (Math.floor(n / (254 * 256)) % 254)
-  return `127.${a}.${b}.${c}`
+function flowSettings(loops: number): FlowSettings {
+  const env = process.env
+  const warmUpText = env.BENCH_FLOW_WARMUP_SECONDS || '3'
+  const warmUpSeconds = Number(warmUpText)
+  if (!Number.isFinite(warmUpSeconds) || warmUpSeconds < 0) throw new Error(`BENCH_FLOW_WARMUP_SECONDS must be a number of seconds >= 0, not ${JSON.stringify(warmUpText)}`)
+  const browsers = env.BENCH_FLOW_BROWSERS || 'worker'
+  if (browsers !== 'worker' && browsers !== 'thread') throw new Error(`BENCH_FLOW_BROWSERS must be worker or thread, not ${JSON.stringify(browsers)}`)
+  const usersText = env.BENCH_STEPUP_USERS || String(Math.max(STEPUP_USERS, loops))
+  const stepUpUsers = Number(usersText)
+  if (!Number.isInteger(stepUpUsers) || stepUpUsers < loops) {
+    throw new Error(`BENCH_STEPUP_USERS must be a whole number of at least BENCH_FLOW_CONCURRENCY (${loops}), not ${JSON.stringify(usersText)}`)
+  }
+  return { warmUpSeconds, browsers, stepUpUsers }
 }
 
-function base64url(bytes: Buffer): string {
-  return bytes.toString('base64url')
+/** Registers `count` users with the bench password (scrypt each, so before timing). */
+function registerUsers(gateway: BenchApp, prefix: string, count: number) {
+  return Promise.all(Array.from({ length: count }, (_, i) =>
+    registerUser(gateway.app.commands, { upn: `${prefix}-${i}@bench.example`, displayName: `Bench ${i}`, password: PASSWORD }, ADMIN)))
 }
-
-function jwtPayload(jwt: string): Record<string, unknown> {
-  const part = jwt.split('.')[1]
-  if (!part) throw new Error('the ID token is not a JWT')
-  return JSON.parse(Buffer.from(part, 'base64url').toString('utf8')) as Record<string, unknown>
-}
-
-interface Rp {
-  base: string
-  clientId: string
-  authorization: string
-}
-
-/** Requests the browsers sent (the token request not included). */
-let browserRequests = 0
 
 /**
- * One complete flow in `browser`; throws on anything but an ID token at the pwd level for this user.
- * 'password': expects the sign-in page and signs in. 'sso': expects the gateway's session to vouch for the user
- * (no page on the way to the callback).
+ * stepup: a HOTP token for each user, imported through the privacyIDEA OATH CSV parser and importTokens with
+ * the gateway's own vault, and activated with its counter-0 code, as bench/scenarios/verify.ts does.
  */
-async function flow(rp: Rp, browser: Browser, upn: string, userId: string, mode: Mode): Promise<void> {
-  const verifier = base64url(randomBytes(32))
-  const state = base64url(randomBytes(16))
-  const nonce = base64url(randomBytes(16))
-  const auth = new URL(`${rp.base}/oidc/auth`)
-  auth.search = new URLSearchParams({
-    client_id: rp.clientId, response_type: 'code', scope: 'openid email profile', redirect_uri: CALLBACK, state, nonce,
-    code_challenge: base64url(createHash('sha256').update(verifier).digest()), code_challenge_method: 'S256',
-    acr_values: LEVELS.pwd,
-  }).toString()
-
-  let back
-  if (mode === 'password') {
-    const login = await browser.follow(await browser.get(auth.toString()))
-    if (login.status !== 200 || !login.body.includes('<h1>Sign in</h1>')) {
-      throw new Error(`expected the sign-in page, got ${login.status} at ${new URL(login.url).pathname}`)
-    }
-    const posted = await browser.post(`${new URL(login.url).pathname}/login`, { upn, password: PASSWORD })
-    if (posted.status === 429) throw new Throttled('the sign-in post was rate limited (429)')
-    back = await browser.follow(posted, CALLBACK)
-  } else {
-    browser.forget(PROVIDER_COOKIES)
-    const first = await browser.get(auth.toString())
-    if (!first.location || !new URL(first.location).pathname.startsWith('/interaction/')) {
-      throw new Error(`expected the provider to open an interaction, got ${first.status} at ${first.location ?? new URL(first.url).pathname}`)
-    }
-    back = await browser.follow(first, CALLBACK)
+async function giveTokens(ctx: BenchContext, gateway: BenchApp, users: { upn: string; userId: string }[]): Promise<FlowUser[]> {
+  const commands = gateway.app.commands
+  const prefix = `bs${ctx.runId}-`
+  const seeds = users.map(() => randomBytes(20))
+  const lines = seeds.map((seed, i) => `${prefix}${i}, ${seed.toString('hex')}, hotp, 6\n`)
+  const report = await importTokens(commands, parseInventory('oath', (async function* () { yield* lines })()), ADMIN, { format: 'oath' })
+  if (report.imported !== users.length) {
+    throw new Error(`flows-stepup setup: imported ${report.imported} of ${users.length} tokens (${report.rejected[0]?.reason ?? 'no reason'})`)
   }
-  if (!back.location?.startsWith(CALLBACK)) throw new Error(`expected a redirect to the callback, got ${back.status} at ${new URL(back.url).pathname}`)
-  const callback = new URL(back.location)
-  const code = callback.searchParams.get('code')
-  if (!code || callback.searchParams.get('state') !== state) throw new Error(`the callback has no code or a wrong state: ${callback.search.slice(0, 200)}`)
-
-  // The relying application redeems the code: a plain POST, client_secret_basic, the PKCE verifier.
-  const res = await fetch(`${rp.base}/oidc/token`, {
-    method: 'POST',
-    headers: { authorization: rp.authorization, 'content-type': 'application/x-www-form-urlencoded', accept: 'application/json' },
-    body: new URLSearchParams({ grant_type: 'authorization_code', code, redirect_uri: CALLBACK, code_verifier: verifier }).toString(),
-  })
-  const body = (await res.json()) as { id_token?: string; access_token?: string; error?: string; error_description?: string }
-  if (res.status !== 200 || !body.id_token || !body.access_token) {
-    throw new Error(`token endpoint answered ${res.status}: ${body.error ?? ''} ${body.error_description ?? ''}`)
-  }
-  const claims = jwtPayload(body.id_token)
-  if (claims.sub !== userId || claims.nonce !== nonce || claims.acr !== LEVELS.pwd) {
-    throw new Error(`unexpected ID token claims sub=${String(claims.sub)} acr=${String(claims.acr)}`)
-  }
+  await Promise.all(users.map((user, i) => activateToken(commands, { serial: `${prefix}${i}`, userId: user.userId, name: 'Bench fob', code: hotp(seeds[i]!, 0) },
+    { ...benchMetadata(`bench-stepup-${i}`), actor: { type: 'user', id: user.userId } })))
+  return users.map((user, i) => ({ upn: user.upn, userId: user.userId, seedHex: seeds[i]!.toString('hex'), counter: 1 }))
 }
 
-/** A flow as a new browser (empty jar, new connection), closed after it. */
-async function freshFlow(rp: Rp, upn: string, userId: string, localAddress: string | undefined): Promise<void> {
-  const browser = new Browser(rp.base, localAddress)
-  try {
-    await flow(rp, browser, upn, userId, 'password')
-  } finally {
-    browserRequests += browser.requests
-    browser.close()
-  }
-}
-
-async function runFlows(ctx: BenchContext, mode: Mode): Promise<ScenarioResult> {
+async function runFlows(ctx: BenchContext, mode: FlowMode): Promise<ScenarioResult> {
   const { flowConcurrency, flowSeconds, flowAddresses } = ctx.options
+  const settings = flowSettings(flowConcurrency)
+  const name = mode === 'password' ? 'flows' : `flows-${mode}`
   const setupStart = performance.now()
   const gateway = await startBenchApp(ctx.url)
   try {
-    const commands = gateway.app.commands
-    const admin = { ...benchMetadata('bench-flows-setup'), actor: { type: 'admin' as const, id: 'bench' } }
-    const clientId = `bench-${mode}-${ctx.runId}`
-    const client = await registerClient(commands, { clientId, name: 'Bench RP', redirectUris: [CALLBACK], public: false }, admin)
-    const rp: Rp = {
-      base: gateway.base,
-      clientId,
-      // RFC 6749 2.3.1: id and secret form-encoded, then Basic.
-      authorization: `Basic ${Buffer.from(`${encodeURIComponent(clientId)}:${encodeURIComponent(client.secret!)}`).toString('base64')}`,
-    }
-    const users = await Promise.all(Array.from({ length: flowConcurrency }, (_, i) =>
-      registerUser(commands, { upn: `bench-flow-${mode}-${ctx.runId}-${i}@bench.example`, displayName: `Bench ${i}`, password: PASSWORD }, admin)))
+      const clientId = `bench-${mode}-${ctx.runId}`
+    const client = await registerClient(gateway.app.commands, { clientId, name: 'Bench RP', redirectUris: [CALLBACK], public: false }, ADMIN)
+    const userCount = mode === 'stepup' ? settings.stepUpUsers : flowConcurrency
+    if (mode === 'stepup') ctx.log(`${name}: registering ${userCount} users with an active HOTP token each (untimed)`)
+    const registered = await registerUsers(gateway, `bench-flow-${mode}-${ctx.runId}`, userCount)
+    const users: FlowUser[] = mode === 'stepup' ? await giveTokens(ctx, gateway, registered) : registered
 
     // The gateway's catch-up projections (audit index, statistics) start from the beginning of the log, which
     // holds what earlier scenarios wrote: let them catch up before timing, or the flows share the machine
@@ -167,95 +134,107 @@ async function runFlows(ctx: BenchContext, mode: Mode): Promise<ScenarioResult> 
     for (let i = 0; i < scryptRuns; i++) await verifyPassword(PASSWORD, stored)
     const scryptMs = (performance.now() - scryptStart) / scryptRuns
 
-    let addressNo = 0
-    const nextAddress = () => (flowAddresses === 'single' ? undefined : sourceAddress(addressNo++))
-    // Warm-up, untimed: creates the provider (and its signing key) and compiles the paths.
-    for (let i = 0; i < 2; i++) await freshFlow(rp, users[0]!.upn, users[0]!.userId, nextAddress())
-    // Single sign-on: each loop's browser signs in once, untimed, and keeps the gateway's session.
-    const browsers = mode === 'sso' ? users.map(() => new Browser(rp.base, nextAddress())) : []
-    await Promise.all(browsers.map(async (browser, i) => {
-      await flow(rp, browser, users[i]!.upn, users[i]!.userId, 'password')
-      await flow(rp, browser, users[i]!.upn, users[i]!.userId, 'sso')
-      browser.requests = 0
-    }))
-    const setupSeconds = (performance.now() - setupStart) / 1000
-
-    ctx.log(`${mode === 'sso' ? 'flows-sso' : 'flows'}: ${flowConcurrency} loops for ${flowSeconds}s, source addresses ${flowAddresses}`)
-    const latencies = new Samples()
-    let errors = 0
-    let throttled = 0
-    let firstError: string | null = null
-    browserRequests = 0
-    const server0 = await backendCpu(ctx.db)
-    const statements = countStatements()
-    const cpuStart = process.cpuUsage()
-    const start = performance.now()
-    const deadline = start + flowSeconds * 1000
-    await Promise.all(users.map(async (user, i) => {
-      while (performance.now() < deadline) {
-        const t0 = performance.now()
-        try {
-          if (mode === 'sso') await flow(rp, browsers[i]!, user.upn, user.userId, 'sso')
-          else await freshFlow(rp, user.upn, user.userId, nextAddress())
-          latencies.push(performance.now() - t0)
-        } catch (error) {
-          if (error instanceof Throttled) throttled++
-          else errors++
-          firstError ??= `${(error as Error).name}: ${(error as Error).message}`
-          return
-        }
-      }
-    }))
-    const seconds = (performance.now() - start) / 1000
-    const { seconds: cpuSeconds, systemShare } = cpuSince(cpuStart)
-    const statementCount = statements.stop()
-    for (const browser of browsers) {
-      browserRequests += browser.requests
-      browser.close()
+    const plan: FlowPlan = {
+      mode, base: gateway.base, clientId, clientSecret: client.secret!, callback: CALLBACK, password: PASSWORD,
+      levels: { pwd: LEVELS.pwd, mfa: LEVELS.mfa }, users, loops: flowConcurrency, addresses: flowAddresses,
     }
-    const serverCpuSeconds = backendCpuSeconds(server0, await backendCpu(ctx.db))
-    // Failed flows sent requests and statements too; per flow is exact only when none failed.
-    const per = (n: number) => (latencies.length > 0 ? round(n / latencies.length, 1) : 0)
+    const browsers = settings.browsers === 'worker' ? workerBrowsers(plan) : threadBrowsers(plan)
+    try {
+      // Untimed: the provider's first flows, each browser's sign-in (sso, stepup), then the warm-up.
+      await browsers.setUp()
+      const warmUp = settings.warmUpSeconds > 0 ? await browsers.loops(settings.warmUpSeconds) : null
+      const setupSeconds = (performance.now() - setupStart) / 1000
 
-    const notes: string[] = []
-    if (flowAddresses === 'single') notes.push('every flow from 127.0.0.1: the per-address sign-in limits apply to all flows together')
-    if (firstError) notes.push(`first failure: ${firstError}`)
-    return {
-      unit: 'flows',
-      operations: latencies.length,
-      seconds,
-      latencyMs: latencySummary(latencies),
-      checks: [
-        { name: 'every flow ended with an ID token', pass: errors === 0, detail: `${errors} failed flows` },
-        { name: 'not rate limited', pass: throttled === 0, detail: `${throttled} loops stopped by a 429` },
-      ],
-      details: {
-        loops: flowConcurrency,
-        sourceAddresses: flowAddresses,
-        errors,
-        throttled,
-        // Node runs the gateway and the browsers: its CPU per flow is the gateway's plus the client's.
-        nodeCpuSeconds: round(cpuSeconds, 2),
-        nodeCpuMsPerFlow: latencies.length > 0 ? round((cpuSeconds * 1e3) / latencies.length, 2) : 0,
-        nodeCpuSystemShare: round(systemShare, 2),
-        ...(serverCpuSeconds === null ? {} : {
-          serverBackendCpuSeconds: round(serverCpuSeconds, 2),
-          serverBackendCpuMsPerFlow: latencies.length > 0 ? round((serverCpuSeconds * 1e3) / latencies.length, 2) : 0,
-        }),
-        // Per flow: the browser's HTTP requests (the token request comes on top), and the gateway's SQL
-        // statements (begin and commit count), all from this process.
-        browserRequestsPerFlow: per(browserRequests),
-        sqlStatementsPerFlow: per(statementCount),
-        scryptMsPerPasswordCheck: round(scryptMs, 1),
-        // What signing in with a password every flow allows at most here: each core hashes 1000/scrypt ms a second.
-        passwordCeilingFlowsPerSec: round((os.cpus().length * 1000) / scryptMs, 0),
-        uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '4 (default)',
-        setupSeconds: round(setupSeconds, 1),
-        // Untimed, in the setup: the catch-up projections reading the log the earlier scenarios left.
-        projectionCatchUpSeconds: round(catchUpSeconds, 1),
-        logEventsAtStart: logEvents,
-      },
-      notes,
+      ctx.log(`${name}: ${flowConcurrency} loops for ${flowSeconds}s after ${settings.warmUpSeconds}s of warm-up, browsers on ${settings.browsers === 'worker' ? 'a worker thread' : "the gateway's thread"}, source addresses ${flowAddresses}`)
+      const server0 = await backendCpu(ctx.db)
+      const statements = countStatements()
+      const cpuStart = process.cpuUsage()
+      const thread0 = threadCpuSeconds()
+      const elu0 = performance.eventLoopUtilization()
+      const timed = await browsers.loops(flowSeconds)
+      const elu = performance.eventLoopUtilization(elu0)
+      const thread1 = threadCpuSeconds()
+      const { seconds: cpuSeconds, systemShare } = cpuSince(cpuStart)
+      const statementCount = statements.stop()
+      const serverCpuSeconds = backendCpuSeconds(server0, await backendCpu(ctx.db))
+
+      const latencies = new Samples()
+      for (const ms of timed.latencies) latencies.push(ms)
+      const flowsDone = latencies.length
+      const summary = latencySummary(latencies)
+      // Failed flows sent requests and statements too; per flow is exact only when none failed.
+      const per = (n: number, digits = 1) => (flowsDone > 0 ? round(n / flowsDone, digits) : 0)
+      const mainThreadCpuSeconds = thread0 === null || thread1 === null ? null : thread1 - thread0
+      const errors = timed.errors + (warmUp?.errors ?? 0)
+      const throttled = timed.throttled + (warmUp?.throttled ?? 0)
+      const outOfUsers = timed.outOfUsers + (warmUp?.outOfUsers ?? 0)
+
+      const notes: string[] = []
+      if (flowAddresses === 'single') notes.push('every flow from 127.0.0.1: the per-address sign-in limits apply to all flows together')
+      notes.push(settings.browsers === 'worker'
+        ? "browsers on a worker thread: the main thread's CPU and busy time are the gateway's alone"
+        : "browsers on the gateway's thread (BENCH_FLOW_BROWSERS=thread): the main thread's CPU and busy time are the gateway's and the browsers'")
+      const firstError = warmUp?.firstError ?? timed.firstError
+      if (firstError) notes.push(`first failure${warmUp?.firstError ? ' (in the warm-up)' : ''}: ${firstError}`)
+      return {
+        unit: 'flows',
+        operations: flowsDone,
+        seconds: timed.seconds,
+        latencyMs: summary,
+        checks: [
+          { name: 'every flow ended with an ID token', pass: errors === 0, detail: `${errors} failed flows (${warmUp?.errors ?? 0} in the warm-up)` },
+          { name: 'not rate limited', pass: throttled === 0, detail: `${throttled} loops stopped by a 429` },
+          ...(mode === 'stepup' ? [{
+            name: 'enough users for the code limit (10 a minute per user)',
+            pass: outOfUsers === 0,
+            detail: outOfUsers === 0 ? `${userCount} users` : `${outOfUsers} loops stopped with every one of ${userCount} users at its limit: raise BENCH_STEPUP_USERS`,
+          }, {
+            name: `p99 under ${STEPUP_P99_MS} ms`,
+            pass: summary.p99 < STEPUP_P99_MS,
+            detail: `p99 ${summary.p99} ms at ${flowConcurrency} loops`,
+          }] : []),
+        ],
+        details: {
+          loops: flowConcurrency,
+          ...(mode === 'stepup' ? { users: userCount } : {}),
+          sourceAddresses: flowAddresses,
+          browsers: settings.browsers,
+          warmUpSeconds: settings.warmUpSeconds,
+          warmUpFlows: warmUp?.latencies.length ?? 0,
+          rateLimits: gateway.app.limitsState(),
+          errors,
+          throttled,
+          // CPU: the whole process (every thread: gateway, browsers' worker, GC and libuv threads), then the main
+          // thread's own (/proc/thread-self, Linux), its busy time (event loop utilization x wall time: CPU and
+          // waiting for a core), and the browsers' thread's CPU.
+          nodeCpuSeconds: round(cpuSeconds, 2),
+          nodeCpuMsPerFlow: per(cpuSeconds * 1e3, 2),
+          nodeCpuSystemShare: round(systemShare, 2),
+          ...(mainThreadCpuSeconds === null ? {} : { mainThreadCpuMsPerFlow: per(mainThreadCpuSeconds * 1e3, 2) }),
+          mainThreadBusyMsPerFlow: per(elu.active, 2),
+          mainThreadUtilization: round(elu.utilization, 2),
+          ...(settings.browsers === 'worker' && timed.threadCpuSeconds !== null ? { browserThreadCpuMsPerFlow: per(timed.threadCpuSeconds * 1e3, 2) } : {}),
+          ...(serverCpuSeconds === null ? {} : {
+            serverBackendCpuSeconds: round(serverCpuSeconds, 2),
+            serverBackendCpuMsPerFlow: per(serverCpuSeconds * 1e3, 2),
+          }),
+          // Per flow: the browser's HTTP requests (the token request comes on top), and the gateway's SQL
+          // statements (begin and commit count), all from the main thread.
+          browserRequestsPerFlow: per(timed.browserRequests),
+          sqlStatementsPerFlow: per(statementCount),
+          scryptMsPerPasswordCheck: round(scryptMs, 1),
+          // What signing in with a password every flow allows at most here: each core hashes 1000/scrypt ms a second.
+          passwordCeilingFlowsPerSec: round((os.cpus().length * 1000) / scryptMs, 0),
+          uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '4 (default)',
+          setupSeconds: round(setupSeconds, 1),
+          // Untimed, in the setup: the catch-up projections reading the log the earlier scenarios left.
+          projectionCatchUpSeconds: round(catchUpSeconds, 1),
+          logEventsAtStart: logEvents,
+        },
+        notes,
+      }
+    } finally {
+      await browsers.close()
     }
   } finally {
     await gateway.close()
@@ -274,4 +253,14 @@ export const flowsSso: Scenario = {
   description: 'authorization code flows over HTTP for users with a gateway session (authorize, interaction, code, token)',
   target: { opsPerSec: 1000 },
   run: (ctx) => runFlows(ctx, 'sso'),
+}
+
+export const flowsStepup: Scenario = {
+  name: 'flows-stepup',
+  description: 'step-up flows over HTTP for users signed in at pwd, asked for mfa (authorize, Enter code, code, token)',
+  target: { opsPerSec: 1000 },
+  run: (ctx) => {
+    checkHotpVectors()
+    return runFlows(ctx, 'stepup')
+  },
 }

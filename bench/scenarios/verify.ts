@@ -37,9 +37,9 @@ const HISTORY_BLOCK = 100
 const HISTORY_LOAD_CHUNK = 100_000
 /** Phase 2 passes when the history token's median verification is at most this many times the fresh one's. */
 const MAX_HISTORY_RATIO = 1.5
-const GOAL = { opsPerSec: 8000, p99Ms: 10 }
+export const GOAL = { opsPerSec: 8000, p99Ms: 10 }
 
-interface BenchToken {
+export interface BenchToken {
   serial: string
   seed: Buffer
   userId: string
@@ -53,7 +53,7 @@ function userMeta(userId: string, correlationId: string): EventMetadata {
 }
 
 /** Imports `count` HOTP tokens (OATH CSV), registers a user for each and activates it with counter 0. */
-async function prepareTokens(ctx: BenchContext, commands: CommandContext, count: number): Promise<BenchToken[]> {
+export async function prepareTokens(ctx: BenchContext, commands: CommandContext, count: number): Promise<BenchToken[]> {
   const prefix = `bv${ctx.runId}-`
   const seeds = Array.from({ length: count }, () => randomBytes(20))
   const lines = seeds.map((seed, i) => `${prefix}${i}, ${seed.toString('hex')}, hotp, 6\n`)
@@ -73,7 +73,7 @@ async function prepareTokens(ctx: BenchContext, commands: CommandContext, count:
   return tokens
 }
 
-function verifyNext(commands: CommandContext, token: BenchToken) {
+export function verifyNext(commands: CommandContext, token: BenchToken) {
   const code = hotp(token.seed, token.counter)
   return verifyCode(commands, { serial: token.serial, userId: token.userId, code, relyingApplication: RELYING_APPLICATION, level: LEVELS.mfa }, token.meta)
     .then((state) => {
