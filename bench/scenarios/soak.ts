@@ -201,7 +201,7 @@ function pacedRun(commands: CommandContext, tokens: readonly BenchToken[], rate:
   })
 }
 
-export const soak: Scenario & { optIn: true } = {
+export const soak: Scenario = {
   name: 'soak',
   description: 'verifyCode at half the measured maximum (or BENCH_SOAK_RATE) for BENCH_SOAK_SECONDS: no error, the rate held, flat memory',
   // The rate is the scenario's own choice; what it judges is in the checks.
