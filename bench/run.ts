@@ -16,7 +16,7 @@ import { loadavg, round } from './lib/stats.js'
 import type { BenchContext, BenchOptions, Scenario } from './lib/types.js'
 import { append } from './scenarios/append.js'
 import { exportScenario, timelineScenario } from './scenarios/audit.js'
-import { flows, flowsSso, flowsStepup } from './scenarios/flows.js'
+import { flows, flowsBare, flowsSso, flowsStepup } from './scenarios/flows.js'
 import { importScenario } from './scenarios/import.js'
 import { importPskc } from './scenarios/import-pskc.js'
 import { replay } from './scenarios/replay.js'
@@ -26,7 +26,7 @@ import { remote } from './scenarios/remote.js'
 import { soak } from './scenarios/soak.js'
 
 /** Every scenario, in the order a full run takes them. Add new ones here. */
-const SCENARIOS: readonly Scenario[] = [append, replay, exportScenario, timelineScenario, importScenario, importPskc, verify, flows, flowsSso, flowsStepup, otpDelivery, remote, soak]
+const SCENARIOS: readonly Scenario[] = [append, replay, exportScenario, timelineScenario, importScenario, importPskc, verify, flows, flowsSso, flowsStepup, flowsBare, otpDelivery, remote, soak]
 
 const BENCH_DIR = path.dirname(fileURLToPath(import.meta.url))
 const ROOT_DIR = path.dirname(BENCH_DIR)

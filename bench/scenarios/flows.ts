@@ -24,7 +24,7 @@
 // distinct clients would, so the limits run but do not throttle; BENCH_FLOW_ADDRESSES=single sends every flow
 // from 127.0.0.1 and shows the limit (a loop stops at its first 429). The code post is limited to 10 a minute per
 // user: flows-stepup has more users than loops (BENCH_STEPUP_USERS), each taken in turn while it has codes left.
-import { randomBytes } from 'node:crypto'
+import { randomBytes, randomUUID } from 'node:crypto'
 import os from 'node:os'
 import { performance } from 'node:perf_hooks'
 import { sql } from 'kysely'
@@ -36,6 +36,7 @@ import { verifyPassword, hashPassword } from '../../src/crypto/password.js'
 import { parseInventory } from '../../src/import/index.js'
 import { LEVELS } from '../../src/oidc/provider.js'
 import { startBenchApp, type BenchApp } from '../lib/app.js'
+import { startBareProvider } from '../lib/bare-provider.js'
 import { benchMetadata } from '../lib/fixtures.js'
 import { threadBrowsers, workerBrowsers, type FlowMode, type FlowPlan, type FlowUser } from '../lib/flow-browsers.js'
 import { checkHotpVectors, hotp } from '../lib/otp.js'
@@ -105,16 +106,27 @@ async function giveTokens(ctx: BenchContext, gateway: BenchApp, users: { upn: st
   return users.map((user, i) => ({ upn: user.upn, userId: user.userId, seedHex: seeds[i]!.toString('hex'), counter: 1 }))
 }
 
-async function runFlows(ctx: BenchContext, mode: FlowMode): Promise<ScenarioResult> {
-  const { flowConcurrency, flowSeconds, flowAddresses } = ctx.options
-  const settings = flowSettings(flowConcurrency)
-  const name = mode === 'password' ? 'flows' : `flows-${mode}`
-  const setupStart = performance.now()
+/**
+ * What the browsers are pointed at: the gateway (its client, users and catch-up done), or the bare provider
+ * (bench/lib/bare-provider.ts) with the same client and users in memory.
+ */
+interface Served {
+  base: string
+  clientId: string
+  clientSecret: string
+  users: FlowUser[]
+  /** Seconds the gateway's catch-up projections took in the setup, and the log they read (gateway only). */
+  catchUp: { seconds: number; logEvents: number } | null
+  rateLimits: string
+  close(): Promise<void>
+}
+
+async function serveGateway(ctx: BenchContext, mode: FlowMode, settings: FlowSettings, name: string): Promise<Served> {
   const gateway = await startBenchApp(ctx.url)
   try {
-      const clientId = `bench-${mode}-${ctx.runId}`
+    const clientId = `bench-${mode}-${ctx.runId}`
     const client = await registerClient(gateway.app.commands, { clientId, name: 'Bench RP', redirectUris: [CALLBACK], public: false }, ADMIN)
-    const userCount = mode === 'stepup' ? settings.stepUpUsers : flowConcurrency
+    const userCount = mode === 'stepup' ? settings.stepUpUsers : ctx.options.flowConcurrency
     if (mode === 'stepup') ctx.log(`${name}: registering ${userCount} users with an active HOTP token each (untimed)`)
     const registered = await registerUsers(gateway, `bench-flow-${mode}-${ctx.runId}`, userCount)
     const users: FlowUser[] = mode === 'stepup' ? await giveTokens(ctx, gateway, registered) : registered
@@ -124,9 +136,38 @@ async function runFlows(ctx: BenchContext, mode: FlowMode): Promise<ScenarioResu
     // with that backlog (and closing the gateway would wait for it).
     const catchUpStart = performance.now()
     await gateway.app.projections.catchUp()
-    const catchUpSeconds = (performance.now() - catchUpStart) / 1000
+    const seconds = (performance.now() - catchUpStart) / 1000
     const logEvents = Number((await sql<{ n: string }>`select coalesce(max(position), 0) as n from events`.execute(ctx.db)).rows[0]!.n)
+    return {
+      base: gateway.base, clientId, clientSecret: client.secret!, users, catchUp: { seconds, logEvents },
+      get rateLimits() {
+        return gateway.app.limitsState()
+      },
+      close: () => gateway.close(),
+    }
+  } catch (error) {
+    await gateway.close()
+    throw error
+  }
+}
 
+async function serveBare(ctx: BenchContext): Promise<Served> {
+  const clientId = `bench-bare-${ctx.runId}`
+  const clientSecret = randomBytes(32).toString('base64url')
+  const users = Array.from({ length: ctx.options.flowConcurrency }, (_, i) => ({ upn: `bench-flow-bare-${ctx.runId}-${i}@bench.example`, userId: randomUUID() }))
+  const bare = await startBareProvider({ clientId, clientSecret, redirectUri: CALLBACK }, users, PASSWORD)
+  return { base: bare.base, clientId, clientSecret, users, catchUp: null, rateLimits: 'none (bare provider)', close: () => bare.close() }
+}
+
+async function runFlows(ctx: BenchContext, mode: FlowMode, target: 'gateway' | 'bare' = 'gateway'): Promise<ScenarioResult> {
+  const { flowConcurrency, flowSeconds, flowAddresses } = ctx.options
+  const settings = flowSettings(flowConcurrency)
+  const name = target === 'bare' ? 'flows-bare' : mode === 'password' ? 'flows' : `flows-${mode}`
+  const setupStart = performance.now()
+  const served = target === 'bare' ? await serveBare(ctx) : await serveGateway(ctx, mode, settings, name)
+  try {
+    const { users } = served
+    const userCount = users.length
     // What one password check costs here (the same scrypt parameters as the sign-in).
     const stored = await hashPassword(PASSWORD)
     const scryptStart = performance.now()
@@ -135,7 +176,7 @@ async function runFlows(ctx: BenchContext, mode: FlowMode): Promise<ScenarioResu
     const scryptMs = (performance.now() - scryptStart) / scryptRuns
 
     const plan: FlowPlan = {
-      mode, base: gateway.base, clientId, clientSecret: client.secret!, callback: CALLBACK, password: PASSWORD,
+      mode, base: served.base, clientId: served.clientId, clientSecret: served.clientSecret, callback: CALLBACK, password: PASSWORD,
       levels: { pwd: LEVELS.pwd, mfa: LEVELS.mfa }, users, loops: flowConcurrency, addresses: flowAddresses,
     }
     const browsers = settings.browsers === 'worker' ? workerBrowsers(plan) : threadBrowsers(plan)
@@ -201,7 +242,7 @@ async function runFlows(ctx: BenchContext, mode: FlowMode): Promise<ScenarioResu
           browsers: settings.browsers,
           warmUpSeconds: settings.warmUpSeconds,
           warmUpFlows: warmUp?.latencies.length ?? 0,
-          rateLimits: gateway.app.limitsState(),
+          rateLimits: served.rateLimits,
           errors,
           throttled,
           // CPU: the whole process (every thread: gateway, browsers' worker, GC and libuv threads), then the main
@@ -228,8 +269,7 @@ async function runFlows(ctx: BenchContext, mode: FlowMode): Promise<ScenarioResu
           uvThreadpoolSize: process.env.UV_THREADPOOL_SIZE ?? '4 (default)',
           setupSeconds: round(setupSeconds, 1),
           // Untimed, in the setup: the catch-up projections reading the log the earlier scenarios left.
-          projectionCatchUpSeconds: round(catchUpSeconds, 1),
-          logEventsAtStart: logEvents,
+          ...(served.catchUp ? { projectionCatchUpSeconds: round(served.catchUp.seconds, 1), logEventsAtStart: served.catchUp.logEvents } : {}),
         },
         notes,
       }
@@ -237,7 +277,7 @@ async function runFlows(ctx: BenchContext, mode: FlowMode): Promise<ScenarioResu
       await browsers.close()
     }
   } finally {
-    await gateway.close()
+    await served.close()
   }
 }
 
@@ -263,4 +303,11 @@ export const flowsStepup: Scenario = {
     checkHotpVectors()
     return runFlows(ctx, 'stepup')
   },
+}
+
+export const flowsBare: Scenario = {
+  name: 'flows-bare',
+  description: "flows-sso's flows against a bare oidc-provider with in-memory storage, the reference for the gateway's overhead",
+  target: { opsPerSec: 1000 },
+  run: (ctx) => runFlows(ctx, 'sso', 'bare'),
 }
