@@ -231,6 +231,12 @@ t.test('a job whose code expired before any worker took it is recorded as expire
   const user = await addUser(app, 'sol@example.com')
   const method = await registerSentCodeMethod(app.commands, { userId: user.userId, kind: 'email', destination: 'sol@mail.example.com' }, metadata())
   const idle = new DeliveryWorker(app.commands, [], { timeoutMs: 400 })
+  // The running worker would take the job before its expiry is moved back: stopped for this test.
+  await worker.stop()
+  t.teardown(() => {
+    worker = new DeliveryWorker(app.commands, providers.map((p) => makeProvider(p as never, 400)), { timeoutMs: 400 })
+    worker.start()
+  })
   const issued = await issueChallenge(app.commands, limits, { serial: method.serial, userId: user.userId, sourceIp: '127.0.0.10', purpose: 'activation' }, metadata())
   // The code expires while the job waits (no worker took it, as after a long outage).
   await sql`update deliveries set expires_at = now() - interval '1 second' where id = ${issued.deliveryId}`.execute(database.db)
