@@ -22,6 +22,7 @@ import { findUser, findUserByUpn } from '../read-models/users.js'
 import { appendStreamsWithProjections, appendWithProjections } from './append.js'
 import { retryOnConflict, type CommandContext } from './context.js'
 import { assertAnotherAdmin, endSignIns, MIN_PASSWORD_LENGTH } from './users.js'
+import { signInsEnded } from '../oidc/sign-in-ends.js'
 import { endSoftwareRequests } from '../methods/authenticator-app/requests.js'
 
 /** The account a confirmation was asked for is not the one that has the name now (deleted and added again). */
@@ -82,6 +83,7 @@ export async function deleteUser(ctx: Pick<CommandContext, 'db' | 'store' | 'now
       await endSignIns(trx, user.id, ctx.now())
     })
     ctx.store.committed()
+    signInsEnded(user.id)
     return { upn: user.upn, tokens: taken, retired: destroyed }
   })
 }
@@ -116,6 +118,7 @@ export async function resetPassword(ctx: Pick<CommandContext, 'db' | 'store' | '
       await endSignIns(trx, user.id, now)
     })
     ctx.store.committed()
+    signInsEnded(user.id)
     return { upn: user.upn, password, expiresAt }
   })
 }

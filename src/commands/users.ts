@@ -10,15 +10,18 @@ import type { EventMetadata } from '../event-store/types.js'
 import { findUser, findUserByUpn, type UsersTable } from '../read-models/users.js'
 import type { Executor } from '../read-models/database.js'
 import { activeTokensOfUser } from '../read-models/tokens.js'
+import { recordSignInEnd, signInsEnded } from '../oidc/sign-in-ends.js'
 import { appendWithProjections } from './append.js'
 import { retryOnConflict, type CommandContext } from './context.js'
 
 export const MIN_PASSWORD_LENGTH = 8
 
 /** Everything that signs in as the user ends: gateway sessions, the provider's sessions, grants and tokens. */
+/** What is kept in Redis cannot be deleted here: it is refused from now on (oidc/sign-in-ends.ts). */
 export async function endSignIns(trx: Executor, userId: string, now: Date): Promise<void> {
   await sql`update gateway_sessions set ended_at = ${now} where user_id = ${userId} and ended_at is null`.execute(trx)
   await sql`delete from oidc_payloads where payload->>'accountId' = ${userId}`.execute(trx)
+  await recordSignInEnd(trx, userId)
 }
 
 export async function registerUser(
@@ -176,6 +179,7 @@ export async function setUserDisabled(ctx: Pick<CommandContext, 'db' | 'store' |
       if (input.disabled) await endSignIns(trx, user.id, ctx.now())
     })
     ctx.store.committed()
+    if (input.disabled) signInsEnded(user.id)
     return true
   })
 }

@@ -4,6 +4,7 @@ import type { TokenSecretsTable, TokensTable } from './tokens.js'
 import type { PoliciesTable, PolicyAssignmentsTable } from './policies.js'
 import type { UserCredentialsTable, UsersTable } from './users.js'
 import type { GatewaySessionsTable } from './sessions.js'
+import type { SignInEndsTable } from '../oidc/sign-in-ends.js'
 import type { RemoteCodesTable, RemoteServiceSecretsTable, RemoteServicesTable } from '../methods/remote/projection.js'
 
 export interface EventsTable {
@@ -136,6 +137,7 @@ export interface Database {
   policies: PoliciesTable
   policy_assignments: PolicyAssignmentsTable
   gateway_sessions: GatewaySessionsTable
+  sign_in_ends: SignInEndsTable
   remote_services: RemoteServicesTable
   remote_service_secrets: RemoteServiceSecretsTable
   remote_codes: RemoteCodesTable

@@ -1,11 +1,17 @@
-// With REDIS_URL, the provider's interactions and authorization codes are kept in Redis (a Redis of this
-// test's own), the rest in PostgreSQL; a code is redeemed once, a replay revokes the grant's tokens wherever
-// they are; and with Redis stopped, sign-ins go on through PostgreSQL.
+// With REDIS_URL, the provider's interactions, authorization codes, sessions, grants and access tokens are kept
+// in Redis (a Redis of this test's own), refresh tokens and the grants they stand on in PostgreSQL; a code is
+// redeemed once, a replay revokes the grant's tokens wherever they are; a password reset or a disabled account
+// ends what is in Redis too, at once on this process and from the CLI within SIGN_IN_END_TTL_MS; and with
+// Redis stopped, sign-ins go on through PostgreSQL.
 import t from 'tap'
 import { sql } from 'kysely'
 import * as oidc from 'openid-client'
 import { Redis } from 'ioredis'
 import { registerClient } from '../../src/commands/clients.js'
+import { resetPassword } from '../../src/commands/accounts.js'
+import { setUserDisabled } from '../../src/commands/users.js'
+import { SIGN_IN_END_TTL_MS } from '../../src/oidc/sign-in-ends.js'
+import { tessera } from '../helpers/cli.js'
 import { addUser, testApp } from '../helpers/app.js'
 import { metadata } from '../helpers/database.js'
 import { Agent } from '../helpers/http-agent.js'
@@ -20,6 +26,9 @@ await app.listen({ port, host: '127.0.0.1' })
 const CALLBACK = 'https://rp.example.com/callback'
 const client = await registerClient(app.commands, { clientId: 'payroll', name: 'Payroll', redirectUris: [CALLBACK], public: false }, metadata())
 await addUser(app, 'rhea@example.com')
+await addUser(app, 'ines@example.com')
+await addUser(app, 'otto@example.com')
+await addUser(app, 'pia@example.com')
 const payroll = await oidc.discovery(new URL(`${BASE}/oidc`), 'payroll', { client_secret: client.secret! }, oidc.ClientSecretBasic(client.secret!), { execute: [oidc.allowInsecureRequests] })
 const probe = new Redis(redis.url, { lazyConnect: true, maxRetriesPerRequest: 0, enableOfflineQueue: false })
 probe.on('error', () => {})
@@ -31,34 +40,101 @@ const inPostgres = async (type: string) => Number((await sql<{ n: string }>`sele
 const inRedis = async (type: string) => (await probe.keys(`tessera-oidc:${type}:*`).catch(() => null))?.filter((k) => !k.includes(':consumed:') && !k.includes(':uid:')).length ?? -1
 
 let interactionsSeen = 0
-/** A sign-in at pwd up to the callback: the authorization code and what the exchange needs. */
-async function codeFor() {
+/**
+ * A sign-in up to the callback: the authorization code and what the exchange needs. With `agent`, in that
+ * browser (signing in only when it shows the sign-in page).
+ */
+async function codeFor(options: { upn?: string; agent?: Agent; scope?: string; prompt?: string } = {}) {
   const verifier = oidc.randomPKCECodeVerifier()
   const nonce = oidc.randomNonce()
   const state = oidc.randomState()
-  const url = oidc.buildAuthorizationUrl(payroll, { redirect_uri: CALLBACK, scope: 'openid email', nonce, state,
-    code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256' })
-  const agent = new Agent(BASE)
-  const login = await agent.follow(await agent.get(url.toString()))
-  interactionsSeen = await inRedis('Interaction')
-  const cb = await agent.follow(await agent.post(`${new URL(login.url).pathname}/login`, { upn: 'rhea@example.com', password: 'correct horse battery' }), CALLBACK)
+  const url = oidc.buildAuthorizationUrl(payroll, { redirect_uri: CALLBACK, scope: options.scope ?? 'openid email', nonce, state,
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', ...(options.prompt ? { prompt: options.prompt } : {}) })
+  const agent = options.agent ?? new Agent(BASE)
+  let cb = await agent.follow(await agent.get(url.toString()), CALLBACK)
+  if (!cb.location?.startsWith(CALLBACK)) {
+    interactionsSeen = await inRedis('Interaction')
+    cb = await agent.follow(await agent.post(`${new URL(cb.url).pathname}/login`, { upn: options.upn ?? 'rhea@example.com', password: 'correct horse battery' }), CALLBACK)
+  }
   if (!cb.location?.startsWith(CALLBACK)) throw new Error(`no callback: ${cb.status} ${cb.body.slice(0, 200)}`)
   return { callback: new URL(cb.location), verifier, nonce, state }
 }
 const exchange = (c: Awaited<ReturnType<typeof codeFor>>) =>
   oidc.authorizationCodeGrant(payroll, c.callback, { pkceCodeVerifier: c.verifier, expectedNonce: c.nonce, expectedState: c.state, idTokenExpected: true })
+/** Whether the browser's provider session signs it in without a page: the gateway's own session is set aside. */
+async function providerSessionSignsIn(agent: Agent) {
+  agent.forget(/^tessera_session/)
+  const url = oidc.buildAuthorizationUrl(payroll, { redirect_uri: CALLBACK, scope: 'openid', nonce: oidc.randomNonce(), state: oidc.randomState(),
+    code_challenge: await oidc.calculatePKCECodeChallenge(oidc.randomPKCECodeVerifier()), code_challenge_method: 'S256' })
+  const end = await agent.follow(await agent.get(url.toString()), CALLBACK)
+  if (end.location?.startsWith(CALLBACK)) return true
+  if (end.status === 200 && end.body.includes('<h1>Sign in</h1>')) return false
+  throw new Error(`neither the callback nor the sign-in page: ${end.status} at ${end.url}`)
+}
 
-t.test('interactions and codes are kept in Redis; sessions, grants and tokens in PostgreSQL', async (t) => {
+t.test('interactions, codes, sessions, grants and access tokens are kept in Redis, none in PostgreSQL', async (t) => {
   const c = await codeFor()
   t.ok(interactionsSeen >= 1, 'the interaction was in Redis while the sign-in page was shown')
   t.equal(await inRedis('AuthorizationCode'), 1, 'the code is in Redis')
-  t.equal(await inPostgres('Interaction'), 0, 'not in PostgreSQL')
-  t.equal(await inPostgres('AuthorizationCode'), 0)
   const tokens = await exchange(c)
   t.equal((await oidc.fetchUserInfo(payroll, tokens.access_token, tokens.claims()!.sub)).email, 'rhea@example.com')
-  t.ok(await inPostgres('Session') >= 1, 'the session is in PostgreSQL, where a password reset ends it')
-  t.ok(await inPostgres('Grant') >= 1)
-  t.ok(await inPostgres('AccessToken') >= 1)
+  t.notOk(tokens.refresh_token, 'no refresh token without offline_access')
+  for (const type of ['Session', 'Grant', 'AccessToken']) t.ok(await inRedis(type) >= 1, `${type} in Redis`)
+  for (const type of ['Interaction', 'AuthorizationCode', 'Session', 'Grant', 'AccessToken']) t.equal(await inPostgres(type), 0, `no ${type} in PostgreSQL`)
+})
+
+t.test('refresh tokens and the grants they stand on are kept in PostgreSQL, so a Redis restart keeps them', async (t) => {
+  const grantsBefore = await inPostgres('Grant')
+  const c = await codeFor({ scope: 'openid offline_access', prompt: 'consent' })
+  const tokens = await exchange(c)
+  t.ok(tokens.refresh_token, 'a refresh token with offline_access')
+  t.equal(await inPostgres('RefreshToken'), 1)
+  t.ok(await inPostgres('Grant') > grantsBefore, 'its grant in PostgreSQL')
+  const grantId = (await sql<{ grant_id: string }>`select grant_id from oidc_payloads where type = 'RefreshToken'`.execute(database.db)).rows[0]!.grant_id
+  t.equal(await probe.exists(`tessera-oidc:Grant:${grantId}`), 0, 'and not in Redis, where an older copy would be read first')
+  await probe.flushall()
+  const refreshed = await oidc.refreshTokenGrant(payroll, tokens.refresh_token!)
+  t.ok(refreshed.access_token, 'refreshed after Redis lost everything')
+  t.equal((await oidc.fetchUserInfo(payroll, refreshed.access_token, tokens.claims()!.sub)).sub, tokens.claims()!.sub, 'and its access token is good')
+})
+
+t.test('a password reset on this process ends, at once, the session, grant, tokens and code kept in Redis', async (t) => {
+  const agent = new Agent(BASE)
+  const tokens = await exchange(await codeFor({ upn: 'ines@example.com', agent }))
+  const sub = tokens.claims()!.sub
+  t.equal((await oidc.fetchUserInfo(payroll, tokens.access_token, sub)).email, 'ines@example.com')
+  const pending = await codeFor({ upn: 'ines@example.com', agent })
+  t.equal(await providerSessionSignsIn(agent), true, 'before: the provider session alone signs the browser in')
+  await resetPassword(app.commands, { upn: 'ines@example.com' }, metadata())
+  await t.rejects(oidc.fetchUserInfo(payroll, tokens.access_token, sub), 'the access token is refused')
+  await t.rejects(exchange(pending), { error: 'invalid_grant' } as unknown as Error, 'a code issued before is refused: its grant ended')
+  t.equal(await providerSessionSignsIn(agent), false, 'the provider session no longer signs in')
+  t.equal(await inPostgres('Session'), 0, 'nothing of it went to PostgreSQL on the way')
+})
+
+t.test('a disabled account: what Redis keeps is refused; enabled again, a new sign-in works at once', async (t) => {
+  const agent = new Agent(BASE)
+  const tokens = await exchange(await codeFor({ upn: 'otto@example.com', agent }))
+  const sub = tokens.claims()!.sub
+  await setUserDisabled(app.commands, { upn: 'otto@example.com', disabled: true }, metadata())
+  await t.rejects(oidc.fetchUserInfo(payroll, tokens.access_token, sub), 'the access token is refused')
+  await setUserDisabled(app.commands, { upn: 'otto@example.com', disabled: false }, metadata())
+  await t.rejects(oidc.fetchUserInfo(payroll, tokens.access_token, sub), 'and stays refused once the account is enabled')
+  t.equal(await providerSessionSignsIn(agent), false, 'the old provider session does not sign in')
+  const again = await exchange(await codeFor({ upn: 'otto@example.com', agent: new Agent(BASE) }))
+  t.equal((await oidc.fetchUserInfo(payroll, again.access_token, sub)).email, 'otto@example.com', 'a new sign-in, made after the end, works')
+})
+
+t.test('a password reset from the CLI (another process, without Redis) ends what Redis keeps within the cache time', async (t) => {
+  const agent = new Agent(BASE)
+  const tokens = await exchange(await codeFor({ upn: 'pia@example.com', agent }))
+  const sub = tokens.claims()!.sub
+  t.equal((await oidc.fetchUserInfo(payroll, tokens.access_token, sub)).email, 'pia@example.com', 'read once, so this process keeps the user\'s last end')
+  const run = await tessera(['users', 'reset-password', 'pia@example.com'], { DATABASE_URL: database.url, REDIS_URL: '' })
+  t.equal(run.code, 0, run.stderr)
+  await new Promise((r) => setTimeout(r, SIGN_IN_END_TTL_MS + 200))
+  await t.rejects(oidc.fetchUserInfo(payroll, tokens.access_token, sub), 'the access token is refused')
+  t.equal(await providerSessionSignsIn(agent), false, 'the provider session no longer signs in')
 })
 
 t.test('a code is redeemed once; a replay revokes the access token it gave', async (t) => {
