@@ -56,6 +56,14 @@ export function createDatabase(connectionString: string, options: DatabaseOption
   return db
 }
 
+/**
+ * The pg pool behind a database opened with createDatabase (undefined for any other executor): for fixed
+ * statements on a hot path, sent without a query builder (oidc/adapter.ts).
+ */
+export function poolOf(db: unknown): pg.Pool | undefined {
+  return pools.get(db as Kysely<Database>)
+}
+
 /** What a connection to the database needs, as plain data (for a worker thread, which opens its own). */
 export interface ConnectionSettings {
   connectionString: string
