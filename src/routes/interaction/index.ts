@@ -16,6 +16,7 @@ import { TokenError } from '../../domain/token/errors.js'
 import { GIVEN_CLAIMS, LEVELS, requestedLevel, unmetEssentialAcr } from '../../oidc/provider.js'
 import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { clientName as clientNameOf } from '../../read-models/clients.js'
+import { CLIENT_TTL_MS, clientCache, MAX_CACHED_CLIENTS } from '../../oidc/client-cache.js'
 import { signedIn, VERIFIED_FOR_MS } from '../guards.js'
 import { passwordSignIn } from '../sign-in.js'
 import { errorPage, page } from '../render.js'
@@ -67,7 +68,18 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     if (csp) reply.header('content-security-policy', csp.replace(/form-action 'self'/, `form-action 'self' ${origin}`))
   }
 
-  const clientName = (d: Details) => clientNameOf(app.db, String(d.params.client_id))
+  /** Applications' names, kept as the provider keeps their metadata (a change on this process applies at once). */
+  const names = clientCache<string>()
+  async function clientName(d: Details): Promise<string> {
+    const clientId = String(d.params.client_id)
+    const now = Date.now()
+    const hit = names.get(clientId)
+    if (hit && hit.until > now) return hit.payload!
+    const name = await clientNameOf(app.db, clientId)
+    if (names.size >= MAX_CACHED_CLIENTS) names.clear()
+    names.set(clientId, { payload: name, until: now + CLIENT_TTL_MS })
+    return name
+  }
 
   /**
    * Stores the interaction's result and sends the browser back to the provider: provider.interactionResult
@@ -175,7 +187,6 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     allowReturn(reply, d)
     const user = vouchedUser(request, d)
     if (!user) return reply.redirect(`/interaction/${d.uid}`, 303)
-    const methods = await activeMethods(user.id)
     const code = (request.body?.code ?? '').replace(/\s/g, '')
     const clientId = String(d.params.client_id)
     const meta = app.eventMetadata(request, { type: 'user', id: user.id }, clientId)
@@ -191,9 +202,12 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
       // RFC 8176: a one-time password, from no particular device.
       return finishMfa(reply, d, user.id, { amr: ['otp'], restricted: true })
     }
-    if (!/^\d{6,8}$/.test(code)) return again(methods.some((m) => m.send)
+    if (!/^\d{6,8}$/.test(code)) {
+      const methods = await activeMethods(user.id)
+      return again(methods.some((m) => m.send)
       ? `Enter the ${codeLength(methods.map((m) => m.digits))} code from your token or the one we sent you.`
       : `Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
+    }
     let used: TokenState
     try {
       used = await verifyCodeFromAny(app.commands, { userId: user.id, code, relyingApplication: clientId, level: requestedLevel(d.params),
