@@ -12,8 +12,8 @@
 import { generateKeyPairSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import Provider, { interactionPolicy, type Configuration, type KoaContextWithOIDC } from 'oidc-provider'
-import { LEVELS, requestedLevel, levelAtLeast } from '../../src/oidc/provider.js'
+import Provider, { type Configuration } from 'oidc-provider'
+import { firstPartyGrant, LEVELS, stepUpPolicy } from '../../src/oidc/provider.js'
 
 export interface BareClient {
   clientId: string
@@ -66,13 +66,7 @@ export async function startBareProvider(client: BareClient, accounts: BareAccoun
   await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
   const base = `http://127.0.0.1:${(server.address() as AddressInfo).port}`
 
-  // The same step-up check as the gateway's policy.
-  const policy = interactionPolicy.base()
-  policy.get('login')!.checks.add(new interactionPolicy.Check('acr_values', 'a stronger authentication is required', (ctx) => {
-    const wanted = requestedLevel(ctx.oidc.params)
-    if (wanted !== LEVELS.pwd && ctx.oidc.session?.accountId && !levelAtLeast(ctx.oidc.acr, wanted)) return interactionPolicy.Check.REQUEST_PROMPT
-    return interactionPolicy.Check.NO_NEED_TO_PROMPT
-  }))
+  const policy = stepUpPolicy()
   const signingKey = generateKeyPairSync('ec', { namedCurve: 'P-256' }).privateKey.export({ format: 'jwk' })
   const configuration: Configuration = {
     clients: [{
@@ -111,15 +105,7 @@ export async function startBareProvider(client: BareClient, accounts: BareAccoun
       }
     },
     // As the gateway: registered applications get what they ask for, without a consent screen.
-    async loadExistingGrant(ctx: KoaContextWithOIDC) {
-      const { oidc } = ctx
-      const grantId = oidc.result?.consent?.grantId || oidc.session!.grantIdFor(oidc.client!.clientId)
-      const grant = grantId ? await oidc.provider.Grant.find(grantId) : new oidc.provider.Grant({ clientId: oidc.client!.clientId, accountId: oidc.session!.accountId! })
-      if (!grant) return undefined
-      grant.addOIDCScope(String(oidc.params!.scope ?? 'openid'))
-      await grant.save()
-      return grant
-    },
+    loadExistingGrant: firstPartyGrant,
   }
   const provider = new Provider(`${base}${MOUNT}`, configuration)
   const callback = provider.callback()

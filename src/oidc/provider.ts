@@ -138,15 +138,36 @@ function accountCache(db: Db) {
   }
 }
 
-export function createProvider(options: ProviderOptions): Provider {
-  const accounts = accountCache(options.db)
+/** The library's interaction policy, with step-up: a session at a lower level than asked for signs in again. */
+export function stepUpPolicy() {
   const policy = interactionPolicy.base()
-  // Step-up: a session authenticated at a lower level than the request asks for must authenticate again.
   policy.get('login')!.checks.add(new interactionPolicy.Check('acr_values', 'a stronger authentication is required', (ctx) => {
     const wanted = requestedLevel(ctx.oidc.params)
     if (wanted !== LEVELS.pwd && ctx.oidc.session?.accountId && !levelAtLeast(ctx.oidc.acr, wanted)) return interactionPolicy.Check.REQUEST_PROMPT
     return interactionPolicy.Check.NO_NEED_TO_PROMPT
   }))
+  return policy
+}
+
+/**
+ * The grant of a registered (first-party) application: what it asks for, without a consent screen, and the
+ * claims asked for by name (the claims parameter) as far as the gateway gives them.
+ */
+export async function firstPartyGrant(ctx: KoaContextWithOIDC) {
+  const { oidc } = ctx
+  const grantId = oidc.result?.consent?.grantId || oidc.session!.grantIdFor(oidc.client!.clientId)
+  const grant = grantId ? await oidc.provider.Grant.find(grantId) : new oidc.provider.Grant({ clientId: oidc.client!.clientId, accountId: oidc.session!.accountId! })
+  if (!grant) return undefined
+  grant.addOIDCScope(String(oidc.params!.scope ?? 'openid'))
+  const asked = [...(oidc.requestParamClaims ?? [])].filter((c) => GIVEN_CLAIMS.has(c))
+  if (asked.length > 0) grant.addOIDCClaims(asked)
+  await grant.save()
+  return grant
+}
+
+export function createProvider(options: ProviderOptions): Provider {
+  const accounts = accountCache(options.db)
+  const policy = stepUpPolicy()
 
   const configuration: Configuration = {
     adapter: options.redis ? hybridAdapter(options.db, options.redis) : kyselyAdapter(options.db),
@@ -212,18 +233,7 @@ export function createProvider(options: ProviderOptions): Provider {
       }
     },
     // Relying applications are registered by an operator: the grant covers what they ask for.
-    async loadExistingGrant(ctx: KoaContextWithOIDC) {
-      const { oidc } = ctx
-      const grantId = oidc.result?.consent?.grantId || oidc.session!.grantIdFor(oidc.client!.clientId)
-      const grant = grantId ? await oidc.provider.Grant.find(grantId) : new oidc.provider.Grant({ clientId: oidc.client!.clientId, accountId: oidc.session!.accountId! })
-      if (!grant) return undefined
-      grant.addOIDCScope(String(oidc.params!.scope ?? 'openid'))
-      // Claims asked for by name (the claims parameter), as far as the gateway gives them.
-      const asked = [...(oidc.requestParamClaims ?? [])].filter((c) => GIVEN_CLAIMS.has(c))
-      if (asked.length > 0) grant.addOIDCClaims(asked)
-      await grant.save()
-      return grant
-    },
+    loadExistingGrant: firstPartyGrant,
     // Errors the provider cannot send back to the application (an unknown client, a redirect URI it does not
     // have): a page in words, with a reference that is in the log with the library's own description.
     async renderError(ctx, out) {
