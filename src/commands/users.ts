@@ -20,7 +20,8 @@ export const MIN_PASSWORD_LENGTH = 8
 /** What is kept in Redis cannot be deleted here: it is refused from now on (oidc/sign-in-ends.ts). */
 export async function endSignIns(trx: Executor, userId: string, now: Date): Promise<void> {
   await sql`update gateway_sessions set ended_at = ${now} where user_id = ${userId} and ended_at is null`.execute(trx)
-  await sql`delete from oidc_payloads where payload->>'accountId' = ${userId}`.execute(trx)
+  // An interaction finished with a sign-in names the account inside its result.
+  await sql`delete from oidc_payloads where payload->>'accountId' = ${userId} or payload #>> '{result,login,accountId}' = ${userId}`.execute(trx)
   await recordSignInEnd(trx, userId)
 }
 

@@ -38,15 +38,13 @@ const PREFIX = 'tessera-oidc:'
  */
 const FALLBACK_MS = 30 * 60 * 1000
 
-// KEYS: the payload's key. ARGV: the payload, its lifetime in ms, the time now in ms. Stored as "<made>|<payload>",
-// <made> the time of its first write, kept by later ones.
+// KEYS: the payload's key, the key keeping when it was first made. ARGV: the payload, its lifetime in ms, the time
+// now in ms. Stored as "<made>|<payload>", <made> the time of its first write, kept by later ones. A session's
+// made key is named by its uid, which the provider keeps when it gives the session a new id.
 const UPSERT = `
-local made = ARGV[3]
-local old = redis.call('GET', KEYS[1])
-if old then
-  local bar = string.find(old, '|', 1, true)
-  if bar then made = string.sub(old, 1, bar - 1) end
-end
+local made = redis.call('GET', KEYS[2])
+if not made then made = ARGV[3] end
+redis.call('SET', KEYS[2], made, 'PX', ARGV[2])
 redis.call('SET', KEYS[1], made .. '|' .. ARGV[1], 'PX', ARGV[2])`
 
 /** A grant applications may refresh tokens on for days: kept in PostgreSQL with its refresh tokens. */
@@ -71,13 +69,31 @@ return {redis.call('GET', ARGV[1] .. id), redis.call('GET', ARGV[2] .. id)}`
 
 /** The scripts, sent once and then run by their SHA (ioredis defineCommand). */
 type Scripted = Redis & {
-  tesseraUpsert(key: string, json: string, ms: string, now: string): Promise<unknown>
+  tesseraUpsert(key: string, madeKey: string, json: string, ms: string, now: string): Promise<unknown>
   tesseraByUid(key: string, payloads: string, consumed: string): Promise<[string | null, string | null] | null>
   tesseraConsume(key: string, consumed: string, now: string): Promise<number>
 }
 
+/**
+ * Whose sign-in a payload stands on, and when it was issued (ms, the provider's own clock): a session, grant,
+ * token or code of an account, or an interaction finished with a sign-in. Undefined for what is bound to nobody.
+ */
+function signInOf(name: string, payload: AdapterPayload): { accountId: string; issued: number | undefined } | undefined {
+  const p = payload as { accountId?: unknown; iat?: unknown; result?: { login?: { accountId?: unknown } } }
+  const issued = typeof p.iat === 'number' && Number.isFinite(p.iat) ? p.iat * 1000 : undefined
+  if (name === 'Interaction') {
+    const accountId = p.result?.login?.accountId
+    return typeof accountId === 'string' ? { accountId, issued: undefined } : undefined
+  }
+  if (typeof p.accountId !== 'string') return undefined
+  return ACCOUNT_MODELS.has(name) || name === 'AuthorizationCode' ? { accountId: p.accountId, issued } : undefined
+}
+
+/** Ids in Redis keys: never one that could name another kind of key (uid:, consumed:); provider ids have no colon. */
+const keyable = (id: unknown): id is string => lookable(id) && !id.includes(':')
+
 export function hybridAdapter(db: Db, plain: Redis) {
-  plain.defineCommand('tesseraUpsert', { numberOfKeys: 1, lua: UPSERT })
+  plain.defineCommand('tesseraUpsert', { numberOfKeys: 2, lua: UPSERT })
   plain.defineCommand('tesseraByUid', { numberOfKeys: 1, lua: BY_UID })
   plain.defineCommand('tesseraConsume', { numberOfKeys: 2, lua: CONSUME })
   const redis = plain as Scripted
@@ -126,28 +142,48 @@ export function hybridAdapter(db: Db, plain: Redis) {
       }
     }
 
-    /** What Redis holds, read: the payload (after its "<made>|" prefix, if any) and when it was made (0: unknown). */
+    /** What Redis holds, read: the payload (after its "<time>|" prefix, if any) and that time (0: none). */
     private decode(raw: string): { payload: AdapterPayload; made: number } {
       if (raw.startsWith('{')) return { payload: JSON.parse(raw) as AdapterPayload, made: 0 }
       const bar = raw.indexOf('|')
       return { payload: JSON.parse(raw.slice(bar + 1)) as AdapterPayload, made: Number(raw.slice(0, bar)) }
     }
 
-    /** A payload read from Redis, or undefined when there is none or its user's sign-ins ended since it was made. */
-    private async read(raw: string | null, consumed: string | null): Promise<AdapterPayload | undefined> {
-      if (raw === null) return undefined
-      const { payload, made } = this.decode(raw)
-      if (this.lasting && payload.accountId) {
-        const endedAt = await ends.of(payload.accountId)
-        if (endedAt > 0 && !(made > endedAt)) return undefined
-      }
-      return consumed === null ? payload : { ...payload, consumed: Number(consumed) }
+    /**
+     * Whether the payload's user's sign-ins ended after it. From Redis, `written` is when it was first made
+     * (sessions, grants, access tokens: kept across updates, and for a session across a change of id) or last
+     * written (an interaction: its sign-in was finished then); at or before the end, it is refused. From
+     * PostgreSQL (written = 0), what was issued in an earlier second than the end is refused; one of the end's own
+     * second is not, so that a new sign-in right after the end works.
+     */
+    private async ended(payload: AdapterPayload, written: number): Promise<boolean> {
+      const signIn = signInOf(this.name, payload)
+      if (!signIn) return false
+      const endedAt = await ends.of(signIn.accountId)
+      if (endedAt === 0) return false
+      if (written > 0) return written <= endedAt
+      return signIn.issued !== undefined && signIn.issued < Math.floor(endedAt / 1000) * 1000
     }
 
-    /** A miss in Redis, looked up in PostgreSQL while an outage's writes may be there (always for lasting models). */
-    private async orPg(found: AdapterPayload | undefined, lookup: () => Promise<AdapterPayload | undefined | void>): Promise<AdapterPayload | undefined> {
-      if (found || (!this.lasting && Date.now() >= pgUntil)) return found
-      return (await lookup()) ?? undefined
+    /**
+     * What a lookup in Redis found, as the provider gets it: refused when the user's sign-ins ended after it (and
+     * then not looked for in PostgreSQL); a miss looked up in PostgreSQL while an outage's writes may be there,
+     * and always for lasting models.
+     */
+    private async settle(raw: string | null, consumed: string | null, lookup: () => Promise<AdapterPayload | undefined | void>): Promise<AdapterPayload | undefined> {
+      if (raw !== null) {
+        const { payload, made } = this.decode(raw)
+        if (await this.ended(payload, made)) return undefined
+        return consumed === null ? payload : { ...payload, consumed: Number(consumed) }
+      }
+      if (!this.lasting && Date.now() >= pgUntil) return undefined
+      return this.fromPg(lookup)
+    }
+
+    /** A lookup in PostgreSQL, refused as in Redis when the user's sign-ins ended after it. */
+    private async fromPg(lookup: () => Promise<AdapterPayload | undefined | void>): Promise<AdapterPayload | undefined> {
+      const found = (await lookup()) ?? undefined
+      return found && (await this.ended(found, 0)) ? undefined : found
     }
 
     async upsert(id: string, payload: AdapterPayload, expiresIn: number): Promise<void> {
@@ -160,7 +196,12 @@ export function hybridAdapter(db: Db, plain: Redis) {
       await this.either(async () => {
         const ms = Math.max(1, Math.round((expiresIn || 24 * 3600) * 1000))
         const json = JSON.stringify(payload)
-        const writes: Promise<unknown>[] = [this.lasting ? redis.tesseraUpsert(this.key + id, json, String(ms), String(Date.now())) : redis.set(this.key + id, json, 'PX', ms)]
+        const now = Date.now()
+        const madeKey = `${this.key}made:${this.name === 'Session' && payload.uid ? `uid:${payload.uid}` : id}`
+        const writes: Promise<unknown>[] = [this.lasting
+          ? redis.tesseraUpsert(this.key + id, madeKey, json, String(ms), String(now))
+          // An interaction with the time of its last write: when its sign-in, if any, was finished.
+          : redis.set(this.key + id, this.name === 'Interaction' ? `${now}|${json}` : json, 'PX', ms)]
         if (payload.uid) writes.push(redis.set(`${this.key}uid:${payload.uid}`, id, 'PX', ms))
         if (payload.grantId) {
           const grant = `${PREFIX}grant:${payload.grantId}`
@@ -171,19 +212,29 @@ export function hybridAdapter(db: Db, plain: Redis) {
     }
 
     async find(id: string): Promise<AdapterPayload | undefined> {
-      if (!lookable(id)) return undefined
-      return this.either(async () => {
-        const [payload, consumed] = await redis.mget(this.key + id, this.consumedKey + id)
-        return this.orPg(await this.read(payload ?? null, consumed ?? null), () => this.pg.find(id))
-      }, async () => (await this.pg.find(id)) ?? undefined)
+      if (!keyable(id)) return undefined
+      if (!this.inRedis) return this.fromPg(() => this.pg.find(id))
+      let found: (string | null)[]
+      try {
+        found = await redis.mget(this.key + id, this.consumedKey + id)
+      } catch {
+        fallback()
+        return this.fromPg(() => this.pg.find(id))
+      }
+      return this.settle(found[0] ?? null, found[1] ?? null, () => this.pg.find(id))
     }
 
     async findByUid(uid: string): Promise<AdapterPayload | undefined> {
-      if (!lookable(uid)) return undefined
-      return this.either(async () => {
-        const found = await redis.tesseraByUid(`${this.key}uid:${uid}`, this.key, this.consumedKey)
-        return this.orPg(found ? await this.read(found[0], found[1]) : undefined, () => this.pg.findByUid!(uid))
-      }, async () => (await this.pg.findByUid!(uid)) ?? undefined)
+      if (!keyable(uid)) return undefined
+      if (!this.inRedis) return this.fromPg(() => this.pg.findByUid!(uid))
+      let found: [string | null, string | null] | null
+      try {
+        found = await redis.tesseraByUid(`${this.key}uid:${uid}`, this.key, this.consumedKey)
+      } catch {
+        fallback()
+        return this.fromPg(() => this.pg.findByUid!(uid))
+      }
+      return this.settle(found?.[0] ?? null, found?.[1] ?? null, () => this.pg.findByUid!(uid))
     }
 
     async findByUserCode(userCode: string): Promise<AdapterPayload | undefined> {
@@ -191,7 +242,7 @@ export function hybridAdapter(db: Db, plain: Redis) {
     }
 
     async consume(id: string): Promise<void> {
-      if (!lookable(id)) throw new errors.InvalidGrant('grant request is invalid')
+      if (!keyable(id)) throw new errors.InvalidGrant('grant request is invalid')
       await this.either(async () => {
         const result = Number(await redis.tesseraConsume(this.key + id, this.consumedKey + id, String(Math.floor(Date.now() / 1000))))
         if (result === 1) return
@@ -208,7 +259,7 @@ export function hybridAdapter(db: Db, plain: Redis) {
     }
 
     async destroy(id: string): Promise<void> {
-      if (!lookable(id)) return
+      if (!keyable(id)) return
       await this.either(async () => {
         await redis.del(this.key + id, this.consumedKey + id)
         // A lasting one may be in PostgreSQL as well (an offline grant, or written during an outage).
@@ -217,7 +268,7 @@ export function hybridAdapter(db: Db, plain: Redis) {
     }
 
     async revokeByGrantId(grantId: string): Promise<void> {
-      if (!lookable(grantId)) return
+      if (!keyable(grantId)) return
       await this.either(async () => {
         const grant = `${PREFIX}grant:${grantId}`
         const mine = (await redis.smembers(grant)).filter((m) => m.startsWith(`${this.name}:`)).map((m) => m.slice(this.name.length + 1))

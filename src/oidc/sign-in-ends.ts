@@ -25,12 +25,12 @@ const caches = new Set<Kept>()
 let generation = 0
 
 /**
- * Records that everything signing in as the user ends now (the wall clock, as the provider stamps what it
- * makes, not the command clock). In the caller's transaction.
+ * Records that everything signing in as the user ends now: the database's clock (one clock for every process
+ * and the CLI, whatever machine they run on; not the command clock), which the processes stamping what they make
+ * must agree with (NTP). In the caller's transaction.
  */
 export async function recordSignInEnd(trx: Executor, userId: string): Promise<void> {
-  const now = new Date()
-  await sql`insert into sign_in_ends (user_id, ended_at) values (${userId}, ${now})
+  await sql`insert into sign_in_ends (user_id, ended_at) values (${userId}, clock_timestamp())
             on conflict (user_id) do update set ended_at = greatest(sign_in_ends.ended_at, excluded.ended_at)`.execute(trx)
 }
 

@@ -137,6 +137,46 @@ t.test('a password reset from the CLI (another process, without Redis) ends what
   t.equal(await providerSessionSignsIn(agent), false, 'the provider session no longer signs in')
 })
 
+t.test('what would outlive a password reset is refused: a session under a new id, a finished interaction, a copy in PostgreSQL', async (t) => {
+  await addUser(app, 'vera@example.com')
+  const provider = await app.oidcProvider()
+  const sessions = (provider.Session as unknown as { adapter: { find(id: string): Promise<unknown>; upsert(id: string, payload: unknown, expiresIn: number): Promise<void> } }).adapter
+  const agent = new Agent(BASE)
+  await exchange(await codeFor({ upn: 'vera@example.com', agent }))
+  const keys = await probe.keys('tessera-oidc:Session:*')
+  const mine = []
+  for (const key of keys.filter((k) => !k.includes(':uid:'))) {
+    const raw = (await probe.get(key))!
+    if (raw.includes('"vera') || raw.includes((await sql<{ id: string }>`select id from users where upn = 'vera@example.com'`.execute(database.db)).rows[0]!.id)) mine.push({ key, raw })
+  }
+  t.equal(mine.length, 1, "vera's provider session is in Redis")
+  const json = mine[0]!.raw.slice(mine[0]!.raw.indexOf('|') + 1)
+  // A sign-in left just before its last redirect (the interaction holds the finished login).
+  const verifier = oidc.randomPKCECodeVerifier()
+  const url = oidc.buildAuthorizationUrl(payroll, { redirect_uri: CALLBACK, scope: 'openid', nonce: oidc.randomNonce(), state: oidc.randomState(),
+    code_challenge: await oidc.calculatePKCECodeChallenge(verifier), code_challenge_method: 'S256', prompt: 'login' })
+  const other = new Agent(BASE)
+  const login = await other.follow(await other.get(url.toString()))
+  const posted = await other.post(`${new URL(login.url).pathname}/login`, { upn: 'vera@example.com', password: 'correct horse battery' })
+  const finished = await other.get(posted.location!)
+  t.match(finished.location, /\/oidc\/auth\//, 'the login is finished; the browser has not come back to the provider yet')
+  // Sign-in times are in seconds: the reset comes in a later second than the sign-ins.
+  await new Promise((r) => setTimeout(r, 1100))
+  await resetPassword(app.commands, { upn: 'vera@example.com' }, metadata())
+
+  // A process that had not seen the end yet saved the session under a new id, as signing out of one application
+  // does: a write after the end, which keeps the time the session (its uid) was first made.
+  await sessions.upsert('renamed-after-end', JSON.parse(json), 600)
+  t.match(await probe.get('tessera-oidc:Session:renamed-after-end'), /^\d+\|/, 'written under the new id')
+  t.equal(await sessions.find('renamed-after-end'), undefined, 'a session renamed after the end keeps the time it was made, and is refused')
+  const back = await other.follow(finished, CALLBACK)
+  t.notOk(back.location?.startsWith(CALLBACK), `the interaction finished before the end gives no code (${back.status})`)
+  // A copy in PostgreSQL (written during a Redis outage by a process that had not seen the end).
+  await sql`insert into oidc_payloads (type, id, payload, expires_at) values ('Session', 'copy-in-postgres', ${json}::jsonb, now() + interval '1 hour')`.execute(database.db)
+  t.equal(await sessions.find('copy-in-postgres'), undefined, 'a copy in PostgreSQL is refused too')
+  t.equal(await sessions.find('tessera-oidc:Session:x'), undefined, 'an id that would name another key is not looked up')
+})
+
 t.test('a code is redeemed once; a replay revokes the access token it gave', async (t) => {
   const c = await codeFor()
   const tokens = await exchange(c)
