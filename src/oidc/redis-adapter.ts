@@ -76,7 +76,8 @@ type Scripted = Redis & {
 
 /**
  * Whose sign-in a payload stands on, and when it was issued (ms, the provider's own clock): a session, grant,
- * token or code of an account, or an interaction finished with a sign-in. Undefined for what is bound to nobody.
+ * token (a refresh token in PostgreSQL too, should one be written after the end deleted the others) or code of an
+ * account, or an interaction finished with a sign-in. Undefined for what is bound to nobody.
  */
 function signInOf(name: string, payload: AdapterPayload): { accountId: string; issued: number | undefined } | undefined {
   const p = payload as { accountId?: unknown; iat?: unknown; result?: { login?: { accountId?: unknown } } }
@@ -86,7 +87,7 @@ function signInOf(name: string, payload: AdapterPayload): { accountId: string; i
     return typeof accountId === 'string' ? { accountId, issued: undefined } : undefined
   }
   if (typeof p.accountId !== 'string') return undefined
-  return ACCOUNT_MODELS.has(name) || name === 'AuthorizationCode' ? { accountId: p.accountId, issued } : undefined
+  return ACCOUNT_MODELS.has(name) || name === 'AuthorizationCode' || name === 'RefreshToken' ? { accountId: p.accountId, issued } : undefined
 }
 
 /** Ids in Redis keys: never one that could name another kind of key (uid:, consumed:); provider ids have no colon. */
