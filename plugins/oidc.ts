@@ -23,8 +23,8 @@ declare module 'fastify' {
 export const OIDC_PATH = '/oidc'
 
 async function oidcPlugin(app: FastifyInstance): Promise<void> {
-  // With REDIS_URL, interactions and authorization codes live in Redis (src/oidc/redis-adapter.ts), on a
-  // connection of their own: commands of concurrent sign-ins go out together, and fail fast when it is down.
+  // With REDIS_URL, interactions, codes, sessions, grants and access tokens live in Redis
+  // (src/oidc/redis-adapter.ts), on a connection of their own: commands of concurrent sign-ins go out together, and fail fast when it is down.
   const redis = app.config.redisUrl
     ? new Redis(app.config.redisUrl, { enableAutoPipelining: true, connectTimeout: 2000, maxRetriesPerRequest: 1, commandTimeout: 1000, enableOfflineQueue: false })
     : undefined

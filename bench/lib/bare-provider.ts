@@ -13,7 +13,7 @@ import { generateKeyPairSync, randomBytes, timingSafeEqual } from 'node:crypto'
 import http, { type IncomingMessage, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import Provider, { type Configuration } from 'oidc-provider'
-import { firstPartyGrant, LEVELS, stepUpPolicy } from '../../src/oidc/provider.js'
+import { firstPartyGrant, LEVELS, PROTOCOL, stepUpPolicy } from '../../src/oidc/provider.js'
 
 export interface BareClient {
   clientId: string
@@ -80,18 +80,13 @@ export async function startBareProvider(client: BareClient, accounts: BareAccoun
     }],
     jwks: { keys: [{ ...signingKey, kid: 'bare', use: 'sig', alg: 'ES256' }] as never[] },
     cookies: { keys: [randomBytes(32).toString('base64url')], long: { signed: true }, short: { signed: true } },
-    pkce: { required: () => true },
-    acrValues: [LEVELS.pwd, LEVELS.mfa, LEVELS.mfaUnrestricted],
-    scopes: ['openid', 'email', 'profile', 'offline_access'],
-    claims: { sid: null, openid: ['sub', 'acr', 'amr', 'auth_time'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
-    responseTypes: ['code'],
+    ...PROTOCOL,
     features: {
       devInteractions: { enabled: false },
       claimsParameter: { enabled: true },
       userinfo: { enabled: true },
       revocation: { enabled: true },
     },
-    enabledJWA: { idTokenSigningAlgValues: ['ES256'], userinfoSigningAlgValues: ['ES256'] },
     ttl: { AuthorizationCode: 60, AccessToken: 3600, IdToken: 3600, RefreshToken: 14 * 24 * 3600, Interaction: 30 * 60, Session: 8 * 3600, Grant: 14 * 24 * 3600 },
     interactions: { url: (_ctx, interaction) => `/interaction/${interaction.uid}`, policy },
     async findAccount(_ctx, sub) {

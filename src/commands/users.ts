@@ -16,8 +16,11 @@ import { retryOnConflict, type CommandContext } from './context.js'
 
 export const MIN_PASSWORD_LENGTH = 8
 
-/** Everything that signs in as the user ends: gateway sessions, the provider's sessions, grants and tokens. */
-/** What is kept in Redis cannot be deleted here: it is refused from now on (oidc/sign-in-ends.ts). */
+/**
+ * Everything that signs in as the user ends: gateway sessions, the provider's sessions, grants and tokens.
+ * What is kept in Redis cannot be deleted here: the end is recorded, and it is refused from now on
+ * (oidc/sign-in-ends.ts).
+ */
 export async function endSignIns(trx: Executor, userId: string, now: Date): Promise<void> {
   await sql`update gateway_sessions set ended_at = ${now} where user_id = ${userId} and ended_at is null`.execute(trx)
   // An interaction finished with a sign-in names the account inside its result.

@@ -13,7 +13,7 @@ import { errors } from 'oidc-provider'
 import type { Adapter, AdapterPayload } from 'oidc-provider'
 import { poolOf } from '../db/database.js'
 import { executePrepared } from '../db/prepared.js'
-import { CLIENT_TTL_MS, clientCache, MAX_CACHED_CLIENTS } from './client-cache.js'
+import { clientCache } from './client-cache.js'
 import type { Db } from '../read-models/database.js'
 
 export function clientMetadata(row: { client_id: string; name: string; redirect_uris: string[]; public: boolean }, secretHash: string | null) {
@@ -80,14 +80,8 @@ export function kyselyAdapter(db: Db) {
       return this.read(await run<Row>('byId', [this.name, id]))
     }
 
-    private async findClient(id: string): Promise<AdapterPayload | undefined> {
-      const now = Date.now()
-      const cached = clients.get(id)
-      if (cached && cached.until > now) return cached.payload
-      const payload = await this.readClient(id)
-      if (clients.size >= MAX_CACHED_CLIENTS) clients.clear()
-      clients.set(id, { payload, until: now + CLIENT_TTL_MS })
-      return payload
+    private findClient(id: string): Promise<AdapterPayload | undefined> {
+      return clients.get(id, () => this.readClient(id))
     }
 
     private async readClient(id: string): Promise<AdapterPayload | undefined> {

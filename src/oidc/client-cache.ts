@@ -10,11 +10,25 @@ export const MAX_CACHED_CLIENTS = 10_000
 type Cache = Map<string, { payload: unknown; until: number }>
 const caches = new Set<Cache>()
 
-/** A cache of one provider's applications, told of changes by clientChanged. */
-export function clientCache<T>(): Map<string, { payload: T | undefined; until: number }> {
-  const cache = new Map<string, { payload: T | undefined; until: number }>()
-  caches.add(cache as Cache)
-  return cache
+/**
+ * A cache of something read per relying application (its metadata, its name), kept CLIENT_TTL_MS and told of
+ * changes by clientChanged.
+ */
+export function clientCache<T>() {
+  const kept = new Map<string, { payload: T | undefined; until: number }>()
+  caches.add(kept as Cache)
+  return {
+    /** What is kept for the application, or what `read` gives now (kept in turn). */
+    async get(clientId: string, read: () => Promise<T | undefined>): Promise<T | undefined> {
+      const now = Date.now()
+      const hit = kept.get(clientId)
+      if (hit && hit.until > now) return hit.payload
+      const payload = await read()
+      if (kept.size >= MAX_CACHED_CLIENTS) kept.clear()
+      kept.set(clientId, { payload, until: now + CLIENT_TTL_MS })
+      return payload
+    },
+  }
 }
 
 /** A relying application changed (its redirect URIs, its secret) or went: this process reads it again at once. */

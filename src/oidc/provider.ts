@@ -68,7 +68,7 @@ export interface ProviderOptions {
   secureCookies?: boolean
   /** Called with each error page's reference and the library's description of it (for the log). */
   onError?: (details: { reference: string; error: string; description?: string }) => void
-  /** Where the shortest-lived artifacts go (redis-adapter.ts); without it, everything is in PostgreSQL. */
+  /** Where what a sign-in writes and reads back goes (redis-adapter.ts); without it, everything is in PostgreSQL. */
   redis?: Redis
 }
 
@@ -138,6 +138,19 @@ function accountCache(db: Db) {
   }
 }
 
+/** What the provider speaks, whatever keeps its state (the bench's bare provider speaks the same). */
+export const PROTOCOL = {
+  pkce: { required: () => true },
+  acrValues: [LEVELS.pwd, LEVELS.mfa, LEVELS.mfaUnrestricted],
+  scopes: ['openid', 'email', 'profile', 'offline_access'],
+  // acr, amr and auth_time are claims of the openid scope, so every ID token carries them, whether or
+  // not the application asked with acr_values or the claims parameter.
+  claims: { sid: null, openid: ['sub', 'acr', 'amr', 'auth_time'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
+  // Only the authorization code flow is allowed to any client: discovery says so.
+  responseTypes: ['code'],
+  enabledJWA: { idTokenSigningAlgValues: ['ES256'], userinfoSigningAlgValues: ['ES256'] },
+} satisfies Configuration
+
 /** The library's interaction policy, with step-up: a session at a lower level than asked for signs in again. */
 export function stepUpPolicy() {
   const policy = interactionPolicy.base()
@@ -178,14 +191,7 @@ export function createProvider(options: ProviderOptions): Provider {
       long: { signed: true, ...(options.secureCookies ? { secure: true } : {}) },
       short: { signed: true, ...(options.secureCookies ? { secure: true } : {}) },
     },
-    pkce: { required: () => true },
-    acrValues: [LEVELS.pwd, LEVELS.mfa, LEVELS.mfaUnrestricted],
-    scopes: ['openid', 'email', 'profile', 'offline_access'],
-    // acr, amr and auth_time are claims of the openid scope, so every ID token carries them, whether or
-    // not the application asked with acr_values or the claims parameter.
-    claims: { sid: null, openid: ['sub', 'acr', 'amr', 'auth_time'], email: ['email', 'email_verified'], profile: ['name', 'preferred_username'] },
-    // Only the authorization code flow is allowed to any client: discovery says so.
-    responseTypes: ['code'],
+    ...PROTOCOL,
     features: {
       devInteractions: { enabled: false },
       // The claims parameter (OpenID Connect Core 5.5): an essential acr asks for a level (requestedLevel).
@@ -204,7 +210,6 @@ export function createProvider(options: ProviderOptions): Provider {
         },
       },
     },
-    enabledJWA: { idTokenSigningAlgValues: ['ES256'], userinfoSigningAlgValues: ['ES256'] },
     ttl: {
       AuthorizationCode: 60,
       AccessToken: 3600,

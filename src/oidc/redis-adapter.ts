@@ -7,8 +7,9 @@
 // - Ending a user's sign-ins (a password reset, a disabled or deleted account) happens in a PostgreSQL
 //   transaction, which cannot reach Redis (nor can the CLI): it records when (sign-in-ends.ts), and a session,
 //   grant or access token of theirs made at or before then is refused when read here. Each is stored with the
-//   time it was first made, kept across its updates (the UPSERT script). That time and the end's are both
-//   wall-clock times of the processes that wrote them.
+//   time it was first made, kept across its updates and, for a session, across a change of id (the UPSERT
+//   script); an interaction with the time of its last write. Those are the gateway's clock, the end the
+//   database's: they must agree (NTP).
 // - A code's grant is looked up at the token endpoint: a code whose grant is gone or ended is refused.
 // - Codes are consumed once across processes: SET NX on the code's "consumed" key, in one script with
 //   its existence check. A second redemption is refused and the grant's tokens are revoked (RFC 6749 4.1.2).

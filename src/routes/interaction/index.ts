@@ -16,7 +16,7 @@ import { TokenError } from '../../domain/token/errors.js'
 import { GIVEN_CLAIMS, LEVELS, requestedLevel, unmetEssentialAcr } from '../../oidc/provider.js'
 import { activeTokensOfUser } from '../../read-models/tokens.js'
 import { clientName as clientNameOf } from '../../read-models/clients.js'
-import { CLIENT_TTL_MS, clientCache, MAX_CACHED_CLIENTS } from '../../oidc/client-cache.js'
+import { clientCache } from '../../oidc/client-cache.js'
 import { signedIn, VERIFIED_FOR_MS } from '../guards.js'
 import { passwordSignIn } from '../sign-in.js'
 import { errorPage, page } from '../render.js'
@@ -70,15 +70,9 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
 
   /** Applications' names, kept as the provider keeps their metadata (a change on this process applies at once). */
   const names = clientCache<string>()
-  async function clientName(d: Details): Promise<string> {
+  const clientName = async (d: Details) => {
     const clientId = String(d.params.client_id)
-    const now = Date.now()
-    const hit = names.get(clientId)
-    if (hit && hit.until > now) return hit.payload!
-    const name = await clientNameOf(app.db, clientId)
-    if (names.size >= MAX_CACHED_CLIENTS) names.clear()
-    names.set(clientId, { payload: name, until: now + CLIENT_TTL_MS })
-    return name
+    return (await names.get(clientId, () => clientNameOf(app.db, clientId)))!
   }
 
   /**
@@ -205,8 +199,8 @@ export default async function interactionRoutes(app: FastifyInstance): Promise<v
     if (!/^\d{6,8}$/.test(code)) {
       const methods = await activeMethods(user.id)
       return again(methods.some((m) => m.send)
-      ? `Enter the ${codeLength(methods.map((m) => m.digits))} code from your token or the one we sent you.`
-      : `Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
+        ? `Enter the ${codeLength(methods.map((m) => m.digits))} code from your token or the one we sent you.`
+        : `Enter the ${codeLength(methods.map((m) => m.digits))} code displayed on your token.`)
     }
     let used: TokenState
     try {
